@@ -1,0 +1,1 @@
+"""Plans, credits and Stripe state live here (see the billing issue)."""

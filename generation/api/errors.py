@@ -1,0 +1,91 @@
+"""Every API error body, built in one place. Errors are HTTP 200 with `status` "error"/"failed"."""
+
+import logging
+
+from django.http import JsonResponse
+from django.views import defaults
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+TIP = (
+    "1. Make sure you are passing Content-Type: application/json in header. 2. Make sure you are doing "
+    "POST request with valid JSON. 3. Make sure your JSON does not have error, use jsonlint to validate "
+    "json array. 4. Make sure you have valid API key."
+)
+
+
+def message(status: str, text, **extra) -> dict:
+    """A body carrying `text` under both `message` and the hosted API's `messege`."""
+    return {"status": status, "message": text, "messege": text, **extra}
+
+
+def invalid_key() -> dict:
+    return {"status": "error", "message": "Invalid Api Key", "tip": TIP}
+
+
+def invalid_request() -> dict:
+    return {"status": "error", "message": "Invalid API Request", "tip": TIP}
+
+
+def validation(errors: dict) -> dict:
+    return message("error", errors)
+
+
+def not_found() -> dict:
+    return message("error", "Request not found")
+
+
+def server_error() -> dict:
+    return message("error", "Something went wrong, try again")
+
+
+class InvalidApiKey(exceptions.AuthenticationFailed):
+    pass
+
+
+class InvalidRequest(exceptions.ParseError):
+    pass
+
+
+class RequestNotFound(exceptions.NotFound):
+    pass
+
+
+def _flatten(detail) -> dict:
+    """DRF's nested ErrorDetail structure -> {field: [message, ...]} with plain strings."""
+    if isinstance(detail, dict):
+        return {field: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])] for field, msgs in detail.items()}
+    return {"request": [str(m) for m in (detail if isinstance(detail, list) else [detail])]}
+
+
+def exception_handler(exc, context):
+    """DRF's exception hook: map every exception to the contract's body, always HTTP 200."""
+    if isinstance(exc, (exceptions.AuthenticationFailed, exceptions.NotAuthenticated)):
+        body = invalid_key()
+    elif isinstance(exc, (exceptions.ParseError, exceptions.UnsupportedMediaType)):
+        body = invalid_request()
+    elif isinstance(exc, exceptions.ValidationError):
+        body = validation(_flatten(exc.detail))
+    elif isinstance(exc, exceptions.NotFound):
+        body = not_found()
+    elif isinstance(exc, exceptions.MethodNotAllowed):
+        body = message("error", "Method not allowed, use POST")
+    else:
+        logger.exception("Unhandled API error", exc_info=exc)
+        body = server_error()
+    return Response(body, status=200)
+
+
+def page_not_found(request, exception=None):
+    """Unknown URL: the contract's body under /api/ (clients never get an HTML page), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(not_found())
+    return defaults.page_not_found(request, exception)
+
+
+def server_error_page(request):
+    if request.path.startswith("/api/"):
+        return JsonResponse(server_error())
+    return defaults.server_error(request)

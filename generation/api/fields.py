@@ -1,0 +1,121 @@
+"""Lenient DRF fields for what real v3 clients send, with Laravel-style messages.
+
+Numbers may be numbers or numeric strings; "", null and "null" mean "not given"; out-of-range values
+are clamped, not rejected; booleans may be yes/no/true/false.
+"""
+
+import math
+
+from rest_framework import serializers
+from rest_framework.fields import empty
+
+NOT_GIVEN = ("", "null", "none", "undefined")
+
+
+def label(field) -> str:
+    return (field.field_name or "value").replace("_", " ")
+
+
+class LenientMixin:
+    def validate_empty_values(self, data):
+        if data is None or (isinstance(data, str) and data.strip().lower() in NOT_GIVEN):
+            data = empty
+        return super().validate_empty_values(data)
+
+
+class LenientNumberField(LenientMixin, serializers.Field):
+    """A clamped number. `integer=True` truncates to int; `multiple_of` rounds down."""
+
+    def __init__(self, *, minimum=None, maximum=None, integer=False, multiple_of=None, **kwargs):
+        kwargs.setdefault("required", False)
+        self.minimum, self.maximum, self.integer, self.multiple_of = minimum, maximum, integer, multiple_of
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self._fail()
+        try:
+            value = float(data.strip() if isinstance(data, str) else data)
+        except (TypeError, ValueError):
+            self._fail()
+        if not math.isfinite(value):
+            self._fail()
+        if self.minimum is not None:
+            value = max(self.minimum, value)
+        if self.maximum is not None:
+            value = min(self.maximum, value)
+        if self.integer:
+            value = int(value)
+            if self.multiple_of:
+                value -= value % self.multiple_of
+        return value
+
+    def to_representation(self, value):
+        return value
+
+    def _fail(self):
+        raise serializers.ValidationError(f"The {label(self)} must be a number.")
+
+
+class LenientBooleanField(LenientMixin, serializers.Field):
+    TRUE = {"yes", "true", "1", "on", "y"}
+    FALSE = {"no", "false", "0", "off", "n"}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        text = str(data).strip().lower() if not isinstance(data, bool) else ("true" if data else "false")
+        if text in self.TRUE:
+            return True
+        if text in self.FALSE:
+            return False
+        raise serializers.ValidationError(f"The {label(self)} field must be true or false.")
+
+    def to_representation(self, value):
+        return value
+
+
+class LenientTextField(LenientMixin, serializers.Field):
+    """A string; numbers are accepted as their text. Required ones say "The x field is required."."""
+
+    def __init__(self, *, max_length=None, **kwargs):
+        self.max_length = max_length
+        super().__init__(**kwargs)
+        self.error_messages["required"] = "The {label} field is required."
+
+    def fail(self, key, **kwargs):
+        if key == "required":
+            raise serializers.ValidationError(f"The {label(self)} field is required.")
+        super().fail(key, **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (str, int, float)):
+            raise serializers.ValidationError(f"The {label(self)} must be a string.")
+        text = str(data)
+        if self.max_length and len(text) > self.max_length:
+            raise serializers.ValidationError(
+                f"The {label(self)} may not be greater than {self.max_length} characters."
+            )
+        return text
+
+    def to_representation(self, value):
+        return value
+
+
+class ScalarField(serializers.Field):
+    """Any JSON scalar, kept with its type (track_id)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, (dict, list)):
+            raise serializers.ValidationError(f"The {label(self)} must be a string or a number.")
+        return data
+
+    def to_representation(self, value):
+        return value

@@ -1,0 +1,73 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Job(models.Model):
+    """One API request for images: the source of truth for its state, parameters and outputs."""
+
+    class Kind(models.TextChoices):
+        TEXT2IMG = "text2img"
+        IMG2IMG = "img2img"
+        INPAINT = "inpaint"
+        SUPER_RESOLUTION = "super_resolution"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCESS = "success"
+        FAILED = "failed"
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    params = models.JSONField(help_text="normalised request parameters")
+    seed = models.BigIntegerField()
+    file_prefix = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    output_format = models.CharField(max_length=8, default="png")
+    output_names = models.JSONField(default=list, blank=True, help_text="storage names of the outputs")
+    base_url = models.CharField(max_length=200, help_text="scheme and host the request came to")
+    queue_name = models.CharField(max_length=32, default="default")
+    worker_name = models.CharField(max_length=200, blank=True)
+    progress_step = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    generation_time = models.FloatField(null=True, blank=True, help_text="seconds on the worker")
+    error = models.TextField(blank=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["user", "-id"]),
+            models.Index(fields=["status", "finished_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["queued", "running", "success", "failed"]), name="job_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="success") | models.Q(generation_time__isnull=False),
+                name="job_success_has_time",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} #{self.id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCESS, self.Status.FAILED)
+
+    @property
+    def rq_job_id(self) -> str:
+        return f"job-{self.id}"
+
+    def output_name(self, index: int, suffix: str | None = None) -> str:
+        return f"generations/{self.file_prefix}-{index}.{suffix or self.output_format}"

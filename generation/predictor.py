@@ -1,0 +1,132 @@
+"""The SDXL predictor: `load()` once per worker process, `run(params)` per job (like a cog Predictor)."""
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from PIL import Image
+
+from generation import schedulers
+
+logger = logging.getLogger(__name__)
+
+
+class GenerationError(Exception):
+    """A job failed for a reason worth showing to the user."""
+
+
+@dataclass
+class Prediction:
+    images: list
+    seeds: list
+    seconds: float
+
+
+def pick_device(requested: str = "auto") -> str:
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+class SDXLPredictor:
+    """Holds one copy of the SDXL weights; text2img, img2img and inpaint share them."""
+
+    def __init__(self, model: str | None = None, device: str | None = None):
+        self.model = model or settings.SDXL_MODEL
+        self.device = device or settings.SDXL_DEVICE
+        self.pipelines = {}
+        self.base_scheduler_config = None
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self.pipelines)
+
+    @property
+    def model_name(self) -> str:
+        return Path(self.model.rstrip("/")).name or self.model
+
+    def load(self):
+        """Load the weights once. Builds the demo model first when it is the configured model and missing."""
+        if self.loaded:
+            return
+        import torch
+        from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+
+        started = time.perf_counter()
+        # 1. where and in which precision
+        self.device = pick_device(self.device)
+        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        # 2. the demo model is built locally on first use
+        if Path(self.model) == Path(settings.DEMO_MODEL_PATH) and not (Path(self.model) / "model_index.json").exists():
+            from generation.demo_model import build_demo_model
+
+            build_demo_model(Path(self.model))
+        # 3. weights, through the same from_pretrained path for the demo model and real SDXL
+        extra = {}
+        if settings.SDXL_VAE:
+            extra["vae"] = AutoencoderKL.from_pretrained(settings.SDXL_VAE, dtype=dtype)
+        pipe = StableDiffusionXLPipeline.from_pretrained(self.model, dtype=dtype, add_watermarker=False, **extra)
+        pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        self.base_scheduler_config = pipe.scheduler.config
+        self.pipelines["text2img"] = pipe
+        logger.info("Loaded %s on %s (%s) in %.2fs", self.model, self.device, dtype, time.perf_counter() - started)
+
+    def run(self, params: dict, on_step=None) -> Prediction:
+        """Generate `params["samples"]` images; image i uses seed + i. `on_step(done, total)` reports progress."""
+        import torch
+
+        self.load()
+        started = time.perf_counter()
+        pipe = self.pipelines["text2img"]
+        # 1. a fresh scheduler per job, so no job's scheduler leaks into the next
+        pipe.scheduler = schedulers.build(params["scheduler"], params["scheduler_options"], self.base_scheduler_config)
+        # 2. one generator per image
+        seeds = [params["seed"] + i for i in range(params["samples"])]
+        generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
+
+        # 3. progress from the real number of scheduler steps (second-order schedulers run more)
+        def step_end(pipeline, step, timestep, callback_kwargs):
+            if on_step is not None:
+                on_step(step + 1, pipeline._num_timesteps)
+            return callback_kwargs
+
+        # 4. the pipeline call
+        with torch.inference_mode():
+            result = pipe(
+                prompt=params["prompt"],
+                negative_prompt=params["negative_prompt"] or None,
+                width=params["width"],
+                height=params["height"],
+                num_inference_steps=params["steps"],
+                guidance_scale=params["guidance_scale"],
+                num_images_per_prompt=params["samples"],
+                generator=generators,
+                output_type="np",
+                callback_on_step_end=step_end,
+            )
+        # 5. to 8-bit images; NaN output (fp16 VAE overflow) is a failure, never a black "success"
+        images = []
+        for array in result.images:
+            if not np.isfinite(array).all():
+                raise GenerationError("The model produced an invalid (NaN) image")
+            images.append(Image.fromarray((array * 255).round().clip(0, 255).astype("uint8")))
+        return Prediction(images=images, seeds=seeds, seconds=time.perf_counter() - started)
+
+
+_predictor = None
+
+
+def get_predictor() -> SDXLPredictor:
+    """The process-wide predictor (one copy of the weights per worker process)."""
+    global _predictor
+    if _predictor is None:
+        _predictor = SDXLPredictor()
+    return _predictor

@@ -1,0 +1,57 @@
+"""Redis side of jobs: putting them on RQ queues and telling waiting requests that a job finished."""
+
+import logging
+
+import django_rq
+from rq import Callback
+
+logger = logging.getLogger(__name__)
+
+FINISHED_KEY = "sdxl:finished:{}"
+FINISHED_TTL = 300
+
+
+def connection():
+    return django_rq.get_connection("default")
+
+
+def enqueue(job, timeout: int):
+    """Put `job` on its RQ queue. The RQ job id is derived from the job id, so it can be found again."""
+    from generation.tasks import on_rq_failure, run_job
+
+    django_rq.get_queue(job.queue_name).enqueue(
+        run_job,
+        job.id,
+        job_id=job.rq_job_id,
+        job_timeout=timeout,
+        result_ttl=0,
+        failure_ttl=24 * 3600,
+        on_failure=Callback(on_rq_failure),
+    )
+
+
+def rq_status(job) -> str | None:
+    """RQ's status for `job` ("queued", "started", "failed", ...), or None when Redis has no such job."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job as RQJob
+
+    try:
+        return RQJob.fetch(job.rq_job_id, connection=connection()).get_status(refresh=False)
+    except NoSuchJobError:
+        return None
+
+
+def signal_finished(job_id: int):
+    """Wake up the request (if any) waiting for this job."""
+    key = FINISHED_KEY.format(job_id)
+    with connection().pipeline() as pipe:
+        pipe.lpush(key, 1)
+        pipe.expire(key, FINISHED_TTL)
+        pipe.execute()
+
+
+def wait_finished(job_id: int, timeout: float) -> bool:
+    """Block up to `timeout` seconds for the job to finish; True when it did."""
+    if timeout <= 0:
+        return False
+    return connection().blpop([FINISHED_KEY.format(job_id)], timeout=timeout) is not None

@@ -1,0 +1,22 @@
+"""Use cases behind the API views (and the dashboard playground)."""
+
+from django.conf import settings
+
+from generation import jobs
+from generation.api.errors import RequestNotFound
+from generation.models import Job
+
+
+def request_generation(*, api_key, kind: str, params: dict, base_url: str) -> Job:
+    """Queue a generation and wait a short while for it, unless the client asked for no wait."""
+    instant = params.pop("instant_response", False)
+    job = jobs.submit(user=api_key.user, api_key=api_key, kind=kind, params=params, base_url=base_url)
+    return jobs.wait(job, 0 if instant else settings.GENERATION_WAIT_SECONDS)
+
+
+def fetch_job(*, user, job_id) -> Job:
+    """The user's own job (anyone else's id is answered like an unknown one)."""
+    job = Job.objects.filter(pk=job_id, user=user).first() if job_id else None
+    if job is None:
+        raise RequestNotFound()
+    return jobs.reconcile(job)

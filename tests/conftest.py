@@ -1,0 +1,132 @@
+"""Shared fixtures: a live HTTP server, a real RQ worker process with the demo SDXL, accounts with keys."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import django_rq
+import pytest
+import requests
+from django.conf import settings
+from django.db import connection
+from rq import Worker
+
+from accounts.keys import create_api_key
+from accounts.models import User
+
+ROOT = Path(__file__).resolve().parent.parent
+ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def pytest_collection_modifyitems(config, items):
+    if ON_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL; this run uses SQLite")
+    for item in items:
+        if "postgres_only" in item.keywords:
+            item.add_marker(skip)
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if not ON_POSTGRES:
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def worker_environment(**overrides) -> dict:
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings", DATABASE_URL=_database_url())
+    env.update(overrides)
+    return env
+
+
+def start_worker(log_name="worker", queues=settings.GENERATION_QUEUES, **env_overrides) -> subprocess.Popen:
+    """Start `manage.py rqworker` as a real process and wait until it has loaded SDXL and registered."""
+    log = open(ROOT / "var" / f"test-{log_name}.log", "ab")
+    connection_ = django_rq.get_connection("default")
+    before = Worker.count(connection=connection_)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", *queues, "--name", f"{log_name}-{os.getpid()}-{time.time_ns()}"],
+        cwd=ROOT, env=worker_environment(**env_overrides), stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 120
+    while Worker.count(connection=connection_) <= before:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start; see var/test-{log_name}.log")
+        time.sleep(0.1)
+    return process
+
+
+def stop_worker(process: subprocess.Popen):
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_connection():
+    conn = django_rq.get_connection("default")
+    conn.flushdb()
+    return conn
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup, django_db_blocker, redis_connection):
+    (ROOT / "var").mkdir(exist_ok=True)
+    process = start_worker()
+    yield process
+    stop_worker(process)
+
+
+class Api:
+    """A client of the v3 API over real HTTP."""
+
+    def __init__(self, base_url: str, key: str | None):
+        self.base_url = base_url.rstrip("/")
+        self.key = key
+
+    def post(self, path: str, body: dict | None = None, **kwargs) -> dict:
+        response = requests.post(self.base_url + path, json={"key": self.key, **(body or {})}, timeout=60, **kwargs)
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("application/json")
+        return response.json()
+
+    def post_raw(self, path: str, **kwargs) -> requests.Response:
+        return requests.post(self.base_url + path, timeout=60, **kwargs)
+
+    def wait_for(self, job_id: int, timeout: float = 60) -> dict:
+        """Poll fetch until the job is no longer processing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.post(f"/api/v3/fetch/{job_id}")
+            if body["status"] != "processing" or time.monotonic() > deadline:
+                return body
+            time.sleep(0.1)
+
+
+def make_account(email: str) -> tuple[User, str]:
+    user = User.objects.create_user(email=email, password="correct horse battery")
+    _, raw_key = create_api_key(user, name="test")
+    return user, raw_key
+
+
+@pytest.fixture
+def account(transactional_db):
+    return make_account("alice@example.com")
+
+
+@pytest.fixture
+def api(live_server, worker, account) -> Api:
+    return Api(live_server.url, account[1])
+
+
+def download(url: str) -> bytes:
+    response = requests.get(url, timeout=30)
+    assert response.status_code == 200, url
+    return response.content

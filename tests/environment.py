@@ -1,0 +1,43 @@
+"""Decide, before Django starts, which database and Redis the tests use; print what was chosen."""
+
+import atexit
+import os
+import sys
+from pathlib import Path
+
+from config import redis_server
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+VAR = Path(__file__).resolve().parent.parent / "var"
+
+
+def _postgres_reachable(url: str) -> bool:
+    try:
+        import psycopg
+
+        psycopg.connect(url.replace("postgres://", "postgresql://", 1), connect_timeout=2).close()
+        return True
+    except Exception:
+        return False
+
+
+def prepare():
+    if os.environ.get("SDXL_TEST_ENV_READY"):
+        return
+    os.environ["SDXL_TEST_ENV_READY"] = "1"
+    if "DATABASE_URL" not in os.environ:
+        if _postgres_reachable(DEFAULT_DATABASE_URL):
+            os.environ["DATABASE_URL"] = DEFAULT_DATABASE_URL
+        else:
+            os.environ["DATABASE_URL"] = f"sqlite:///{VAR / 'db.sqlite3'}"
+            print("tests: PostgreSQL not reachable, using SQLite (postgres_only tests are skipped)", file=sys.stderr)
+    redis_url = os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
+    if not redis_server.is_reachable(redis_url):
+        port = redis_server.free_port()
+        process = redis_server.start(port, VAR / "test-redis")
+        atexit.register(process.terminate)
+        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        print(f"tests: Redis not reachable at {redis_url}, started an embedded one on port {port}", file=sys.stderr)
+    os.environ.setdefault("MEDIA_ROOT", str(VAR / "test-media"))
+    os.environ.setdefault("GENERATION_WAIT_SECONDS", "10")

@@ -1,0 +1,16 @@
+"""Test settings: real PostgreSQL and Redis when reachable, else SQLite and an embedded Redis."""
+
+import os
+
+from tests import environment
+
+environment.prepare()
+
+from config.settings import *  # noqa: E402,F403
+from config.settings import DATABASES, VAR_DIR  # noqa: E402
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory: the worker subprocess must see the same database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user creation in tests only
