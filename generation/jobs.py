@@ -8,6 +8,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from generation import queueing
@@ -63,7 +64,7 @@ def succeed(job: Job, output_names: list[str], generation_time: float, seeds: li
         output_names=output_names,
         generation_time=generation_time,
         params={**job.params, "seeds": seeds},
-        progress_step=job.progress_total or 1,
+        progress_step=F("progress_total"),
         finished_at=timezone.now(),
     )
     if moved:

@@ -14,3 +14,6 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user creation in tests only
+
+# Queues no regular worker serves: "parked" jobs stay queued, "isolated" ones run in-process in a test.
+RQ_QUEUES = {**RQ_QUEUES, "parked": RQ_QUEUES["default"], "isolated": RQ_QUEUES["default"]}  # noqa: F405

@@ -1,0 +1,106 @@
+"""`make run`: Redis (started if none answers), migrations, demo model, demo account, web server and
+one worker. Prints the URL, a demo key and a curl command. Ctrl-C stops everything it started."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config import redis_server  # noqa: E402
+
+PYTHON = sys.executable
+DEMO_EMAIL = "demo@example.com"
+DEMO_PASSWORD = "demo-password-123"
+
+
+def manage(*args, capture=False, env=None):
+    return subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, text=True,
+        stdout=subprocess.PIPE if capture else None,
+    )
+
+
+def ensure_redis(children: list) -> str:
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if redis_server.is_reachable(url):
+        print(f"Using Redis at {url}")
+        return url
+    port = 6379 if _port_free(6379) else redis_server.free_port()
+    children.append(redis_server.start(port, ROOT / "var" / "redis"))
+    url = f"redis://127.0.0.1:{port}/0"
+    print(f"No Redis answered; started one at {url}")
+    return url
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_http(url: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except Exception:
+            time.sleep(0.3)
+    raise SystemExit(f"The web server did not answer at {url}")
+
+
+def main():
+    port = os.environ.get("PORT", "8000")
+    children: list[subprocess.Popen] = []
+    (ROOT / "var").mkdir(exist_ok=True)
+    try:
+        env = dict(os.environ, REDIS_URL=ensure_redis(children), DJANGO_SETTINGS_MODULE="config.settings")
+        manage("migrate", "--noinput", "-v", "0", env=env)
+        manage("collectstatic", "--noinput", "-v", "0", env=env)
+        manage("build_demo_model", env=env)
+        key = manage("createapikey", DEMO_EMAIL, "--name", "demo", "--password", DEMO_PASSWORD,
+                     capture=True, env=env).stdout.strip().splitlines()[-1]
+        children.append(subprocess.Popen(
+            [PYTHON, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+             "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-"],
+            cwd=ROOT, env=env,
+        ))
+        children.append(subprocess.Popen([PYTHON, "manage.py", "rqworker", "high", "default", "low"], cwd=ROOT, env=env))
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/")
+        print(f"""
+  SDXL API is running at {base}/
+  Demo log-in:  {DEMO_EMAIL} / {DEMO_PASSWORD}
+  Demo API key: {key}
+
+  Try it:
+  curl -s -X POST {base}/api/v3/text2img -H 'Content-Type: application/json' \\
+    -d '{{"key": "{key}", "prompt": "a lighthouse at dusk", "width": "512", "height": "512", "num_inference_steps": "20"}}'
+
+  Ctrl-C stops the server, the worker{' and Redis' if len(children) > 2 else ''}.
+""", flush=True)
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        print("A process exited; stopping.", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""POST /api/v3/fetch/{id}: own jobs only, every state, never processing forever."""
+
+import django_rq
+
+from generation import jobs
+from generation.models import Job
+from tests.conftest import Api, make_account
+
+
+def queued_job(api) -> dict:
+    return api.post("/api/v3/text2img", {"prompt": "fetch me", "width": 64, "height": 64,
+                                         "num_inference_steps": 1, "instant_response": "yes"})
+
+
+def test_fetch_finished_job_returns_the_success_body(api):
+    first = api.post("/api/v3/text2img", {"prompt": "p", "width": 64, "height": 64, "num_inference_steps": 1})
+    fetched = api.post(f"/api/v3/fetch/{first['id']}")
+    assert fetched == first
+
+
+def test_request_id_in_body_and_trailing_slash(api):
+    first = api.post("/api/v3/text2img", {"prompt": "p", "width": 64, "height": 64, "num_inference_steps": 1})
+    assert api.post("/api/v3/fetch", {"request_id": str(first["id"])})["id"] == first["id"]
+    assert api.post(f"/api/v3/fetch/{first['id']}/")["id"] == first["id"]
+
+
+def test_unknown_id(api):
+    body = api.post("/api/v3/fetch/987654321")
+    assert body == {"status": "error", "message": "Request not found", "messege": "Request not found"}
+
+
+def test_another_accounts_job_looks_unknown(api, live_server):
+    job_id = queued_job(api)["id"]
+    _, other_key = make_account("mallory@example.com")
+    body = Api(live_server.url, other_key).post(f"/api/v3/fetch/{job_id}")
+    assert body == {"status": "error", "message": "Request not found", "messege": "Request not found"}
+
+
+def test_queued_job_answers_processing(api, account):
+    user, _ = account
+    # a job on a queue no worker listens to stays queued
+    job = jobs.submit(user=user, api_key=None, kind="text2img", params=_params(), base_url=api.base_url,
+                      queue_name="parked")
+    body = api.post(f"/api/v3/fetch/{job.id}")
+    assert body["status"] == "processing"
+    assert body["messege"] == body["message"] == "Request processing"
+    assert body["output"] == [] and isinstance(body["eta"], float) and body["id"] == job.id
+
+
+def test_job_lost_by_the_queue_is_failed_not_processing_forever(api, account):
+    user, _ = account
+    job = jobs.submit(user=user, api_key=None, kind="text2img", params=_params(), base_url=api.base_url,
+                      queue_name="parked")
+    django_rq.get_queue("parked").connection.delete(f"rq:job:{job.rq_job_id}")  # Redis lost it
+    Job.objects.filter(pk=job.pk).update(queued_at=job.queued_at.replace(year=2020))
+    body = api.post(f"/api/v3/fetch/{job.id}")
+    assert body == {"status": "failed", "id": job.id, "message": "Failed, Try Again",
+                    "messege": "Failed, Try Again", "output": []}
+
+
+def _params():
+    return {"prompt": "p", "negative_prompt": "", "width": 64, "height": 64, "samples": 1, "steps": 1,
+            "guidance_scale": 7.5, "seed": 1, "scheduler": "UniPCMultistepScheduler", "scheduler_options": {},
+            "output_format": "png"}

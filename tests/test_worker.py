@@ -1,0 +1,59 @@
+"""The worker: one resident pipeline, failures end as `failed`, progress recorded."""
+
+import django_rq
+import pytest
+from diffusers import StableDiffusionXLPipeline
+
+from generation import jobs
+from generation.models import Job
+from generation.predictor import get_predictor
+from generation.worker import GenerationWorker
+from tests.test_fetch import _params
+
+
+def run_burst(queue_name: str):
+    queue = django_rq.get_queue(queue_name)
+    GenerationWorker([queue], connection=queue.connection).work(burst=True)
+
+
+@pytest.fixture
+def isolated_job(api, account):
+    """A job on a queue only this test's in-process worker serves."""
+    user, _ = account
+    return jobs.submit(user=user, api_key=None, kind="text2img", params={**_params(), "steps": 3},
+                       base_url=api.base_url, queue_name="isolated")
+
+
+def test_a_pipeline_error_ends_failed_and_fetch_says_so(api, isolated_job, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(StableDiffusionXLPipeline, "__call__", out_of_memory)
+    run_burst("isolated")
+
+    body = api.post(f"/api/v3/fetch/{isolated_job.id}")
+    assert body == {"status": "failed", "id": isolated_job.id, "message": "Failed, Try Again",
+                    "messege": "Failed, Try Again", "output": []}
+    # the worker survives: the next job succeeds
+    good = jobs.submit(user=isolated_job.user, api_key=None, kind="text2img", params=_params(),
+                       base_url=api.base_url, queue_name="isolated")
+    monkeypatch.undo()
+    run_burst("isolated")
+    good.refresh_from_db()
+    assert good.status == Job.Status.SUCCESS
+
+
+def test_the_pipeline_is_loaded_once_and_progress_is_recorded(api, isolated_job):
+    predictor = get_predictor()
+    run_burst("isolated")
+    pipe = predictor.pipelines["text2img"]
+    second = jobs.submit(user=isolated_job.user, api_key=None, kind="text2img", params=_params(),
+                         base_url=api.base_url, queue_name="isolated")
+    run_burst("isolated")
+    assert predictor.pipelines["text2img"] is pipe
+
+    isolated_job.refresh_from_db()
+    second.refresh_from_db()
+    assert isolated_job.status == second.status == Job.Status.SUCCESS
+    assert (isolated_job.progress_step, isolated_job.progress_total) == (3, 3)
+    assert isolated_job.started_at <= isolated_job.finished_at
