@@ -56,7 +56,12 @@ def wait_http(url: str, timeout: float = 60):
     raise SystemExit(f"The web server did not answer at {url}")
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main():
+    signal.signal(signal.SIGTERM, _stop)
     port = os.environ.get("PORT", "8000")
     children: list[subprocess.Popen] = []
     (ROOT / "var").mkdir(exist_ok=True)
