@@ -45,11 +45,11 @@ def raw_pipeline(n):
     params = {"prompt": BODY["prompt"], "negative_prompt": "", "width": 64, "height": 64, "samples": 1, "steps": 1,
               "guidance_scale": 7.5, "seed": 1, "scheduler": "UniPCMultistepScheduler", "scheduler_options": {}}
     for _ in range(5):
-        predictor.run(params)
+        predictor.run("text2img", params)
     times = []
     for _ in range(n):
         started = time.perf_counter()
-        predictor.run(params)
+        predictor.run("text2img", params)
         times.append(time.perf_counter() - started)
     return times
 

@@ -23,7 +23,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_rq",
     "accounts",
     "generation",
@@ -31,6 +34,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -129,7 +133,23 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "generation.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SDXL API",
+    "DESCRIPTION": "Self-hosted Stable Diffusion XL API, wire-compatible with the hosted Stable Diffusion API v3. "
+    "Every endpoint is POST with a JSON body carrying `key`; errors are HTTP 200 with status \"error\".",
+    "VERSION": "3",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["generation.urls.v3_paths_only"],
+}
+
+# Browser apps may call the API from any origin (the key travels in the body, no cookies).
+CORS_URLS_REGEX = r"^/api/v\d+/.*$"
+CORS_ALLOW_ALL_ORIGINS = True
 
 LOGGING = {
     "version": 1,
@@ -141,3 +161,25 @@ LOGGING = {
 
 # Absolute URLs in responses use the request's host; set this when behind a proxy that rewrites it.
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="").rstrip("/")
+
+# Outbound HTTP (input image URLs, webhooks): see generation/safe_http.py.
+SAFE_HTTP_ALLOW_PRIVATE = env.bool("SAFE_HTTP_ALLOW_PRIVATE", default=False)
+SAFE_HTTP_CONNECT_TIMEOUT = env.float("SAFE_HTTP_CONNECT_TIMEOUT", default=5.0)
+SAFE_HTTP_READ_TIMEOUT = env.float("SAFE_HTTP_READ_TIMEOUT", default=10.0)
+SAFE_HTTP_TOTAL_TIMEOUT = env.float("SAFE_HTTP_TOTAL_TIMEOUT", default=20.0)
+SAFE_HTTP_MAX_REDIRECTS = env.int("SAFE_HTTP_MAX_REDIRECTS", default=3)
+# Input images.
+INPUT_IMAGE_MAX_BYTES = env.int("INPUT_IMAGE_MAX_BYTES", default=20 * 1024 * 1024)
+INPUT_IMAGE_MAX_PIXELS = env.int("INPUT_IMAGE_MAX_PIXELS", default=4096 * 4096)
+# Upscalers (super_resolution): `<model id>.pth` files here; missing ones are built as random demo weights.
+UPSCALER_DIR = env("UPSCALER_DIR", default=str(VAR_DIR / "models" / "upscalers"))
+UPSCALER_TILE = env.int("UPSCALER_TILE", default=256)
+UPSCALER_TILE_PAD = env.int("UPSCALER_TILE_PAD", default=16)
+UPSCALE_MAX_INPUT_PIXELS = env.int("UPSCALE_MAX_INPUT_PIXELS", default=2048 * 2048)
+# Webhooks: seconds to wait before each retry (3 retries -> 4 tries in all).
+WEBHOOK_RETRY_DELAYS = [float(x) for x in env.list("WEBHOOK_RETRY_DELAYS", default=["2", "10", "30"])]
+# Optional NSFW filter: a diffusers StableDiffusionSafetyChecker folder. Off when empty.
+SAFETY_CHECKER_MODEL = env("SAFETY_CHECKER_MODEL", default="")
+# Per-key and per-account limits (the billing plan overrides them).
+API_REQUESTS_PER_MINUTE = env.int("API_REQUESTS_PER_MINUTE", default=60)
+MAX_QUEUED_JOBS = env.int("MAX_QUEUED_JOBS", default=10)

@@ -17,12 +17,29 @@ from generation.models import Job
 logger = logging.getLogger(__name__)
 
 FAILED_MESSAGE = "Failed, Try Again"
+UNFINISHED = [Job.Status.QUEUED, Job.Status.RUNNING]
+
+
+class QueueFull(Exception):
+    """The account already has its maximum of unfinished jobs."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"at most {limit} queued jobs")
+        self.limit = limit
 LOST_AFTER_SECONDS = 30  # a queued job RQ does not know after this long was never enqueued
 
 
 def submit(*, user, api_key, kind: str, params: dict, base_url: str, queue_name: str = "default") -> Job:
-    """Record the job and queue it once the transaction commits."""
+    """Record the job and queue it once the transaction commits.
+
+    Raises QueueFull when the account already has its maximum of unfinished jobs; the account row is
+    locked while counting, so concurrent requests cannot overshoot the cap.
+    """
     with transaction.atomic():
+        type(user).objects.select_for_update().filter(pk=user.pk).first()
+        limit = settings.MAX_QUEUED_JOBS
+        if Job.objects.filter(user=user, status__in=UNFINISHED).count() >= limit:
+            raise QueueFull(limit)
         job = Job.objects.create(
             user=user,
             api_key=api_key,
@@ -32,6 +49,7 @@ def submit(*, user, api_key, kind: str, params: dict, base_url: str, queue_name:
             output_format=params.get("output_format", "png"),
             base_url=base_url,
             queue_name=queue_name,
+            webhook_status="pending" if params.get("webhook") else "",
         )
         transaction.on_commit(lambda: _enqueue_or_fail(job))
     return job
@@ -58,17 +76,18 @@ def record_progress(job_id: int, step: int, total: int):
     Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(progress_step=step, progress_total=total)
 
 
-def succeed(job: Job, output_names: list[str], generation_time: float, seeds: list[int]) -> bool:
+def succeed(job: Job, output_names: list[str], generation_time: float, seeds: list[int], nsfw=None) -> bool:
+    results = {"seeds": seeds} if nsfw is None else {"seeds": seeds, "nsfw_content_detected": nsfw}
     moved = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
         status=Job.Status.SUCCESS,
         output_names=output_names,
         generation_time=generation_time,
-        params={**job.params, "seeds": seeds},
+        params={**job.params, **results},
         progress_step=F("progress_total"),
         finished_at=timezone.now(),
     )
     if moved:
-        queueing.signal_finished(job.pk)
+        _finished(job.pk, has_webhook=job.webhook_status == "pending")
     return bool(moved)
 
 
@@ -79,8 +98,17 @@ def fail(job_id: int, reason: str) -> bool:
     )
     if moved:
         logger.info("Job %s failed: %s", job_id, reason)
-        queueing.signal_finished(job_id)
+        _finished(job_id, has_webhook=Job.objects.filter(pk=job_id, webhook_status="pending").exists())
     return bool(moved)
+
+
+def _finished(job_id: int, has_webhook: bool):
+    """Wake the waiting request and send the webhook, once the job reached its final state."""
+    queueing.signal_finished(job_id)
+    if has_webhook:
+        from generation import webhooks
+
+        webhooks.schedule(job_id)
 
 
 def reconcile(job: Job) -> Job:

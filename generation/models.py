@@ -38,6 +38,9 @@ class Job(models.Model):
     progress_total = models.PositiveIntegerField(default=0)
     generation_time = models.FloatField(null=True, blank=True, help_text="seconds on the worker")
     error = models.TextField(blank=True)
+    webhook_status = models.CharField(
+        max_length=16, blank=True, help_text='"" (no webhook), pending, delivered or failed'
+    )
     queued_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -71,3 +74,22 @@ class Job(models.Model):
 
     def output_name(self, index: int, suffix: str | None = None) -> str:
         return f"generations/{self.file_prefix}-{index}.{suffix or self.output_format}"
+
+
+class WebhookAttempt(models.Model):
+    """One try at POSTing a job's result to its webhook."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="webhook_attempts")
+    number = models.PositiveSmallIntegerField()
+    sent_at = models.DateTimeField(auto_now_add=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    duration = models.FloatField(help_text="seconds")
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="webhook_attempt_unique_number")]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300

@@ -1,5 +1,6 @@
 """Writing generated images through Django's storage API and turning names into absolute URLs."""
 
+import base64
 import io
 
 from django.core.files.base import ContentFile
@@ -15,13 +16,27 @@ def encode(image, output_format: str) -> bytes:
     return buffer.getvalue()
 
 
+MIME = {"png": "image/png", "jpg": "image/jpeg"}
+
+
 def save_images(job, images) -> list[str]:
-    """Store the images under the job's unguessable prefix; return their storage names."""
+    """Store the images under the job's unguessable prefix; return their storage names.
+
+    With `base64` the hosted API's `.base64` text files (a data URL each) are stored beside them.
+    """
     names = []
     for index, image in enumerate(images):
-        name = default_storage.save(job.output_name(index), ContentFile(encode(image, job.output_format)))
-        names.append(name)
+        data = encode(image, job.output_format)
+        names.append(default_storage.save(job.output_name(index), ContentFile(data)))
+        if job.params.get("base64"):
+            data_url = f"data:{MIME[job.output_format]};base64,{base64.b64encode(data).decode()}"
+            default_storage.save(job.output_name(index, "base64"), ContentFile(data_url.encode()))
     return names
+
+
+def read_text(name: str) -> str:
+    with default_storage.open(name, "rb") as handle:
+        return handle.read().decode()
 
 
 def absolute_url(base_url: str, name: str) -> str:

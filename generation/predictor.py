@@ -23,6 +23,7 @@ class Prediction:
     images: list
     seeds: list
     seconds: float
+    nsfw: list | None = None  # per image, when the safety checker ran
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -43,6 +44,7 @@ class SDXLPredictor:
         self.device = device or settings.SDXL_DEVICE
         self.pipelines = {}
         self.base_scheduler_config = None
+        self.safety = None  # (checker, image processor), loaded on first use
 
     @property
     def loaded(self) -> bool:
@@ -57,7 +59,12 @@ class SDXLPredictor:
         if self.loaded:
             return
         import torch
-        from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+        from diffusers import (
+            AutoencoderKL,
+            StableDiffusionXLImg2ImgPipeline,
+            StableDiffusionXLInpaintPipeline,
+            StableDiffusionXLPipeline,
+        )
 
         started = time.perf_counter()
         # 1. where and in which precision
@@ -76,16 +83,21 @@ class SDXLPredictor:
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self.base_scheduler_config = pipe.scheduler.config
+        # 4. img2img and inpaint share the same modules (no second copy of the weights)
         self.pipelines["text2img"] = pipe
+        self.pipelines["img2img"] = StableDiffusionXLImg2ImgPipeline.from_pipe(pipe, requires_aesthetics_score=False)
+        self.pipelines["inpaint"] = StableDiffusionXLInpaintPipeline.from_pipe(pipe, requires_aesthetics_score=False)
+        for pipeline in self.pipelines.values():
+            pipeline.set_progress_bar_config(disable=True)
         logger.info("Loaded %s on %s (%s) in %.2fs", self.model, self.device, dtype, time.perf_counter() - started)
 
-    def run(self, params: dict, on_step=None) -> Prediction:
+    def run(self, kind: str, params: dict, on_step=None) -> Prediction:
         """Generate `params["samples"]` images; image i uses seed + i. `on_step(done, total)` reports progress."""
         import torch
 
         self.load()
         started = time.perf_counter()
-        pipe = self.pipelines["text2img"]
+        pipe = self.pipelines[kind]
         # 1. a fresh scheduler per job, so no job's scheduler leaks into the next
         pipe.scheduler = schedulers.build(params["scheduler"], params["scheduler_options"], self.base_scheduler_config)
         # 2. one generator per image
@@ -103,14 +115,13 @@ class SDXLPredictor:
             result = pipe(
                 prompt=params["prompt"],
                 negative_prompt=params["negative_prompt"] or None,
-                width=params["width"],
-                height=params["height"],
                 num_inference_steps=params["steps"],
                 guidance_scale=params["guidance_scale"],
                 num_images_per_prompt=params["samples"],
                 generator=generators,
                 output_type="np",
                 callback_on_step_end=step_end,
+                **self._image_inputs(kind, params),
             )
         # 5. to 8-bit images; NaN output (fp16 VAE overflow) is a failure, never a black "success"
         images = []
@@ -118,7 +129,46 @@ class SDXLPredictor:
             if not np.isfinite(array).all():
                 raise GenerationError("The model produced an invalid (NaN) image")
             images.append(Image.fromarray((array * 255).round().clip(0, 255).astype("uint8")))
-        return Prediction(images=images, seeds=seeds, seconds=time.perf_counter() - started)
+        # 6. optional NSFW filter: flagged images become black
+        nsfw = None
+        if params.get("safety_checker") and settings.SAFETY_CHECKER_MODEL:
+            images, nsfw = self._safety_filter(images)
+        return Prediction(images=images, seeds=seeds, seconds=time.perf_counter() - started, nsfw=nsfw)
+
+    def _safety_filter(self, images):
+        import torch
+        from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+        from transformers import CLIPImageProcessor
+
+        if self.safety is None:
+            checker = StableDiffusionSafetyChecker.from_pretrained(settings.SAFETY_CHECKER_MODEL).to(self.device)
+            self.safety = (checker, CLIPImageProcessor.from_pretrained(settings.SAFETY_CHECKER_MODEL))
+        checker, processor = self.safety
+        clip_input = processor(images, return_tensors="pt").pixel_values.to(self.device, checker.dtype)
+        arrays = np.stack([np.asarray(image, dtype=np.float32) / 255 for image in images])
+        with torch.inference_mode():
+            _, flags = checker(images=arrays, clip_input=clip_input)
+        flags = [bool(flag) for flag in flags]
+        filtered = [Image.new("RGB", image.size) if flag else image for image, flag in zip(images, flags)]
+        return filtered, flags
+
+
+    @staticmethod
+    def _image_inputs(kind: str, params: dict) -> dict:
+        """Size and image inputs per kind; img2img/inpaint run at least one denoising step."""
+        size = (params["width"], params["height"])
+        if kind == "text2img":
+            return {"width": size[0], "height": size[1]}
+        from generation.images import open_stored
+
+        inputs = {
+            "image": open_stored(params["init_image"]).resize(size, Image.LANCZOS),
+            "strength": max(params["strength"], 1.000001 / params["steps"]),
+        }
+        if kind == "inpaint":
+            inputs["mask_image"] = open_stored(params["mask_image"]).convert("L").resize(size, Image.NEAREST)
+            inputs.update(width=size[0], height=size[1])  # else diffusers answers 1024x1024
+        return inputs
 
 
 _predictor = None

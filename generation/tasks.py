@@ -6,8 +6,11 @@ import time
 
 from django.db import close_old_connections
 
+from django.conf import settings
+
 from generation import jobs, outputs
-from generation.predictor import GenerationError, get_predictor
+from generation.models import Job
+from generation.predictor import GenerationError, get_predictor, pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ def run_job(job_id: int):
         return  # no longer queued (failed by a sweep, already run)
     started = time.perf_counter()
     try:
-        prediction = get_predictor().run(job.params, on_step=ProgressRecorder(job.id))
+        prediction = _predict(job)
         names = outputs.save_images(job, prediction.images)
     except GenerationError as exc:
         jobs.fail(job.id, str(exc))
@@ -45,7 +48,17 @@ def run_job(job_id: int):
         logger.exception("Job %s failed", job.id)
         jobs.fail(job.id, jobs.FAILED_MESSAGE)
         return
-    jobs.succeed(job, names, generation_time=time.perf_counter() - started, seeds=prediction.seeds)
+    jobs.succeed(job, names, generation_time=time.perf_counter() - started, seeds=prediction.seeds,
+                 nsfw=prediction.nsfw)
+
+
+def _predict(job: Job):
+    if job.kind == Job.Kind.SUPER_RESOLUTION:
+        from generation import upscalers
+
+        predictor = get_predictor()
+        return upscalers.run(job.params, device=predictor.device if predictor.loaded else pick_device(settings.SDXL_DEVICE))
+    return get_predictor().run(job.kind, job.params, on_step=ProgressRecorder(job.id))
 
 
 def on_rq_failure(rq_job, connection, exc_type, exc_value, traceback):

@@ -1,10 +1,37 @@
 from django.urls import re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from generation.api import views
 
+
+def endpoint(pattern, view, name=None):
+    """A POST endpoint whose trailing slash is optional."""
+    return re_path(rf"^{pattern}/?$", view.as_view(), name=name)
+
+
 urlpatterns = [
-    re_path(r"^api/v3/text2img/?$", views.Text2ImgView.as_view(), name="v3-text2img"),
-    re_path(r"^api/v3/fetch/?$", views.FetchView.as_view(), name="v3-fetch-body"),
-    re_path(r"^api/v3/fetch/(?P<job_id>\d+)/?$", views.FetchView.as_view(), name="v3-fetch"),
-    re_path(r"^api/v3/system_load/?$", views.SystemLoadView.as_view(), name="v3-system-load"),
+    endpoint("api/v3/text2img", views.Text2ImgView, "v3-text2img"),
+    endpoint("api/v3/img2img", views.Img2ImgView, "v3-img2img"),
+    endpoint("api/v3/inpaint", views.InpaintView, "v3-inpaint"),
+    endpoint("api/v3/super_resolution", views.SuperResolutionView, "v3-super-resolution"),
+    endpoint("api/v3/fetch", views.FetchByBodyView, "v3-fetch-body"),
+    endpoint(r"api/v3/fetch/(?P<job_id>\d+)", views.FetchView, "v3-fetch"),
+    endpoint("api/v3/system_load", views.SystemLoadView, "v3-system-load"),
+    # compatibility aliases that real clients call
+    endpoint("api/v3/dreambooth", views.Text2ImgView),
+    endpoint("api/v3/dreambooth/img2img", views.Img2ImgView),
+    endpoint(r"api/v3/dreambooth/fetch/(?P<job_id>\d+)", views.FetchView),
+    endpoint("api/v4/dreambooth", views.Text2ImgView),
+    endpoint("api/v4/dreambooth/img2img", views.Img2ImgView),
+    endpoint("api/v4/dreambooth/inpaint", views.InpaintView),
+    endpoint("api/v4/dreambooth/fetch", views.FetchByBodyView),
+    endpoint(r"api/v4/dreambooth/fetch/(?P<job_id>\d+)", views.FetchView),
+    endpoint("api/v5/super_resolution", views.SuperResolutionView),
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
+    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+
+def v3_paths_only(endpoints):
+    """drf-spectacular hook: document the v3 paths; the aliases behave the same (see the README)."""
+    return [e for e in endpoints if e[0].startswith("/api/v3/") and "dreambooth" not in e[0]]

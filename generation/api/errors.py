@@ -33,6 +33,18 @@ def validation(errors: dict) -> dict:
     return message("error", errors)
 
 
+RATE_LIMIT_TIPS = "Slow down: wait for the time in the Retry-After header, or upgrade your plan for higher limits."
+
+
+def rate_limited() -> dict:
+    return {"status": "error", "message": "Rate limit exceeded", "tips": RATE_LIMIT_TIPS}
+
+
+def queue_full(limit: int) -> dict:
+    return {"status": "error", "message": f"Rate limit exceeded. Maximum {limit} queued requests allowed.",
+            "tips": RATE_LIMIT_TIPS}
+
+
 def not_found() -> dict:
     return message("error", "Request not found")
 
@@ -62,6 +74,8 @@ def _flatten(detail) -> dict:
 
 def exception_handler(exc, context):
     """DRF's exception hook: map every exception to the contract's body, always HTTP 200."""
+    from generation.jobs import QueueFull
+
     if isinstance(exc, (exceptions.AuthenticationFailed, exceptions.NotAuthenticated)):
         body = invalid_key()
     elif isinstance(exc, (exceptions.ParseError, exceptions.UnsupportedMediaType)):
@@ -70,6 +84,10 @@ def exception_handler(exc, context):
         body = validation(_flatten(exc.detail))
     elif isinstance(exc, exceptions.NotFound):
         body = not_found()
+    elif isinstance(exc, exceptions.Throttled):
+        return Response(rate_limited(), status=200, headers={"Retry-After": str(int(exc.wait or 60))})
+    elif isinstance(exc, QueueFull):
+        body = queue_full(exc.limit)
     elif isinstance(exc, exceptions.MethodNotAllowed):
         body = message("error", "Method not allowed, use POST")
     else:

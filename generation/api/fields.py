@@ -6,6 +6,7 @@ are clamped, not rejected; booleans may be yes/no/true/false.
 
 import math
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
@@ -23,6 +24,8 @@ class LenientMixin:
         return super().validate_empty_values(data)
 
 
+@extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string"}], "nullable": True,
+                     "description": "a number or a numeric string; out-of-range values are clamped"})
 class LenientNumberField(LenientMixin, serializers.Field):
     """A clamped number. `integer=True` truncates to int; `multiple_of` rounds down."""
 
@@ -57,6 +60,8 @@ class LenientNumberField(LenientMixin, serializers.Field):
         raise serializers.ValidationError(f"The {label(self)} must be a number.")
 
 
+@extend_schema_field({"oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["yes", "no", "true", "false"]}],
+                     "nullable": True})
 class LenientBooleanField(LenientMixin, serializers.Field):
     TRUE = {"yes", "true", "1", "on", "y"}
     FALSE = {"no", "false", "0", "off", "n"}
@@ -77,6 +82,7 @@ class LenientBooleanField(LenientMixin, serializers.Field):
         return value
 
 
+@extend_schema_field({"type": "string", "nullable": True})
 class LenientTextField(LenientMixin, serializers.Field):
     """A string; numbers are accepted as their text. Required ones say "The x field is required."."""
 
@@ -104,6 +110,7 @@ class LenientTextField(LenientMixin, serializers.Field):
         return value
 
 
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}], "nullable": True})
 class ScalarField(serializers.Field):
     """Any JSON scalar, kept with its type (track_id)."""
 
@@ -116,6 +123,30 @@ class ScalarField(serializers.Field):
         if isinstance(data, (dict, list)):
             raise serializers.ValidationError(f"The {label(self)} must be a string or a number.")
         return data
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field({"type": "string", "description": "an image URL, a base64 string or a data: URL"})
+class InputImageField(LenientMixin, serializers.Field):
+    """An image by URL, base64 or data URL; yields (PIL image, what the client sent)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+    def fail(self, key, **kwargs):
+        if key == "required":
+            raise serializers.ValidationError(f"The {label(self)} field is required.")
+        super().fail(key, **kwargs)
+
+    def to_internal_value(self, data):
+        from generation import images
+
+        try:
+            return images.load(data, label(self)), data
+        except images.ImageInputError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
 
     def to_representation(self, value):
         return value

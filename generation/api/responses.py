@@ -15,9 +15,14 @@ def _name(path_or_id: str, default: str) -> str:
     return Path(path_or_id.rstrip("/")).name if path_or_id else default
 
 
+def _input_url(job: Job, field: str) -> str:
+    """The URL the client sent for an input image, else where we stored it."""
+    return job.params.get(f"{field}_url") or outputs.absolute_url(job.base_url, job.params[field])
+
+
 def meta(job: Job) -> dict:
     params = job.params
-    return {
+    body = {
         "H": params["height"],
         "W": params["width"],
         "enable_attention_slicing": "true",
@@ -29,20 +34,43 @@ def meta(job: Job) -> dict:
         "outdir": "out",
         "prompt": params["prompt"],
         "revision": "fp16",
-        "safetychecker": "no",
+        "safetychecker": "yes" if params.get("safety_checker") and settings.SAFETY_CHECKER_MODEL else "no",
         "seed": job.seed,
         "steps": params["steps"],
         "vae": _name(settings.SDXL_VAE, "default"),
         "scheduler": params["scheduler"],
     }
+    if job.kind in (Job.Kind.IMG2IMG, Job.Kind.INPAINT):
+        body["init_image"] = _input_url(job, "init_image")
+        body["strength"] = params["strength"]
+    if job.kind == Job.Kind.INPAINT:
+        body["mask_image"] = _input_url(job, "mask_image")
+    return body
+
+
+def _extras(job: Job) -> dict:
+    extras = {}
+    if job.params.get("webhook"):
+        extras["webhook_status"] = job.webhook_status
+    if job.params.get("track_id") is not None:
+        extras["track_id"] = job.params["track_id"]
+    return extras
+
+
+def _output_names(job: Job, names: list[str]) -> list[str]:
+    """Image names, or the `.base64` text files beside them when the client asked for base64."""
+    if job.params.get("base64"):
+        return [name.rsplit(".", 1)[0] + ".base64" for name in names]
+    return names
 
 
 def output_urls(job: Job) -> list[str]:
-    return [outputs.absolute_url(job.base_url, name) for name in job.output_names]
+    return [outputs.absolute_url(job.base_url, name) for name in _output_names(job, job.output_names)]
 
 
 def future_links(job: Job) -> list[str]:
-    return [outputs.absolute_url(job.base_url, job.output_name(i)) for i in range(job.params["samples"])]
+    names = [job.output_name(i) for i in range(job.params["samples"])]
+    return [outputs.absolute_url(job.base_url, name) for name in _output_names(job, names)]
 
 
 def fetch_url(job: Job) -> str:
@@ -50,32 +78,44 @@ def fetch_url(job: Job) -> str:
 
 
 def success(job: Job) -> dict:
-    return {
+    if job.kind == Job.Kind.SUPER_RESOLUTION:
+        # the one endpoint whose `output` is a single string
+        return {"status": "success", "generationTime": float(job.generation_time), "id": job.id,
+                "output": output_urls(job)[0], **_extras(job)}
+    body = {
         "status": "success",
         "generationTime": float(job.generation_time),
         "id": job.id,
         "output": output_urls(job),
-        "meta": meta(job),
+        "meta": {**meta(job), "seeds": job.params.get("seeds", [job.seed])},
+        **_extras(job),
     }
+    if "nsfw_content_detected" in job.params:
+        body["nsfw_content_detected"] = job.params["nsfw_content_detected"]
+    if job.params.get("base64"):
+        body["output_base64"] = [outputs.read_text(name) for name in _output_names(job, job.output_names)]
+    return body
 
 
 def failed(job: Job) -> dict:
-    return {**errors.message("failed", job.error or "Failed, Try Again"), "id": job.id, "output": []}
+    return {**errors.message("failed", job.error or "Failed, Try Again"), "id": job.id, "output": [], **_extras(job)}
 
 
 def processing(job: Job) -> dict:
     """The answer to a generation request whose job is not finished yet."""
-    return {
-        "status": "processing",
+    body = {
+        **errors.message("processing", PROCESSING_MESSAGE),
         "tip": settings.GENERATION_TIP,
         "eta": selectors.eta_seconds(job),
-        **errors.message("processing", PROCESSING_MESSAGE),
         "fetch_result": fetch_url(job),
         "id": job.id,
         "output": [],
         "future_links": future_links(job),
-        "meta": meta(job),
+        **_extras(job),
     }
+    if job.kind != Job.Kind.SUPER_RESOLUTION:
+        body["meta"] = meta(job)
+    return body
 
 
 def fetch_processing(job: Job) -> dict:

@@ -1,13 +1,57 @@
 """v3 API views: validate with a serializer, call a service, render a body from responses."""
 
 from django.conf import settings
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from generation import selectors, services
 from generation.api import responses
 from generation.api.authentication import ApiKeyAuthentication
-from generation.api.serializers import FetchSerializer, Text2ImgSerializer
+from generation.api.serializers import (
+    FetchSerializer,
+    Img2ImgSerializer,
+    InpaintSerializer,
+    SuperResolutionSerializer,
+    Text2ImgSerializer,
+)
+from generation.api.throttling import ApiKeyRateThrottle
+
+GENERATION_EXAMPLE = OpenApiExample(
+    "success",
+    response_only=True,
+    value={
+        "status": "success", "generationTime": 1.32, "id": 12202888,
+        "output": ["https://host/media/generations/2f0c...-0.png"],
+        "meta": {"H": 512, "W": 512, "enable_attention_slicing": "true", "file_prefix": "2f0c...",
+                 "guidance_scale": 7.5, "model": "sdxl", "n_samples": 1, "negative_prompt": "", "outdir": "out",
+                 "prompt": "a lighthouse at dusk", "revision": "fp16", "safetychecker": "no", "seed": 1234,
+                 "steps": 30, "vae": "default", "scheduler": "UniPCMultistepScheduler"},
+    },
+)
+PROCESSING_EXAMPLE = OpenApiExample(
+    "processing",
+    response_only=True,
+    value={"status": "processing", "eta": 12.5, "id": 12202889, "output": [],
+           "message": responses.PROCESSING_MESSAGE, "messege": responses.PROCESSING_MESSAGE,
+           "fetch_result": "https://host/api/v3/fetch/12202889",
+           "future_links": ["https://host/media/generations/2f0c...-0.png"]},
+)
+ERROR_EXAMPLE = OpenApiExample(
+    "validation error",
+    response_only=True,
+    value={"status": "error", "message": {"prompt": ["The prompt field is required."]},
+           "messege": {"prompt": ["The prompt field is required."]}},
+)
+JOB_BODY = inline_serializer(
+    "JobResponse",
+    fields={"status": serializers.CharField(), "id": serializers.IntegerField(required=False),
+            "output": serializers.JSONField(required=False), "generationTime": serializers.FloatField(required=False),
+            "meta": serializers.DictField(required=False), "eta": serializers.FloatField(required=False),
+            "message": serializers.JSONField(required=False)},
+)
+KEY_ONLY = inline_serializer("KeyOnly", fields={"key": serializers.CharField()})
 
 
 def base_url(request) -> str:
@@ -20,8 +64,11 @@ class V3View(APIView):
 
 
 class GenerationView(V3View):
+    """Queue a job, wait a short while for it, answer success or processing."""
+
     kind = None
     serializer_class = None
+    throttle_classes = [ApiKeyRateThrottle]
 
     def post(self, request):
         serializer = self.serializer_class(data=request.data)
@@ -32,12 +79,39 @@ class GenerationView(V3View):
         return Response(responses.for_request(job))
 
 
+def generation_schema(serializer, summary):
+    return extend_schema(request=serializer, responses=JOB_BODY, summary=summary,
+                         examples=[GENERATION_EXAMPLE, PROCESSING_EXAMPLE, ERROR_EXAMPLE])
+
+
+@generation_schema(Text2ImgSerializer, "Generate images from a prompt")
 class Text2ImgView(GenerationView):
     kind = "text2img"
     serializer_class = Text2ImgSerializer
 
 
+@generation_schema(Img2ImgSerializer, "Generate images from a prompt and an init image")
+class Img2ImgView(GenerationView):
+    kind = "img2img"
+    serializer_class = Img2ImgSerializer
+
+
+@generation_schema(InpaintSerializer, "Repaint the white part of a mask")
+class InpaintView(GenerationView):
+    kind = "inpaint"
+    serializer_class = InpaintSerializer
+
+
+@generation_schema(SuperResolutionSerializer, "Upscale an image 2-4x (output is one URL string)")
+class SuperResolutionView(GenerationView):
+    kind = "super_resolution"
+    serializer_class = SuperResolutionSerializer
+
+
+@extend_schema(request=FetchSerializer, responses=JOB_BODY, summary="The result of a queued request",
+               examples=[GENERATION_EXAMPLE, ERROR_EXAMPLE])
 class FetchView(V3View):
+    @extend_schema(operation_id="fetch")
     def post(self, request, job_id=None):
         serializer = FetchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -45,6 +119,20 @@ class FetchView(V3View):
         return Response(responses.for_fetch(job))
 
 
+class FetchByBodyView(FetchView):
+    @extend_schema(operation_id="fetch_by_request_id", summary="The result of a queued request (id as request_id)")
+    def post(self, request, job_id=None):
+        return super().post(request, job_id)
+
+
+@extend_schema(
+    request=KEY_ONLY,
+    responses=inline_serializer("SystemLoad", fields={"queue_num": serializers.IntegerField(),
+                                                      "queue_time": serializers.IntegerField(),
+                                                      "status": serializers.CharField()}),
+    summary="Queued requests and the estimated queue time",
+    examples=[OpenApiExample("ok", response_only=True, value={"queue_num": 3, "queue_time": 12, "status": "ok"})],
+)
 class SystemLoadView(V3View):
     def post(self, request):
         return Response(selectors.system_load())

@@ -1,0 +1,108 @@
+"""Outbound HTTP that cannot be pointed at this machine or its network (SSRF-safe).
+
+Every hop (the first URL and each redirect) is resolved once, every resolved address must be public,
+and the connection goes to that vetted address (no second DNS lookup to rebind). Loopback, private,
+link-local (cloud metadata), multicast and reserved addresses are refused unless
+`SAFE_HTTP_ALLOW_PRIVATE` is on (tests, and installs that fetch from their own network).
+"""
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import certifi
+import urllib3
+from django.conf import settings
+
+REDIRECTS = {301, 302, 303, 307, 308}
+
+
+class UnsafeURL(Exception):
+    """The URL is not http(s), points at a forbidden address, or could not be fetched."""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict
+    content: bytes
+
+
+def is_allowed_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if settings.SAFE_HTTP_ALLOW_PRIVATE:
+        return not ip.is_unspecified
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
+
+
+def vetted_address(host: str, port: int) -> str:
+    """Resolve `host`; refuse it unless every address it resolves to is allowed."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnsafeURL("host not found") from exc
+    addresses = [info[4][0] for info in infos]
+    if not addresses or not all(is_allowed_address(a) for a in addresses):
+        raise UnsafeURL("address not allowed")
+    return addresses[0]
+
+
+def _pool(scheme: str, host: str, address: str, port: int, timeout):
+    if scheme == "https":
+        return urllib3.HTTPSConnectionPool(
+            address, port, timeout=timeout, retries=False, maxsize=1, server_hostname=host,
+            assert_hostname=host, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(),
+        )
+    return urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+
+
+def request(method: str, url: str, *, body: bytes | None = None, headers: dict | None = None,
+            max_bytes: int, follow_redirects: bool = True) -> Response:
+    """One HTTP exchange (following up to SAFE_HTTP_MAX_REDIRECTS redirects) with bounded time and size."""
+    deadline = time.monotonic() + settings.SAFE_HTTP_TOTAL_TIMEOUT
+    timeout = urllib3.Timeout(connect=settings.SAFE_HTTP_CONNECT_TIMEOUT, read=settings.SAFE_HTTP_READ_TIMEOUT)
+    for _ in range(settings.SAFE_HTTP_MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UnsafeURL("only http and https URLs are allowed")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:
+            raise UnsafeURL("bad port") from exc
+        address = vetted_address(parts.hostname, port)
+        host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            response = _pool(parts.scheme, parts.hostname, address, port, timeout).urlopen(
+                method, path, body=body, headers={"Host": host_header, "User-Agent": "sdxl-api/1", **(headers or {})},
+                redirect=False, preload_content=False, retries=False,
+            )
+            if follow_redirects and response.status in REDIRECTS and response.headers.get("Location"):
+                response.release_conn()
+                url = urljoin(url, response.headers["Location"])
+                if response.status in (301, 302, 303):
+                    method, body = "GET", None
+                continue
+            return Response(response.status, dict(response.headers), _read(response, max_bytes, deadline))
+        except urllib3.exceptions.HTTPError as exc:
+            raise UnsafeURL("could not be fetched") from exc
+    raise UnsafeURL("too many redirects")
+
+
+def _read(response, max_bytes: int, deadline: float) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise UnsafeURL("too large")
+    chunks, size = [], 0
+    for chunk in response.stream(64 * 1024):
+        size += len(chunk)
+        if size > max_bytes:
+            raise UnsafeURL("too large")
+        if time.monotonic() > deadline:
+            raise UnsafeURL("took too long")
+        chunks.append(chunk)
+    return b"".join(chunks)
