@@ -163,7 +163,8 @@ LOGGING = {
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="").rstrip("/")
 
 # Outbound HTTP (input image URLs, webhooks): see generation/safe_http.py.
-SAFE_HTTP_ALLOW_PRIVATE = env.bool("SAFE_HTTP_ALLOW_PRIVATE", default=False)
+# Private networks that may be fetched anyway, e.g. "10.0.0.0/8" for images on your own network.
+SAFE_HTTP_ALLOWED_NETWORKS = env.list("SAFE_HTTP_ALLOWED_NETWORKS", default=[])
 SAFE_HTTP_CONNECT_TIMEOUT = env.float("SAFE_HTTP_CONNECT_TIMEOUT", default=5.0)
 SAFE_HTTP_READ_TIMEOUT = env.float("SAFE_HTTP_READ_TIMEOUT", default=10.0)
 SAFE_HTTP_TOTAL_TIMEOUT = env.float("SAFE_HTTP_TOTAL_TIMEOUT", default=20.0)

@@ -2,8 +2,8 @@
 
 Every hop (the first URL and each redirect) is resolved once, every resolved address must be public,
 and the connection goes to that vetted address (no second DNS lookup to rebind). Loopback, private,
-link-local (cloud metadata), multicast and reserved addresses are refused unless
-`SAFE_HTTP_ALLOW_PRIVATE` is on (tests, and installs that fetch from their own network).
+link-local (cloud metadata), multicast and reserved addresses are refused, except those listed in
+`SAFE_HTTP_ALLOWED_NETWORKS` (installs that fetch from their own network, and the tests' local server).
 """
 
 import ipaddress
@@ -34,9 +34,11 @@ def is_allowed_address(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
-    if settings.SAFE_HTTP_ALLOW_PRIVATE:
-        return not ip.is_unspecified
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
+    if ip.is_unspecified:
+        return False
+    if any(ip in ipaddress.ip_network(network) for network in settings.SAFE_HTTP_ALLOWED_NETWORKS):
+        return True
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
 
 
 def vetted_address(host: str, port: int) -> str:

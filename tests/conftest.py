@@ -130,3 +130,31 @@ def download(url: str) -> bytes:
     response = requests.get(url, timeout=30)
     assert response.status_code == 200, url
     return response.content
+
+
+@pytest.fixture
+def http_server():
+    from tests.http_server import LocalServer
+
+    server = LocalServer()
+    yield server
+    server.stop()
+
+
+def png_bytes(size=(64, 64), color=(200, 40, 40), mode="RGB") -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def image_url(http_server):
+    """URL of a 64x64 PNG on the local server."""
+    from tests.http_server import Route
+
+    http_server.routes["/cat.png"] = Route(body=png_bytes(), headers={"Content-Type": "image/png"})
+    return f"{http_server.url}/cat.png"

@@ -1,0 +1,68 @@
+"""A real local HTTP server for tests: serves canned responses and records every request it gets."""
+
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict
+    body: bytes
+
+
+@dataclass
+class Route:
+    status: int = 200
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class LocalServer:
+    """Routes map a path to a Route, or to a list of Routes answered in turn (the last one repeats)."""
+
+    def __init__(self, host: str = "127.0.0.1"):
+        self.routes: dict[str, Route | list[Route]] = {}
+        self.requests: list[Recorded] = []
+        self.connections = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def setup(self):
+                server.connections += 1
+                super().setup()
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                server.requests.append(Recorded(self.command, self.path, dict(self.headers), body))
+                route = server.routes.get(self.path.split("?")[0], Route(status=404))
+                if isinstance(route, list):
+                    route = route.pop(0) if len(route) > 1 else route[0]
+                if route.delay:
+                    threading.Event().wait(route.delay)
+                self.send_response(route.status)
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(route.body)))
+                self.end_headers()
+                self.wfile.write(route.body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,61 @@
+"""POST /api/v3/img2img: init image by URL or base64, size from the image, strength."""
+
+import base64
+
+from tests.conftest import download, png_bytes
+from tests.http_server import Route
+from tests.test_text2img import META_KEYS, decode
+
+
+def test_img2img_from_url_defaults_to_the_image_size(api, http_server):
+    http_server.routes["/photo.png"] = Route(body=png_bytes((120, 90)))
+    url = f"{http_server.url}/photo.png"
+    body = api.post("/api/v3/img2img", {"prompt": "watercolor", "init_image": url,
+                                        "num_inference_steps": "4", "seed": 5})
+    assert body["status"] == "success", body
+    assert set(body["meta"]) >= META_KEYS | {"init_image", "strength"}
+    assert body["meta"]["init_image"] == url
+    assert body["meta"]["strength"] == 0.7
+    assert (body["meta"]["W"], body["meta"]["H"]) == (120, 88)
+    assert decode(body["output"][0]).size == (120, 88)
+
+
+def test_prompt_strength_alias_and_base64_input(api):
+    encoded = base64.b64encode(png_bytes((64, 64))).decode()
+    body = api.post("/api/v3/img2img", {"prompt": "x", "init_image": "data:image/png;base64," + encoded,
+                                        "prompt_strength": "0.5", "num_inference_steps": 2})
+    assert body["status"] == "success", body
+    assert body["meta"]["strength"] == 0.5
+    assert body["meta"]["init_image"].startswith("http")  # where the upload was stored, not the blob
+    assert decode(body["meta"]["init_image"]).size == (64, 64)
+
+    plain = api.post("/api/v3/img2img", {"prompt": "x", "init_image": encoded, "num_inference_steps": 2})
+    assert plain["status"] == "success"
+
+
+def test_tiny_strength_still_runs_a_step(api, image_url):
+    body = api.post("/api/v3/img2img", {"prompt": "x", "init_image": image_url, "strength": 0,
+                                        "num_inference_steps": 3})
+    assert body["status"] == "success", body
+
+
+def test_explicit_size_and_same_seed_same_image(api, image_url):
+    request = {"prompt": "x", "init_image": image_url, "width": 128, "height": 72, "num_inference_steps": 2,
+               "seed": 9}
+    first, second = api.post("/api/v3/img2img", request), api.post("/api/v3/img2img", request)
+    assert decode(first["output"][0]).size == (128, 72)
+    assert download(first["output"][0]) == download(second["output"][0])
+
+
+def test_missing_init_image(api):
+    body = api.post("/api/v3/img2img", {"prompt": "x"})
+    assert body["message"] == {"init_image": ["The init image field is required."]}
+
+
+def test_init_image_that_is_not_an_image(api, http_server):
+    http_server.routes["/page.html"] = Route(body=b"<html>hello</html>", headers={"Content-Type": "image/png"})
+    body = api.post("/api/v3/img2img", {"prompt": "x", "init_image": f"{http_server.url}/page.html"})
+    assert body["status"] == "error"
+    assert body["message"] == {"init_image": ["The init image must be a PNG, JPEG or WebP image."]}
+    garbage = api.post("/api/v3/img2img", {"prompt": "x", "init_image": "not an image at all"})
+    assert garbage["message"] == {"init_image": ["The init image must be a valid URL or base64 image."]}
