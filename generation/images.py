@@ -66,9 +66,9 @@ def decode(data: bytes, label: str) -> Image.Image:
             if width * height > settings.INPUT_IMAGE_MAX_PIXELS:
                 raise ImageInputError(f"The {label} has too many pixels ({width}x{height}).")
             image.load()
-    except ImageInputError:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageInputError(f"The {label} has too many pixels.") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageInputError(f"The {label} is not a readable image.") from exc
     image = ImageOps.exif_transpose(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):

@@ -163,7 +163,7 @@ class SDXLPredictor:
 
         inputs = {
             "image": open_stored(params["init_image"]).resize(size, Image.LANCZOS),
-            "strength": max(params["strength"], 1.000001 / params["steps"]),
+            "strength": min(1.0, max(params["strength"], 1.000001 / params["steps"])),
         }
         if kind == "inpaint":
             inputs["mask_image"] = open_stored(params["mask_image"]).convert("L").resize(size, Image.NEAREST)

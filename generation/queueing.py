@@ -3,6 +3,8 @@
 import logging
 
 import django_rq
+import redis
+from django.conf import settings
 from rq import Callback
 
 logger = logging.getLogger(__name__)
@@ -50,8 +52,23 @@ def signal_finished(job_id: int):
         pipe.execute()
 
 
+_waiting_connection = None
+
+
+def _waiting():
+    """A client without a read timeout: BLPOP itself bounds the wait (the default client gives up after 5 s)."""
+    global _waiting_connection
+    if _waiting_connection is None:
+        _waiting_connection = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=None, socket_connect_timeout=5)
+    return _waiting_connection
+
+
 def wait_finished(job_id: int, timeout: float) -> bool:
-    """Block up to `timeout` seconds for the job to finish; True when it did."""
+    """Block up to `timeout` seconds for the job to finish; True when it did (False if Redis fails)."""
     if timeout <= 0:
         return False
-    return connection().blpop([FINISHED_KEY.format(job_id)], timeout=timeout) is not None
+    try:
+        return _waiting().blpop([FINISHED_KEY.format(job_id)], timeout=timeout) is not None
+    except redis.RedisError:
+        logger.warning("Waiting for job %s failed; answering processing", job_id, exc_info=True)
+        return False

@@ -46,6 +46,9 @@ A1111_SCHEDULERS = {
     "LCM": ("LCMScheduler", {}),
 }
 
+# Options every job of a class gets (PNDM's Runge-Kutta warm-up fails below 4 steps; SD configs skip it).
+CLASS_DEFAULTS = {"PNDMScheduler": {"skip_prk_steps": True}}
+
 # "dpmsolver+++" is how the hosted API spelled diffusers' "sde-dpmsolver++".
 ALGORITHM_TYPES = {
     "dpmsolver+++": "sde-dpmsolver++",
@@ -90,7 +93,8 @@ def build(class_name: str, options: dict, base_config):
 
     cls = getattr(diffusers, class_name)
     accepted = inspect.signature(cls.__init__).parameters
-    kwargs = {key: value for key, value in options.items() if key in accepted}
+    kwargs = {**CLASS_DEFAULTS.get(class_name, {})}
+    kwargs.update((key, value) for key, value in options.items() if key in accepted)
     if class_name == "DPMSolverSinglestepScheduler" and kwargs.get("algorithm_type", "").startswith("sde-"):
         kwargs["algorithm_type"] = "dpmsolver++"  # singlestep has no SDE variant
     return cls.from_config(base_config, **kwargs)

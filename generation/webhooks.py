@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connection
 
 from generation import safe_http
 from generation.models import Job, WebhookAttempt
@@ -46,7 +46,7 @@ def _deliver_logged(job_id: int):
     except Exception:
         logger.exception("Webhook delivery for job %s crashed", job_id)
     finally:
-        close_old_connections()
+        connection.close()  # this pool thread's own connection
 
 
 def deliver(job_id: int) -> bool:

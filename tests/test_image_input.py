@@ -1,0 +1,124 @@
+"""Input images: SSRF refusals with no connection made, size/pixel caps, formats, EXIF, alpha."""
+
+import base64
+import io
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from tests.conftest import png_bytes
+from tests.http_server import LocalServer, Route
+
+
+def img2img(api, init_image):
+    return api.post("/api/v3/img2img", {"prompt": "x", "init_image": init_image, "num_inference_steps": 1})
+
+
+def error_of(body) -> str:
+    assert body["status"] == "error", body
+    assert list(body["message"]) == ["init_image"]
+    return body["message"]["init_image"][0]
+
+
+@pytest.fixture
+def no_private(settings):
+    settings.SAFE_HTTP_ALLOWED_NETWORKS = []
+
+
+@pytest.mark.parametrize("template", [
+    "http://127.0.0.1:{port}/cat.png",
+    "http://localhost:{port}/cat.png",  # a hostname that resolves to loopback
+    "http://[::1]:{port}/cat.png",
+    "http://127.1:{port}/cat.png",
+    "http://0.0.0.0:{port}/cat.png",
+    "http://10.0.0.1:{port}/cat.png",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[::ffff:127.0.0.1]:{port}/cat.png",
+    "file:///etc/passwd",
+    "ftp://127.0.0.1/cat.png",
+])
+def test_private_addresses_are_refused_without_connecting(api, http_server, image_url, no_private, template):
+    message = error_of(img2img(api, template.format(port=http_server.port)))
+    assert message.startswith("The init image could not be fetched") or "valid URL" in message
+    assert http_server.connections == 0
+
+
+def test_redirect_to_an_internal_address_is_refused(api, http_server):
+    internal = LocalServer(host="127.0.0.2")  # not in the allowed networks
+    internal.routes["/secret.png"] = Route(body=png_bytes())
+    try:
+        http_server.routes["/jump"] = Route(status=302, headers={"Location": f"{internal.url}/secret.png"})
+        message = error_of(img2img(api, f"{http_server.url}/jump"))
+        assert "address not allowed" in message
+        assert internal.connections == 0
+    finally:
+        internal.stop()
+
+
+def test_redirects_forever(api, http_server):
+    http_server.routes["/loop"] = Route(status=302, headers={"Location": "/loop"})
+    assert "too many redirects" in error_of(img2img(api, f"{http_server.url}/loop"))
+
+
+def test_a_url_that_never_answers(api, http_server, settings):
+    settings.SAFE_HTTP_READ_TIMEOUT = 0.5
+    http_server.routes["/slow.png"] = Route(body=png_bytes(), delay=3)
+    assert "could not be fetched" in error_of(img2img(api, f"{http_server.url}/slow.png"))
+
+
+def test_http_error_status(api, http_server):
+    assert "HTTP 404" in error_of(img2img(api, f"{http_server.url}/missing.png"))
+
+
+def test_too_many_bytes(api, http_server, settings):
+    settings.INPUT_IMAGE_MAX_BYTES = 1000
+    http_server.routes["/big.png"] = Route(body=png_bytes((256, 256), color=None) + b"\0" * 2000)
+    assert "too large" in error_of(img2img(api, f"{http_server.url}/big.png"))
+
+
+def bomb_png(width, height) -> bytes:
+    """A valid PNG header claiming a huge size, with a tiny compressed body."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb(api):
+    encoded = base64.b64encode(bomb_png(40000, 40000)).decode()
+    assert "too many pixels" in error_of(img2img(api, encoded))
+
+
+def test_truncated_png(api):
+    data = png_bytes((64, 64), color=(1, 2, 3))
+    noisy = io.BytesIO()
+    Image.effect_noise((64, 64), 50).convert("RGB").save(noisy, format="PNG")
+    encoded = base64.b64encode(noisy.getvalue()[:200]).decode()
+    assert "not a readable image" in error_of(img2img(api, encoded))
+    assert data  # the intact image is fine (checked elsewhere)
+
+
+def test_svg_is_not_an_image(api, http_server):
+    http_server.routes["/x.svg"] = Route(body=b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+                                         headers={"Content-Type": "image/svg+xml"})
+    assert "PNG, JPEG or WebP" in error_of(img2img(api, f"{http_server.url}/x.svg"))
+
+
+def test_exif_orientation_and_alpha_are_applied(api, http_server):
+    # a 64x128 JPEG whose EXIF says "rotate 90": upright it is 128x64
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 128), (10, 200, 10)).save(buffer, format="JPEG", exif=exif.tobytes())
+    http_server.routes["/rotated.jpg"] = Route(body=buffer.getvalue())
+    body = img2img(api, f"{http_server.url}/rotated.jpg")
+    assert body["status"] == "success", body
+    assert (body["meta"]["W"], body["meta"]["H"]) == (128, 64)
+
+    webp = io.BytesIO()
+    Image.new("RGBA", (64, 64), (0, 0, 0, 0)).save(webp, format="WEBP")
+    body = img2img(api, "data:image/webp;base64," + base64.b64encode(webp.getvalue()).decode())
+    assert body["status"] == "success", body

@@ -1,0 +1,95 @@
+"""Webhooks: a real local receiver, signatures verified, retries recorded on the job."""
+
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+from diffusers import StableDiffusionXLPipeline
+
+from generation import jobs
+from generation.models import Job
+from tests.http_server import Route
+from tests.test_fetch import _params
+from tests.test_worker import run_burst
+
+
+def wait_for_requests(server, count, timeout=20):
+    deadline = time.monotonic() + timeout
+    while len(server.requests) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server.requests
+
+
+def wait_for_status(job_id, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Job.objects.get(pk=job_id).webhook_status
+        if status != "pending":
+            return status
+        time.sleep(0.05)
+    return "pending"
+
+
+def verify(request, secret):
+    expected = "sha256=" + hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(request.headers["X-Signature"], expected)
+    assert abs(int(request.headers["X-Timestamp"]) - time.time()) < 60
+
+
+def test_receiver_fails_twice_then_succeeds(api, account, http_server):
+    user, _ = account
+    http_server.routes["/hook"] = [Route(status=500), Route(status=502), Route(status=200)]
+    body = api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1,
+                                         "webhook": f"{http_server.url}/hook", "track_id": 42})
+    assert body["status"] == "success"
+    assert body["webhook_status"] in ("pending", "delivered")
+    assert body["track_id"] == 42
+
+    requests_ = wait_for_requests(http_server, 3)
+    assert len(requests_) == 3
+    for request in requests_:
+        verify(request, user.webhook_secret)
+    payload = json.loads(requests_[-1].body)
+    assert payload["status"] == "success" and payload["id"] == body["id"]
+    assert payload["track_id"] == 42 and payload["output"] == body["output"]
+
+    assert wait_for_status(body["id"]) == "delivered"
+    attempts = list(Job.objects.get(pk=body["id"]).webhook_attempts.values_list("number", "status_code"))
+    assert attempts == [(1, 500), (2, 502), (3, 200)]
+    assert api.post(f"/api/v3/fetch/{body['id']}")["webhook_status"] == "delivered"
+
+
+def test_receiver_that_never_succeeds_is_given_up_after_four_tries(api, http_server):
+    http_server.routes["/hook"] = Route(status=503)
+    body = api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1,
+                                         "webhook": f"{http_server.url}/hook", "track_id": "abc"})
+    assert wait_for_status(body["id"]) == "failed"
+    assert len(http_server.requests) == 4
+    assert json.loads(http_server.requests[0].body)["track_id"] == "abc"
+
+
+def test_failed_job_sends_the_failure(api, account, http_server, monkeypatch):
+    user, _ = account
+    http_server.routes["/hook"] = Route(status=204)
+    job = jobs.submit(user=user, api_key=None, kind="text2img", base_url=api.base_url, queue_name="isolated",
+                      params={**_params(), "webhook": f"{http_server.url}/hook", "track_id": 7})
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(StableDiffusionXLPipeline, "__call__", broken)
+    run_burst("isolated")
+    (request,) = wait_for_requests(http_server, 1)
+    verify(request, user.webhook_secret)
+    assert json.loads(request.body) == {"status": "failed", "id": job.id, "message": "Failed, Try Again",
+                                        "messege": "Failed, Try Again", "output": [], "track_id": 7}
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.1/hook", "http://169.254.169.254/", "ftp://example.com/x",
+                                 "not a url"])
+def test_webhook_to_a_forbidden_address_is_a_validation_error(api, url):
+    body = api.post("/api/v3/text2img", {"prompt": "x", "webhook": url})
+    assert body["status"] == "error"
+    assert list(body["message"]) == ["webhook"]
