@@ -7,6 +7,8 @@ from accounts import views as account_views
 
 urlpatterns = [
     path("", account_views.home, name="home"),
+    path("accounts/", include("allauth.urls")),
+    path("dashboard/", include("accounts.urls")),
     path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("", include("generation.urls")),

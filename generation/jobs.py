@@ -29,7 +29,7 @@ class QueueFull(Exception):
 LOST_AFTER_SECONDS = 30  # a queued job RQ does not know after this long was never enqueued
 
 
-def submit(*, user, api_key, kind: str, params: dict, base_url: str, queue_name: str = "default") -> Job:
+def submit(*, user, api_key=None, kind: str, params: dict, base_url: str, queue_name: str = "default") -> Job:
     """Record the job and queue it once the transaction commits.
 
     Raises QueueFull when the account already has its maximum of unfinished jobs; the account row is
@@ -76,11 +76,13 @@ def record_progress(job_id: int, step: int, total: int):
     Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(progress_step=step, progress_total=total)
 
 
-def succeed(job: Job, output_names: list[str], generation_time: float, seeds: list[int], nsfw=None) -> bool:
+def succeed(job: Job, output_names: list[str], generation_time: float, seeds: list[int], nsfw=None,
+            thumbnail: str = "") -> bool:
     results = {"seeds": seeds} if nsfw is None else {"seeds": seeds, "nsfw_content_detected": nsfw}
     moved = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
         status=Job.Status.SUCCESS,
         output_names=output_names,
+        thumbnail_name=thumbnail,
         generation_time=generation_time,
         params={**job.params, **results},
         progress_step=F("progress_total"),

@@ -31,6 +31,7 @@ class Job(models.Model):
     file_prefix = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     output_format = models.CharField(max_length=8, default="png")
     output_names = models.JSONField(default=list, blank=True, help_text="storage names of the outputs")
+    thumbnail_name = models.CharField(max_length=200, blank=True, help_text="a small JPEG of the first output")
     base_url = models.CharField(max_length=200, help_text="scheme and host the request came to")
     queue_name = models.CharField(max_length=32, default="default")
     worker_name = models.CharField(max_length=200, blank=True)
@@ -71,6 +72,12 @@ class Job(models.Model):
     @property
     def rq_job_id(self) -> str:
         return f"job-{self.id}"
+
+    @property
+    def thumbnail_url(self) -> str:
+        from django.core.files.storage import default_storage
+
+        return default_storage.url(self.thumbnail_name) if self.thumbnail_name else ""
 
     def output_name(self, index: int, suffix: str | None = None) -> str:
         return f"generations/{self.file_prefix}-{index}.{suffix or self.output_format}"

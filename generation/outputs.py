@@ -34,6 +34,16 @@ def save_images(job, images) -> list[str]:
     return names
 
 
+THUMBNAIL_SIZE = (256, 256)
+
+
+def save_thumbnail(job, image) -> str:
+    """A small JPEG of the first output, made once on the worker for the dashboard and the gallery."""
+    thumbnail = image.convert("RGB")
+    thumbnail.thumbnail(THUMBNAIL_SIZE)
+    return default_storage.save(f"thumbnails/{job.file_prefix}.jpg", ContentFile(encode(thumbnail, "jpg")))
+
+
 def read_text(name: str) -> str:
     with default_storage.open(name, "rb") as handle:
         return handle.read().decode()

@@ -25,6 +25,20 @@ def worker_count() -> int:
     return Worker.count(connection=queueing.connection())
 
 
+def queue_position(job: Job) -> int:
+    """Queued jobs of the same queue ahead of this one (0 once it runs)."""
+    if job.status != Job.Status.QUEUED:
+        return 0
+    return Job.objects.filter(status=Job.Status.QUEUED, queue_name=job.queue_name, id__lt=job.id).count()
+
+
+def progress(job: Job) -> float:
+    """0..1 from the scheduler steps the worker reported (1 once finished)."""
+    if job.is_finished:
+        return 1.0
+    return round(job.progress_step / job.progress_total, 3) if job.progress_total else 0.0
+
+
 def eta_seconds(job: Job) -> float:
     """Seconds until `job` is done: the jobs ahead of it, shared among the workers, then its own run."""
     per_job = mean_generation_time()

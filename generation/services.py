@@ -7,10 +7,13 @@ from generation.api.errors import RequestNotFound
 from generation.models import Job
 
 
-def request_generation(*, api_key, kind: str, params: dict, base_url: str) -> Job:
-    """Queue a generation and wait a short while for it, unless the client asked for no wait."""
+def request_generation(*, user, api_key=None, kind: str, params: dict, base_url: str) -> Job:
+    """Queue a generation and wait a short while for it, unless the client asked for no wait.
+
+    Used by the API (with the key) and by the dashboard playground (signed in, no key).
+    """
     instant = params.pop("instant_response", False)
-    job = jobs.submit(user=api_key.user, api_key=api_key, kind=kind, params=params, base_url=base_url)
+    job = jobs.submit(user=user, api_key=api_key, kind=kind, params=params, base_url=base_url)
     return jobs.wait(job, 0 if instant else settings.GENERATION_WAIT_SECONDS)
 
 

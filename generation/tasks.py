@@ -41,6 +41,7 @@ def run_job(job_id: int):
     try:
         prediction = _predict(job)
         names = outputs.save_images(job, prediction.images)
+        thumbnail = outputs.save_thumbnail(job, prediction.images[0])
     except GenerationError as exc:
         jobs.fail(job.id, str(exc))
         return
@@ -49,7 +50,7 @@ def run_job(job_id: int):
         jobs.fail(job.id, jobs.FAILED_MESSAGE)
         return
     jobs.succeed(job, names, generation_time=time.perf_counter() - started, seeds=prediction.seeds,
-                 nsfw=prediction.nsfw)
+                 nsfw=prediction.nsfw, thumbnail=thumbnail)
 
 
 def _predict(job: Job):

@@ -168,3 +168,11 @@ class SuperResolutionSerializer(WebhookMixin, serializers.Serializer):
 
 class FetchSerializer(serializers.Serializer):
     request_id = LenientNumberField(integer=True, required=False, default=None)
+
+
+SERIALIZERS = {
+    "text2img": Text2ImgSerializer,
+    "img2img": Img2ImgSerializer,
+    "inpaint": InpaintSerializer,
+    "super_resolution": SuperResolutionSerializer,
+}

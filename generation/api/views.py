@@ -74,7 +74,8 @@ class GenerationView(V3View):
         serializer = self.serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
         job = services.request_generation(
-            api_key=request.auth, kind=self.kind, params=serializer.validated_data, base_url=base_url(request)
+            user=request.user, api_key=request.auth, kind=self.kind, params=serializer.validated_data,
+            base_url=base_url(request),
         )
         return Response(responses.for_request(job))
 
