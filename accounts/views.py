@@ -72,7 +72,7 @@ def history(request):
 def job_detail(request, job_id):
     job = get_object_or_404(Job, pk=job_id, user=request.user)
     return render(request, "dashboard/job.html", {"job": job, "status": _job_status(job),
-                                                  "playground_params": json.dumps(_playground_params(job))})
+                                                  "playground_params": _playground_params(job)})
 
 
 @login_required

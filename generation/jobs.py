@@ -7,6 +7,7 @@ can never both move the same job.
 import logging
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -36,7 +37,7 @@ def submit(*, user, api_key=None, kind: str, params: dict, base_url: str, queue_
     locked while counting, so concurrent requests cannot overshoot the cap.
     """
     with transaction.atomic():
-        type(user).objects.select_for_update().filter(pk=user.pk).first()
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
         limit = settings.MAX_QUEUED_JOBS
         if Job.objects.filter(user=user, status__in=UNFINISHED).count() >= limit:
             raise QueueFull(limit)

@@ -1,0 +1,100 @@
+"""The whole first-visit flow in a real browser (Playwright + Debian's Chromium) against a live server
+and a real worker: sign up, create a key, generate in the playground, see it in history, revoke the key.
+Screenshots of each page go to tests/artifacts/."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Api
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Chromium (apt-get install chromium)")
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+
+
+@pytest.fixture
+def page(live_server, worker, transactional_db):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        context = browser.new_context(viewport={"width": 1100, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(30000)
+        yield page
+        browser.close()
+
+
+def shot(page, name):
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_sign_up_to_first_image_to_revoked_key(page, live_server):
+    base = live_server.url
+    page.goto(base + "/")
+    shot(page, "01-home")
+
+    # sign up
+    page.click("text=Sign up")
+    page.fill("input[name=email]", "newcomer@example.com")
+    page.fill("input[name=password1]", "a-long-passphrase-42")
+    page.fill("input[name=password2]", "a-long-passphrase-42")
+    shot(page, "02-signup")
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/dashboard/")
+    shot(page, "03-dashboard-empty")
+
+    # create a key: shown once
+    page.click("header >> text=API keys")
+    page.fill("input[name=name]", "browser")
+    page.click("text=Create key")
+    key = page.text_content("#new-key").strip()
+    assert len(key) == 52
+    shot(page, "04-keys")
+
+    # generate in the playground and watch it finish
+    page.click("header >> text=Playground")
+    page.fill("textarea[name=prompt]", "a lighthouse at dusk")
+    page.fill("input[name=width]", "64")
+    page.fill("input[name=height]", "64")
+    page.fill("input[name=num_inference_steps]", "3")
+    page.fill("input[name=seed]", "7")
+    shot(page, "05-playground")
+    page.click("#generate")
+    page.wait_for_selector("#result-status:text('success')")
+    page.wait_for_selector("#result-outputs img")
+    shot(page, "06-playground-result")
+
+    # the image is in the history, with its thumbnail, and the detail page has the download
+    page.click("header >> text=History")
+    thumbnail = page.wait_for_selector(".job img")
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=thumbnail)
+    shot(page, "07-history")
+    page.click(".job")
+    page.wait_for_selector("#job-outputs img")
+    assert "seed" in page.text_content("table.params")
+    shot(page, "08-job")
+    page.click("#open-in-playground")
+    page.wait_for_url(base + "/dashboard/playground/")
+    assert page.input_value("input[name=seed]") == "7"
+
+    # the key works on the API, then is revoked and refused at once
+    api = Api(base, key)
+    assert api.post("/api/v3/system_load")["status"] == "ok"
+    page.click("header >> text=API keys")
+    page.click("text=Revoke")
+    page.wait_for_selector("tr.revoked")
+    shot(page, "09-keys-revoked")
+    assert api.post("/api/v3/system_load")["message"] == "Invalid Api Key"
+
+    page.click("header >> text=Dashboard")
+    shot(page, "10-dashboard")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    shot(page, "11-dashboard-phone")
