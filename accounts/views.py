@@ -14,6 +14,8 @@ from django.views.decorators.http import require_POST
 from accounts import selectors
 from accounts.keys import create_api_key
 from accounts.models import ApiKey, new_webhook_secret
+from billing import credits
+from billing.credits import InsufficientCredits
 from generation import jobs, schedulers, services
 from generation import selectors as generation_selectors
 from generation.api import errors, responses
@@ -33,8 +35,11 @@ def home(request):
 def dashboard(request):
     days = selectors.jobs_per_day(request.user)
     peak = max([day["count"] for day in days] + [1])
+    account = credits.account_for(request.user)
     return render(request, "dashboard/index.html", {
         "usage": selectors.usage(request.user),
+        "account": account,
+        "credits_used": credits.used_since(account, selectors.period_start()),
         "days": [{**day, "height": round(100 * day["count"] / peak)} for day in days],
         "in_flight": selectors.jobs_in_flight(request.user),
         "period_start": selectors.period_start(),
@@ -110,6 +115,8 @@ def playground_run(request):
                                           base_url=base_url(request))
     except QueueFull as exc:
         return JsonResponse(errors.queue_full(exc.limit))
+    except InsufficientCredits as exc:
+        return JsonResponse(errors.insufficient_credits(exc.needed, exc.balance, request.build_absolute_uri("/billing/")))
     return JsonResponse({"status": "queued", "id": job.id,
                          "status_url": reverse("dashboard-job-status", args=[job.id]),
                          "detail_url": reverse("dashboard-job", args=[job.id])})

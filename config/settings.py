@@ -219,3 +219,15 @@ SAFETY_CHECKER_MODEL = env("SAFETY_CHECKER_MODEL", default="")
 # Per-key and per-account limits (the billing plan overrides them).
 API_REQUESTS_PER_MINUTE = env.int("API_REQUESTS_PER_MINUTE", default=60)
 MAX_QUEUED_JOBS = env.int("MAX_QUEUED_JOBS", default=10)
+
+# Billing. Credits per image by kind; the free plan's monthly credits when it is first created.
+CREDIT_COSTS = {
+    "text2img": env.int("CREDITS_PER_IMAGE", default=1),
+    "img2img": env.int("CREDITS_PER_IMAGE", default=1),
+    "inpaint": env.int("CREDITS_PER_IMAGE", default=1),
+    "super_resolution": env.int("CREDITS_PER_UPSCALE", default=1),
+}
+FREE_PLAN_CREDITS = env.int("FREE_PLAN_CREDITS", default=100)
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="")  # tests point the library at a local server

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing import credits
 from generation import queueing
 from generation.models import Job
 
@@ -27,18 +28,22 @@ class QueueFull(Exception):
     def __init__(self, limit: int):
         super().__init__(f"at most {limit} queued jobs")
         self.limit = limit
+
+
 LOST_AFTER_SECONDS = 30  # a queued job RQ does not know after this long was never enqueued
 
 
-def submit(*, user, api_key=None, kind: str, params: dict, base_url: str, queue_name: str = "default") -> Job:
-    """Record the job and queue it once the transaction commits.
+def submit(*, user, api_key=None, kind: str, params: dict, base_url: str, queue_name: str | None = None) -> Job:
+    """Record the job, reserve its credits and queue it once the transaction commits.
 
-    Raises QueueFull when the account already has its maximum of unfinished jobs; the account row is
-    locked while counting, so concurrent requests cannot overshoot the cap.
+    Raises QueueFull when the account already has its plan's maximum of unfinished jobs, and
+    InsufficientCredits when the balance cannot pay for it; then nothing is recorded or queued.
+    The account row is locked while counting, so concurrent requests cannot overshoot either limit.
     """
     with transaction.atomic():
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-        limit = settings.MAX_QUEUED_JOBS
+        account = credits.account_for(user)
+        limit = account.plan.max_queued_jobs
         if Job.objects.filter(user=user, status__in=UNFINISHED).count() >= limit:
             raise QueueFull(limit)
         job = Job.objects.create(
@@ -49,9 +54,10 @@ def submit(*, user, api_key=None, kind: str, params: dict, base_url: str, queue_
             seed=params.get("seed", 0),
             output_format=params.get("output_format", "png"),
             base_url=base_url,
-            queue_name=queue_name,
+            queue_name=queue_name or account.plan.priority,
             webhook_status="pending" if params.get("webhook") else "",
         )
+        credits.reserve(account, job)
         transaction.on_commit(lambda: _enqueue_or_fail(job))
     return job
 
@@ -77,8 +83,10 @@ def record_progress(job_id: int, step: int, total: int):
     Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(progress_step=step, progress_total=total)
 
 
+@transaction.atomic
 def succeed(job: Job, output_names: list[str], generation_time: float, seeds: list[int], nsfw=None,
             thumbnail: str = "") -> bool:
+    """Record the outputs and charge the reserved credits."""
     results = {"seeds": seeds} if nsfw is None else {"seeds": seeds, "nsfw_content_detected": nsfw}
     moved = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
         status=Job.Status.SUCCESS,
@@ -90,18 +98,22 @@ def succeed(job: Job, output_names: list[str], generation_time: float, seeds: li
         finished_at=timezone.now(),
     )
     if moved:
-        _finished(job.pk, has_webhook=job.webhook_status == "pending")
+        credits.charge(job)
+        transaction.on_commit(lambda: _finished(job.pk, has_webhook=job.webhook_status == "pending"))
     return bool(moved)
 
 
+@transaction.atomic
 def fail(job_id: int, reason: str) -> bool:
-    """Mark a queued or running job failed with `reason` (shown to the user)."""
+    """Mark a queued or running job failed with `reason` (shown to the user) and refund its credits."""
     moved = Job.objects.filter(pk=job_id, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).update(
         status=Job.Status.FAILED, error=reason[:2000], finished_at=timezone.now()
     )
     if moved:
         logger.info("Job %s failed: %s", job_id, reason)
-        _finished(job_id, has_webhook=Job.objects.filter(pk=job_id, webhook_status="pending").exists())
+        job = Job.objects.get(pk=job_id)
+        credits.refund(job, reason)
+        transaction.on_commit(lambda: _finished(job_id, has_webhook=job.webhook_status == "pending"))
     return bool(moved)
 
 

@@ -2,6 +2,8 @@
 
 from django.conf import settings
 
+from billing import credits
+from billing.plans import clamp_to_plan
 from generation import jobs
 from generation.api.errors import RequestNotFound
 from generation.models import Job
@@ -13,6 +15,7 @@ def request_generation(*, user, api_key=None, kind: str, params: dict, base_url:
     Used by the API (with the key) and by the dashboard playground (signed in, no key).
     """
     instant = params.pop("instant_response", False)
+    clamp_to_plan(params, credits.account_for(user).plan)
     job = jobs.submit(user=user, api_key=api_key, kind=kind, params=params, base_url=base_url)
     return jobs.wait(job, 0 if instant else settings.GENERATION_WAIT_SECONDS)
 

@@ -158,3 +158,29 @@ def image_url(http_server):
 
     http_server.routes["/cat.png"] = Route(body=png_bytes(), headers={"Content-Type": "image/png"})
     return f"{http_server.url}/cat.png"
+
+
+@pytest.fixture
+def stripe_server(live_server, settings):
+    """A local stand-in for Stripe, with our settings pointing at it and its webhooks at our endpoint."""
+    from tests.stripe_server import FakeStripe
+
+    server = FakeStripe("whsec_test_secret")
+    server.webhook_url = live_server.url + "/billing/stripe/webhook/"
+    settings.STRIPE_SECRET_KEY = "sk_test_local"
+    settings.STRIPE_API_BASE = server.url
+    settings.STRIPE_WEBHOOK_SECRET = server.webhook_secret
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def plans(transactional_db):
+    from billing.models import Plan
+
+    return {
+        "pro": Plan.objects.create(slug="pro", name="Pro", monthly_credits=5000, stripe_price_id="price_pro",
+                                   priority="high", max_queued_jobs=20, price_label="$20/month"),
+        "studio": Plan.objects.create(slug="studio", name="Studio", monthly_credits=20000,
+                                      stripe_price_id="price_studio", priority="high", price_label="$60/month"),
+    }

@@ -17,3 +17,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast use
 
 # Queues no regular worker serves: "parked" jobs stay queued, "isolated" ones run in-process in a test.
 RQ_QUEUES = {**RQ_QUEUES, "parked": RQ_QUEUES["default"], "isolated": RQ_QUEUES["default"]}  # noqa: F405
+
+# Static files straight from the app folders (no collectstatic before the tests).
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

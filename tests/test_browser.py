@@ -98,3 +98,26 @@ def test_sign_up_to_first_image_to_revoked_key(page, live_server):
     shot(page, "10-dashboard")
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     shot(page, "11-dashboard-phone")
+
+
+def test_pick_a_plan_pay_and_see_the_credits(plans, stripe_server, live_server, page):
+    # `plans` first: rows made inside Playwright's greenlet would use a connection the teardown never closes
+    base = live_server.url
+    page.goto(base + "/accounts/signup/")
+    page.fill("input[name=email]", "buyer@example.com")
+    page.fill("input[name=password1]", "a-long-passphrase-42")
+    page.fill("input[name=password2]", "a-long-passphrase-42")
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/dashboard/")
+    page.click("header >> text=Billing")
+    free_credits = int(page.text_content("#balance"))
+    shot(page, "12-billing-free")
+
+    page.click("text=Change plan")
+    shot(page, "13-pricing")
+    page.click("text=Upgrade to Pro")  # Checkout (the stand-in pays at once and sends Stripe's webhooks)
+    page.wait_for_url(base + "/billing/?checkout=success")
+    assert page.text_content("#plan-name") == "Pro"
+    assert int(page.text_content("#balance")) == free_credits + 5000
+    assert "invoice" in page.text_content("#ledger").lower()
+    shot(page, "14-billing-pro")

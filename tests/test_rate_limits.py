@@ -1,13 +1,20 @@
 """Requests per minute per key and the queued-jobs cap, with the contract's bodies."""
 
+from billing.models import Plan
 from generation import jobs
 from tests.test_fetch import _params
 
 REQUEST = {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1, "instant_response": "yes"}
 
 
-def test_requests_per_minute(api, settings):
-    settings.API_REQUESTS_PER_MINUTE = 2
+def set_plan(user, **limits):
+    from billing.credits import account_for
+
+    Plan.objects.filter(pk=account_for(user).plan_id).update(**limits)
+
+
+def test_requests_per_minute(api, account):
+    set_plan(account[0], requests_per_minute=2)
     assert api.post("/api/v3/text2img", REQUEST)["status"] == "processing"
     assert api.post("/api/v3/text2img", REQUEST)["status"] == "processing"
     response = api.post_raw("/api/v3/text2img", json={"key": api.key, **REQUEST})
@@ -19,9 +26,9 @@ def test_requests_per_minute(api, settings):
     assert api.post("/api/v3/system_load")["status"] == "ok"
 
 
-def test_queued_jobs_cap(api, account, settings):
-    settings.MAX_QUEUED_JOBS = 2
+def test_queued_jobs_cap(api, account):
     user, _ = account
+    set_plan(user, max_queued_jobs=2)
     for _ in range(2):
         jobs.submit(user=user, api_key=None, kind="text2img", params=_params(), base_url=api.base_url,
                     queue_name="parked")

@@ -45,6 +45,12 @@ def queue_full(limit: int) -> dict:
             "tips": RATE_LIMIT_TIPS}
 
 
+def insufficient_credits(needed: int, balance: int, billing_url: str) -> dict:
+    text = f"Insufficient credits. This request needs {needed} credits and your balance is {balance}."
+    return {"status": "error", "message": text, "messege": text, "billing_url": billing_url,
+            "tip": f"Buy credits or upgrade your plan at {billing_url}"}
+
+
 def not_found() -> dict:
     return message("error", "Request not found")
 
@@ -74,6 +80,7 @@ def _flatten(detail) -> dict:
 
 def exception_handler(exc, context):
     """DRF's exception hook: map every exception to the contract's body, always HTTP 200."""
+    from billing.credits import InsufficientCredits
     from generation.jobs import QueueFull
 
     if isinstance(exc, (exceptions.AuthenticationFailed, exceptions.NotAuthenticated)):
@@ -88,6 +95,8 @@ def exception_handler(exc, context):
         return Response(rate_limited(), status=200, headers={"Retry-After": str(int(exc.wait or 60))})
     elif isinstance(exc, QueueFull):
         body = queue_full(exc.limit)
+    elif isinstance(exc, InsufficientCredits):
+        body = insufficient_credits(exc.needed, exc.balance, context["request"].build_absolute_uri("/billing/"))
     elif isinstance(exc, exceptions.MethodNotAllowed):
         body = message("error", "Method not allowed, use POST")
     else:

@@ -2,9 +2,9 @@
 
 import time
 
-from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
+from billing import credits
 from generation import queueing
 
 
@@ -25,7 +25,7 @@ class ApiKeyRateThrottle(BaseThrottle):
 
     @staticmethod
     def limit_for(api_key) -> int:
-        return settings.API_REQUESTS_PER_MINUTE
+        return credits.account_for(api_key.user).plan.requests_per_minute
 
     def wait(self):
         return self.retry_after

@@ -1,0 +1,150 @@
+"""Credits: every rule about the balance, in one module.
+
+Each function runs inside the caller's transaction (or its own) and moves the balance with a single
+conditional UPDATE beside an append-only ledger entry, so concurrent requests can never take it below
+zero (a CHECK constraint backs that), and the ledger's unique constraints make each job's reserve,
+charge and refund, and each Stripe invoice's grant, happen at most once.
+
+A job's life in the ledger: `reserve` (-cost) at enqueue, then either `charge` (0: the reservation
+becomes final) on success or `refund` (+cost) on failure or cancel.
+"""
+
+import calendar
+from datetime import datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from billing.models import Account, CreditEntry, Plan
+
+
+class InsufficientCredits(Exception):
+    def __init__(self, needed: int, balance: int):
+        super().__init__(f"needs {needed} credits, has {balance}")
+        self.needed, self.balance = needed, balance
+
+
+def default_plan() -> Plan:
+    """The plan given at sign-up (created on first use as "Free" from settings)."""
+    plan = Plan.objects.filter(is_default=True).first()
+    if plan is None:
+        plan, _ = Plan.objects.get_or_create(
+            slug="free",
+            defaults={"name": "Free", "monthly_credits": settings.FREE_PLAN_CREDITS, "is_default": True,
+                      "price_label": "free", "priority": Plan.Priority.LOW,
+                      "max_queued_jobs": settings.MAX_QUEUED_JOBS,
+                      "requests_per_minute": settings.API_REQUESTS_PER_MINUTE},
+        )
+    return plan
+
+
+def next_month(moment: datetime) -> datetime:
+    """The same day and time one calendar month later (clamped to the month's last day)."""
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def account_for(user) -> Account:
+    """The user's account, created on first use with the default plan and its first month's credits."""
+    account = Account.objects.filter(user=user).select_related("plan").first()
+    if account is not None:
+        return account
+    with transaction.atomic():
+        plan = default_plan()
+        account, created = Account.objects.get_or_create(
+            user=user, defaults={"plan": plan, "credits_renew_at": next_month(timezone.now())})
+        if created and plan.monthly_credits:
+            grant(account, plan.monthly_credits, reason=f"{plan.name} plan: first month")
+    return Account.objects.select_related("plan").get(pk=account.pk)
+
+
+def job_cost(kind: str, images: int) -> int:
+    return settings.CREDIT_COSTS[kind] * images
+
+
+def _add(account: Account, kind: str, amount: int, **fields) -> CreditEntry:
+    entry = CreditEntry.objects.create(account=account, kind=kind, amount=amount, **fields)
+    if amount:
+        Account.objects.filter(pk=account.pk).update(balance=F("balance") + amount)
+    return entry
+
+
+@transaction.atomic
+def grant(account: Account, amount: int, reason: str = "", external_id: str = "") -> CreditEntry | None:
+    """Add credits; a grant for an `external_id` already granted (a Stripe invoice) is skipped (None)."""
+    try:
+        with transaction.atomic():
+            return _add(account, CreditEntry.Kind.GRANT, amount, reason=reason[:200], external_id=external_id)
+    except IntegrityError:
+        if external_id and CreditEntry.objects.filter(external_id=external_id).exists():
+            return None
+        raise
+
+
+def reserve(account: Account, job) -> int:
+    """Take the job's cost from the balance now (at enqueue), or raise InsufficientCredits."""
+    cost = job_cost(job.kind, job.params.get("samples", 1))
+    taken = Account.objects.filter(pk=account.pk, balance__gte=cost).update(balance=F("balance") - cost)
+    if not taken:
+        raise InsufficientCredits(cost, Account.objects.get(pk=account.pk).balance)
+    CreditEntry.objects.create(account=account, kind=CreditEntry.Kind.RESERVE, amount=-cost, job=job)
+    return cost
+
+
+def _reserved(job) -> CreditEntry | None:
+    return CreditEntry.objects.filter(job=job, kind=CreditEntry.Kind.RESERVE).first()
+
+
+def charge(job):
+    """The job succeeded: its reservation becomes final (the balance does not move again)."""
+    reservation = _reserved(job)
+    if reservation and not CreditEntry.objects.filter(job=job, kind=CreditEntry.Kind.CHARGE).exists():
+        _add(reservation.account, CreditEntry.Kind.CHARGE, 0, job=job, reason=f"{-reservation.amount} credits")
+
+
+def refund(job, reason: str = ""):
+    """The job failed or was canceled: give the reservation back, once."""
+    reservation = _reserved(job)
+    if reservation is None or CreditEntry.objects.filter(job=job, kind__in=["charge", "refund"]).exists():
+        return
+    _add(reservation.account, CreditEntry.Kind.REFUND, -reservation.amount, job=job, reason=reason[:200])
+
+
+def ledger_total(account: Account) -> int:
+    """The sum of the account's ledger: always equal to its balance."""
+    return CreditEntry.objects.filter(account=account).aggregate(total=Sum("amount"))["total"] or 0
+
+
+def used_since(account: Account, since: datetime) -> int:
+    """Credits spent on successful jobs queued since `since`."""
+    spent = CreditEntry.objects.filter(account=account, kind=CreditEntry.Kind.RESERVE, created_at__gte=since,
+                                       job__credit_entries__kind=CreditEntry.Kind.CHARGE)
+    return -(spent.aggregate(total=Sum("amount"))["total"] or 0)
+
+
+@transaction.atomic
+def renew(account: Account, now: datetime | None = None) -> bool:
+    """Start a new month for an account without a subscription whose renewal date has come:
+    unused credits expire and the plan's monthly credits arrive. False when it was not due."""
+    now = now or timezone.now()
+    account = Account.objects.select_for_update().select_related("plan").get(pk=account.pk)
+    if account.has_subscription or account.credits_renew_at is None or account.credits_renew_at > now:
+        return False
+    reason = f"{account.plan.name} plan: month from {now:%Y-%m-%d}"
+    if account.balance:
+        _add(account, CreditEntry.Kind.EXPIRE, -account.balance, reason=reason)
+    if account.plan.monthly_credits:
+        _add(account, CreditEntry.Kind.GRANT, account.plan.monthly_credits, reason=reason)
+    renew_at = account.credits_renew_at
+    while renew_at <= now:
+        renew_at = next_month(renew_at)
+    Account.objects.filter(pk=account.pk).update(credits_renew_at=renew_at)
+    return True
+
+
+def renew_due(now: datetime | None = None) -> int:
+    """Renew every account whose month is over; the number renewed."""
+    now = now or timezone.now()
+    return sum(renew(account, now) for account in Account.objects.filter(credits_renew_at__lte=now))

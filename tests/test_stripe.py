@@ -1,0 +1,152 @@
+"""Stripe: Checkout, plan changes and the portal against a local stand-in for Stripe's API, and our
+webhook endpoint fed events signed with a test secret (bad signature, replay, out of order)."""
+
+import time
+
+import pytest
+import requests
+from django.test import Client
+
+from billing.models import Account, CreditEntry, Plan, StripeEvent
+from tests.conftest import make_account
+
+
+@pytest.fixture
+def customer(plans):
+    user, _ = make_account("payer@example.com")
+    client = Client()
+    client.force_login(user)
+    return user, client
+
+
+def account_of(user) -> Account:
+    return Account.objects.select_related("plan").get(user=user)
+
+
+def subscribe(stripe_server, client, slug="pro"):
+    """Pick a plan, go through (stand-in) Checkout, land back on the billing page."""
+    response = client.post(f"/billing/plan/{slug}/")
+    assert response.status_code == 302 and response["Location"].startswith(stripe_server.url + "/pay/")
+    paid = requests.get(response["Location"], allow_redirects=False, timeout=30)
+    assert paid.status_code == 303 and paid.headers["Location"].endswith("/billing/?checkout=success")
+    return paid.headers["Location"]
+
+
+def test_checkout_to_credits(stripe_server, customer):
+    user, client = customer
+    before = account_of(user).balance
+    client.get("/pricing/")
+    assert "Upgrade to Pro" in client.get("/pricing/").content.decode()
+
+    subscribe(stripe_server, client)
+
+    call = next(params for method, path, params in stripe_server.calls if path == "/v1/checkout/sessions")
+    assert call["mode"] == "subscription" and call["line_items"][0]["price"] == "price_pro"
+    account = account_of(user)
+    assert account.plan.slug == "pro" and account.subscription_status == "active"
+    assert account.stripe_subscription_id in stripe_server.subscriptions
+    assert account.balance == before + 5000
+    page = client.get("/billing/?checkout=success").content.decode()
+    assert 'id="plan-name">Pro<' in page and f'id="balance">{before + 5000}<' in page
+    assert "Invoices and payment methods" in page
+
+
+def test_upgrade_and_downgrade_an_existing_subscription(stripe_server, customer):
+    user, client = customer
+    subscribe(stripe_server, client)
+    balance = account_of(user).balance
+
+    client.post("/billing/plan/studio/")
+    account = account_of(user)
+    assert account.plan.slug == "studio" and account.balance == balance + 20000
+    update = [params for method, path, params in stripe_server.calls
+              if method == "POST" and path.startswith("/v1/subscriptions/")][-1]
+    assert update["items"][0]["price"] == "price_studio" and update["proration_behavior"] == "create_prorations"
+
+    client.post("/billing/plan/free/")  # ends with the period
+    assert stripe_server.subscriptions[account.stripe_subscription_id]["cancel_at_period_end"] is True
+    assert account_of(user).plan.slug == "studio"
+    stripe_server.end_period(account.stripe_subscription_id)
+    account = account_of(user)
+    assert account.plan.slug == "free" and not account.has_subscription
+    assert account.balance == balance + 20000  # paid credits stay
+
+
+def test_portal_redirects_to_stripe(stripe_server, customer):
+    _, client = customer
+    response = client.post("/billing/portal/")
+    assert response.status_code == 302 and response["Location"].startswith(stripe_server.url + "/portal/cus_")
+
+
+def test_stripe_down_changes_nothing(stripe_server, customer):
+    user, client = customer
+    stripe_server.down = True
+    response = client.post("/billing/plan/pro/", follow=True)
+    assert "could not be reached" in response.content.decode()
+    assert account_of(user).plan.slug == "free"
+
+
+def test_bad_signature_is_refused_and_changes_nothing(stripe_server, customer):
+    user, client = customer
+    subscribe(stripe_server, client)
+    account = account_of(user)
+    sub = stripe_server.subscriptions[account.stripe_subscription_id]
+    events_before = StripeEvent.objects.count()
+    event = stripe_server.event("invoice.paid", stripe_server.invoice(sub))
+
+    assert stripe_server.deliver(event, secret="whsec_wrong") == 400
+    unsigned = requests.post(stripe_server.webhook_url, data=b"{}", timeout=10)
+    assert unsigned.status_code == 400
+    assert account_of(user).balance == account.balance and StripeEvent.objects.count() == events_before
+
+
+def test_a_replayed_event_is_processed_once(stripe_server, customer):
+    user, client = customer
+    subscribe(stripe_server, client)
+    account = account_of(user)
+    sub = stripe_server.subscriptions[account.stripe_subscription_id]
+    event = stripe_server.event("invoice.paid", stripe_server.invoice(sub))
+    assert stripe_server.deliver(event) == 200
+    assert stripe_server.deliver(event) == 200
+    assert account_of(user).balance == account.balance + 5000
+    # the same invoice in a new event (Stripe resends with a new id) is granted once too
+    assert stripe_server.deliver(stripe_server.event("invoice.paid", event["data"]["object"])) == 200
+    assert account_of(user).balance == account.balance + 5000
+    assert CreditEntry.objects.filter(external_id=f"invoice:{event['data']['object']['id']}").count() == 1
+
+
+def test_out_of_order_events_keep_the_newest_state(stripe_server, customer, plans):
+    user, client = customer
+    subscribe(stripe_server, client)
+    account = account_of(user)
+    sub = dict(stripe_server.subscriptions[account.stripe_subscription_id])
+    now = int(time.time()) + 10
+    newer = {**sub, "items": {"data": [{"id": "si_1", "price": {"id": "price_studio"}}]}}
+    stripe_server.send("customer.subscription.updated", newer, created=now)
+    stripe_server.send("customer.subscription.updated", sub, created=now - 5)  # late, older
+    assert account_of(user).plan.slug == "studio"
+
+    # a deletion that happened before the latest update does not end the subscription
+    stripe_server.send("customer.subscription.deleted", {**sub, "status": "canceled"}, created=now - 1)
+    assert account_of(user).plan.slug == "studio" and account_of(user).has_subscription
+
+
+def test_invoice_paid_before_checkout_completed_still_grants(stripe_server, customer):
+    user, client = customer
+    account = account_of(user)
+    client.post("/billing/plan/pro/")  # creates the customer and the session; the user pays later
+    account = account_of(user)
+    sub = stripe_server.subscription(account.stripe_customer_id, "price_pro")
+    stripe_server.subscriptions[sub["id"]] = sub
+    stripe_server.send("invoice.paid", stripe_server.invoice(sub))
+    stripe_server.send("customer.subscription.created", sub)
+    assert account_of(user).balance == account.balance + 5000 and account_of(user).plan.slug == "pro"
+
+
+def test_payment_failed_shows_past_due(stripe_server, customer):
+    user, client = customer
+    subscribe(stripe_server, client)
+    sub = stripe_server.subscriptions[account_of(user).stripe_subscription_id]
+    stripe_server.send("invoice.payment_failed", {**stripe_server.invoice(sub), "status": "open"})
+    assert account_of(user).subscription_status == "past_due"
+    assert "past_due" in client.get("/billing/").content.decode()
