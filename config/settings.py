@@ -92,6 +92,9 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)  # a connection broken by a restart is replaced
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -128,6 +131,7 @@ if AWS_STORAGE_BUCKET_NAME:
             "custom_domain": env("AWS_S3_CUSTOM_DOMAIN", default=None),
             "querystring_auth": False,
             "file_overwrite": False,
+            "default_acl": env("AWS_DEFAULT_ACL", default=None),  # or a bucket policy: see the README
         },
     }
 else:
@@ -139,8 +143,13 @@ STORAGES = {
 
 # Redis and RQ. Three queues by priority; workers listen to them in this order.
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Fail fast (and answer a clear error) rather than hang when Redis is away; RQ's worker raises the
+# read timeout of its own connection above its blocking dequeue.
+_REDIS_TIMEOUTS = "socket_connect_timeout=2&socket_timeout=10"
+REDIS_CLIENT_URL = REDIS_URL if "socket_timeout" in REDIS_URL else (
+    REDIS_URL + ("&" if "?" in REDIS_URL else "?") + _REDIS_TIMEOUTS)
 GENERATION_QUEUES = ["high", "default", "low"]
-RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900} for name in GENERATION_QUEUES}
+RQ_QUEUES = {name: {"URL": REDIS_CLIENT_URL, "DEFAULT_TIMEOUT": 900} for name in GENERATION_QUEUES}
 RQ = {"WORKER_CLASS": "generation.worker.GenerationWorker"}
 
 # The cache (log-in rate limits, sessions' helpers) is shared by every web process through Redis.
@@ -149,6 +158,7 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": env("CACHE_URL", default=REDIS_URL),
         "KEY_PREFIX": "sdxl-cache",
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
     }
 }
 
@@ -160,6 +170,16 @@ DEMO_MODEL_PATH = VAR_DIR / "models" / "tiny-sdxl"
 GENERATION_WAIT_SECONDS = env.float("GENERATION_WAIT_SECONDS", default=5.0)
 GENERATION_JOB_TIMEOUT = env.int("GENERATION_JOB_TIMEOUT", default=900)
 GENERATION_TIP = "for faster speed, keep resolution upto 512x512"
+# Workers: heartbeat (a dead worker's jobs are recovered ~3 intervals after it stops), maintenance
+# (job sweep, credit renewal) and how many times a job may be started before it fails for good.
+WORKER_HEARTBEAT_INTERVAL = env.float("WORKER_HEARTBEAT_INTERVAL", default=5.0)
+WORKER_MAINTENANCE_INTERVAL = env.float("WORKER_MAINTENANCE_INTERVAL", default=30.0)
+JOB_MAX_RUNS = env.int("JOB_MAX_RUNS", default=2)
+# Retention: outputs (and inputs) of jobs finished longer ago are deleted by `manage.py expire_outputs`
+# (0 keeps them forever).
+OUTPUT_RETENTION_DAYS = env.int("OUTPUT_RETENTION_DAYS", default=30)
+# Operations: Prometheus /metrics needs `Authorization: Bearer <METRICS_TOKEN>` (unset: /metrics is off).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

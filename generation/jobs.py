@@ -1,11 +1,15 @@
-"""Job state changes, all in one place: queued -> running -> success | failed.
+"""Job state changes, all in one place: queued -> running -> success | failed (and back to queued
+when the worker running a job is lost).
 
-Each change is a conditional UPDATE on the current status, so two actors (a worker and a sweep, say)
-can never both move the same job.
+Each change is a conditional UPDATE on the current status (and try), so two actors (a worker and a
+sweep, say) can never both move the same job. Every try of a job has its own RQ job id
+(`Job.rq_job_id`), so a stale try that RQ reports or runs late can never touch a newer one.
 """
 
 import logging
+from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -13,13 +17,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import credits
-from generation import queueing
+from generation import heartbeat, queueing
 from generation.models import Job
 
 logger = logging.getLogger(__name__)
 
 FAILED_MESSAGE = "Failed, Try Again"
+WORKER_LOST_MESSAGE = "Failed, Try Again (the worker running it stopped)"
 UNFINISHED = [Job.Status.QUEUED, Job.Status.RUNNING]
+LOST_AFTER_SECONDS = 30  # a queued job RQ does not know after this long was lost by Redis
 
 
 class QueueFull(Exception):
@@ -28,9 +34,6 @@ class QueueFull(Exception):
     def __init__(self, limit: int):
         super().__init__(f"at most {limit} queued jobs")
         self.limit = limit
-
-
-LOST_AFTER_SECONDS = 30  # a queued job RQ does not know after this long was never enqueued
 
 
 def submit(*, user, api_key=None, kind: str, params: dict, base_url: str, queue_name: str | None = None) -> Job:
@@ -71,10 +74,11 @@ def _enqueue_or_fail(job: Job):
         job.refresh_from_db()
 
 
-def start(job_id: int, worker_name: str) -> Job | None:
-    """Move a queued job to running; None if it is no longer queued."""
-    moved = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.RUNNING, started_at=timezone.now(), worker_name=worker_name[:200]
+def start(job_id: int, attempt: int, worker_name: str) -> Job | None:
+    """Move a queued job to running for this try; None if it is no longer queued for it."""
+    moved = Job.objects.filter(pk=job_id, attempt=attempt, status=Job.Status.QUEUED).update(
+        status=Job.Status.RUNNING, started_at=timezone.now(), worker_name=worker_name[:200], runs=F("runs") + 1,
+        progress_step=0, progress_total=0,
     )
     return Job.objects.get(pk=job_id) if moved else None
 
@@ -88,7 +92,7 @@ def succeed(job: Job, output_names: list[str], generation_time: float, seeds: li
             thumbnail: str = "") -> bool:
     """Record the outputs and charge the reserved credits."""
     results = {"seeds": seeds} if nsfw is None else {"seeds": seeds, "nsfw_content_detected": nsfw}
-    moved = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
+    moved = Job.objects.filter(pk=job.pk, attempt=job.attempt, status=Job.Status.RUNNING).update(
         status=Job.Status.SUCCESS,
         output_names=output_names,
         thumbnail_name=thumbnail,
@@ -104,17 +108,45 @@ def succeed(job: Job, output_names: list[str], generation_time: float, seeds: li
 
 
 @transaction.atomic
-def fail(job_id: int, reason: str) -> bool:
-    """Mark a queued or running job failed with `reason` (shown to the user) and refund its credits."""
-    moved = Job.objects.filter(pk=job_id, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).update(
-        status=Job.Status.FAILED, error=reason[:2000], finished_at=timezone.now()
-    )
+def fail(job_id: int, reason: str, attempt: int | None = None) -> bool:
+    """Mark a queued or running job failed with `reason` (shown to the user) and refund its credits.
+    With `attempt`, only if the job is still on that try."""
+    unfinished = Job.objects.filter(pk=job_id, status__in=UNFINISHED)
+    if attempt is not None:
+        unfinished = unfinished.filter(attempt=attempt)
+    moved = unfinished.update(status=Job.Status.FAILED, error=reason[:2000], finished_at=timezone.now())
     if moved:
         logger.info("Job %s failed: %s", job_id, reason)
         job = Job.objects.get(pk=job_id)
         credits.refund(job, reason)
         transaction.on_commit(lambda: _finished(job_id, has_webhook=job.webhook_status == "pending"))
     return bool(moved)
+
+
+def requeue(job: Job, reason: str) -> bool:
+    """Put an unfinished job back on its queue as a new try (its worker was lost, or Redis lost it)."""
+    with transaction.atomic():
+        moved = Job.objects.filter(pk=job.pk, attempt=job.attempt, status__in=UNFINISHED).update(
+            status=Job.Status.QUEUED, attempt=F("attempt") + 1, worker_name="", progress_step=0, progress_total=0,
+        )
+        if moved:
+            logger.warning("Job %s re-queued: %s", job.pk, reason)
+            fresh = Job.objects.get(pk=job.pk)
+            transaction.on_commit(lambda: _enqueue_or_fail(fresh))
+    return bool(moved)
+
+
+def recover(job: Job) -> bool:
+    """A running job whose worker is gone: another try if it has one left, else failed and refunded."""
+    if job.runs < settings.JOB_MAX_RUNS:
+        return requeue(job, f"worker {job.worker_name or '?'} stopped")
+    return fail(job.pk, WORKER_LOST_MESSAGE, attempt=job.attempt)
+
+
+def release(job: Job) -> bool:
+    """The worker is shutting down in the middle of this job: queue it again for another worker."""
+    return requeue(job, "worker shut down") if job.runs < settings.JOB_MAX_RUNS else fail(
+        job.pk, WORKER_LOST_MESSAGE, attempt=job.attempt)
 
 
 def _finished(job_id: int, has_webhook: bool):
@@ -126,16 +158,58 @@ def _finished(job_id: int, has_webhook: bool):
         webhooks.schedule(job_id)
 
 
+def _abandoned(job: Job, now, live_workers=None) -> bool:
+    """Running, but its worker's heartbeat is gone (checked after a grace period for slow starts)."""
+    if job.status != Job.Status.RUNNING or job.started_at is None:
+        return False
+    if now - job.started_at < timedelta(seconds=heartbeat.ttl()):
+        return False
+    alive = job.worker_name in live_workers if live_workers is not None else heartbeat.is_alive(job.worker_name)
+    return not alive
+
+
+def _lost(job: Job, now) -> bool:
+    """Queued for a while, yet RQ has no such job (Redis restarted without its data, say)."""
+    return (job.status == Job.Status.QUEUED and now - job.queued_at > timedelta(seconds=LOST_AFTER_SECONDS)
+            and queueing.rq_status(job) is None)
+
+
 def reconcile(job: Job) -> Job:
-    """Fail an unfinished job that nobody will run (RQ lost it, or RQ gave up on it)."""
+    """Make sure an unfinished job will finish: re-queue or fail it when nobody will run it.
+
+    Called when a client asks about a job, so `fetch` never answers "processing" for a lost job.
+    """
     if job.is_finished:
         return job
-    status = queueing.rq_status(job)
-    lost = status is None and (timezone.now() - job.queued_at).total_seconds() > LOST_AFTER_SECONDS
-    if lost or status in ("failed", "stopped", "canceled"):
-        fail(job.pk, FAILED_MESSAGE)
-        job.refresh_from_db()
+    now = timezone.now()
+    try:
+        if _abandoned(job, now):
+            recover(job)
+        elif _lost(job, now):
+            requeue(job, "not on its queue")
+        elif queueing.rq_status(job) in ("failed", "stopped", "canceled"):
+            fail(job.pk, FAILED_MESSAGE, attempt=job.attempt)
+    except redis.RedisError:
+        logger.warning("Redis unavailable while checking job %s", job.pk)
+        return job
+    job.refresh_from_db()
     return job
+
+
+def sweep() -> dict:
+    """Recover every job nobody will finish. Runs on worker start, periodically on one worker, and
+    from `manage.py sweep_jobs`; returns how many jobs it re-queued or failed."""
+    now = timezone.now()
+    live = heartbeat.live_workers()
+    counts = {"recovered": 0, "requeued": 0}
+    for job in Job.objects.filter(status=Job.Status.RUNNING).exclude(worker_name__in=list(live)):
+        if _abandoned(job, now, live):
+            counts["recovered"] += recover(job)
+    cutoff = now - timedelta(seconds=LOST_AFTER_SECONDS)
+    for job in Job.objects.filter(status=Job.Status.QUEUED, queued_at__lt=cutoff).order_by("id"):
+        if _lost(job, now):
+            counts["requeued"] += requeue(job, "not on its queue")
+    return counts
 
 
 def wait(job: Job, timeout: float) -> Job:

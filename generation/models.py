@@ -34,7 +34,9 @@ class Job(models.Model):
     thumbnail_name = models.CharField(max_length=200, blank=True, help_text="a small JPEG of the first output")
     base_url = models.CharField(max_length=200, help_text="scheme and host the request came to")
     queue_name = models.CharField(max_length=32, default="default")
-    worker_name = models.CharField(max_length=200, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=1, help_text="times queued; names the RQ job of each try")
+    runs = models.PositiveSmallIntegerField(default=0, help_text="times a worker started it")
+    worker_name = models.CharField(max_length=200, blank=True, help_text="the RQ worker running it (or that ran it)")
     progress_step = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     generation_time = models.FloatField(null=True, blank=True, help_text="seconds on the worker")
@@ -45,6 +47,7 @@ class Job(models.Model):
     queued_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True, help_text="when retention deleted its files")
 
     class Meta:
         ordering = ["-id"]
@@ -71,7 +74,8 @@ class Job(models.Model):
 
     @property
     def rq_job_id(self) -> str:
-        return f"job-{self.id}"
+        """The RQ job of the current try: a re-queued job gets a new one, so a stale try can never touch it."""
+        return f"job-{self.id}-{self.attempt}"
 
     @property
     def thumbnail_url(self) -> str:

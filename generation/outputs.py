@@ -2,9 +2,13 @@
 
 import base64
 import io
+from datetime import timedelta
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from generation.models import Job
 
 FORMATS = {"png": ("PNG", {"compress_level": 1}), "jpg": ("JPEG", {"quality": 92})}
 
@@ -52,3 +56,30 @@ def read_text(name: str) -> str:
 def absolute_url(base_url: str, name: str) -> str:
     url = default_storage.url(name)
     return url if url.startswith(("http://", "https://")) else base_url.rstrip("/") + url
+
+
+def stored_names(job) -> list[str]:
+    """Every file the job has in storage: outputs, their `.base64` twins, the thumbnail and the inputs."""
+    names = list(job.output_names)
+    if job.params.get("base64"):
+        names += [name.rsplit(".", 1)[0] + ".base64" for name in job.output_names]
+    if job.thumbnail_name:
+        names.append(job.thumbnail_name)
+    names += [job.params[field] for field in ("init_image", "mask_image", "image") if job.params.get(field)]
+    return names
+
+
+def delete_files(job):
+    """Delete the job's files from storage (missing ones are fine)."""
+    for name in stored_names(job):
+        default_storage.delete(name)
+
+
+def expire_old_outputs(days: int) -> int:
+    """Delete the files of jobs finished more than `days` days ago and mark those jobs expired."""
+    cutoff = timezone.now() - timedelta(days=days)
+    expired = 0
+    for job in Job.objects.filter(finished_at__lt=cutoff, expired_at__isnull=True).iterator():
+        delete_files(job)
+        expired += Job.objects.filter(pk=job.pk, expired_at__isnull=True).update(expired_at=timezone.now())
+    return expired

@@ -24,6 +24,7 @@ def enqueue(job, timeout: int):
     django_rq.get_queue(job.queue_name).enqueue(
         run_job,
         job.id,
+        job.attempt,
         job_id=job.rq_job_id,
         job_timeout=timeout,
         result_ttl=0,

@@ -1,8 +1,15 @@
 """Read-only questions about the queue: how long a job will wait, how loaded the system is."""
 
-from rq import Worker
+import time
+from datetime import timedelta
 
-from generation import queueing
+import django_rq
+from django.conf import settings
+from django.db.models import Avg, Count, Q
+from django.utils import timezone
+from django_rq.settings import get_queues_map
+
+from generation import heartbeat
 from generation.models import Job
 
 DEFAULT_SECONDS_PER_JOB = 10.0
@@ -22,7 +29,8 @@ def mean_generation_time() -> float:
 
 
 def worker_count() -> int:
-    return Worker.count(connection=queueing.connection())
+    """Workers with a fresh heartbeat (RQ's own registry keeps a killed worker for minutes)."""
+    return len(heartbeat.live_workers())
 
 
 def queue_position(job: Job) -> int:
@@ -55,3 +63,34 @@ def system_load() -> dict:
     queued = Job.objects.filter(status=Job.Status.QUEUED).count()
     workers = max(worker_count(), 1)
     return {"queue_num": queued, "queue_time": int(round(queued * mean_generation_time() / workers)), "status": "ok"}
+
+
+def queue_overview() -> dict:
+    """Everything the admin's queue-load page shows, measured now."""
+    hour_ago = timezone.now() - timedelta(hours=1)
+    queued = dict(Job.objects.filter(status=Job.Status.QUEUED).values_list("queue_name").annotate(n=Count("id")))
+    indexes = get_queues_map()
+    queues = [{"name": name, "queued": queued.get(name, 0), "rq_length": django_rq.get_queue(name).count,
+               "rq_index": indexes.get(name)} for name in settings.GENERATION_QUEUES]
+    last_hour = Job.objects.filter(finished_at__gte=hour_ago).aggregate(
+        succeeded=Count("id", filter=Q(status=Job.Status.SUCCESS)),
+        failed=Count("id", filter=Q(status=Job.Status.FAILED)),
+        mean_time=Avg("generation_time", filter=Q(status=Job.Status.SUCCESS)),
+    )
+    now = time.time()
+    workers = [{"name": name, **info, "heartbeat_age": now - info["beat_at"],
+                "job_seconds": now - info["job_started"] if info.get("job_started") else None}
+               for name, info in heartbeat.live_workers().items()]
+    running = Job.objects.filter(status=Job.Status.RUNNING).count()
+    total_queued = sum(queued.values())
+    per_job = mean_generation_time()
+    return {
+        "queues": queues,
+        "queued": total_queued,
+        "running": running,
+        "failed_last_hour": last_hour["failed"],
+        "succeeded_last_hour": last_hour["succeeded"],
+        "mean_generation_time": last_hour["mean_time"],
+        "workers": workers,
+        "eta_new_job": round(per_job * ((total_queued + running) / max(len(workers), 1) + 1), 1),
+    }

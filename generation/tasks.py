@@ -4,11 +4,10 @@ import logging
 import socket
 import time
 
+from django.conf import settings
 from django.db import close_old_connections
 
-from django.conf import settings
-
-from generation import jobs, outputs
+from generation import heartbeat, jobs, monitoring, outputs
 from generation.models import Job
 from generation.predictor import GenerationError, get_predictor, pick_device
 
@@ -31,26 +30,35 @@ class ProgressRecorder:
             jobs.record_progress(self.job_id, step, total)
 
 
-def run_job(job_id: int):
-    """Run a queued job to success or failure. Never raises for a job's own failure."""
+def run_job(job_id: int, attempt: int = 1):
+    """Run one try of a queued job to success or failure. Never raises for a job's own failure; a
+    cold shutdown of the worker in the middle puts the job back on its queue."""
     close_old_connections()
-    job = jobs.start(job_id, worker_name=socket.gethostname())
+    job = jobs.start(job_id, attempt, worker_name=heartbeat.current_worker_name() or socket.gethostname())
     if job is None:
-        return  # no longer queued (failed by a sweep, already run)
+        return  # no longer queued for this try (re-queued, failed by a sweep, already run)
+    heartbeat.set_current_job(job.id)
     started = time.perf_counter()
     try:
         prediction = _predict(job)
         names = outputs.save_images(job, prediction.images)
         thumbnail = outputs.save_thumbnail(job, prediction.images[0])
     except GenerationError as exc:
-        jobs.fail(job.id, str(exc))
+        jobs.fail(job.id, str(exc), attempt=attempt)
         return
     except Exception:
         logger.exception("Job %s failed", job.id)
-        jobs.fail(job.id, jobs.FAILED_MESSAGE)
+        jobs.fail(job.id, jobs.FAILED_MESSAGE, attempt=attempt)
         return
-    jobs.succeed(job, names, generation_time=time.perf_counter() - started, seeds=prediction.seeds,
-                 nsfw=prediction.nsfw, thumbnail=thumbnail)
+    except BaseException:  # SystemExit / KeyboardInterrupt: the worker is going away
+        jobs.release(job)
+        raise
+    finally:
+        heartbeat.set_current_job(None)
+    seconds = time.perf_counter() - started
+    if jobs.succeed(job, names, generation_time=seconds, seeds=prediction.seeds, nsfw=prediction.nsfw,
+                    thumbnail=thumbnail):
+        monitoring.observe_generation(job.kind, seconds)
 
 
 def _predict(job: Job):
@@ -63,6 +71,9 @@ def _predict(job: Job):
 
 
 def on_rq_failure(rq_job, connection, exc_type, exc_value, traceback):
-    """RQ gave up on the job (timeout, crash outside run_job): the job must not stay running."""
-    job_id = rq_job.args[0]
-    jobs.fail(job_id, "Timed out" if "Timeout" in exc_type.__name__ else jobs.FAILED_MESSAGE)
+    """RQ gave up on a try (timeout, crash outside run_job): the job must not stay running.
+    A try RQ abandoned (its worker died) is left to the sweep, which may run the job again."""
+    job_id, attempt = rq_job.args
+    if exc_type.__name__ == "AbandonedJobError":
+        return
+    jobs.fail(job_id, "Timed out" if "Timeout" in exc_type.__name__ else jobs.FAILED_MESSAGE, attempt=attempt)

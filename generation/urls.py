@@ -1,6 +1,7 @@
 from django.urls import re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from generation import views as ops_views
 from generation.api import views
 
 
@@ -27,6 +28,8 @@ urlpatterns = [
     endpoint("api/v4/dreambooth/fetch", views.FetchByBodyView),
     endpoint(r"api/v4/dreambooth/fetch/(?P<job_id>\d+)", views.FetchView),
     endpoint("api/v5/super_resolution", views.SuperResolutionView),
+    re_path(r"^healthz/?$", ops_views.healthz, name="healthz"),
+    re_path(r"^metrics/?$", ops_views.metrics, name="metrics"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

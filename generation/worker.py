@@ -1,13 +1,49 @@
 """The RQ worker class: loads SDXL once at start and runs every job in the same process."""
 
+import logging
+import os
+import socket
+
 from rq import SimpleWorker
 
+from generation import heartbeat
 from generation.predictor import get_predictor
+
+logger = logging.getLogger(__name__)
+
+
+def maintenance():
+    """Periodic upkeep, on one worker at a time: recover lost jobs, renew monthly credits."""
+    from billing import credits
+    from generation import jobs
+
+    swept = jobs.sweep()
+    renewed = credits.renew_due()
+    if any(swept.values()) or renewed:
+        logger.info("Maintenance: %s, %d account(s) renewed", swept, renewed)
 
 
 class GenerationWorker(SimpleWorker):
-    """A SimpleWorker (no fork per job) whose process keeps the pipeline resident."""
+    """A SimpleWorker (no fork per job) whose process keeps the pipeline resident, reports a heartbeat
+    while it runs (also in the middle of a job) and sweeps up jobs whose worker died.
+
+    SIGTERM finishes the current job, then exits; a second SIGTERM (or SIGINT) puts the current job back
+    on its queue and exits at once.
+    """
 
     def work(self, *args, **kwargs):
-        get_predictor().load()
-        return super().work(*args, **kwargs)
+        predictor = get_predictor()
+        predictor.load()
+        beat = heartbeat.Heartbeat(self.name, {
+            "host": socket.gethostname(), "pid": os.getpid(), "queues": self.queue_names(),
+            "model": predictor.model_name, "device": str(predictor.device),
+        }, maintenance=maintenance)
+        beat.start()
+        try:
+            try:
+                maintenance()
+            except Exception:
+                logger.exception("Maintenance at start failed; the periodic one retries")
+            return super().work(*args, **kwargs)
+        finally:
+            beat.stop()

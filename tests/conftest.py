@@ -38,7 +38,7 @@ def _database_url() -> str:
 
 
 def worker_environment(**overrides) -> dict:
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings", DATABASE_URL=_database_url())
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=_database_url())
     env.update(overrides)
     return env
 

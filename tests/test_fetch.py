@@ -47,12 +47,25 @@ def test_queued_job_answers_processing(api, account):
     assert body["output"] == [] and isinstance(body["eta"], float) and body["id"] == job.id
 
 
-def test_job_lost_by_the_queue_is_failed_not_processing_forever(api, account):
+def test_job_lost_by_the_queue_is_queued_again(api, account):
     user, _ = account
     job = jobs.submit(user=user, api_key=None, kind="text2img", params=_params(), base_url=api.base_url,
                       queue_name="parked")
-    django_rq.get_queue("parked").connection.delete(f"rq:job:{job.rq_job_id}")  # Redis lost it
+    queue = django_rq.get_queue("parked")
+    queue.connection.delete(f"rq:job:{job.rq_job_id}")  # Redis lost it (restarted without its data)
     Job.objects.filter(pk=job.pk).update(queued_at=job.queued_at.replace(year=2020))
+    assert api.post(f"/api/v3/fetch/{job.id}")["status"] == "processing"
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED and job.attempt == 2
+    assert job.rq_job_id in queue.get_job_ids()  # someone will run it
+
+
+def test_job_rq_gave_up_on_answers_failed(api, account):
+    user, _ = account
+    job = jobs.submit(user=user, api_key=None, kind="text2img", params=_params(), base_url=api.base_url,
+                      queue_name="parked")
+    rq_job = django_rq.get_queue("parked").fetch_job(job.rq_job_id)
+    rq_job.set_status("failed")
     body = api.post(f"/api/v3/fetch/{job.id}")
     assert body == {"status": "failed", "id": job.id, "message": "Failed, Try Again",
                     "messege": "Failed, Try Again", "output": []}

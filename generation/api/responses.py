@@ -136,7 +136,14 @@ def for_request(job: Job) -> dict:
     return processing(job)
 
 
+def expired(job: Job) -> dict:
+    return {**errors.message("error", "Request expired: its images were deleted after the retention period"),
+            "id": job.id, "output": []}
+
+
 def for_fetch(job: Job) -> dict:
+    if job.expired_at:
+        return expired(job)
     if job.status == Job.Status.SUCCESS:
         return success(job)
     if job.status == Job.Status.FAILED:

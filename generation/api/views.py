@@ -6,7 +6,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from generation import selectors, services
+from generation import monitoring, selectors, services
 from generation.api import responses
 from generation.api.authentication import ApiKeyAuthentication
 from generation.api.serializers import (
@@ -61,6 +61,12 @@ def base_url(request) -> str:
 class V3View(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = []
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        status = response.data.get("status", "") if isinstance(response.data, dict) else ""
+        monitoring.count_request(type(self).__name__.removesuffix("View").lower(), status)
+        return response
 
 
 class GenerationView(V3View):

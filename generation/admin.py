@@ -1,0 +1,104 @@
+"""Admin: jobs (read-only, deleted with their files), the queue-load page and the image gallery."""
+
+from datetime import datetime
+from urllib.parse import urlencode
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from generation import outputs, selectors
+from generation.api.responses import output_urls
+from generation.models import Job, WebhookAttempt
+
+GALLERY_PAGE_SIZE = 48
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    fields = ["number", "sent_at", "status_code", "error", "duration"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["id", "preview", "user", "kind", "status", "queue_name", "queued_at", "generation_time"]
+    list_display_links = ["id", "preview"]
+    list_filter = ["status", "kind", "queue_name", "queued_at"]
+    search_fields = ["=id", "user__email"]
+    date_hierarchy = "queued_at"
+    list_select_related = ["user"]
+    readonly_fields = ["preview_large", "user", "api_key", "kind", "status", "params", "seed", "file_prefix",
+                       "output_format", "output_names", "thumbnail_name", "base_url", "queue_name", "attempt", "runs",
+                       "worker_name", "progress_step", "progress_total", "generation_time", "error", "webhook_status",
+                       "queued_at", "started_at", "finished_at", "expired_at"]
+    fields = readonly_fields
+    inlines = [WebhookAttemptInline]
+    change_list_template = "admin/generation/job/change_list.html"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # jobs change state only through generation/jobs.py
+
+    @admin.display(description="image")
+    def preview(self, job):
+        return format_html('<img src="{}" alt="" style="height:48px;border-radius:4px">', job.thumbnail_url) \
+            if job.thumbnail_name and not job.expired_at else "–"
+
+    @admin.display(description="outputs")
+    def preview_large(self, job):
+        if job.expired_at or not job.output_names:
+            return "–"
+        return format_html("".join(f'<a href="{url}"><img src="{url}" alt="" style="max-height:256px;margin:4px"></a>'
+                                   for url in output_urls(job)))
+
+    def delete_model(self, request, obj):
+        outputs.delete_files(obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for job in queryset:
+            outputs.delete_files(job)
+        super().delete_queryset(request, queryset)
+
+    def get_urls(self):
+        return [
+            path("queue/", self.admin_site.admin_view(self.queue_view), name="generation_job_queue"),
+            path("gallery/", self.admin_site.admin_view(self.gallery_view), name="generation_job_gallery"),
+        ] + super().get_urls()
+
+    def queue_view(self, request):
+        """Queued per queue, running, failed, workers and their heartbeats, throughput, ETA; refreshes itself."""
+        context = {**self.admin_site.each_context(request), "title": "Queue load", "opts": self.model._meta,
+                   "overview": selectors.queue_overview()}
+        return TemplateResponse(request, "admin/generation/job/queue.html", context)
+
+    def gallery_view(self, request):
+        """Generated images as thumbnails, filtered by user, kind, status and date."""
+        jobs = Job.objects.exclude(thumbnail_name="").filter(expired_at__isnull=True).select_related("user")
+        filters = {key: request.GET.get(key, "").strip() for key in ("user", "kind", "status", "since", "until")}
+        if filters["user"]:
+            jobs = jobs.filter(user__email__icontains=filters["user"])
+        if filters["kind"]:
+            jobs = jobs.filter(kind=filters["kind"])
+        if filters["status"]:
+            jobs = jobs.filter(status=filters["status"])
+        for key, lookup in (("since", "queued_at__date__gte"), ("until", "queued_at__date__lte")):
+            try:
+                if filters[key]:
+                    jobs = jobs.filter(**{lookup: datetime.strptime(filters[key], "%Y-%m-%d").date()})
+            except ValueError:
+                filters[key] = ""
+        page = Paginator(jobs.order_by("-id"), GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
+        query = urlencode({key: value for key, value in filters.items() if value})
+        context = {**self.admin_site.each_context(request), "title": "Gallery", "opts": self.model._meta,
+                   "page": page, "filters": filters, "query": query, "kinds": Job.Kind.choices,
+                   "statuses": Job.Status.choices, "change_url": reverse("admin:generation_job_changelist")}
+        return TemplateResponse(request, "admin/generation/job/gallery.html", context)

@@ -1,0 +1,27 @@
+"""Operations endpoints: /healthz for load balancers and orchestrators, /metrics for Prometheus."""
+
+import hmac
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from generation import monitoring
+
+
+@never_cache
+def healthz(request):
+    """200 with every check when database, Redis and a worker are up; 503 naming what is down."""
+    report = monitoring.health()
+    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+
+
+@never_cache
+def metrics(request):
+    """Prometheus text format; needs `Authorization: Bearer <METRICS_TOKEN>` (off when no token is set)."""
+    token = settings.METRICS_TOKEN
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if not token or scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+        return HttpResponse("metrics need a bearer token\n", status=401 if token else 404, content_type="text/plain")
+    return HttpResponse(monitoring.render_metrics(), content_type=CONTENT_TYPE_LATEST)
