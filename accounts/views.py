@@ -81,6 +81,15 @@ def job_detail(request, job_id):
 
 
 @login_required
+@require_POST
+def cancel_job(request, job_id):
+    job = jobs.cancel(get_object_or_404(Job, pk=job_id, user=request.user))
+    if job.status == Job.Status.CANCELED:
+        messages.success(request, f"Job #{job.id} canceled; its credits were refunded.")
+    return redirect("dashboard-job", job_id=job.id)
+
+
+@login_required
 def job_status(request, job_id):
     job = get_object_or_404(Job, pk=job_id, user=request.user)
     return JsonResponse(_job_status(job))

@@ -1,5 +1,5 @@
-"""Job state changes, all in one place: queued -> running -> success | failed (and back to queued
-when the worker running a job is lost).
+"""Job state changes, all in one place: queued -> running -> success | failed | canceled (and back
+to queued when the worker running a job is lost).
 
 Each change is a conditional UPDATE on the current status (and try), so two actors (a worker and a
 sweep, say) can never both move the same job. Every try of a job has its own RQ job id
@@ -24,8 +24,10 @@ logger = logging.getLogger(__name__)
 
 FAILED_MESSAGE = "Failed, Try Again"
 WORKER_LOST_MESSAGE = "Failed, Try Again (the worker running it stopped)"
+CANCELED_MESSAGE = "Canceled"
 UNFINISHED = [Job.Status.QUEUED, Job.Status.RUNNING]
 LOST_AFTER_SECONDS = 30  # a queued job RQ does not know after this long was lost by Redis
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 class QueueFull(Exception):
@@ -36,15 +38,25 @@ class QueueFull(Exception):
         self.limit = limit
 
 
-def submit(*, user, api_key=None, kind: str, params: dict, base_url: str, queue_name: str | None = None) -> Job:
+def submit(*, user, api_key=None, kind: str, params: dict, base_url: str, queue_name: str | None = None,
+           idempotency_key: str = "") -> Job:
     """Record the job, reserve its credits and queue it once the transaction commits.
 
     Raises QueueFull when the account already has its plan's maximum of unfinished jobs, and
     InsufficientCredits when the balance cannot pay for it; then nothing is recorded or queued.
     The account row is locked while counting, so concurrent requests cannot overshoot either limit.
+    With an `idempotency_key` the account already used in the last 24 hours, the job made then is
+    returned instead (nothing new is queued or charged); `job.replayed` says so.
     """
     with transaction.atomic():
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        if idempotency_key:
+            earlier = Job.objects.filter(user=user, idempotency_key=idempotency_key).first()
+            if earlier and timezone.now() - earlier.queued_at < IDEMPOTENCY_WINDOW:
+                earlier.replayed = True
+                return earlier
+            if earlier:  # older than the window: the key may be used again
+                Job.objects.filter(pk=earlier.pk).update(idempotency_key="")
         account = credits.account_for(user)
         limit = account.plan.max_queued_jobs
         if Job.objects.filter(user=user, status__in=UNFINISHED).count() >= limit:
@@ -59,6 +71,7 @@ def submit(*, user, api_key=None, kind: str, params: dict, base_url: str, queue_
             base_url=base_url,
             queue_name=queue_name or account.plan.priority,
             webhook_status="pending" if params.get("webhook") else "",
+            idempotency_key=idempotency_key,
         )
         credits.reserve(account, job)
         transaction.on_commit(lambda: _enqueue_or_fail(job))
@@ -121,6 +134,28 @@ def fail(job_id: int, reason: str, attempt: int | None = None) -> bool:
         credits.refund(job, reason)
         transaction.on_commit(lambda: _finished(job_id, has_webhook=job.webhook_status == "pending"))
     return bool(moved)
+
+
+@transaction.atomic
+def cancel(job: Job) -> Job:
+    """Cancel a queued or running job: it ends `canceled` at once and its credits are refunded; a
+    queued one leaves its RQ queue, a running one stops at its worker's next denoising step. A
+    finished job is left as it is. Returns the job's fresh state (cancel is idempotent)."""
+    moved = Job.objects.filter(pk=job.pk, status__in=UNFINISHED).update(
+        status=Job.Status.CANCELED, error=CANCELED_MESSAGE, finished_at=timezone.now())
+    job.refresh_from_db()
+    if moved:
+        credits.refund(job, "canceled")
+        transaction.on_commit(lambda: _canceled(job))
+    return job
+
+
+def _canceled(job: Job):
+    try:
+        queueing.stop(job)
+    except redis.RedisError:
+        logger.warning("Could not tell the queue job %s was canceled; its worker skips it anyway", job.pk)
+    _finished(job.pk, has_webhook=job.webhook_status == "pending")
 
 
 def requeue(job: Job, reason: str) -> bool:

@@ -18,6 +18,7 @@ class Job(models.Model):
         RUNNING = "running"
         SUCCESS = "success"
         FAILED = "failed"
+        CANCELED = "canceled"
 
     id = models.BigAutoField(primary_key=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
@@ -41,6 +42,8 @@ class Job(models.Model):
     progress_total = models.PositiveIntegerField(default=0)
     generation_time = models.FloatField(null=True, blank=True, help_text="seconds on the worker")
     error = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=200, blank=True,
+                                       help_text="the client's Idempotency-Key: a retry gets this job back (24 h)")
     webhook_status = models.CharField(
         max_length=16, blank=True, help_text='"" (no webhook), pending, delivered or failed'
     )
@@ -57,20 +60,30 @@ class Job(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(status__in=["queued", "running", "success", "failed"]), name="job_status_valid"
+                condition=models.Q(status__in=["queued", "running", "success", "failed", "canceled"]),
+                name="job_status_valid",
             ),
+            models.UniqueConstraint(fields=["user", "idempotency_key"], condition=~models.Q(idempotency_key=""),
+                                    name="job_idempotency_key_unique_per_user"),
             models.CheckConstraint(
                 condition=~models.Q(status="success") | models.Q(generation_time__isnull=False),
                 name="job_success_has_time",
             ),
         ]
 
+    replayed = False  # set by jobs.submit when an idempotency key brought back an earlier job
+
     def __str__(self):
         return f"{self.kind} #{self.id} ({self.status})"
 
     @property
     def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCESS, self.Status.FAILED)
+        return self.status in (self.Status.SUCCESS, self.Status.FAILED, self.Status.CANCELED)
+
+    @property
+    def queue_time(self) -> float | None:
+        """Seconds from queued to started (None before a worker starts it)."""
+        return (self.started_at - self.queued_at).total_seconds() if self.started_at else None
 
     @property
     def rq_job_id(self) -> str:

@@ -58,15 +58,24 @@ def absolute_url(base_url: str, name: str) -> str:
     return url if url.startswith(("http://", "https://")) else base_url.rstrip("/") + url
 
 
+def _output_files(job, names: list[str], thumbnail: str) -> list[str]:
+    """Images, their `.base64` twins and the thumbnail."""
+    files = list(names)
+    if job.params.get("base64"):
+        files += [name.rsplit(".", 1)[0] + ".base64" for name in names]
+    return files + ([thumbnail] if thumbnail else [])
+
+
 def stored_names(job) -> list[str]:
     """Every file the job has in storage: outputs, their `.base64` twins, the thumbnail and the inputs."""
-    names = list(job.output_names)
-    if job.params.get("base64"):
-        names += [name.rsplit(".", 1)[0] + ".base64" for name in job.output_names]
-    if job.thumbnail_name:
-        names.append(job.thumbnail_name)
-    names += [job.params[field] for field in ("init_image", "mask_image", "image") if job.params.get(field)]
-    return names
+    inputs = [job.params[field] for field in ("init_image", "mask_image", "image") if job.params.get(field)]
+    return _output_files(job, job.output_names, job.thumbnail_name) + inputs
+
+
+def delete_outputs(job, names: list[str], thumbnail: str):
+    """Delete images saved for a job that will not use them."""
+    for name in _output_files(job, names, thumbnail):
+        default_storage.delete(name)
 
 
 def delete_files(job):

@@ -18,6 +18,15 @@ class GenerationError(Exception):
     """A job failed for a reason worth showing to the user."""
 
 
+OUTPUT_ATTEMPTS = 2  # an invalid image is generated once more before the job fails
+BLACK_LEVEL = 1 / 255
+
+
+def _valid_image(array) -> bool:
+    """Finite values and not all black."""
+    return bool(np.isfinite(array).all()) and float(array.max()) > BLACK_LEVEL
+
+
 @dataclass
 class Prediction:
     images: list
@@ -93,24 +102,39 @@ class SDXLPredictor:
 
     def run(self, kind: str, params: dict, on_step=None) -> Prediction:
         """Generate `params["samples"]` images; image i uses seed + i. `on_step(done, total)` reports progress."""
-        import torch
-
         self.load()
         started = time.perf_counter()
         pipe = self.pipelines[kind]
         # 1. a fresh scheduler per job, so no job's scheduler leaks into the next
         pipe.scheduler = schedulers.build(params["scheduler"], params["scheduler_options"], self.base_scheduler_config)
-        # 2. one generator per image
-        seeds = [params["seed"] + i for i in range(params["samples"])]
-        generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
 
-        # 3. progress from the real number of scheduler steps (second-order schedulers run more)
+        # 2. progress from the real number of scheduler steps (second-order schedulers run more)
         def step_end(pipeline, step, timestep, callback_kwargs):
             if on_step is not None:
                 on_step(step + 1, pipeline._num_timesteps)
             return callback_kwargs
 
-        # 4. the pipeline call
+        # 3. the pipeline call, one generator per image (image i uses seed + i); an image that came out
+        #    NaN or all black (fp16 overflow, a numeric fault) is generated once more, then the job fails
+        seeds = [params["seed"] + i for i in range(params["samples"])]
+        for attempt in range(1, OUTPUT_ATTEMPTS + 1):
+            arrays = self._call(pipe, kind, params, seeds, step_end)
+            if all(_valid_image(array) for array in arrays):
+                break
+            logger.warning("Invalid (NaN or black) output for seeds %s, try %d of %d", seeds, attempt, OUTPUT_ATTEMPTS)
+        else:
+            raise GenerationError("Failed, Try Again (the model produced an invalid image)")
+        images = [Image.fromarray((array * 255).round().clip(0, 255).astype("uint8")) for array in arrays]
+        # 4. optional NSFW filter: flagged images become black
+        nsfw = None
+        if params.get("safety_checker") and settings.SAFETY_CHECKER_MODEL:
+            images, nsfw = self._safety_filter(images)
+        return Prediction(images=images, seeds=seeds, seconds=time.perf_counter() - started, nsfw=nsfw)
+
+    def _call(self, pipe, kind: str, params: dict, seeds: list[int], step_end) -> list:
+        import torch
+
+        generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
         with torch.inference_mode():
             result = pipe(
                 prompt=params["prompt"],
@@ -123,17 +147,7 @@ class SDXLPredictor:
                 callback_on_step_end=step_end,
                 **self._image_inputs(kind, params),
             )
-        # 5. to 8-bit images; NaN output (fp16 VAE overflow) is a failure, never a black "success"
-        images = []
-        for array in result.images:
-            if not np.isfinite(array).all():
-                raise GenerationError("The model produced an invalid (NaN) image")
-            images.append(Image.fromarray((array * 255).round().clip(0, 255).astype("uint8")))
-        # 6. optional NSFW filter: flagged images become black
-        nsfw = None
-        if params.get("safety_checker") and settings.SAFETY_CHECKER_MODEL:
-            images, nsfw = self._safety_filter(images)
-        return Prediction(images=images, seeds=seeds, seconds=time.perf_counter() - started, nsfw=nsfw)
+        return list(result.images)
 
     def _safety_filter(self, images):
         import torch

@@ -11,6 +11,8 @@ logger = logging.getLogger(__name__)
 
 FINISHED_KEY = "sdxl:finished:{}"
 FINISHED_TTL = 300
+CANCEL_KEY = "sdxl:cancel:{}"
+CANCEL_TTL = 24 * 3600
 
 
 def connection():
@@ -42,6 +44,24 @@ def rq_status(job) -> str | None:
         return RQJob.fetch(job.rq_job_id, connection=connection()).get_status(refresh=False)
     except NoSuchJobError:
         return None
+
+
+def stop(job):
+    """Raise the flag a canceled job's worker checks between steps, and take it off its RQ queue."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job as RQJob
+
+    connection().set(CANCEL_KEY.format(job.id), 1, ex=CANCEL_TTL)
+    try:
+        rq_job = RQJob.fetch(job.rq_job_id, connection=connection())
+    except NoSuchJobError:
+        return
+    if rq_job.get_status(refresh=False) == "queued":
+        rq_job.delete()
+
+
+def cancel_requested(job_id: int) -> bool:
+    return connection().exists(CANCEL_KEY.format(job_id)) == 1
 
 
 def signal_finished(job_id: int):

@@ -18,6 +18,10 @@ urlpatterns = [
     endpoint("api/v3/fetch", views.FetchByBodyView, "v3-fetch-body"),
     endpoint(r"api/v3/fetch/(?P<job_id>\d+)", views.FetchView, "v3-fetch"),
     endpoint("api/v3/system_load", views.SystemLoadView, "v3-system-load"),
+    # beyond v3
+    endpoint("api/v3/cancel", views.CancelByBodyView, "v3-cancel-body"),
+    endpoint(r"api/v3/cancel/(?P<job_id>\d+)", views.CancelView, "v3-cancel"),
+    endpoint("api/v3/account", views.AccountView, "v3-account"),
     # compatibility aliases that real clients call
     endpoint("api/v3/dreambooth", views.Text2ImgView),
     endpoint("api/v3/dreambooth/img2img", views.Img2ImgView),

@@ -27,7 +27,9 @@ function followJob(statusUrl, ids) {
     el("position").textContent = job.status === "queued" ? "· position " + job.queue_position : "";
     el("eta").textContent = job.eta !== null ? "· about " + job.eta.toFixed(1) + " s" : "";
     el("progress").value = job.progress;
-    el("error").textContent = job.status === "failed" ? job.error : "";
+    el("error").textContent = job.status === "failed" || job.status === "canceled" ? job.error : "";
+    const cancel = document.getElementById(ids + "-cancel");
+    if (cancel && job.status !== "queued" && job.status !== "running") cancel.hidden = true;
     if (job.status === "success") {
       el("outputs").innerHTML = "";
       for (const url of job.outputs) {

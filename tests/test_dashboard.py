@@ -61,6 +61,22 @@ def test_history_and_job_pages_show_own_jobs_only(alice, bob):
     assert status["status"] == "queued" and status["queue_position"] == 1  # bob's parked job is ahead
 
 
+def test_cancel_from_the_job_page(alice, bob):
+    user, _, client = alice
+    mine = jobs.submit(user=user, kind="text2img", params=_params(), base_url="http://testserver",
+                       queue_name="parked")
+    assert 'id="job-cancel"' in client.get(f"/dashboard/jobs/{mine.id}/").content.decode()
+    assert client.post(f"/dashboard/jobs/{bob[2].id}/cancel/").status_code == 404
+    bob[2].refresh_from_db()
+    assert bob[2].status == Job.Status.QUEUED
+    page = client.post(f"/dashboard/jobs/{mine.id}/cancel/", follow=True).content.decode()
+    assert "canceled; its credits were refunded" in page and 'id="job-cancel"' not in page
+    assert client.get(f"/dashboard/jobs/{mine.id}/status.json").json()["status"] == "canceled"
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(user)
+    assert csrf_client.post(f"/dashboard/jobs/{mine.id}/cancel/").status_code == 403
+
+
 def test_history_is_paginated_newest_first(alice):
     user, _, client = alice
     created = [jobs.submit(user=user, kind="text2img", params=_params(), base_url="http://testserver",

@@ -39,6 +39,7 @@ def meta(job: Job) -> dict:
         "steps": params["steps"],
         "vae": _name(settings.SDXL_VAE, "default"),
         "scheduler": params["scheduler"],
+        "seeds": params.get("seeds") or [job.seed + i for i in range(params["samples"])],  # beyond v3
     }
     if job.kind in (Job.Kind.IMG2IMG, Job.Kind.INPAINT):
         body["init_image"] = _input_url(job, "init_image")
@@ -81,13 +82,14 @@ def success(job: Job) -> dict:
     if job.kind == Job.Kind.SUPER_RESOLUTION:
         # the one endpoint whose `output` is a single string
         return {"status": "success", "generationTime": float(job.generation_time), "id": job.id,
-                "output": output_urls(job)[0], **_extras(job)}
+                "output": output_urls(job)[0], "queue_time": _queue_time(job), **_extras(job)}
     body = {
         "status": "success",
         "generationTime": float(job.generation_time),
         "id": job.id,
         "output": output_urls(job),
-        "meta": {**meta(job), "seeds": job.params.get("seeds", [job.seed])},
+        "meta": meta(job),
+        "queue_time": _queue_time(job),
         **_extras(job),
     }
     if "nsfw_content_detected" in job.params:
@@ -97,8 +99,21 @@ def success(job: Job) -> dict:
     return body
 
 
+def _queue_time(job: Job) -> float:
+    """Seconds the job waited for a worker (beyond v3)."""
+    return round(job.queue_time or 0.0, 3)
+
+
+def _progress(job: Job) -> dict:
+    """Where an unfinished job stands (beyond v3)."""
+    return {"queue_position": selectors.queue_position(job), "progress": selectors.progress(job)}
+
+
 def failed(job: Job) -> dict:
-    return {**errors.message("failed", job.error or "Failed, Try Again"), "id": job.id, "output": [], **_extras(job)}
+    body = {**errors.message("failed", job.error or "Failed, Try Again"), "id": job.id, "output": [], **_extras(job)}
+    if job.status == Job.Status.CANCELED:
+        body["canceled"] = True
+    return body
 
 
 def processing(job: Job) -> dict:
@@ -111,6 +126,7 @@ def processing(job: Job) -> dict:
         "id": job.id,
         "output": [],
         "future_links": future_links(job),
+        **_progress(job),
         **_extras(job),
     }
     if job.kind != Job.Kind.SUPER_RESOLUTION:
@@ -124,6 +140,7 @@ def fetch_processing(job: Job) -> dict:
         "id": job.id,
         "output": [],
         "eta": selectors.eta_seconds(job),
+        **_progress(job),
     }
 
 
@@ -131,7 +148,7 @@ def for_request(job: Job) -> dict:
     """Body for the generation request itself."""
     if job.status == Job.Status.SUCCESS:
         return success(job)
-    if job.status == Job.Status.FAILED:
+    if job.is_finished:
         return failed(job)
     return processing(job)
 
@@ -146,6 +163,6 @@ def for_fetch(job: Job) -> dict:
         return expired(job)
     if job.status == Job.Status.SUCCESS:
         return success(job)
-    if job.status == Job.Status.FAILED:
+    if job.is_finished:
         return failed(job)
     return fetch_processing(job)

@@ -56,6 +56,7 @@ class GenerationSerializer(WebhookMixin, serializers.Serializer):
     webhook = LenientTextField(max_length=2000, required=False, default=None)
     track_id = ScalarField(default=None)
     instant_response = LenientBooleanField(default=False)
+    idempotency_key = LenientTextField(max_length=200, required=False, default="")
 
     def validate(self, data):
         resolved = schedulers.resolve(data["scheduler"], data["use_karras_sigmas"], data["algorithm_type"])
@@ -79,6 +80,7 @@ class GenerationSerializer(WebhookMixin, serializers.Serializer):
             "webhook": data["webhook"],
             "track_id": data["track_id"],
             "instant_response": data["instant_response"],
+            "idempotency_key": data["idempotency_key"],
         }
 
 
@@ -138,6 +140,7 @@ class SuperResolutionSerializer(WebhookMixin, serializers.Serializer):
     webhook = LenientTextField(max_length=2000, required=False, default=None)
     track_id = ScalarField(default=None)
     instant_response = LenientBooleanField(default=False)
+    idempotency_key = LenientTextField(max_length=200, required=False, default="")
 
     def validate(self, data):
         given = data["url"] or data["init_image"]
@@ -160,6 +163,7 @@ class SuperResolutionSerializer(WebhookMixin, serializers.Serializer):
             "webhook": data["webhook"],
             "track_id": data["track_id"],
             "instant_response": data["instant_response"],
+            "idempotency_key": data["idempotency_key"],
             "output_format": "png",
             "samples": 1,
             "seed": 0,

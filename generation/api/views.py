@@ -6,6 +6,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing import selectors as billing_selectors
 from generation import monitoring, selectors, services
 from generation.api import responses
 from generation.api.authentication import ApiKeyAuthentication
@@ -81,9 +82,9 @@ class GenerationView(V3View):
         serializer.is_valid(raise_exception=True)
         job = services.request_generation(
             user=request.user, api_key=request.auth, kind=self.kind, params=serializer.validated_data,
-            base_url=base_url(request),
+            base_url=base_url(request), idempotency_key=request.headers.get("Idempotency-Key", ""),
         )
-        return Response(responses.for_request(job))
+        return Response(responses.for_request(job), headers={"Idempotent-Replayed": "true"} if job.replayed else None)
 
 
 def generation_schema(serializer, summary):
@@ -130,6 +131,47 @@ class FetchByBodyView(FetchView):
     @extend_schema(operation_id="fetch_by_request_id", summary="The result of a queued request (id as request_id)")
     def post(self, request, job_id=None):
         return super().post(request, job_id)
+
+
+@extend_schema(request=FetchSerializer, responses=JOB_BODY, summary="Cancel a queued or running request (beyond v3)",
+               description="A queued job leaves the queue, a running one stops at its next denoising step; both end "
+                           "with a full refund and fetch answers status \"failed\", message \"Canceled\", "
+                           "\"canceled\": true. A finished job is left alone. Idempotent.",
+               examples=[OpenApiExample("canceled", response_only=True, value={
+                   "status": "failed", "id": 12202889, "message": "Canceled", "messege": "Canceled", "output": [],
+                   "canceled": True})])
+class CancelView(V3View):
+    @extend_schema(operation_id="cancel")
+    def post(self, request, job_id=None):
+        serializer = FetchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job = services.cancel_job(user=request.user, job_id=job_id or serializer.validated_data["request_id"])
+        return Response(responses.for_fetch(job))
+
+
+class CancelByBodyView(CancelView):
+    @extend_schema(operation_id="cancel_by_request_id", summary="Cancel a request (id as request_id; beyond v3)")
+    def post(self, request, job_id=None):
+        return super().post(request, job_id)
+
+
+@extend_schema(
+    request=KEY_ONLY,
+    responses=inline_serializer("Account", fields={
+        "status": serializers.CharField(), "email": serializers.CharField(), "plan": serializers.DictField(),
+        "credits": serializers.IntegerField(), "queued_jobs": serializers.IntegerField(),
+        "running_jobs": serializers.IntegerField(), "limits": serializers.DictField()}),
+    summary="Plan, credits left, jobs in flight and limits (beyond v3)",
+    examples=[OpenApiExample("account", response_only=True, value={
+        "status": "success", "email": "you@example.com",
+        "plan": {"name": "Free", "slug": "free", "monthly_credits": 100, "priority": "low"},
+        "credits": 97, "queued_jobs": 1, "running_jobs": 0,
+        "limits": {"max_queued_jobs": 10, "requests_per_minute": 60, "max_resolution": 1024, "max_samples": 4},
+        "subscription_status": None, "credits_renew_at": "2026-12-25T17:54:09+00:00", "current_period_end": None})],
+)
+class AccountView(V3View):
+    def post(self, request):
+        return Response(billing_selectors.account_summary(request.user))
 
 
 @extend_schema(

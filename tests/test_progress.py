@@ -1,0 +1,50 @@
+"""Per-job progress in fetch (beyond v3): queue position, progress from the real scheduler steps, ETA."""
+
+import time
+
+from generation import jobs
+from generation.models import Job
+from tests.test_fetch import _params
+
+
+def follow(api, job_id, timeout=120) -> list[dict]:
+    bodies, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = api.post(f"/api/v3/fetch/{job_id}")
+        bodies.append(body)
+        if body["status"] != "processing":
+            break
+        time.sleep(0.05)
+    return bodies
+
+
+def test_progress_grows_monotonically_to_one(api):
+    job_id = api.post("/api/v3/text2img", {"prompt": "p", "width": 192, "height": 192, "num_inference_steps": 40,
+                                           "instant_response": "yes"})["id"]
+    bodies = follow(api, job_id)
+    assert bodies[-1]["status"] == "success"
+    progress = [b["progress"] for b in bodies if b["status"] == "processing"]
+    assert len(set(progress)) >= 3 and progress == sorted(progress)
+    assert all(isinstance(b["eta"], float) and isinstance(b["queue_position"], int) for b in bodies[:-1])
+    job = Job.objects.get(pk=job_id)
+    assert (job.progress_step, job.progress_total) == (40, 40)
+
+
+def test_second_order_scheduler_counts_its_real_steps(api):
+    job_id = api.post("/api/v3/text2img", {"prompt": "p", "width": 128, "height": 128, "num_inference_steps": 20,
+                                           "scheduler": "Heun", "instant_response": "yes"})["id"]
+    bodies = follow(api, job_id)
+    assert bodies[-1]["status"] == "success"
+    progress = [b["progress"] for b in bodies if b["status"] == "processing"]
+    assert progress == sorted(progress) and all(0 <= p <= 1 for p in progress)
+    job = Job.objects.get(pk=job_id)
+    assert job.progress_total == job.progress_step > 20  # Heun evaluates the model twice per step
+
+
+def test_queue_position_counts_the_jobs_ahead(api, account):
+    user, _ = account
+    parked = [jobs.submit(user=user, kind="text2img", params=_params(), base_url=api.base_url, queue_name="parked")
+              for _ in range(3)]
+    positions = [api.post(f"/api/v3/fetch/{job.id}")["queue_position"] for job in parked]
+    assert positions == [0, 1, 2]
+    assert api.post(f"/api/v3/fetch/{parked[2].id}")["progress"] == 0.0
