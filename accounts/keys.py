@@ -42,7 +42,7 @@ def authenticate_key(raw_key) -> ApiKey | None:
     if not isinstance(raw_key, str) or len(raw_key) != PREFIX_LENGTH + SECRET_LENGTH:
         return None
     api_key = (
-        ApiKey.objects.select_related("user")
+        ApiKey.objects.select_related("user", "user__billing__plan")
         .filter(prefix=raw_key[:PREFIX_LENGTH], revoked=False, user__is_active=True)
         .first()
     )

@@ -15,13 +15,12 @@ from accounts import selectors
 from accounts.keys import create_api_key
 from accounts.models import ApiKey, new_webhook_secret
 from billing import credits
-from billing.credits import InsufficientCredits
+from billing.credits import InsufficientCredits, QueueFull
 from generation import jobs, schedulers, services
 from generation import selectors as generation_selectors
 from generation.api import errors, responses
 from generation.api.serializers import SERIALIZERS, UPSCALE_MODELS
 from generation.api.views import base_url
-from generation.jobs import QueueFull
 from generation.models import Job
 
 HISTORY_PAGE_SIZE = 20

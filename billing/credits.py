@@ -1,12 +1,14 @@
-"""Credits: every rule about the balance, in one module.
+"""Credits and the plan's queue cap: every rule about the balance, in one module.
 
 Each function runs inside the caller's transaction (or its own) and moves the balance with a single
 conditional UPDATE beside an append-only ledger entry, so concurrent requests can never take it below
-zero (a CHECK constraint backs that), and the ledger's unique constraints make each job's reserve,
-charge and refund, and each Stripe invoice's grant, happen at most once.
+zero (a CHECK constraint backs that), and the ledger's unique constraints make each job's reserve and
+settlement, and each Stripe invoice's grant, happen at most once.
 
-A job's life in the ledger: `reserve` (-cost) at enqueue, then either `charge` (0: the reservation
-becomes final) on success or `refund` (+cost) on failure or cancel.
+A job's life in the ledger: `reserve` (-cost) when it is admitted, then one settlement: `charge` (0:
+the reservation becomes final) on success, or `refund` (+cost) on failure or cancel. The account's
+count of unfinished jobs moves in the same UPDATEs, so admission checks credits and the queue cap in
+one statement, with no lock held and no count of jobs.
 """
 
 import calendar
@@ -24,6 +26,14 @@ class InsufficientCredits(Exception):
     def __init__(self, needed: int, balance: int):
         super().__init__(f"needs {needed} credits, has {balance}")
         self.needed, self.balance = needed, balance
+
+
+class QueueFull(Exception):
+    """The account already has its plan's maximum of unfinished jobs."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"at most {limit} queued jobs")
+        self.limit = limit
 
 
 def default_plan() -> Plan:
@@ -46,8 +56,13 @@ def next_month(moment: datetime) -> datetime:
     return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
 
 
-def account_for(user) -> Account:
-    """The user's account, created on first use with the default plan and its first month's credits."""
+def account_for(user, loaded: bool = False) -> Account:
+    """The user's account, created on first use with the default plan and its first month's credits.
+    With `loaded`, the one fetched with the user in this request (`select_related("billing__plan")`, as
+    API key authentication does) is used when there is one, without a query."""
+    relation = Account.user.field.remote_field  # the user's side of the one-to-one
+    if loaded and relation.is_cached(user) and relation.get_cached_value(user) is not None:
+        return relation.get_cached_value(user)
     account = Account.objects.filter(user=user).select_related("plan").first()
     if account is not None:
         return account
@@ -83,33 +98,41 @@ def grant(account: Account, amount: int, reason: str = "", external_id: str = ""
         raise
 
 
-def reserve(account: Account, job) -> int:
-    """Take the job's cost from the balance now (at enqueue), or raise InsufficientCredits."""
-    cost = job_cost(job.kind, job.params.get("samples", 1))
-    taken = Account.objects.filter(pk=account.pk, balance__gte=cost).update(balance=F("balance") - cost)
-    if not taken:
-        raise InsufficientCredits(cost, Account.objects.get(pk=account.pk).balance)
-    CreditEntry.objects.create(account=account, kind=CreditEntry.Kind.RESERVE, amount=-cost, job=job)
-    return cost
+def admit(account: Account, cost: int):
+    """Take `cost` credits and one of the plan's unfinished-job slots, atomically; raise
+    InsufficientCredits or QueueFull (and change nothing) when either is missing."""
+    admitted = Account.objects.filter(
+        pk=account.pk, balance__gte=cost, unfinished_jobs__lt=account.plan.max_queued_jobs,
+    ).update(balance=F("balance") - cost, unfinished_jobs=F("unfinished_jobs") + 1)
+    if not admitted:
+        current = Account.objects.get(pk=account.pk)
+        if current.unfinished_jobs >= account.plan.max_queued_jobs:
+            raise QueueFull(account.plan.max_queued_jobs)
+        raise InsufficientCredits(cost, current.balance)
 
 
-def _reserved(job) -> CreditEntry | None:
-    return CreditEntry.objects.filter(job=job, kind=CreditEntry.Kind.RESERVE).first()
+def record_reservation(job, cost: int):
+    """The ledger entry for what `admit` took for `job` (same transaction)."""
+    CreditEntry.objects.create(account_id=job.user_id, kind=CreditEntry.Kind.RESERVE, amount=-cost, job=job)
 
 
 def charge(job):
-    """The job succeeded: its reservation becomes final (the balance does not move again)."""
-    reservation = _reserved(job)
-    if reservation and not CreditEntry.objects.filter(job=job, kind=CreditEntry.Kind.CHARGE).exists():
-        _add(reservation.account, CreditEntry.Kind.CHARGE, 0, job=job, reason=f"{-reservation.amount} credits")
+    """The job succeeded: its reservation becomes final and its slot is free. Called once per job, by
+    the state change that finished it (a second settlement would break a unique constraint)."""
+    CreditEntry.objects.create(account_id=job.user_id, kind=CreditEntry.Kind.CHARGE, amount=0, job=job,
+                               reason=f"{job_cost(job.kind, job.params.get('samples', 1))} credits")
+    Account.objects.filter(pk=job.user_id, unfinished_jobs__gt=0).update(unfinished_jobs=F("unfinished_jobs") - 1)
 
 
 def refund(job, reason: str = ""):
-    """The job failed or was canceled: give the reservation back, once."""
-    reservation = _reserved(job)
-    if reservation is None or CreditEntry.objects.filter(job=job, kind__in=["charge", "refund"]).exists():
-        return
-    _add(reservation.account, CreditEntry.Kind.REFUND, -reservation.amount, job=job, reason=reason[:200])
+    """The job failed or was canceled: its reservation comes back and its slot is free (once per job)."""
+    reservation = CreditEntry.objects.filter(job=job, kind=CreditEntry.Kind.RESERVE).first()
+    if reservation is None:
+        return  # never admitted (made by hand): nothing to give back
+    CreditEntry.objects.create(account_id=job.user_id, kind=CreditEntry.Kind.REFUND, amount=-reservation.amount,
+                               job=job, reason=reason[:200])
+    Account.objects.filter(pk=job.user_id, unfinished_jobs__gt=0).update(
+        balance=F("balance") - reservation.amount, unfinished_jobs=F("unfinished_jobs") - 1)
 
 
 def ledger_total(account: Account) -> int:

@@ -37,11 +37,14 @@ class Plan(models.Model):
 
 
 class Account(models.Model):
-    """A user's billing state. `balance` is the sum of the ledger, kept in step in the same transaction."""
+    """A user's billing state. `balance` is the sum of the ledger, kept in step in the same transaction.
+    Its primary key is the user's, so a job's account is known without a lookup."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="billing")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="billing",
+                                primary_key=True)
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="accounts")
     balance = models.IntegerField(default=0)
+    unfinished_jobs = models.PositiveIntegerField(default=0, help_text="jobs queued or running (the plan caps it)")
     stripe_customer_id = models.CharField(max_length=100, blank=True, db_index=True)
     stripe_subscription_id = models.CharField(max_length=100, blank=True)
     subscription_status = models.CharField(max_length=32, blank=True)
@@ -51,7 +54,10 @@ class Account(models.Model):
                                             help_text="when a plan without subscription gets its next monthly credits")
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=models.Q(balance__gte=0), name="account_balance_not_negative")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(balance__gte=0), name="account_balance_not_negative"),
+            models.CheckConstraint(condition=models.Q(unfinished_jobs__gte=0), name="account_unfinished_not_negative"),
+        ]
 
     def __str__(self):
         return f"{self.user} ({self.plan}, {self.balance} credits)"
@@ -62,7 +68,7 @@ class Account(models.Model):
 
 
 class CreditEntry(models.Model):
-    """Append-only credits ledger. A job has at most one reserve, one charge and one refund."""
+    """Append-only credits ledger. A job has one reserve and at most one settlement: a charge or a refund."""
 
     class Kind(models.TextChoices):
         GRANT = "grant"
@@ -86,6 +92,8 @@ class CreditEntry(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["job", "kind"], condition=models.Q(job__isnull=False),
                                     name="one_entry_per_job_and_kind"),
+            models.UniqueConstraint(fields=["job"], condition=models.Q(kind__in=["charge", "refund"]),
+                                    name="one_settlement_per_job"),
             models.UniqueConstraint(fields=["external_id"], condition=~models.Q(external_id=""),
                                     name="one_entry_per_external_id"),
         ]

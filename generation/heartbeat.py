@@ -28,6 +28,8 @@ REGISTRY = "sdxl:workers"
 MAINTENANCE_LOCK = "sdxl:maintenance-lock"
 
 _current = None  # this process's Heartbeat, when it is a worker
+_cached = {"at": 0.0, "workers": {}}
+CACHE_SECONDS = 1.0
 
 
 def ttl() -> int:
@@ -47,6 +49,14 @@ def live_workers() -> dict[str, dict]:
     return {name: json.loads(value) for name, value in zip(names, values) if value is not None}
 
 
+def live_workers_cached() -> dict[str, dict]:
+    """live_workers(), at most CACHE_SECONDS old (for the ETA of every API answer)."""
+    if time.monotonic() - _cached["at"] > CACHE_SECONDS:
+        _cached["workers"] = live_workers()
+        _cached["at"] = time.monotonic()
+    return _cached["workers"]
+
+
 def is_alive(worker_name: str) -> bool:
     return bool(worker_name) and queueing.connection().exists(KEY.format(worker_name)) == 1
 
@@ -55,16 +65,23 @@ def current_worker_name() -> str:
     return _current.name if _current else ""
 
 
-def set_current_job(job_id: int | None):
+def set_current_job(job_id: int | None, predicted: float | None = None, publish: bool = True):
+    """What this worker runs now; published at once unless `publish` is False (then with the next beat)."""
     if _current:
         _current.job_id = job_id
         _current.job_started = time.time() if job_id else None
+        _current.job_predicted = predicted
+        if publish:
+            try:
+                _current.beat()
+            except redis.RedisError:
+                pass
 
 
 class Heartbeat:
     def __init__(self, name: str, info: dict, maintenance=None):
         self.name, self.info, self.maintenance = name, info, maintenance
-        self.job_id = self.job_started = None
+        self.job_id = self.job_started = self.job_predicted = None
         self._stopped = threading.Event()
         self._last_maintenance = 0.0
 
@@ -86,7 +103,8 @@ class Heartbeat:
             pass
 
     def beat(self):
-        record = {**self.info, "job_id": self.job_id, "job_started": self.job_started, "beat_at": time.time()}
+        record = {**self.info, "job_id": self.job_id, "job_started": self.job_started,
+                  "job_predicted": self.job_predicted, "beat_at": time.time()}
         with queueing.connection().pipeline() as pipe:
             pipe.set(KEY.format(self.name), json.dumps(record), ex=ttl())
             pipe.sadd(REGISTRY, self.name)

@@ -11,13 +11,12 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from billing import credits
-from generation import heartbeat, queueing
+from generation import estimates, heartbeat, queueing
 from generation.models import Job
 
 logger = logging.getLogger(__name__)
@@ -30,52 +29,60 @@ LOST_AFTER_SECONDS = 30  # a queued job RQ does not know after this long was los
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
-class QueueFull(Exception):
-    """The account already has its maximum of unfinished jobs."""
-
-    def __init__(self, limit: int):
-        super().__init__(f"at most {limit} queued jobs")
-        self.limit = limit
-
-
 def submit(*, user, api_key=None, kind: str, params: dict, base_url: str, queue_name: str | None = None,
-           idempotency_key: str = "") -> Job:
+           idempotency_key: str = "", account=None) -> Job:
     """Record the job, reserve its credits and queue it once the transaction commits.
 
     Raises QueueFull when the account already has its plan's maximum of unfinished jobs, and
-    InsufficientCredits when the balance cannot pay for it; then nothing is recorded or queued.
-    The account row is locked while counting, so concurrent requests cannot overshoot either limit.
-    With an `idempotency_key` the account already used in the last 24 hours, the job made then is
-    returned instead (nothing new is queued or charged); `job.replayed` says so.
+    InsufficientCredits when the balance cannot pay for it; then nothing is recorded or queued. Both
+    are checked and taken in one conditional UPDATE, so concurrent requests cannot overshoot either.
+    With an `idempotency_key` the account used in the last 24 hours, the job made then is returned
+    instead (nothing new is queued or charged) with `job.replayed` set; two concurrent requests with
+    one key meet at the database's unique constraint and the second gets the first's job. `account`
+    is the user's, when the caller already has it.
     """
-    with transaction.atomic():
-        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-        if idempotency_key:
-            earlier = Job.objects.filter(user=user, idempotency_key=idempotency_key).first()
-            if earlier and timezone.now() - earlier.queued_at < IDEMPOTENCY_WINDOW:
-                earlier.replayed = True
-                return earlier
-            if earlier:  # older than the window: the key may be used again
-                Job.objects.filter(pk=earlier.pk).update(idempotency_key="")
-        account = credits.account_for(user)
-        limit = account.plan.max_queued_jobs
-        if Job.objects.filter(user=user, status__in=UNFINISHED).count() >= limit:
-            raise QueueFull(limit)
-        job = Job.objects.create(
-            user=user,
-            api_key=api_key,
-            kind=kind,
-            params=params,
-            seed=params.get("seed", 0),
-            output_format=params.get("output_format", "png"),
-            base_url=base_url,
-            queue_name=queue_name or account.plan.priority,
-            webhook_status="pending" if params.get("webhook") else "",
-            idempotency_key=idempotency_key,
-        )
-        credits.reserve(account, job)
-        transaction.on_commit(lambda: _enqueue_or_fail(job))
+    if idempotency_key:
+        earlier = _earlier(user, idempotency_key)
+        if earlier:
+            return earlier
+    account = account or credits.account_for(user)
+    cost = credits.job_cost(kind, params.get("samples", 1))
+    try:
+        with transaction.atomic():
+            credits.admit(account, cost)
+            job = Job.objects.create(
+                user=user,
+                api_key=api_key,
+                kind=kind,
+                params=params,
+                seed=params.get("seed", 0),
+                output_format=params.get("output_format", "png"),
+                base_url=base_url,
+                queue_name=queue_name or account.plan.priority,
+                webhook_status="pending" if params.get("webhook") else "",
+                idempotency_key=idempotency_key,
+                predicted_seconds=estimates.predict(kind, params),
+            )
+            credits.record_reservation(job, cost)
+            transaction.on_commit(lambda: _enqueue_or_fail(job))
+    except IntegrityError:
+        earlier = _earlier(user, idempotency_key) if idempotency_key else None
+        if earlier is None:
+            raise
+        return earlier
     return job
+
+
+def _earlier(user, idempotency_key: str) -> Job | None:
+    """The account's job for this idempotency key, if made in the last 24 hours (an older one gives the
+    key up)."""
+    earlier = Job.objects.filter(user=user, idempotency_key=idempotency_key).first()
+    if earlier and timezone.now() - earlier.queued_at < IDEMPOTENCY_WINDOW:
+        earlier.replayed = True
+        return earlier
+    if earlier:
+        Job.objects.filter(pk=earlier.pk).update(idempotency_key="")
+    return None
 
 
 def _enqueue_or_fail(job: Job):
@@ -88,12 +95,31 @@ def _enqueue_or_fail(job: Job):
 
 
 def start(job_id: int, attempt: int, worker_name: str) -> Job | None:
-    """Move a queued job to running for this try; None if it is no longer queued for it."""
-    moved = Job.objects.filter(pk=job_id, attempt=attempt, status=Job.Status.QUEUED).update(
-        status=Job.Status.RUNNING, started_at=timezone.now(), worker_name=worker_name[:200], runs=F("runs") + 1,
-        progress_step=0, progress_total=0,
-    )
-    return Job.objects.get(pk=job_id) if moved else None
+    """Move a queued job to running for this try; None if it is no longer queued for it.
+
+    One statement that also returns the row (UPDATE ... RETURNING, PostgreSQL and SQLite alike): this
+    runs once per job on the worker, where the ORM's UPDATE-then-SELECT costs two round trips.
+    """
+    table = Job._meta.db_table
+    moved = list(Job.objects.raw(
+        f"UPDATE {table} SET status = %s, started_at = %s, worker_name = %s, runs = runs + 1, "
+        f"progress_step = 0, progress_total = 0 WHERE id = %s AND attempt = %s AND status = %s RETURNING *",
+        [Job.Status.RUNNING, timezone.now(), worker_name[:200], job_id, attempt, Job.Status.QUEUED],
+    ))
+    if not moved:
+        return None
+    estimates.remove_from_backlog(moved[0])
+    return moved[0]
+
+
+def _finish_unfinished(job_id: int, attempt: int | None, **fields) -> tuple[int, bool]:
+    """Move a queued or running job to a final state: (rows moved, whether it was still queued)."""
+    unfinished = Job.objects.filter(pk=job_id)
+    if attempt is not None:
+        unfinished = unfinished.filter(attempt=attempt)
+    was_queued = unfinished.filter(status=Job.Status.QUEUED).update(**fields)
+    moved = was_queued or unfinished.filter(status=Job.Status.RUNNING).update(**fields)
+    return moved, bool(was_queued)
 
 
 def record_progress(job_id: int, step: int, total: int):
@@ -102,8 +128,8 @@ def record_progress(job_id: int, step: int, total: int):
 
 @transaction.atomic
 def succeed(job: Job, output_names: list[str], generation_time: float, seeds: list[int], nsfw=None,
-            thumbnail: str = "") -> bool:
-    """Record the outputs and charge the reserved credits."""
+            thumbnail: str = "", steps: int = 0) -> bool:
+    """Record the outputs (and the scheduler's step count) and charge the reserved credits."""
     results = {"seeds": seeds} if nsfw is None else {"seeds": seeds, "nsfw_content_detected": nsfw}
     moved = Job.objects.filter(pk=job.pk, attempt=job.attempt, status=Job.Status.RUNNING).update(
         status=Job.Status.SUCCESS,
@@ -111,7 +137,8 @@ def succeed(job: Job, output_names: list[str], generation_time: float, seeds: li
         thumbnail_name=thumbnail,
         generation_time=generation_time,
         params={**job.params, **results},
-        progress_step=F("progress_total"),
+        progress_step=steps,
+        progress_total=steps,
         finished_at=timezone.now(),
     )
     if moved:
@@ -124,15 +151,14 @@ def succeed(job: Job, output_names: list[str], generation_time: float, seeds: li
 def fail(job_id: int, reason: str, attempt: int | None = None) -> bool:
     """Mark a queued or running job failed with `reason` (shown to the user) and refund its credits.
     With `attempt`, only if the job is still on that try."""
-    unfinished = Job.objects.filter(pk=job_id, status__in=UNFINISHED)
-    if attempt is not None:
-        unfinished = unfinished.filter(attempt=attempt)
-    moved = unfinished.update(status=Job.Status.FAILED, error=reason[:2000], finished_at=timezone.now())
+    moved, was_queued = _finish_unfinished(job_id, attempt, status=Job.Status.FAILED, error=reason[:2000],
+                                           finished_at=timezone.now())
     if moved:
         logger.info("Job %s failed: %s", job_id, reason)
         job = Job.objects.get(pk=job_id)
         credits.refund(job, reason)
-        transaction.on_commit(lambda: _finished(job_id, has_webhook=job.webhook_status == "pending"))
+        transaction.on_commit(lambda: _finished(job_id, has_webhook=job.webhook_status == "pending",
+                                                left_queue=job if was_queued else None))
     return bool(moved)
 
 
@@ -141,21 +167,21 @@ def cancel(job: Job) -> Job:
     """Cancel a queued or running job: it ends `canceled` at once and its credits are refunded; a
     queued one leaves its RQ queue, a running one stops at its worker's next denoising step. A
     finished job is left as it is. Returns the job's fresh state (cancel is idempotent)."""
-    moved = Job.objects.filter(pk=job.pk, status__in=UNFINISHED).update(
-        status=Job.Status.CANCELED, error=CANCELED_MESSAGE, finished_at=timezone.now())
+    moved, was_queued = _finish_unfinished(job.pk, None, status=Job.Status.CANCELED, error=CANCELED_MESSAGE,
+                                           finished_at=timezone.now())
     job.refresh_from_db()
     if moved:
         credits.refund(job, "canceled")
-        transaction.on_commit(lambda: _canceled(job))
+        transaction.on_commit(lambda: _canceled(job, was_queued))
     return job
 
 
-def _canceled(job: Job):
+def _canceled(job: Job, was_queued: bool):
     try:
         queueing.stop(job)
     except redis.RedisError:
         logger.warning("Could not tell the queue job %s was canceled; its worker skips it anyway", job.pk)
-    _finished(job.pk, has_webhook=job.webhook_status == "pending")
+    _finished(job.pk, has_webhook=job.webhook_status == "pending", left_queue=job if was_queued else None)
 
 
 def requeue(job: Job, reason: str) -> bool:
@@ -184,9 +210,14 @@ def release(job: Job) -> bool:
         job.pk, WORKER_LOST_MESSAGE, attempt=job.attempt)
 
 
-def _finished(job_id: int, has_webhook: bool):
+def _finished(job_id: int, has_webhook: bool, left_queue: Job | None = None):
     """Wake the waiting request and send the webhook, once the job reached its final state."""
-    queueing.signal_finished(job_id)
+    try:
+        if left_queue is not None:
+            estimates.remove_from_backlog(left_queue)
+        queueing.signal_finished(job_id)
+    except redis.RedisError:
+        logger.warning("Redis unavailable: job %s finished without waking its waiting request", job_id)
     if has_webhook:
         from generation import webhooks
 

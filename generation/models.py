@@ -38,6 +38,7 @@ class Job(models.Model):
     attempt = models.PositiveSmallIntegerField(default=1, help_text="times queued; names the RQ job of each try")
     runs = models.PositiveSmallIntegerField(default=0, help_text="times a worker started it")
     worker_name = models.CharField(max_length=200, blank=True, help_text="the RQ worker running it (or that ran it)")
+    predicted_seconds = models.FloatField(default=0.0, help_text="the worker time predicted at submit")
     progress_step = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     generation_time = models.FloatField(null=True, blank=True, help_text="seconds on the worker")
@@ -56,7 +57,9 @@ class Job(models.Model):
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["user", "-id"]),
+            models.Index(fields=["user", "status"]),
             models.Index(fields=["status", "finished_at"]),
+            models.Index(fields=["queue_name", "id"], condition=models.Q(status="queued"), name="job_queued_position"),
         ]
         constraints = [
             models.CheckConstraint(

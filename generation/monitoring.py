@@ -39,18 +39,14 @@ def count_request(endpoint: str, status: str):
         pass
 
 
-def observe_generation(kind: str, seconds: float):
-    """Add a finished job's generation time to the histogram (cumulative buckets, as Prometheus counts)."""
+def observe_generation(pipe, kind: str, seconds: float):
+    """Add a finished job's generation time to the histogram (cumulative buckets, as Prometheus counts),
+    on the caller's Redis pipeline."""
     key = GENERATION_KEY.format(kind)
-    try:
-        with queueing.connection().pipeline(transaction=False) as pipe:
-            for bound in BUCKETS:
-                if seconds <= bound:
-                    pipe.hincrby(key, _bucket_label(bound), 1)
-            pipe.hincrbyfloat(key, "sum", seconds)
-            pipe.execute()
-    except redis.RedisError:
-        logger.warning("Could not record the generation time of a %s job", kind)
+    for bound in BUCKETS:
+        if seconds <= bound:
+            pipe.hincrby(key, _bucket_label(bound), 1)
+    pipe.hincrbyfloat(key, "sum", seconds)
 
 
 class _Collector:
@@ -65,7 +61,7 @@ class _Collector:
 
         depth = GaugeMetricFamily("sdxl_queue_depth", "Jobs waiting on each RQ queue", labels=["queue"])
         for name in settings.GENERATION_QUEUES:
-            depth.add_metric([name], conn.llen(f"rq:queue:{name}"))
+            depth.add_metric([name], conn.llen(queueing.queue_key(name)))
         yield depth
 
         by_status = dict(Job.objects.values_list("status").annotate(n=Count("id")))

@@ -2,10 +2,9 @@
 
 import logging
 
-import django_rq
 import redis
 from django.conf import settings
-from rq import Callback
+from rq import Callback, Queue
 
 logger = logging.getLogger(__name__)
 
@@ -15,24 +14,47 @@ CANCEL_KEY = "sdxl:cancel:{}"
 CANCEL_TTL = 24 * 3600
 
 
-def connection():
-    return django_rq.get_connection("default")
+_clients: dict[str, redis.Redis] = {}
+
+
+def connection() -> redis.Redis:
+    """This process's Redis client: one connection pool per URL, shared by its threads (a new client per
+    call would open a TCP connection each time)."""
+    url = settings.RQ_QUEUES["default"]["URL"]
+    client = _clients.get(url)
+    if client is None:
+        client = _clients[url] = redis.Redis.from_url(url)
+    return client
+
+
+def queue(name: str) -> Queue:
+    return Queue(name, connection=connection())
+
+
+def queue_key(name: str) -> str:
+    """The Redis list behind an RQ queue."""
+    return Queue.redis_queue_namespace_prefix + name
 
 
 def enqueue(job, timeout: int):
-    """Put `job` on its RQ queue. The RQ job id is derived from the job id, so it can be found again."""
+    """Put `job` on its RQ queue and into the backlog, in one round trip. The RQ job id is derived from
+    the job id and try, so it can be found again."""
+    from generation import estimates
     from generation.tasks import on_rq_failure, run_job
 
-    django_rq.get_queue(job.queue_name).enqueue(
-        run_job,
-        job.id,
-        job.attempt,
-        job_id=job.rq_job_id,
-        job_timeout=timeout,
-        result_ttl=0,
-        failure_ttl=24 * 3600,
-        on_failure=Callback(on_rq_failure),
-    )
+    with connection().pipeline() as pipe:
+        queue(job.queue_name).enqueue_call(
+            run_job,
+            args=(job.id, job.attempt),
+            job_id=job.rq_job_id,
+            timeout=timeout,
+            result_ttl=0,
+            failure_ttl=24 * 3600,
+            on_failure=Callback(on_rq_failure),
+            pipeline=pipe,
+        )
+        estimates.add_to_backlog(pipe, job.queue_name, job.predicted_seconds)
+        pipe.execute()
 
 
 def rq_status(job) -> str | None:

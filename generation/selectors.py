@@ -3,40 +3,34 @@
 import time
 from datetime import timedelta
 
-import django_rq
 from django.conf import settings
 from django.db.models import Avg, Count, Q
 from django.utils import timezone
 from django_rq.settings import get_queues_map
 
-from generation import heartbeat
+from generation import estimates, heartbeat, queueing
 from generation.models import Job
 
-DEFAULT_SECONDS_PER_JOB = 10.0
-SAMPLE_SIZE = 20
-
-
-def mean_generation_time() -> float:
-    """Mean seconds per job over the last finished jobs (a default before any has run)."""
-    recent = (
-        Job.objects.filter(status=Job.Status.SUCCESS)
-        .order_by("-finished_at")
-        .values_list("generation_time", flat=True)[:SAMPLE_SIZE]
-    )
-    times = list(recent)
-    mean = sum(times) / len(times) if times else None
-    return mean or DEFAULT_SECONDS_PER_JOB
+def mean_generation_time() -> float | None:
+    """Mean seconds per successful job over the last hour (None when none finished)."""
+    hour_ago = timezone.now() - timedelta(hours=1)
+    return Job.objects.filter(status=Job.Status.SUCCESS, finished_at__gte=hour_ago).aggregate(
+        mean=Avg("generation_time"))["mean"]
 
 
 def worker_count() -> int:
     """Workers with a fresh heartbeat (RQ's own registry keeps a killed worker for minutes)."""
-    return len(heartbeat.live_workers())
+    return len(heartbeat.live_workers_cached())
 
 
 def queue_position(job: Job) -> int:
-    """Queued jobs of the same queue ahead of this one (0 once it runs)."""
+    """Queued jobs of the same queue ahead of this one (0 once it runs): its index on the RQ queue,
+    or a database count while it is not on it (being enqueued, or re-queued)."""
     if job.status != Job.Status.QUEUED:
         return 0
+    index = queueing.connection().lpos(queueing.queue_key(job.queue_name), job.rq_job_id, rank=-1)  # from the tail
+    if index is not None:
+        return index
     return Job.objects.filter(status=Job.Status.QUEUED, queue_name=job.queue_name, id__lt=job.id).count()
 
 
@@ -47,22 +41,29 @@ def progress(job: Job) -> float:
     return round(job.progress_step / job.progress_total, 3) if job.progress_total else 0.0
 
 
-def eta_seconds(job: Job) -> float:
-    """Seconds until `job` is done: the jobs ahead of it, shared among the workers, then its own run."""
-    per_job = mean_generation_time()
+def eta_seconds(job: Job, position: int | None = None) -> float:
+    """Seconds until `job` is done, from this deployment's measured timings (see generation/estimates.py)."""
+    if job.is_finished:
+        return 0.0
     if job.status == Job.Status.RUNNING:
-        done = job.progress_step / job.progress_total if job.progress_total else 0.0
-        return round(per_job * (1 - done), 2)
-    ahead = Job.objects.filter(status=Job.Status.QUEUED, id__lt=job.id).count()
-    running = Job.objects.filter(status=Job.Status.RUNNING).count()
-    workers = max(worker_count(), 1)
-    return round(per_job * ((ahead + running) / workers + 1), 2)
+        elapsed = (timezone.now() - job.started_at).total_seconds() if job.started_at else 0.0
+        done = progress(job)
+        remaining = elapsed * (1 - done) / done if done > 0 else job.predicted_seconds - elapsed
+        return round(max(0.1, remaining), 2)
+    position = queue_position(job) if position is None else position
+    count, seconds = estimates.backlog().get(job.queue_name, (0, 0.0))
+    own_queue_ahead = seconds * position / count if count else 0.0
+    return round(estimates.wait_seconds(job.queue_name, own_queue_ahead) + job.predicted_seconds, 2)
 
 
 def system_load() -> dict:
-    queued = Job.objects.filter(status=Job.Status.QUEUED).count()
-    workers = max(worker_count(), 1)
-    return {"queue_num": queued, "queue_time": int(round(queued * mean_generation_time() / workers)), "status": "ok"}
+    """The v3 answer: jobs waiting and the seconds a new job would wait for a worker."""
+    queues = estimates.backlog()
+    waiting = sum(count for count, _ in queues.values())
+    work = sum(seconds for _, seconds in queues.values())
+    workers = heartbeat.live_workers_cached()
+    wait = (work + estimates.running_remaining(workers)) / max(len(workers), 1)
+    return {"queue_num": waiting, "queue_time": int(round(wait)), "status": "ok"}
 
 
 def queue_overview() -> dict:
@@ -70,8 +71,9 @@ def queue_overview() -> dict:
     hour_ago = timezone.now() - timedelta(hours=1)
     queued = dict(Job.objects.filter(status=Job.Status.QUEUED).values_list("queue_name").annotate(n=Count("id")))
     indexes = get_queues_map()
-    queues = [{"name": name, "queued": queued.get(name, 0), "rq_length": django_rq.get_queue(name).count,
-               "rq_index": indexes.get(name)} for name in settings.GENERATION_QUEUES]
+    queues = [{"name": name, "queued": queued.get(name, 0), "rq_length": queueing.queue(name).count,
+               "rq_index": indexes.get(name), "wait": round(estimates.wait_seconds(name), 1)}
+              for name in settings.GENERATION_QUEUES]
     last_hour = Job.objects.filter(finished_at__gte=hour_ago).aggregate(
         succeeded=Count("id", filter=Q(status=Job.Status.SUCCESS)),
         failed=Count("id", filter=Q(status=Job.Status.FAILED)),
@@ -83,7 +85,6 @@ def queue_overview() -> dict:
                for name, info in heartbeat.live_workers().items()]
     running = Job.objects.filter(status=Job.Status.RUNNING).count()
     total_queued = sum(queued.values())
-    per_job = mean_generation_time()
     return {
         "queues": queues,
         "queued": total_queued,
@@ -92,5 +93,5 @@ def queue_overview() -> dict:
         "succeeded_last_hour": last_hour["succeeded"],
         "mean_generation_time": last_hour["mean_time"],
         "workers": workers,
-        "eta_new_job": round(per_job * ((total_queued + running) / max(len(workers), 1) + 1), 1),
+        "eta_new_job": queues[-1]["wait"],  # on the lowest-priority queue, before its own run
     }

@@ -19,9 +19,10 @@ def request_generation(*, user, api_key=None, kind: str, params: dict, base_url:
     instant = params.pop("instant_response", False)
     body_key = params.pop("idempotency_key", "")
     idempotency_key = (idempotency_key or body_key or "").strip()[:200]
-    clamp_to_plan(params, credits.account_for(user).plan)
+    account = credits.account_for(user, loaded=True)
+    clamp_to_plan(params, account.plan)
     job = jobs.submit(user=user, api_key=api_key, kind=kind, params=params, base_url=base_url,
-                      idempotency_key=idempotency_key)
+                      idempotency_key=idempotency_key, account=account)
     return jobs.wait(job, 0 if instant else settings.GENERATION_WAIT_SECONDS)
 
 

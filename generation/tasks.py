@@ -4,10 +4,11 @@ import logging
 import socket
 import time
 
+import redis
 from django.conf import settings
 from django.db import close_old_connections
 
-from generation import heartbeat, jobs, monitoring, outputs, queueing
+from generation import estimates, heartbeat, jobs, monitoring, outputs, queueing
 from generation.models import Job
 from generation.predictor import GenerationError, get_predictor, pick_device
 
@@ -22,21 +23,34 @@ class JobCanceled(Exception):
 
 
 class StepMonitor:
-    """Called after every denoising step: writes step i of n to the job at most every PROGRESS_INTERVAL
-    seconds (and the last step), and stops the job when it was canceled. Both are throttled, so a
-    step costs a clock read, not a database or Redis round trip."""
+    """Called after every denoising step: writes step i of n to the job every PROGRESS_INTERVAL seconds
+    and stops the job when it was canceled (looked up every CANCEL_CHECK_INTERVAL seconds). Both are
+    throttled, so a step costs a clock read, and a job shorter than the intervals costs nothing more
+    (its final step count is written with its result)."""
 
     def __init__(self, job_id: int):
         self.job_id = job_id
-        self.last_write = self.last_check = 0.0
+        self.last_write = self.last_check = time.monotonic()
+        self.total = 0
+        self.first_step = self.last_step = None  # (step, time) for the learned cost per step
+
+    @property
+    def step_seconds(self) -> float | None:
+        if self.first_step is None or self.last_step[0] == self.first_step[0]:
+            return None
+        return (self.last_step[1] - self.first_step[1]) / (self.last_step[0] - self.first_step[0])
 
     def __call__(self, step: int, total: int):
         now = time.monotonic()
+        if self.first_step is None:
+            self.first_step = (step, now)
+        self.last_step = (step, now)
+        self.total = total
         if now - self.last_check >= CANCEL_CHECK_INTERVAL:
             self.last_check = now
             if queueing.cancel_requested(self.job_id):
                 raise JobCanceled()
-        if step >= total or now - self.last_write >= PROGRESS_INTERVAL:
+        if now - self.last_write >= PROGRESS_INTERVAL and step < total:
             self.last_write = now
             jobs.record_progress(self.job_id, step, total)
 
@@ -48,10 +62,11 @@ def run_job(job_id: int, attempt: int = 1):
     job = jobs.start(job_id, attempt, worker_name=heartbeat.current_worker_name() or socket.gethostname())
     if job is None:
         return  # no longer queued for this try (re-queued, failed by a sweep, already run)
-    heartbeat.set_current_job(job.id)
+    heartbeat.set_current_job(job.id, job.predicted_seconds)
     started = time.perf_counter()
+    monitor = StepMonitor(job.id)
     try:
-        prediction = _predict(job)
+        prediction = _predict(job, monitor)
         names = outputs.save_images(job, prediction.images)
         thumbnail = outputs.save_thumbnail(job, prediction.images[0])
     except JobCanceled:
@@ -68,22 +83,28 @@ def run_job(job_id: int, attempt: int = 1):
         jobs.release(job)
         raise
     finally:
-        heartbeat.set_current_job(None)
+        heartbeat.set_current_job(None, publish=False)  # the next beat says it; the ETA allows for it
     seconds = time.perf_counter() - started
     if jobs.succeed(job, names, generation_time=seconds, seeds=prediction.seeds, nsfw=prediction.nsfw,
-                    thumbnail=thumbnail):
-        monitoring.observe_generation(job.kind, seconds)
+                    thumbnail=thumbnail, steps=monitor.total):
+        try:
+            with queueing.connection().pipeline(transaction=False) as pipe:
+                monitoring.observe_generation(pipe, job.kind, seconds)
+                estimates.learn(pipe, job.kind, job.params, seconds, monitor.step_seconds)
+                pipe.execute()
+        except redis.RedisError:
+            logger.warning("Could not record the timing of job %s", job.id)
     else:  # canceled (or taken over) while its images were being saved: nobody will see these
         outputs.delete_outputs(job, names, thumbnail)
 
 
-def _predict(job: Job):
+def _predict(job: Job, monitor: StepMonitor):
     if job.kind == Job.Kind.SUPER_RESOLUTION:
         from generation import upscalers
 
         predictor = get_predictor()
         return upscalers.run(job.params, device=predictor.device if predictor.loaded else pick_device(settings.SDXL_DEVICE))
-    return get_predictor().run(job.kind, job.params, on_step=StepMonitor(job.id))
+    return get_predictor().run(job.kind, job.params, on_step=monitor)
 
 
 def on_rq_failure(rq_job, connection, exc_type, exc_value, traceback):

@@ -15,9 +15,10 @@ logger = logging.getLogger(__name__)
 def maintenance():
     """Periodic upkeep, on one worker at a time: recover lost jobs, renew monthly credits."""
     from billing import credits
-    from generation import jobs
+    from generation import estimates, jobs
 
     swept = jobs.sweep()
+    estimates.recount()
     renewed = credits.renew_due()
     if any(swept.values()) or renewed:
         logger.info("Maintenance: %s, %d account(s) renewed", swept, renewed)

@@ -76,6 +76,18 @@ def redis_connection():
     return conn
 
 
+@pytest.fixture(autouse=True)
+def fresh_backlog():
+    """Each test leaves empty side queues and no backlog, as it leaves an empty database."""
+    yield
+    from generation import estimates, queueing
+
+    connection_ = queueing.connection()
+    for name in ("parked", "isolated"):
+        connection_.delete(queueing.queue_key(name))
+    connection_.delete(estimates.BACKLOG_KEY)
+
+
 @pytest.fixture(scope="session")
 def worker(django_db_setup, django_db_blocker, redis_connection):
     (ROOT / "var").mkdir(exist_ok=True)

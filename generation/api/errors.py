@@ -80,8 +80,7 @@ def _flatten(detail) -> dict:
 
 def exception_handler(exc, context):
     """DRF's exception hook: map every exception to the contract's body, always HTTP 200."""
-    from billing.credits import InsufficientCredits
-    from generation.jobs import QueueFull
+    from billing.credits import InsufficientCredits, QueueFull
 
     if isinstance(exc, (exceptions.AuthenticationFailed, exceptions.NotAuthenticated)):
         body = invalid_key()

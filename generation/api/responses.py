@@ -104,9 +104,11 @@ def _queue_time(job: Job) -> float:
     return round(job.queue_time or 0.0, 3)
 
 
-def _progress(job: Job) -> dict:
-    """Where an unfinished job stands (beyond v3)."""
-    return {"queue_position": selectors.queue_position(job), "progress": selectors.progress(job)}
+def _standing(job: Job) -> dict:
+    """Where an unfinished job stands: ETA, and (beyond v3) its queue position and progress."""
+    position = selectors.queue_position(job)
+    return {"eta": selectors.eta_seconds(job, position), "queue_position": position,
+            "progress": selectors.progress(job)}
 
 
 def failed(job: Job) -> dict:
@@ -121,12 +123,11 @@ def processing(job: Job) -> dict:
     body = {
         **errors.message("processing", PROCESSING_MESSAGE),
         "tip": settings.GENERATION_TIP,
-        "eta": selectors.eta_seconds(job),
+        **_standing(job),
         "fetch_result": fetch_url(job),
         "id": job.id,
         "output": [],
         "future_links": future_links(job),
-        **_progress(job),
         **_extras(job),
     }
     if job.kind != Job.Kind.SUPER_RESOLUTION:
@@ -139,8 +140,7 @@ def fetch_processing(job: Job) -> dict:
         **errors.message("processing", "Request processing"),
         "id": job.id,
         "output": [],
-        "eta": selectors.eta_seconds(job),
-        **_progress(job),
+        **_standing(job),
     }
 
 

@@ -157,6 +157,8 @@ class SuperResolutionSerializer(WebhookMixin, serializers.Serializer):
         return {
             "image": image_name,
             "image_url": image_url,
+            "width": width,
+            "height": height,
             "scale": data["scale"],
             "model_id": model_id,
             "face_enhance": data["face_enhance"],

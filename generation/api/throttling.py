@@ -25,7 +25,7 @@ class ApiKeyRateThrottle(BaseThrottle):
 
     @staticmethod
     def limit_for(api_key) -> int:
-        return credits.account_for(api_key.user).plan.requests_per_minute
+        return credits.account_for(api_key.user, loaded=True).plan.requests_per_minute
 
     def wait(self):
         return self.retry_after

@@ -1,0 +1,109 @@
+"""What the benchmarks share: the same PostgreSQL/Redis choice as the tests (a separate Redis database),
+a bench account whose plan never limits it, and the real web server and worker as subprocesses."""
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from tests import environment  # noqa: E402  (PostgreSQL/Redis when reachable, like the tests)
+
+TINY = {"prompt": "a lighthouse", "width": 64, "height": 64, "num_inference_steps": 1, "seed": 1}
+
+
+def setup() -> str:
+    """Django against the bench database and Redis db 14; returns a key of an unlimited bench account."""
+    environment.prepare()
+    os.environ["REDIS_URL"] = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/14"
+    os.environ.setdefault("GENERATION_WAIT_SECONDS", "30")
+    import django
+
+    django.setup()
+    import django_rq
+    from django.core.management import call_command
+
+    from accounts.keys import create_api_key
+    from accounts.models import User
+    from billing import credits
+    from billing.models import Account, Plan
+
+    call_command("migrate", "--noinput", verbosity=0)
+    django_rq.get_connection("default").flushdb()
+    plan, _ = Plan.objects.update_or_create(slug="bench", defaults={
+        "name": "Bench", "monthly_credits": 0, "max_queued_jobs": 10**6, "requests_per_minute": 10**8,
+        "priority": "default", "is_public": False})
+    user, _ = User.objects.get_or_create(email="bench@example.com")
+    account = credits.account_for(user)
+    Account.objects.filter(pk=account.pk).update(plan=plan)
+    credits.grant(account, 10**8, reason="bench")
+    _, key = create_api_key(user, name="bench")
+    print(f"machine: {os.cpu_count()} cores; database: {os.environ['DATABASE_URL'].split('://')[0]}; "
+          f"redis: {os.environ['REDIS_URL']}")
+    return key
+
+
+def start_web(port: int, workers: int, threads: int = 4) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+         "--worker-class", "gthread", "--threads", str(threads), "--log-level", "warning"],
+        cwd=ROOT, env=dict(os.environ),
+    )
+
+
+def start_worker(*queues, **env) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "manage.py", "rqworker", *(queues or ("high", "default", "low"))],
+                            cwd=ROOT, env=dict(os.environ, **env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(*processes):
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def post(conn: http.client.HTTPConnection, path: str, body: dict) -> dict:
+    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    return json.loads(conn.getresponse().read())
+
+
+def connect(port: int, key: str, timeout: float = 120) -> http.client.HTTPConnection:
+    """A keep-alive connection once the server answers the API."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            post(conn, "/api/v3/system_load", {"key": key})
+            return conn
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def report(name, seconds):
+    ms = [s * 1000 for s in seconds]
+    print(f"{name:<40} p50 {percentile(ms, 50):8.2f} ms   p95 {percentile(ms, 95):8.2f} ms   (n={len(ms)})")
+
+
+def raw_params(**overrides) -> dict:
+    """Predictor parameters for the same work as TINY."""
+    return {"prompt": TINY["prompt"], "negative_prompt": "", "width": 64, "height": 64, "samples": 1, "steps": 1,
+            "guidance_scale": 7.5, "seed": 1, "scheduler": "UniPCMultistepScheduler", "scheduler_options": {},
+            **overrides}
