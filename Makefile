@@ -25,6 +25,9 @@ test: install
 
 bench: install
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/eta.py
 
 clean:
 	rm -rf var/test-media var/test.sqlite3 var/test-*.log

@@ -18,11 +18,28 @@ from tests import environment  # noqa: E402  (PostgreSQL/Redis when reachable, l
 TINY = {"prompt": "a lighthouse", "width": 64, "height": 64, "num_inference_steps": 1, "seed": 1}
 
 
+def _bench_database(url: str) -> str:
+    """A `bench` database beside the tests' one on PostgreSQL, emptied for every run."""
+    if not url.startswith("postgres"):
+        return url
+    import psycopg
+
+    server = url.replace("postgres://", "postgresql://", 1).rsplit("/", 1)[0]
+    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS bench WITH (FORCE)")
+        conn.execute("CREATE DATABASE bench")
+    return url.rsplit("/", 1)[0] + "/bench"
+
+
 def setup() -> str:
-    """Django against the bench database and Redis db 14; returns a key of an unlimited bench account."""
-    environment.prepare()
-    os.environ["REDIS_URL"] = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/14"
+    """Django against an empty bench database and Redis db 14, with production worker intervals;
+    returns a key of an unlimited bench account."""
     os.environ.setdefault("GENERATION_WAIT_SECONDS", "30")
+    os.environ.setdefault("WORKER_HEARTBEAT_INTERVAL", "5")
+    os.environ.setdefault("WORKER_MAINTENANCE_INTERVAL", "30")
+    environment.prepare()
+    os.environ["DATABASE_URL"] = _bench_database(os.environ["DATABASE_URL"])
+    os.environ["REDIS_URL"] = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/14"
     import django
 
     django.setup()
@@ -58,8 +75,18 @@ def start_web(port: int, workers: int, threads: int = 4) -> subprocess.Popen:
 
 
 def start_worker(*queues, **env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "manage.py", "rqworker", *(queues or ("high", "default", "low"))],
-                            cwd=ROOT, env=dict(os.environ, **env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """A real worker process, returned once it has loaded the model and is taking jobs."""
+    from generation import heartbeat
+
+    before = set(heartbeat.live_workers())
+    process = subprocess.Popen([sys.executable, "manage.py", "rqworker", *(queues or ("high", "default", "low"))],
+                               cwd=ROOT, env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    while not set(heartbeat.live_workers()) - before:
+        if process.poll() is not None:
+            raise RuntimeError("the worker exited")
+        time.sleep(0.2)
+    return process
 
 
 def stop(*processes):

@@ -167,6 +167,13 @@ SDXL_MODEL = env("SDXL_MODEL", default=str(VAR_DIR / "models" / "tiny-sdxl"))
 SDXL_VAE = env("SDXL_VAE", default="")  # optional separate VAE folder or id (e.g. an fp16-safe VAE)
 SDXL_DEVICE = env("SDXL_DEVICE", default="auto")  # auto, cpu, cuda, cuda:1, mps
 DEMO_MODEL_PATH = VAR_DIR / "models" / "tiny-sdxl"
+# The GPU fast path (generation/acceleration.py); "auto" is on for CUDA, off on CPU.
+SDXL_DTYPE = env("SDXL_DTYPE", default="auto")  # auto (fp16 on CUDA, fp32 on CPU), fp16, bf16, fp32
+SDXL_CHANNELS_LAST = env("SDXL_CHANNELS_LAST", default="auto")
+SDXL_FUSE_QKV = env("SDXL_FUSE_QKV", default="auto")
+SDXL_COMPILE = env("SDXL_COMPILE", default="")  # "", default, reduce-overhead, max-autotune
+SDXL_VAE_TILING = env("SDXL_VAE_TILING", default="on")  # decodes only large images in tiles
+SDXL_WARMUP_SIZES = env.list("SDXL_WARMUP_SIZES", default=[])  # e.g. 1024x1024,768x768: compiled at start
 GENERATION_WAIT_SECONDS = env.float("GENERATION_WAIT_SECONDS", default=5.0)
 GENERATION_JOB_TIMEOUT = env.int("GENERATION_JOB_TIMEOUT", default=900)
 GENERATION_TIP = "for faster speed, keep resolution upto 512x512"

@@ -35,7 +35,7 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["user"]
     readonly_fields = ["preview_large", "user", "api_key", "kind", "status", "params", "seed", "file_prefix",
                        "output_format", "output_names", "thumbnail_name", "base_url", "queue_name", "attempt", "runs",
-                       "worker_name", "progress_step", "progress_total", "generation_time", "error", "webhook_status",
+                       "worker_name", "progress_step", "progress_total", "generation_time", "pipeline_time", "error", "webhook_status",
                        "queued_at", "started_at", "finished_at", "expired_at"]
     fields = readonly_fields
     inlines = [WebhookAttemptInline]

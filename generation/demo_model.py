@@ -6,6 +6,7 @@ Nothing is downloaded. It produces noise-like images in a fraction of a second o
 """
 
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -32,6 +33,12 @@ def _tokenizer(folder: Path) -> CLIPTokenizer:
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="<|endoftext|>", model_max_length=77)
+
+
+def tokenizer_for_bench() -> CLIPTokenizer:
+    """The demo model's tokenizer, for the full-size random SDXL of bench/gpu.py."""
+    with tempfile.TemporaryDirectory() as folder:
+        return _tokenizer(Path(folder))
 
 
 def _text_config(vocab_size):

@@ -128,7 +128,7 @@ def record_progress(job_id: int, step: int, total: int):
 
 @transaction.atomic
 def succeed(job: Job, output_names: list[str], generation_time: float, seeds: list[int], nsfw=None,
-            thumbnail: str = "", steps: int = 0) -> bool:
+            thumbnail: str = "", steps: int = 0, pipeline_time: float | None = None) -> bool:
     """Record the outputs (and the scheduler's step count) and charge the reserved credits."""
     results = {"seeds": seeds} if nsfw is None else {"seeds": seeds, "nsfw_content_detected": nsfw}
     moved = Job.objects.filter(pk=job.pk, attempt=job.attempt, status=Job.Status.RUNNING).update(
@@ -136,6 +136,7 @@ def succeed(job: Job, output_names: list[str], generation_time: float, seeds: li
         output_names=output_names,
         thumbnail_name=thumbnail,
         generation_time=generation_time,
+        pipeline_time=pipeline_time,
         params={**job.params, **results},
         progress_step=steps,
         progress_total=steps,
@@ -272,8 +273,9 @@ def sweep() -> dict:
         if _abandoned(job, now, live):
             counts["recovered"] += recover(job)
     cutoff = now - timedelta(seconds=LOST_AFTER_SECONDS)
-    for job in Job.objects.filter(status=Job.Status.QUEUED, queued_at__lt=cutoff).order_by("id"):
-        if _lost(job, now):
+    waiting = list(Job.objects.filter(status=Job.Status.QUEUED, queued_at__lt=cutoff).order_by("id"))
+    for job, known in zip(waiting, queueing.known_to_rq(waiting)):
+        if not known:
             counts["requeued"] += requeue(job, "not on its queue")
     return counts
 

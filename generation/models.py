@@ -42,6 +42,7 @@ class Job(models.Model):
     progress_step = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     generation_time = models.FloatField(null=True, blank=True, help_text="seconds on the worker")
+    pipeline_time = models.FloatField(null=True, blank=True, help_text="of which in the diffusion pipeline")
     error = models.TextField(blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True,
                                        help_text="the client's Idempotency-Key: a retry gets this job back (24 h)")

@@ -10,7 +10,7 @@ import numpy as np
 from django.conf import settings
 from PIL import Image
 
-from generation import schedulers
+from generation import acceleration, schedulers
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class SDXLPredictor:
         self.schedulers = {}
         self.base_scheduler_config = None
         self.safety = None  # (checker, image processor), loaded on first use
+        self.options = None
 
     @property
     def loaded(self) -> bool:
@@ -96,9 +97,10 @@ class SDXLPredictor:
         )
 
         started = time.perf_counter()
-        # 1. where and in which precision
+        # 1. where and in which precision (the fast-path options: generation/acceleration.py)
         self.device = pick_device(self.device)
-        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        self.options = acceleration.options_for(self.device)
+        dtype = getattr(torch, self.options.dtype)
         # 2. the demo model is built locally on first use
         if Path(self.model) == Path(settings.DEMO_MODEL_PATH) and not (Path(self.model) / "model_index.json").exists():
             from generation.demo_model import build_demo_model
@@ -123,7 +125,11 @@ class SDXLPredictor:
             pipeline.set_progress_bar_config(disable=True)
         for model in (pipe.unet, pipe.vae):  # after from_pipe, which checks the components' classes
             _pin(model, torch.device(self.device), dtype)
-        logger.info("Loaded %s on %s (%s) in %.2fs", self.model, self.device, dtype, time.perf_counter() - started)
+        # 5. the fast path, on the shared modules, then the first (compiling) calls before any job
+        acceleration.apply(pipe, self.options)
+        logger.info("Loaded %s on %s (%s) in %.2fs with %s", self.model, self.device, dtype,
+                    time.perf_counter() - started, self.options)
+        acceleration.warm_up(self, self.options)
 
     def run(self, kind: str, params: dict, on_step=None) -> Prediction:
         """Generate `params["samples"]` images; image i uses seed + i. `on_step(done, total)` reports progress."""

@@ -68,6 +68,16 @@ def rq_status(job) -> str | None:
         return None
 
 
+def known_to_rq(jobs) -> list[bool]:
+    """For each job, whether RQ holds its current try (one round trip for all of them)."""
+    from rq.job import Job as RQJob
+
+    with connection().pipeline(transaction=False) as pipe:
+        for job in jobs:
+            pipe.exists(RQJob.key_for(job.rq_job_id))
+        return [bool(found) for found in pipe.execute()]
+
+
 def stop(job):
     """Raise the flag a canceled job's worker checks between steps, and take it off its RQ queue."""
     from rq.exceptions import NoSuchJobError

@@ -1,0 +1,62 @@
+"""The GPU fast-path options, checked for correctness on the CPU with the demo model: each gives the
+same image as the plain path (bf16 within its precision), and all three pipelines keep sharing one
+set of weights."""
+
+import numpy as np
+import pytest
+
+from generation import acceleration
+from generation.predictor import SDXLPredictor
+
+PARAMS = {"prompt": "a lighthouse", "negative_prompt": "", "width": 64, "height": 64, "samples": 1, "steps": 3,
+          "guidance_scale": 7.5, "seed": 3, "scheduler": "UniPCMultistepScheduler", "scheduler_options": {}}
+
+
+def image(settings, **options) -> np.ndarray:
+    for name, value in options.items():
+        setattr(settings, name, value)
+    predictor = SDXLPredictor()
+    predictor.load()
+    return np.asarray(predictor.run("text2img", PARAMS).images[0], dtype=np.int16), predictor
+
+
+@pytest.fixture
+def baseline(settings):
+    return image(settings)[0]
+
+
+def test_options_are_off_on_cpu_unless_asked(settings):
+    options = acceleration.options_for("cpu")
+    assert (options.dtype, options.channels_last, options.fuse_qkv, options.compile_mode) == \
+        ("float32", False, False, "")
+    assert acceleration.options_for("cuda").dtype == "float16"
+    assert acceleration.options_for("cuda").channels_last and acceleration.options_for("cuda").fuse_qkv
+
+
+def test_channels_last_and_fused_qkv_give_the_same_image(settings, baseline):
+    fast, predictor = image(settings, SDXL_CHANNELS_LAST="on", SDXL_FUSE_QKV="on")
+    assert np.abs(fast - baseline).max() <= 2
+    unet = predictor.pipelines["text2img"].unet
+    assert any("Fused" in type(p).__name__ for p in unet.attn_processors.values())
+    assert predictor.pipelines["img2img"].unet is unet and predictor.pipelines["inpaint"].unet is unet
+
+
+def test_bfloat16_stays_close(settings, baseline):
+    half, predictor = image(settings, SDXL_DTYPE="bf16")
+    assert str(predictor.pipelines["text2img"].unet.dtype) == "torch.bfloat16"
+    assert np.abs(half - baseline).mean() < 4
+
+
+def test_vae_tiling_decodes_large_images(settings):
+    tiled, predictor = image(settings, SDXL_VAE_TILING="on")
+    assert predictor.pipelines["text2img"].vae.use_tiling
+    large = predictor.run("text2img", {**PARAMS, "width": 1088, "height": 64, "steps": 1}).images[0]
+    assert large.size == (1088, 64)  # wider than the VAE's tile: decoded in tiles
+
+
+def test_torch_compile_warms_up_at_load_and_gives_the_same_image(settings, baseline):
+    """The slowest test (inductor builds C++ kernels for the CPU), kept because compilation is the
+    option most likely to change an image."""
+    compiled, predictor = image(settings, SDXL_COMPILE="default", SDXL_WARMUP_SIZES=["64x64"])
+    assert predictor.options.compile_mode == "default"
+    assert np.abs(compiled - baseline).max() <= 2
