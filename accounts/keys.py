@@ -11,6 +11,8 @@ import secrets
 import string
 from datetime import timedelta
 
+from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 
 from accounts.models import ApiKey
@@ -27,6 +29,22 @@ def _random(length):
 
 def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class KeyLimitReached(Exception):
+    """Too many keys created this hour, or too many active keys."""
+
+
+def create_api_key_limited(user, name: str = "") -> tuple[ApiKey, str]:
+    """create_api_key for the dashboard: at most KEY_CREATIONS_PER_HOUR new keys an hour and
+    MAX_ACTIVE_KEYS active ones per user (a stolen session cannot mint keys by the thousand)."""
+    window = f"key-creations:{user.pk}:{int(timezone.now().timestamp() // 3600)}"
+    cache.add(window, 0, timeout=3600)
+    if cache.incr(window) > settings.KEY_CREATIONS_PER_HOUR:
+        raise KeyLimitReached(f"At most {settings.KEY_CREATIONS_PER_HOUR} keys can be created an hour.")
+    if ApiKey.objects.filter(user=user, revoked=False).count() >= settings.MAX_ACTIVE_KEYS:
+        raise KeyLimitReached(f"At most {settings.MAX_ACTIVE_KEYS} keys can be active; revoke one first.")
+    return create_api_key(user, name)
 
 
 def create_api_key(user, name: str = "") -> tuple[ApiKey, str]:

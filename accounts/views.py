@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts import selectors
-from accounts.keys import create_api_key
+from accounts.keys import KeyLimitReached, create_api_key_limited
 from accounts.models import ApiKey, new_webhook_secret
 from billing import credits
 from billing.credits import InsufficientCredits, QueueFull
@@ -47,12 +47,16 @@ def dashboard(request):
 
 @login_required
 def keys(request):
-    new_key = None
+    new_key, status = None, 200
     if request.method == "POST":
         name = request.POST.get("name", "").strip()[:100]
-        _, new_key = create_api_key(request.user, name=name or "unnamed")
+        try:
+            _, new_key = create_api_key_limited(request.user, name=name or "unnamed")
+        except KeyLimitReached as exc:
+            messages.error(request, str(exc))
+            status = 429
     return render(request, "dashboard/keys.html", {"keys": selectors.keys_with_usage(request.user),
-                                                   "new_key": new_key})
+                                                   "new_key": new_key}, status=status)
 
 
 @login_required

@@ -15,6 +15,20 @@ SECRET_KEY = env("SECRET_KEY", default="dev-insecure-change-me-" + "x" * 40)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# HTTPS: set HTTPS=true behind a TLS-terminating proxy that sends X-Forwarded-Proto. Then http is
+# redirected (but /healthz and /metrics, which load balancers and Prometheus call over the private
+# network), cookies are secure-only and HSTS is sent. Django adds nosniff, X-Frame-Options DENY and a
+# same-origin referrer policy to every response regardless.
+HTTPS = env.bool("HTTPS", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^metrics/?$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+X_FRAME_OPTIONS = "DENY"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -195,6 +209,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "generation.api.errors.exception_handler",
+    "DEFAULT_METADATA_CLASS": None,  # OPTIONS is CORS preflight (corsheaders) or "use POST", never a schema dump
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
@@ -234,6 +249,8 @@ SAFE_HTTP_MAX_REDIRECTS = env.int("SAFE_HTTP_MAX_REDIRECTS", default=3)
 # Input images.
 INPUT_IMAGE_MAX_BYTES = env.int("INPUT_IMAGE_MAX_BYTES", default=20 * 1024 * 1024)
 INPUT_IMAGE_MAX_PIXELS = env.int("INPUT_IMAGE_MAX_PIXELS", default=4096 * 4096)
+# A JSON body may carry two base64 images (inpaint): room for both at the size cap, refused beyond.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=2 * INPUT_IMAGE_MAX_BYTES * 4 // 3 + 1024 * 1024)
 # Upscalers (super_resolution): `<model id>.pth` files here; missing ones are built as random demo weights.
 UPSCALER_DIR = env("UPSCALER_DIR", default=str(VAR_DIR / "models" / "upscalers"))
 UPSCALER_TILE = env.int("UPSCALER_TILE", default=256)
@@ -245,6 +262,9 @@ WEBHOOK_RETRY_DELAYS = [float(x) for x in env.list("WEBHOOK_RETRY_DELAYS", defau
 SAFETY_CHECKER_MODEL = env("SAFETY_CHECKER_MODEL", default="")
 # Per-key and per-account limits (the billing plan overrides them).
 API_REQUESTS_PER_MINUTE = env.int("API_REQUESTS_PER_MINUTE", default=60)
+# API keys a user may create per hour in the dashboard, and keep active at once.
+KEY_CREATIONS_PER_HOUR = env.int("KEY_CREATIONS_PER_HOUR", default=10)
+MAX_ACTIVE_KEYS = env.int("MAX_ACTIVE_KEYS", default=25)
 MAX_QUEUED_JOBS = env.int("MAX_QUEUED_JOBS", default=10)
 
 # Billing. Credits per image by kind; the free plan's monthly credits when it is first created.

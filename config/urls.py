@@ -1,9 +1,9 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django.views.static import serve
 
 from accounts import views as account_views
+from generation import views as generation_views
 
 urlpatterns = [
     path("", account_views.home, name="home"),
@@ -17,7 +17,7 @@ urlpatterns = [
 
 if settings.SERVE_MEDIA and settings.MEDIA_URL.startswith("/"):
     urlpatterns += [
-        re_path(rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}),
+        re_path(rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.*)$", generation_views.media),
     ]
 
 handler404 = "generation.api.errors.page_not_found"

@@ -68,13 +68,13 @@ def request(method: str, url: str, *, body: bytes | None = None, headers: dict |
     deadline = time.monotonic() + settings.SAFE_HTTP_TOTAL_TIMEOUT
     timeout = urllib3.Timeout(connect=settings.SAFE_HTTP_CONNECT_TIMEOUT, read=settings.SAFE_HTTP_READ_TIMEOUT)
     for _ in range(settings.SAFE_HTTP_MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UnsafeURL("only http and https URLs are allowed")
         try:
+            parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError as exc:
-            raise UnsafeURL("bad port") from exc
+            raise UnsafeURL("not a valid URL") from exc
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UnsafeURL("only http and https URLs are allowed")
         address = vetted_address(parts.hostname, port)
         host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

@@ -1,13 +1,27 @@
-"""Operations endpoints: /healthz for load balancers and orchestrators, /metrics for Prometheus."""
+"""Non-API endpoints of the generation app: stored files (without a front proxy), /healthz for load
+balancers and orchestrators, /metrics for Prometheus."""
 
 import hmac
+from pathlib import PurePosixPath
 
 from django.conf import settings
-from django.http import HttpResponse, JsonResponse
+from django.core.exceptions import SuspiciousFileOperation
+from django.http import Http404, HttpResponse, JsonResponse
+from django.views import static
 from django.views.decorators.cache import never_cache
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from generation import monitoring
+
+
+def media(request, path):
+    """A stored file from MEDIA_ROOT by its exact name: nothing outside it, no directory listings."""
+    if not path or path.endswith("/") or ".." in PurePosixPath(path).parts:
+        raise Http404()
+    try:
+        return static.serve(request, path, document_root=settings.MEDIA_ROOT)
+    except SuspiciousFileOperation as exc:
+        raise Http404() from exc
 
 
 @never_cache

@@ -2,6 +2,7 @@
 
 import logging
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
@@ -51,6 +52,13 @@ def insufficient_credits(needed: int, balance: int, billing_url: str) -> dict:
             "tip": f"Buy credits or upgrade your plan at {billing_url}"}
 
 
+def too_large() -> dict:
+    from django.conf import settings
+
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
+    return message("error", f"Request body too large: at most {limit} MB")
+
+
 def not_found() -> dict:
     return message("error", "Request not found")
 
@@ -82,7 +90,11 @@ def exception_handler(exc, context):
     """DRF's exception hook: map every exception to the contract's body, always HTTP 200."""
     from billing.credits import InsufficientCredits, QueueFull
 
-    if isinstance(exc, (exceptions.AuthenticationFailed, exceptions.NotAuthenticated)):
+    from generation.api.parsers import BodyTooLarge
+
+    if isinstance(exc, (RequestDataTooBig, BodyTooLarge)):
+        body = too_large()
+    elif isinstance(exc, (exceptions.AuthenticationFailed, exceptions.NotAuthenticated)):
         body = invalid_key()
     elif isinstance(exc, (exceptions.ParseError, exceptions.UnsupportedMediaType)):
         body = invalid_request()

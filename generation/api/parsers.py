@@ -1,8 +1,73 @@
-from rest_framework.parsers import JSONParser
+"""The one request parser of the API: JSON, whatever the Content-Type says."""
+
+import json
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import BaseParser
+
+MAX_DEPTH = 32  # no client nests deeper; a deeper body is refused before anything walks it
 
 
-class AnyJSONParser(JSONParser):
+class BodyTooLarge(ParseError):
+    """More than DATA_UPLOAD_MAX_MEMORY_SIZE bytes (DRF reads the stream itself, past Django's check)."""
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def clean(data):
+    """NUL characters removed from every string and key (no database stores them, no prompt needs
+    them); a body nested deeper than MAX_DEPTH is refused. Iterative, so no body can exhaust the stack."""
+    root = [data]
+    stack = [(root, 0, 0)]
+    while stack:
+        container, index, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ParseError("The body is nested too deeply.")
+        value = container[index]
+        if isinstance(value, str):
+            container[index] = value.replace("\x00", "")
+        elif isinstance(value, list):
+            stack.extend((value, i, depth + 1) for i in range(len(value)))
+        elif isinstance(value, dict):
+            cleaned = {key.replace("\x00", ""): item for key, item in value.items()}
+            container[index] = cleaned
+            keys = list(cleaned)
+            stack.extend((_DictSlot(cleaned, key), 0, depth + 1) for key in keys)
+    return root[0]
+
+
+class _DictSlot:
+    """Lets `clean` treat a dict entry like a list slot."""
+
+    def __init__(self, mapping, key):
+        self.mapping, self.key = mapping, key
+
+    def __getitem__(self, _):
+        return self.mapping[self.key]
+
+    def __setitem__(self, _, value):
+        self.mapping[self.key] = value
+
+
+class AnyJSONParser(BaseParser):
     """Parse the body as JSON whatever Content-Type says: real clients send JSON as text/plain,
-    form-encoded (curl -d) or with no Content-Type at all."""
+    form-encoded (curl -d) or with no Content-Type at all. NaN and Infinity are not JSON and are
+    refused; see `clean` for the rest."""
 
     media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read(limit + 1)
+        if len(raw) > limit:
+            raise BodyTooLarge()
+        try:
+            text = raw.decode(encoding)
+            data = json.loads(text, parse_constant=_no_constants)
+        except (ValueError, RecursionError) as exc:
+            raise ParseError("The body is not valid JSON.") from exc
+        return clean(data)

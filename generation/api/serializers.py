@@ -23,11 +23,15 @@ class WebhookMixin:
         """Refuse a webhook we would never be allowed to call (same rules as input URLs)."""
         if url is None:
             return None
-        parts = urlsplit(url.strip())
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port
+        except ValueError as exc:
+            raise serializers.ValidationError("The webhook must be a valid URL.") from exc
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise serializers.ValidationError("The webhook must be a valid URL.")
         try:
-            safe_http.vetted_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+            safe_http.vetted_address(parts.hostname, port or (443 if parts.scheme == "https" else 80))
         except (safe_http.UnsafeURL, ValueError) as exc:
             raise serializers.ValidationError("The webhook must be a public http(s) URL.") from exc
         return url.strip()
