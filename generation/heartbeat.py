@@ -7,7 +7,9 @@ job has nobody left to finish it. The key's value says what the worker is: host,
 device and the job it is running (the admin's queue page shows them).
 
 The same thread runs maintenance every WORKER_MAINTENANCE_INTERVAL seconds, on one worker at a time
-(a Redis lock): the job sweep and the monthly credit renewal.
+(a Redis lock): the job sweep and the monthly credit renewal. When it finds that Redis lost its data
+(the epoch key is gone), the first worker to notice re-queues every queued job at once instead of
+waiting for them to look lost.
 """
 
 import json
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 KEY = "sdxl:worker:{}"
 REGISTRY = "sdxl:workers"
 MAINTENANCE_LOCK = "sdxl:maintenance-lock"
+EPOCH_KEY = "sdxl:epoch"  # gone = Redis lost its data (restarted without persistence, flushed)
 
 _current = None  # this process's Heartbeat, when it is a worker
 _cached = {"at": 0.0, "workers": {}}
@@ -79,8 +82,8 @@ def set_current_job(job_id: int | None, predicted: float | None = None, publish:
 
 
 class Heartbeat:
-    def __init__(self, name: str, info: dict, maintenance=None):
-        self.name, self.info, self.maintenance = name, info, maintenance
+    def __init__(self, name: str, info: dict, maintenance=None, on_data_loss=None):
+        self.name, self.info, self.maintenance, self.on_data_loss = name, info, maintenance, on_data_loss
         self.job_id = self.job_started = self.job_predicted = None
         self._stopped = threading.Event()
         self._last_maintenance = 0.0
@@ -114,6 +117,7 @@ class Heartbeat:
         while not self._stopped.wait(settings.WORKER_HEARTBEAT_INTERVAL):
             try:
                 self.beat()
+                self.check_epoch()
                 if self.maintenance and time.monotonic() - self._last_maintenance >= settings.WORKER_MAINTENANCE_INTERVAL:
                     self._last_maintenance = time.monotonic()
                     self._maintain()
@@ -121,6 +125,16 @@ class Heartbeat:
                 logger.warning("Heartbeat/maintenance failed; retrying", exc_info=True)
             finally:
                 close_old_connections()
+
+    def check_epoch(self) -> bool:
+        """True (and the data-loss recovery run) when this worker is the first to see Redis empty."""
+        conn = queueing.connection()
+        if conn.exists(EPOCH_KEY) or not conn.set(EPOCH_KEY, self.name, nx=True):
+            return False
+        logger.warning("Redis lost its data: re-queuing every queued job")
+        if self.on_data_loss:
+            self.on_data_loss()
+        return True
 
     def _maintain(self):
         lock = queueing.connection().set(MAINTENANCE_LOCK, self.name, nx=True,

@@ -235,10 +235,14 @@ def _abandoned(job: Job, now, live_workers=None) -> bool:
     return not alive
 
 
-def _lost(job: Job, now) -> bool:
-    """Queued for a while, yet RQ has no such job (Redis restarted without its data, say)."""
+GIVEN_UP = ("failed", "stopped", "canceled")  # RQ states of a try that will not run again
+
+
+def _lost(job: Job, now, rq_status: str | None) -> bool:
+    """Queued for a while, yet RQ will not run its try: RQ has no such job (Redis restarted without
+    its data) or gave up on it before the job started (its worker lost the database, say)."""
     return (job.status == Job.Status.QUEUED and now - job.queued_at > timedelta(seconds=LOST_AFTER_SECONDS)
-            and queueing.rq_status(job) is None)
+            and (rq_status is None or rq_status in GIVEN_UP))
 
 
 def reconcile(job: Job) -> Job:
@@ -250,11 +254,12 @@ def reconcile(job: Job) -> Job:
         return job
     now = timezone.now()
     try:
+        rq_status = queueing.rq_status(job)
         if _abandoned(job, now):
             recover(job)
-        elif _lost(job, now):
+        elif _lost(job, now, rq_status):
             requeue(job, "not on its queue")
-        elif queueing.rq_status(job) in ("failed", "stopped", "canceled"):
+        elif job.status == Job.Status.RUNNING and rq_status in GIVEN_UP:
             fail(job.pk, FAILED_MESSAGE, attempt=job.attempt)
     except redis.RedisError:
         logger.warning("Redis unavailable while checking job %s", job.pk)
@@ -263,21 +268,41 @@ def reconcile(job: Job) -> Job:
     return job
 
 
-def sweep() -> dict:
+def sweep(lost_after: float = LOST_AFTER_SECONDS) -> dict:
     """Recover every job nobody will finish. Runs on worker start, periodically on one worker, and
-    from `manage.py sweep_jobs`; returns how many jobs it re-queued or failed."""
+    from `manage.py sweep_jobs`; returns how many jobs it re-queued or failed. `lost_after`: how long
+    a queued job may be unknown to RQ (0 once Redis is known to have lost its data)."""
     now = timezone.now()
     live = heartbeat.live_workers()
     counts = {"recovered": 0, "requeued": 0}
     for job in Job.objects.filter(status=Job.Status.RUNNING).exclude(worker_name__in=list(live)):
         if _abandoned(job, now, live):
             counts["recovered"] += recover(job)
-    cutoff = now - timedelta(seconds=LOST_AFTER_SECONDS)
+    cutoff = now - timedelta(seconds=lost_after)
     waiting = list(Job.objects.filter(status=Job.Status.QUEUED, queued_at__lt=cutoff).order_by("id"))
-    for job, known in zip(waiting, queueing.known_to_rq(waiting)):
-        if not known:
+    for job, rq_status in zip(waiting, queueing.rq_statuses(waiting)):
+        if rq_status is None or rq_status in GIVEN_UP:
             counts["requeued"] += requeue(job, "not on its queue")
+    counts["webhooks"] = _redeliver_lost_webhooks(now)
     return counts
+
+
+WEBHOOK_LOST_AFTER = timedelta(minutes=10)  # far beyond every try and its timeouts
+
+
+def _redeliver_lost_webhooks(now) -> int:
+    """Webhooks still pending long after their job finished died with the worker delivering them:
+    deliver them again (receivers tell repeats apart by X-Request-Id)."""
+    from generation import webhooks
+
+    lost = list(Job.objects.filter(webhook_status="pending", finished_at__lt=now - WEBHOOK_LOST_AFTER)
+                .values_list("pk", flat=True)[:100])
+    conn, again = queueing.connection(), 0
+    for job_id in lost:  # at most once per WEBHOOK_LOST_AFTER, whichever worker sweeps
+        if conn.set(f"sdxl:webhook-redelivery:{job_id}", 1, nx=True, ex=int(WEBHOOK_LOST_AFTER.total_seconds())):
+            webhooks.schedule(job_id)
+            again += 1
+    return again
 
 
 def wait(job: Job, timeout: float) -> Job:

@@ -68,14 +68,14 @@ def rq_status(job) -> str | None:
         return None
 
 
-def known_to_rq(jobs) -> list[bool]:
-    """For each job, whether RQ holds its current try (one round trip for all of them)."""
+def rq_statuses(jobs) -> list[str | None]:
+    """RQ's status of each job's current try, None where RQ has none (one round trip for all)."""
     from rq.job import Job as RQJob
 
     with connection().pipeline(transaction=False) as pipe:
         for job in jobs:
-            pipe.exists(RQJob.key_for(job.rq_job_id))
-        return [bool(found) for found in pipe.execute()]
+            pipe.hget(RQJob.key_for(job.rq_job_id), "status")
+        return [status.decode() if status else None for status in pipe.execute()]
 
 
 def stop(job):

@@ -6,7 +6,7 @@ import time
 
 import redis
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from generation import estimates, heartbeat, jobs, monitoring, outputs, queueing
 from generation.models import Job
@@ -59,7 +59,12 @@ def run_job(job_id: int, attempt: int = 1):
     """Run one try of a queued job to success or failure. Never raises for a job's own failure; a
     cold shutdown of the worker in the middle puts the job back on its queue."""
     close_old_connections()
-    job = jobs.start(job_id, attempt, worker_name=heartbeat.current_worker_name() or socket.gethostname())
+    try:
+        job = jobs.start(job_id, attempt, worker_name=heartbeat.current_worker_name() or socket.gethostname())
+    except (OperationalError, InterfaceError):
+        # the database is away: this try ends here, RQ forgets it, and the sweep queues the job again
+        logger.warning("Database unavailable when starting job %s; it will be re-queued", job_id)
+        return
     if job is None:
         return  # no longer queued for this try (re-queued, failed by a sweep, already run)
     heartbeat.set_current_job(job.id, job.predicted_seconds)

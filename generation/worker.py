@@ -12,12 +12,12 @@ from generation.predictor import get_predictor
 logger = logging.getLogger(__name__)
 
 
-def maintenance():
+def maintenance(lost_after: float | None = None):
     """Periodic upkeep, on one worker at a time: recover lost jobs, renew monthly credits."""
     from billing import credits
     from generation import estimates, jobs
 
-    swept = jobs.sweep()
+    swept = jobs.sweep() if lost_after is None else jobs.sweep(lost_after=lost_after)
     estimates.recount()
     renewed = credits.renew_due()
     if any(swept.values()) or renewed:
@@ -38,11 +38,12 @@ class GenerationWorker(SimpleWorker):
         beat = heartbeat.Heartbeat(self.name, {
             "host": socket.gethostname(), "pid": os.getpid(), "queues": self.queue_names(),
             "model": predictor.model_name, "device": str(predictor.device),
-        }, maintenance=maintenance)
+        }, maintenance=maintenance, on_data_loss=lambda: maintenance(lost_after=0))
         beat.start()
         try:
             try:
-                maintenance()
+                if not beat.check_epoch():
+                    maintenance()
             except Exception:
                 logger.exception("Maintenance at start failed; the periodic one retries")
             return super().work(*args, **kwargs)

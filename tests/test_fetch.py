@@ -60,15 +60,25 @@ def test_job_lost_by_the_queue_is_queued_again(api, account):
     assert job.rq_job_id in queue.get_job_ids()  # someone will run it
 
 
-def test_job_rq_gave_up_on_answers_failed(api, account):
+def test_a_try_rq_gave_up_on(api, account):
+    """Running when RQ gave up (timeout, crash): failed. Never started (its worker lost the database):
+    queued again."""
     user, _ = account
-    job = jobs.submit(user=user, api_key=None, kind="text2img", params=_params(), base_url=api.base_url,
-                      queue_name="parked")
-    rq_job = django_rq.get_queue("parked").fetch_job(job.rq_job_id)
-    rq_job.set_status("failed")
-    body = api.post(f"/api/v3/fetch/{job.id}")
-    assert body == {"status": "failed", "id": job.id, "message": "Failed, Try Again",
-                    "messege": "Failed, Try Again", "output": []}
+    running = jobs.submit(user=user, api_key=None, kind="text2img", params=_params(), base_url=api.base_url,
+                          queue_name="parked")
+    Job.objects.filter(pk=running.pk).update(status=Job.Status.RUNNING)
+    django_rq.get_queue("parked").fetch_job(running.rq_job_id).set_status("failed")
+    assert api.post(f"/api/v3/fetch/{running.id}") == {
+        "status": "failed", "id": running.id, "message": "Failed, Try Again", "messege": "Failed, Try Again",
+        "output": []}
+
+    never_started = jobs.submit(user=user, api_key=None, kind="text2img", params=_params(), base_url=api.base_url,
+                                queue_name="parked")
+    django_rq.get_queue("parked").fetch_job(never_started.rq_job_id).set_status("failed")
+    Job.objects.filter(pk=never_started.pk).update(queued_at=never_started.queued_at.replace(year=2020))
+    assert api.post(f"/api/v3/fetch/{never_started.id}")["status"] == "processing"
+    never_started.refresh_from_db()
+    assert never_started.attempt == 2 and never_started.status == Job.Status.QUEUED
 
 
 def _params():

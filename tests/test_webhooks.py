@@ -93,3 +93,16 @@ def test_webhook_to_a_forbidden_address_is_a_validation_error(api, url):
     body = api.post("/api/v3/text2img", {"prompt": "x", "webhook": url})
     assert body["status"] == "error"
     assert list(body["message"]) == ["webhook"]
+
+
+def test_a_webhook_lost_with_its_worker_is_delivered_by_the_sweep(api, account, http_server):
+    user, _ = account
+    http_server.routes["/hook"] = Route(status=200)
+    job = jobs.submit(user=user, kind="text2img", params={**_params(), "webhook": f"{http_server.url}/hook"},
+                      base_url=api.base_url, queue_name="isolated")
+    # the job finished, then its worker died before the webhook went out
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, error="x",
+                                         finished_at=job.queued_at.replace(year=2020))
+    assert jobs.sweep()["webhooks"] == 1
+    assert wait_for_status(job.id) == "delivered"
+    assert jobs.sweep()["webhooks"] == 0  # delivered, and not again

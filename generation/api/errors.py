@@ -2,7 +2,9 @@
 
 import logging
 
+import redis
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
@@ -59,6 +61,10 @@ def too_large() -> dict:
     return message("error", f"Request body too large: at most {limit} MB")
 
 
+def unavailable() -> dict:
+    return message("error", "Service temporarily unavailable, try again in a few seconds")
+
+
 def not_found() -> dict:
     return message("error", "Request not found")
 
@@ -110,6 +116,9 @@ def exception_handler(exc, context):
         body = insufficient_credits(exc.needed, exc.balance, context["request"].build_absolute_uri("/billing/"))
     elif isinstance(exc, exceptions.MethodNotAllowed):
         body = message("error", "Method not allowed, use POST")
+    elif isinstance(exc, (redis.RedisError, OperationalError, InterfaceError)):
+        logger.warning("A dependency is unavailable: %s", exc)
+        return Response(unavailable(), status=200, headers={"Retry-After": "5"})
     else:
         logger.exception("Unhandled API error", exc_info=exc)
         body = server_error()
