@@ -131,7 +131,7 @@ class Heartbeat:
         conn = queueing.connection()
         if conn.exists(EPOCH_KEY) or not conn.set(EPOCH_KEY, self.name, nx=True):
             return False
-        logger.warning("Redis lost its data: re-queuing every queued job")
+        logger.warning("Redis has no epoch (first start, or it lost its data): re-queuing queued jobs it does not know")
         if self.on_data_loss:
             self.on_data_loss()
         return True

@@ -7,6 +7,7 @@ sweep, say) can never both move the same job. Every try of a job has its own RQ 
 """
 
 import logging
+import time
 from datetime import timedelta
 
 import redis
@@ -306,7 +307,9 @@ def _redeliver_lost_webhooks(now) -> int:
 
 
 def wait(job: Job, timeout: float) -> Job:
-    """Wait up to `timeout` seconds for the job to finish and return its fresh state."""
-    if not job.is_finished and queueing.wait_finished(job.pk, timeout):
+    """Wait up to `timeout` seconds for the job to finish and return its fresh state. (A wake-up for
+    a job that is still unfinished, a stale signal say, goes back to waiting.)"""
+    deadline = time.monotonic() + timeout
+    while not job.is_finished and queueing.wait_finished(job.pk, deadline - time.monotonic()):
         job.refresh_from_db()
     return job

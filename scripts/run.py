@@ -45,7 +45,8 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def wait_http(url: str, timeout: float = 60):
+def wait_http(url: str, timeout: float = 120):
+    """Until `url` answers 200 (for /healthz: the database, Redis and a worker that has loaded SDXL)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -53,7 +54,7 @@ def wait_http(url: str, timeout: float = 60):
             return
         except Exception:
             time.sleep(0.3)
-    raise SystemExit(f"The web server did not answer at {url}")
+    raise SystemExit(f"No healthy answer at {url}; see the output above")
 
 
 def _stop(signum, frame):
@@ -79,7 +80,7 @@ def main():
         ))
         children.append(subprocess.Popen([PYTHON, "manage.py", "rqworker", "high", "default", "low"], cwd=ROOT, env=env))
         base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/")
+        wait_http(base + "/healthz")
         print(f"""
   SDXL API is running at {base}/
   Demo log-in:  {DEMO_EMAIL} / {DEMO_PASSWORD}
@@ -87,9 +88,9 @@ def main():
 
   Try it:
   curl -s -X POST {base}/api/v3/text2img -H 'Content-Type: application/json' \\
-    -d '{{"key": "{key}", "prompt": "a lighthouse at dusk", "width": "512", "height": "512", "num_inference_steps": "20"}}'
+    -d '{{"key": "{key}", "prompt": "a lighthouse at dusk", "width": "256", "height": "256", "num_inference_steps": "20"}}'
 
-  Ctrl-C stops the server, the worker{' and Redis' if len(children) > 2 else ''}.
+  Ctrl-C stops the web server, the worker{' and Redis' if len(children) > 2 else ''}.
 """, flush=True)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
