@@ -144,13 +144,23 @@ def running_remaining(workers: dict) -> float:
                for w in workers.values() if w.get("job_id") and w.get("job_predicted") and w.get("job_started"))
 
 
-def wait_seconds(queue_name: str, own_seconds_ahead: float | None = None) -> float:
-    """Seconds until a worker is free for a job in `queue_name` with `own_seconds_ahead` of its own
-    queue's work before it (None: the whole queue)."""
+def wait_seconds(queue_name: str, position: int | None = None) -> float:
+    """Seconds until a worker is free for a job in `queue_name` with `position` jobs of its own queue
+    ahead of it (None: behind the whole queue)."""
     queues = backlog()
     order = settings.GENERATION_QUEUES
     served_first = order[: order.index(queue_name)] if queue_name in order else []
     ahead = sum(queues.get(name, (0, 0.0))[1] for name in served_first)
-    ahead += queues.get(queue_name, (0, 0.0))[1] if own_seconds_ahead is None else own_seconds_ahead
+    count, seconds = queues.get(queue_name, (0, 0.0))
+    if position is None:
+        ahead += seconds
+    elif count:
+        ahead += seconds * position / count
+    return worker_free_in(ahead)
+
+
+def worker_free_in(seconds_ahead: float) -> float:
+    """Seconds until a worker is free when `seconds_ahead` of queued work comes first: that work plus
+    what the running jobs have left, shared among the live workers."""
     workers = heartbeat.live_workers_cached()
-    return (ahead + running_remaining(workers)) / max(len(workers), 1)
+    return (seconds_ahead + running_remaining(workers)) / max(len(workers), 1)

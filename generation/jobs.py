@@ -199,17 +199,21 @@ def requeue(job: Job, reason: str) -> bool:
     return bool(moved)
 
 
-def recover(job: Job) -> bool:
-    """A running job whose worker is gone: another try if it has one left, else failed and refunded."""
+def _retry_or_fail(job: Job, reason: str) -> bool:
+    """Another try for a job its worker gave up, if it has one left; else failed and refunded."""
     if job.runs < settings.JOB_MAX_RUNS:
-        return requeue(job, f"worker {job.worker_name or '?'} stopped")
+        return requeue(job, reason)
     return fail(job.pk, WORKER_LOST_MESSAGE, attempt=job.attempt)
+
+
+def recover(job: Job) -> bool:
+    """A running job whose worker is gone."""
+    return _retry_or_fail(job, f"worker {job.worker_name or '?'} stopped")
 
 
 def release(job: Job) -> bool:
     """The worker is shutting down in the middle of this job: queue it again for another worker."""
-    return requeue(job, "worker shut down") if job.runs < settings.JOB_MAX_RUNS else fail(
-        job.pk, WORKER_LOST_MESSAGE, attempt=job.attempt)
+    return _retry_or_fail(job, "worker shut down")
 
 
 def _finished(job_id: int, has_webhook: bool, left_queue: Job | None = None):

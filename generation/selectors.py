@@ -51,18 +51,14 @@ def eta_seconds(job: Job, position: int | None = None) -> float:
         remaining = elapsed * (1 - done) / done if done > 0 else job.predicted_seconds - elapsed
         return round(max(0.1, remaining), 2)
     position = queue_position(job) if position is None else position
-    count, seconds = estimates.backlog().get(job.queue_name, (0, 0.0))
-    own_queue_ahead = seconds * position / count if count else 0.0
-    return round(estimates.wait_seconds(job.queue_name, own_queue_ahead) + job.predicted_seconds, 2)
+    return round(estimates.wait_seconds(job.queue_name, position) + job.predicted_seconds, 2)
 
 
 def system_load() -> dict:
     """The v3 answer: jobs waiting and the seconds a new job would wait for a worker."""
     queues = estimates.backlog()
     waiting = sum(count for count, _ in queues.values())
-    work = sum(seconds for _, seconds in queues.values())
-    workers = heartbeat.live_workers_cached()
-    wait = (work + estimates.running_remaining(workers)) / max(len(workers), 1)
+    wait = estimates.worker_free_in(sum(seconds for _, seconds in queues.values()))
     return {"queue_num": waiting, "queue_time": int(round(wait)), "status": "ok"}
 
 

@@ -12,12 +12,12 @@ from generation.predictor import get_predictor
 logger = logging.getLogger(__name__)
 
 
-def maintenance(lost_after: float | None = None):
+def maintenance(**sweep_options):
     """Periodic upkeep, on one worker at a time: recover lost jobs, renew monthly credits."""
     from billing import credits
     from generation import estimates, jobs
 
-    swept = jobs.sweep() if lost_after is None else jobs.sweep(lost_after=lost_after)
+    swept = jobs.sweep(**sweep_options)
     estimates.recount()
     renewed = credits.renew_due()
     if any(swept.values()) or renewed:

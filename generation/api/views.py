@@ -116,14 +116,19 @@ class SuperResolutionView(GenerationView):
     serializer_class = SuperResolutionSerializer
 
 
+def requested_job_id(request, job_id=None):
+    """The job id from the path, else the body's `request_id` (validated like the rest of the body)."""
+    serializer = FetchSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return job_id or serializer.validated_data["request_id"]
+
+
 @extend_schema(request=FetchSerializer, responses=JOB_BODY, summary="The result of a queued request",
                examples=[GENERATION_EXAMPLE, ERROR_EXAMPLE])
 class FetchView(V3View):
     @extend_schema(operation_id="fetch")
     def post(self, request, job_id=None):
-        serializer = FetchSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        job = services.fetch_job(user=request.user, job_id=job_id or serializer.validated_data["request_id"])
+        job = services.fetch_job(user=request.user, job_id=requested_job_id(request, job_id))
         return Response(responses.for_fetch(job))
 
 
@@ -143,9 +148,7 @@ class FetchByBodyView(FetchView):
 class CancelView(V3View):
     @extend_schema(operation_id="cancel")
     def post(self, request, job_id=None):
-        serializer = FetchSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        job = services.cancel_job(user=request.user, job_id=job_id or serializer.validated_data["request_id"])
+        job = services.cancel_job(user=request.user, job_id=requested_job_id(request, job_id))
         return Response(responses.for_fetch(job))
 
 
