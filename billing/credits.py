@@ -58,8 +58,8 @@ def next_month(moment: datetime) -> datetime:
 
 def account_for(user, loaded: bool = False) -> Account:
     """The user's account, created on first use with the default plan and its first month's credits.
-    With `loaded`, the one fetched with the user in this request (`select_related("billing__plan")`, as
-    API key authentication does) is used when there is one, without a query."""
+    With `loaded`, the one loaded with the user in this request (API key authentication loads the key's
+    user, account and plan in one query) is used when there is one, without a query."""
     relation = Account.user.field.remote_field  # the user's side of the one-to-one
     if loaded and relation.is_cached(user) and relation.get_cached_value(user) is not None:
         return relation.get_cached_value(user)
