@@ -6,7 +6,7 @@ PORT   ?= 8000
 # The CPU build on these machines. For CUDA: make run TORCH="torch==2.13.0 --index-url <your CUDA wheel index>"
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run test bench clean
+.PHONY: install run lint test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ install: $(VENV)/.installed
 run: install
 	PORT=$(PORT) $(BIN)/python scripts/run.py
 
-test: install
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install lint
 	$(BIN)/python -m pytest
 
 bench: install

@@ -76,13 +76,13 @@ def start_web(port: int, workers: int, threads: int = 4) -> subprocess.Popen:
 
 def start_worker(*queues, **env) -> subprocess.Popen:
     """A real worker process, returned once it has loaded the model and is taking jobs."""
-    from generation import heartbeat
+    from generation import liveness
 
-    before = set(heartbeat.live_workers())
+    before = set(liveness.live_workers())
     process = subprocess.Popen([sys.executable, "manage.py", "rqworker", *(queues or ("high", "default", "low"))],
                                cwd=ROOT, env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    while not set(heartbeat.live_workers()) - before:
+    while not set(liveness.live_workers()) - before:
         if process.poll() is not None:
             raise RuntimeError("the worker exited")
         time.sleep(0.2)
@@ -129,8 +129,8 @@ def report(name, seconds):
     print(f"{name:<40} p50 {percentile(ms, 50):8.2f} ms   p95 {percentile(ms, 95):8.2f} ms   (n={len(ms)})")
 
 
-def raw_params(**overrides) -> dict:
-    """Predictor parameters for the same work as TINY."""
-    return {"prompt": TINY["prompt"], "negative_prompt": "", "width": 64, "height": 64, "samples": 1, "steps": 1,
-            "guidance_scale": 7.5, "seed": 1, "scheduler": "UniPCMultistepScheduler", "scheduler_options": {},
-            **overrides}
+def raw_params(**overrides):
+    """Predictor parameters for the same work as TINY (Text2ImgParams)."""
+    from generation.params import Text2ImgParams
+
+    return Text2ImgParams(**{"prompt": TINY["prompt"], "width": 64, "height": 64, "steps": 1, "seed": 1, **overrides})

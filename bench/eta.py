@@ -10,7 +10,6 @@ the job's real finish time.
 import argparse
 import statistics
 import time
-from datetime import datetime, timezone
 
 import common
 

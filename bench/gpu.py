@@ -47,7 +47,9 @@ def main():
     import torch
 
     django.setup()
-    from generation import acceleration, sdxl_configs
+    import sdxl_configs
+
+    from generation.runtime import acceleration
 
     cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser()
@@ -86,8 +88,8 @@ def main():
         four = timed(pipe, args.size, args.steps, 4, args.repeat)
         rows.append((label, one, 4 / four))
     print()
-    print(f"| path | s/image, batch 1 | images/s, batch 4 |")
-    print(f"| --- | --- | --- |")
+    print("| path | s/image, batch 1 | images/s, batch 4 |")
+    print("| --- | --- | --- |")
     for label, one, per_second in rows:
         print(f"| {label} | {one:.2f} | {per_second:.2f} |")
     print(f"peak memory: {peak_memory()}")

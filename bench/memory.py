@@ -39,20 +39,23 @@ if {mode!r} == "bare":
     out["rss"] = rss()
 else:
     from django.core.files.storage import default_storage
-    from generation import images, upscalers
-    from generation.predictor import SDXLPredictor
-    predictor = SDXLPredictor(); predictor.load()
-    image = images.store_input(Image.new("RGB", (size, size), (120, 80, 200)))
-    predictor.run("text2img", params)
-    predictor.run("img2img", {{**params, "init_image": image, "strength": 0.7}})
-    predictor.run("inpaint", {{**params, "init_image": image, "mask_image": image, "strength": 0.7}})
+    from dataclasses import asdict
+    from generation import storage
+    from generation.params import Img2ImgParams, InpaintParams, SuperResolutionParams
+    from generation.runtime.sdxl import SDXLPredictor
+    from generation.runtime.upscale import UpscalePredictor
+    predictor = SDXLPredictor(); predictor.setup()
+    image = storage.store_input(Image.new("RGB", (size, size), (120, 80, 200)))
+    predictor.predict(params)
+    predictor.predict(Img2ImgParams(**asdict(params), init_image=image, strength=0.7))
+    predictor.predict(InpaintParams(**asdict(params), init_image=image, mask_image=image, strength=0.7))
     out["rss"] = rss()
     tensors = {{p.data_ptr() for pipe in predictor.pipelines.values() for name, module in pipe.components.items()
                if hasattr(module, "parameters") for p in module.parameters()}}
     single = {{p.data_ptr() for name, module in predictor.pipelines["text2img"].components.items()
               if hasattr(module, "parameters") for p in module.parameters()}}
     out["tensors"], out["tensors_one_pipeline"] = len(tensors), len(single)
-    upscalers.run({{"image": image, "scale": 4, "model_id": "RealESRGAN_x4plus", "width": size, "height": size}}, device="cpu")
+    UpscalePredictor("cpu").predict(SuperResolutionParams(image=image, scale=4, width=size, height=size))
     out["rss_after_upscale"] = rss()
 print(json.dumps(out))
 """

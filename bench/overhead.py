@@ -23,16 +23,16 @@ import common
 
 
 def raw_pipeline(n):
-    from generation.predictor import SDXLPredictor
+    from generation.runtime.sdxl import SDXLPredictor
 
     predictor = SDXLPredictor()
-    predictor.load()
+    predictor.setup()
     for _ in range(10):
-        predictor.run("text2img", common.raw_params())
+        predictor.predict(common.raw_params())
     times = []
     for _ in range(n):
         started = time.perf_counter()
-        predictor.run("text2img", common.raw_params())
+        predictor.predict(common.raw_params())
         times.append(time.perf_counter() - started)
     return times
 

@@ -12,6 +12,7 @@ against 4 calls of one image), which decides whether the worker should batch the
 import argparse
 import statistics
 import time
+from dataclasses import replace
 
 import common
 
@@ -28,17 +29,17 @@ def main():
     from accounts.models import User
     from generation import jobs
     from generation.models import Job
-    from generation.predictor import SDXLPredictor
+    from generation.runtime.sdxl import SDXLPredictor
 
     user = User.objects.get(email="bench@example.com")
     params = common.raw_params(width=args.size, height=args.size, steps=args.steps, output_format="png")
     predictor = SDXLPredictor()
-    predictor.load()
-    predictor.run("text2img", params)
+    predictor.setup()
+    predictor.predict(params)
     worker = common.start_worker("default")
 
     def through_worker(seeds):
-        ids = [jobs.submit(user=user, kind="text2img", params={**params, "seed": seed}, base_url="http://bench",
+        ids = [jobs.submit(user=user, params=replace(params, seed=seed), base_url="http://bench",
                            queue_name="default").id for seed in seeds]
         while Job.objects.filter(pk__in=ids).exclude(status__in=["success", "failed"]).exists():
             time.sleep(0.05)
@@ -55,7 +56,7 @@ def main():
             seeds = range(round_ * args.per_round, (round_ + 1) * args.per_round)
             started = time.perf_counter()
             for seed in seeds:
-                predictor.run("text2img", {**params, "seed": seed})
+                predictor.predict(replace(params, seed=seed))
             bare_total += time.perf_counter() - started
             seconds, done = through_worker(seeds)
             worker_total += seconds
@@ -64,10 +65,10 @@ def main():
         for _ in range(2):
             started = time.perf_counter()
             for seed in range(4):
-                predictor.run("text2img", {**params, "seed": seed})
+                predictor.predict(replace(params, seed=seed))
             single += time.perf_counter() - started
             started = time.perf_counter()
-            predictor.run("text2img", {**params, "samples": 4})
+            predictor.predict(replace(params, samples=4))
             batched += time.perf_counter() - started
     finally:
         common.stop(worker)

@@ -10,9 +10,8 @@ import threading
 import time
 from collections import Counter, defaultdict
 
-import requests
-
 import common
+import requests
 
 sys.path.insert(0, str(common.ROOT))
 from config import redis_server  # noqa: E402
@@ -35,11 +34,11 @@ class Cluster:
 
     def start(self):
         """The web server and the worker, once the worker has loaded the model and takes jobs."""
-        from generation import heartbeat
+        from generation import liveness
 
         self.web = common.start_web(self.web_port, self.web_workers)
         self.worker = self._start_worker()
-        while not heartbeat.live_workers():
+        while not liveness.live_workers():
             time.sleep(0.2)
         threading.Thread(target=self._supervisor, daemon=True).start()
 
@@ -197,14 +196,14 @@ def verify(traffic: Traffic, credits_each: int) -> dict:
     from billing import credits as ledger
     from billing.models import Account
     from generation.models import Job
+    from generation.params import cost
 
     accepted = set().union(*traffic.accepted.values()) if traffic.accepted else set()
     states = Counter(Job.objects.filter(pk__in=accepted).values_list("status", flat=True))
     missing = len(accepted) - sum(states.values())
     balance_errors = []
     for account in Account.objects.filter(user__email__startswith="load"):
-        charged = sum(ledger.job_cost(kind, params.get("samples", 1)) for kind, params in
-                      Job.objects.filter(user_id=account.pk, status="success").values_list("kind", "params"))
+        charged = sum(cost(job.parameters) for job in Job.objects.filter(user_id=account.pk, status="success"))
         expected = credits_each - charged
         if account.balance != expected or ledger.ledger_total(account) != account.balance or account.unfinished_jobs:
             balance_errors.append((account.user_id, account.balance, expected, account.unfinished_jobs))

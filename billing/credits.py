@@ -75,10 +75,6 @@ def account_for(user, loaded: bool = False) -> Account:
     return Account.objects.select_related("plan").get(pk=account.pk)
 
 
-def job_cost(kind: str, images: int) -> int:
-    return settings.CREDIT_COSTS[kind] * images
-
-
 def _add(account: Account, kind: str, amount: int, **fields) -> CreditEntry:
     entry = CreditEntry.objects.create(account=account, kind=kind, amount=amount, **fields)
     if amount:
@@ -96,6 +92,15 @@ def grant(account: Account, amount: int, reason: str = "", external_id: str = ""
         if external_id and CreditEntry.objects.filter(external_id=external_id).exists():
             return None
         raise
+
+
+def check_admissible(account: Account, cost: int):
+    """Raise QueueFull or InsufficientCredits when the account, as last read, could not be admitted for
+    `cost`: a cheap check before the request does any work. `admit` decides."""
+    if account.unfinished_jobs >= account.plan.max_queued_jobs:
+        raise QueueFull(account.plan.max_queued_jobs)
+    if account.balance < cost:
+        raise InsufficientCredits(cost, account.balance)
 
 
 def admit(account: Account, cost: int):
@@ -126,8 +131,10 @@ def record_reservation(job, cost: int):
 def charge(job):
     """The job succeeded: its reservation becomes final and its slot is free. Called once per job, by
     the state change that finished it (a second settlement would break a unique constraint)."""
+    reservation = CreditEntry.objects.filter(job=job, kind=CreditEntry.Kind.RESERVE).first()
+    reserved = -reservation.amount if reservation else 0
     CreditEntry.objects.create(account_id=job.user_id, kind=CreditEntry.Kind.CHARGE, amount=0, job=job,
-                               reason=f"{job_cost(job.kind, job.params.get('samples', 1))} credits")
+                               reason=f"{reserved} credits")
     Account.objects.filter(pk=job.user_id, unfinished_jobs__gt=0).update(unfinished_jobs=F("unfinished_jobs") - 1)
 
 

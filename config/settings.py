@@ -164,7 +164,7 @@ REDIS_CLIENT_URL = REDIS_URL if "socket_timeout" in REDIS_URL else (
     REDIS_URL + ("&" if "?" in REDIS_URL else "?") + _REDIS_TIMEOUTS)
 GENERATION_QUEUES = ["high", "default", "low"]
 RQ_QUEUES = {name: {"URL": REDIS_CLIENT_URL, "DEFAULT_TIMEOUT": 900} for name in GENERATION_QUEUES}
-RQ = {"WORKER_CLASS": "generation.worker.GenerationWorker"}
+RQ = {"WORKER_CLASS": "generation.runtime.worker.GenerationWorker"}
 
 # The cache (log-in rate limits, sessions' helpers) is shared by every web process through Redis.
 CACHES = {
@@ -268,12 +268,8 @@ MAX_ACTIVE_KEYS = env.int("MAX_ACTIVE_KEYS", default=25)
 MAX_QUEUED_JOBS = env.int("MAX_QUEUED_JOBS", default=10)
 
 # Billing. Credits per image by kind; the free plan's monthly credits when it is first created.
-CREDIT_COSTS = {
-    "text2img": env.int("CREDITS_PER_IMAGE", default=1),
-    "img2img": env.int("CREDITS_PER_IMAGE", default=1),
-    "inpaint": env.int("CREDITS_PER_IMAGE", default=1),
-    "super_resolution": env.int("CREDITS_PER_UPSCALE", default=1),
-}
+CREDITS_PER_IMAGE = env.int("CREDITS_PER_IMAGE", default=1)  # each kind's cost: generation/params.py KINDS
+CREDITS_PER_UPSCALE = env.int("CREDITS_PER_UPSCALE", default=1)
 FREE_PLAN_CREDITS = env.int("FREE_PLAN_CREDITS", default=100)
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")

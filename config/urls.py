@@ -4,11 +4,13 @@ from django.urls import include, path, re_path
 
 from accounts import views as account_views
 from generation import views as generation_views
+from generation.urls import dashboard_patterns
 
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("accounts/", include("allauth.urls")),
     path("dashboard/", include("accounts.urls")),
+    path("dashboard/", include(dashboard_patterns)),
     path("", include("billing.urls")),
     path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),

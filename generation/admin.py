@@ -9,8 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from generation import outputs, selectors
-from generation.api.responses import output_urls
+from generation import selectors, storage
 from generation.models import Job, WebhookAttempt
 
 GALLERY_PAGE_SIZE = 48
@@ -57,15 +56,15 @@ class JobAdmin(admin.ModelAdmin):
         if job.expired_at or not job.output_names:
             return "–"
         return format_html("".join(f'<a href="{url}"><img src="{url}" alt="" style="max-height:256px;margin:4px"></a>'
-                                   for url in output_urls(job)))
+                                   for url in storage.output_urls(job)))
 
     def delete_model(self, request, obj):
-        outputs.delete_files(obj)
+        storage.delete_files(obj)
         super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
         for job in queryset:
-            outputs.delete_files(job)
+            storage.delete_files(job)
         super().delete_queryset(request, queryset)
 
     def get_urls(self):

@@ -3,3 +3,6 @@ from django.apps import AppConfig
 
 class GenerationConfig(AppConfig):
     name = "generation"
+
+    def ready(self):
+        from generation import webhooks  # noqa: F401  (connects its job_finished receiver)

@@ -1,15 +1,14 @@
-"""Input images: from a URL (SSRF-safe), base64 or a data URL, checked, normalised to RGB and stored."""
+"""Input images: parsed from what the client sent (a URL, base64 or a data URL) without any I/O, then
+fetched (SSRF-safe) once the request is admitted, checked and normalised to RGB."""
 
 import base64
 import binascii
 import io
 import re
-import uuid
 import warnings
+from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from PIL import Image, ImageOps
 
 from generation import safe_http
@@ -22,6 +21,55 @@ class ImageInputError(Exception):
     """A message for the field, e.g. "The init image must be a valid URL or base64 image."."""
 
 
+@dataclass
+class ImageSource:
+    """An input image as the request gave it: a URL still to fetch, or an image decoded from base64."""
+
+    field: str  # the request field it came in (named in errors)
+    url: str | None = None
+    image: Image.Image | None = None
+
+    @property
+    def label(self) -> str:
+        return self.field.replace("_", " ")
+
+
+def parse(value, field: str) -> ImageSource:
+    """Check what the client sent for an image field; decode it when it is inline (no network)."""
+    label = field.replace("_", " ")
+    invalid = ImageInputError(f"The {label} must be a valid URL or base64 image.")
+    if not isinstance(value, str) or not value.strip():
+        raise invalid
+    value = value.strip()
+    if value.lower().startswith(("http://", "https://")):
+        try:
+            safe_http.split_url(value)
+        except safe_http.UnsafeURL as exc:
+            raise ImageInputError(f"The {label} could not be fetched ({exc}).") from exc
+        return ImageSource(field, url=value)
+    encoded = DATA_URL.sub("", value, count=1)
+    if len(encoded) * 3 // 4 > settings.INPUT_IMAGE_MAX_BYTES:
+        raise ImageInputError(f"The {label} is too large.")
+    try:
+        data = base64.b64decode(re.sub(r"\s+", "", encoded), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise invalid from exc
+    return ImageSource(field, image=decode(data, label))
+
+
+def fetch(source: ImageSource) -> Image.Image:
+    """The image behind `source`, fetched when it is a URL."""
+    if source.image is not None:
+        return source.image
+    try:
+        response = safe_http.request("GET", source.url, max_bytes=settings.INPUT_IMAGE_MAX_BYTES)
+    except safe_http.UnsafeURL as exc:
+        raise ImageInputError(f"The {source.label} could not be fetched ({exc}).") from exc
+    if response.status != 200:
+        raise ImageInputError(f"The {source.label} could not be fetched (HTTP {response.status}).")
+    return decode(response.content, source.label)
+
+
 def _format(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
@@ -29,29 +77,6 @@ def _format(data: bytes) -> str | None:
         if data.startswith(prefixes):
             return name
     return None
-
-
-def read_source(value, label: str) -> bytes:
-    """The raw bytes behind a URL, data URL or base64 string."""
-    invalid = ImageInputError(f"The {label} must be a valid URL or base64 image.")
-    if not isinstance(value, str) or not value.strip():
-        raise invalid
-    value = value.strip()
-    if value.lower().startswith(("http://", "https://")):
-        try:
-            response = safe_http.request("GET", value, max_bytes=settings.INPUT_IMAGE_MAX_BYTES)
-        except safe_http.UnsafeURL as exc:
-            raise ImageInputError(f"The {label} could not be fetched ({exc}).") from exc
-        if response.status != 200:
-            raise ImageInputError(f"The {label} could not be fetched (HTTP {response.status}).")
-        return response.content
-    encoded = DATA_URL.sub("", value, count=1)
-    if len(encoded) * 3 // 4 > settings.INPUT_IMAGE_MAX_BYTES:
-        raise ImageInputError(f"The {label} is too large.")
-    try:
-        return base64.b64decode(re.sub(r"\s+", "", encoded), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise invalid from exc
 
 
 def decode(data: bytes, label: str) -> Image.Image:
@@ -77,27 +102,3 @@ def decode(data: bytes, label: str) -> Image.Image:
         flat.paste(rgba, mask=rgba.getchannel("A"))
         return flat
     return image.convert("RGB")
-
-
-def load(value, label: str) -> Image.Image:
-    return decode(read_source(value, label), label)
-
-
-def store_input(image: Image.Image) -> str:
-    """Save an input image (lossless) for the worker; return its storage name."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return default_storage.save(f"inputs/{uuid.uuid4()}.png", ContentFile(buffer.getvalue()))
-
-
-def open_stored(name: str) -> Image.Image:
-    with default_storage.open(name, "rb") as handle:
-        image = Image.open(handle)
-        image.load()
-    return image.convert("RGB")
-
-
-def fit_size(width: int, height: int, limit: int = 1024) -> tuple[int, int]:
-    """An image's size scaled down to fit `limit` (keeping its aspect), in multiples of 8, at least 64."""
-    scale = min(1.0, limit / max(width, height))
-    return tuple(max(64, int(side * scale) // 8 * 8) for side in (width, height))

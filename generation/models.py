@@ -1,17 +1,16 @@
 import uuid
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import models
+
+from generation import params as job_params
 
 
 class Job(models.Model):
     """One API request for images: the source of truth for its state, parameters and outputs."""
 
-    class Kind(models.TextChoices):
-        TEXT2IMG = "text2img"
-        IMG2IMG = "img2img"
-        INPAINT = "inpaint"
-        SUPER_RESOLUTION = "super_resolution"
+    Kind = models.TextChoices("Kind", [(name.upper(), name) for name in job_params.KINDS])
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -27,8 +26,10 @@ class Job(models.Model):
     )
     kind = models.CharField(max_length=32, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    params = models.JSONField(help_text="normalised request parameters")
+    params = models.JSONField(help_text="the job's parameters (generation/params.py, by kind)")
     seed = models.BigIntegerField()
+    seeds = models.JSONField(default=list, blank=True, help_text="each image's seed, once it ran")
+    nsfw = models.JSONField(null=True, blank=True, help_text="per image, when the safety checker ran")
     file_prefix = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     output_format = models.CharField(max_length=8, default="png")
     output_names = models.JSONField(default=list, blank=True, help_text="storage names of the outputs")
@@ -81,6 +82,11 @@ class Job(models.Model):
         return f"{self.kind} #{self.id} ({self.status})"
 
     @property
+    def parameters(self) -> job_params.JobParams:
+        """`params`, typed for the job's kind."""
+        return job_params.load(self.kind, self.params)
+
+    @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCESS, self.Status.FAILED, self.Status.CANCELED)
 
@@ -96,8 +102,6 @@ class Job(models.Model):
 
     @property
     def thumbnail_url(self) -> str:
-        from django.core.files.storage import default_storage
-
         return default_storage.url(self.thumbnail_name) if self.thumbnail_name else ""
 
     def output_name(self, index: int, suffix: str | None = None) -> str:

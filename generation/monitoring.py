@@ -17,7 +17,7 @@ from django.db.models import Count
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 
-from generation import heartbeat, queueing
+from generation import liveness, queue, redis_client
 from generation.models import Job
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def _bucket_label(bound: float) -> str:
 def count_request(endpoint: str, status: str):
     """One API answer; never lets a Redis hiccup break the request it counts."""
     try:
-        queueing.connection().hincrby(REQUESTS_KEY, f"{endpoint}|{status}", 1)
+        redis_client.connection().hincrby(REQUESTS_KEY, f"{endpoint}|{status}", 1)
     except redis.RedisError:
         pass
 
@@ -51,7 +51,7 @@ def observe_generation(pipe, kind: str, seconds: float):
 
 class _Collector:
     def collect(self):
-        conn = queueing.connection()
+        conn = redis_client.connection()
         requests = CounterMetricFamily("sdxl_api_requests", "API answers by endpoint and status",
                                        labels=["endpoint", "status"])
         for field, value in sorted(conn.hgetall(REQUESTS_KEY).items()):
@@ -61,7 +61,7 @@ class _Collector:
 
         depth = GaugeMetricFamily("sdxl_queue_depth", "Jobs waiting on each RQ queue", labels=["queue"])
         for name in settings.GENERATION_QUEUES:
-            depth.add_metric([name], conn.llen(queueing.queue_key(name)))
+            depth.add_metric([name], conn.llen(queue.queue_key(name)))
         yield depth
 
         by_status = dict(Job.objects.values_list("status").annotate(n=Count("id")))
@@ -78,7 +78,7 @@ class _Collector:
             histogram.add_metric([kind], buckets, float(stored.get("sum", 0)))
         yield histogram
 
-        yield GaugeMetricFamily("sdxl_workers", "Workers with a fresh heartbeat", value=len(heartbeat.live_workers()))
+        yield GaugeMetricFamily("sdxl_workers", "Workers with a fresh heartbeat", value=len(liveness.live_workers()))
 
 
 def render_metrics() -> bytes:
@@ -107,11 +107,11 @@ def _database():
 
 
 def _redis():
-    queueing.connection().ping()
+    redis_client.connection().ping()
 
 
 def _workers():
-    count = len(heartbeat.live_workers())
+    count = len(liveness.live_workers())
     if count == 0:
         raise RuntimeError("no live worker")
     return {"count": count}

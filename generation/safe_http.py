@@ -53,6 +53,18 @@ def vetted_address(host: str, port: int) -> str:
     return addresses[0]
 
 
+def split_url(url: str):
+    """(parts, port) of an http(s) URL with a host; UnsafeURL for anything else. No network."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise UnsafeURL("not a valid URL") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeURL("only http and https URLs are allowed")
+    return parts, port
+
+
 def _pool(scheme: str, host: str, address: str, port: int, timeout):
     if scheme == "https":
         return urllib3.HTTPSConnectionPool(
@@ -68,13 +80,7 @@ def request(method: str, url: str, *, body: bytes | None = None, headers: dict |
     deadline = time.monotonic() + settings.SAFE_HTTP_TOTAL_TIMEOUT
     timeout = urllib3.Timeout(connect=settings.SAFE_HTTP_CONNECT_TIMEOUT, read=settings.SAFE_HTTP_READ_TIMEOUT)
     for _ in range(settings.SAFE_HTTP_MAX_REDIRECTS + 1):
-        try:
-            parts = urlsplit(url)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError as exc:
-            raise UnsafeURL("not a valid URL") from exc
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UnsafeURL("only http and https URLs are allowed")
+        parts, port = split_url(url)
         address = vetted_address(parts.hostname, port)
         host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

@@ -3,10 +3,12 @@
 The name table is plain Python so the web tier can validate without importing diffusers.
 """
 
-import inspect
 import re
 
 DEFAULT_SCHEDULER = "UniPCMultistepScheduler"
+# schedulers that evaluate the model twice per step: they run about 2 * steps - 1 model steps
+SECOND_ORDER = {"HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+                "DPMSolverSDEScheduler"}
 
 DIFFUSERS_SCHEDULERS = [
     "DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "LMSDiscreteScheduler", "EulerDiscreteScheduler",
@@ -46,9 +48,6 @@ A1111_SCHEDULERS = {
     "LCM": ("LCMScheduler", {}),
 }
 
-# Options every job of a class gets (PNDM's Runge-Kutta warm-up fails below 4 steps; SD configs skip it).
-CLASS_DEFAULTS = {"PNDMScheduler": {"skip_prk_steps": True}}
-
 # "dpmsolver+++" is how the hosted API spelled diffusers' "sde-dpmsolver++".
 ALGORITHM_TYPES = {
     "dpmsolver+++": "sde-dpmsolver++",
@@ -82,19 +81,3 @@ def resolve(name: str | None, use_karras_sigmas: bool | None = None, algorithm_t
     if algorithm:
         options["algorithm_type"] = algorithm
     return class_name, options
-
-
-def build(class_name: str, options: dict, base_config):
-    """A fresh scheduler instance from the model's own scheduler config (never mutates the shared one).
-
-    Options a scheduler class does not accept are dropped, so "karras" on DDIM is a no-op, not a crash.
-    """
-    import diffusers
-
-    cls = getattr(diffusers, class_name)
-    accepted = inspect.signature(cls.__init__).parameters
-    kwargs = {**CLASS_DEFAULTS.get(class_name, {})}
-    kwargs.update((key, value) for key, value in options.items() if key in accepted)
-    if class_name == "DPMSolverSinglestepScheduler" and kwargs.get("algorithm_type", "").startswith("sde-"):
-        kwargs["algorithm_type"] = "dpmsolver++"  # singlestep has no SDE variant
-    return cls.from_config(base_config, **kwargs)

@@ -1,26 +1,19 @@
-"""Read-only questions about the queue: how long a job will wait, how loaded the system is."""
+"""Read-only questions about jobs and the queue: where a job stands, how loaded the system is, what
+an account used."""
 
 import time
 from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Avg, Count, Q
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django_rq.settings import get_queues_map
 
-from generation import estimates, heartbeat, queueing
+from accounts.usage import period_start
+from billing import credits
+from generation import estimates, liveness, queue
 from generation.models import Job
-
-def mean_generation_time() -> float | None:
-    """Mean seconds per successful job over the last hour (None when none finished)."""
-    hour_ago = timezone.now() - timedelta(hours=1)
-    return Job.objects.filter(status=Job.Status.SUCCESS, finished_at__gte=hour_ago).aggregate(
-        mean=Avg("generation_time"))["mean"]
-
-
-def worker_count() -> int:
-    """Workers with a fresh heartbeat (RQ's own registry keeps a killed worker for minutes)."""
-    return len(heartbeat.live_workers_cached())
 
 
 def queue_position(job: Job) -> int:
@@ -28,7 +21,7 @@ def queue_position(job: Job) -> int:
     or a database count while it is not on it (being enqueued, or re-queued)."""
     if job.status != Job.Status.QUEUED:
         return 0
-    index = queueing.connection().lpos(queueing.queue_key(job.queue_name), job.rq_job_id, rank=-1)  # from the tail
+    index = queue.position(job)
     if index is not None:
         return index
     return Job.objects.filter(status=Job.Status.QUEUED, queue_name=job.queue_name, id__lt=job.id).count()
@@ -56,7 +49,7 @@ def eta_seconds(job: Job, position: int | None = None) -> float:
 
 def system_load() -> dict:
     """The v3 answer: jobs waiting and the seconds a new job would wait for a worker."""
-    queues = estimates.backlog()
+    queues = queue.backlog()
     waiting = sum(count for count, _ in queues.values())
     wait = estimates.worker_free_in(sum(seconds for _, seconds in queues.values()))
     return {"queue_num": waiting, "queue_time": int(round(wait)), "status": "ok"}
@@ -67,7 +60,7 @@ def queue_overview() -> dict:
     hour_ago = timezone.now() - timedelta(hours=1)
     queued = dict(Job.objects.filter(status=Job.Status.QUEUED).values_list("queue_name").annotate(n=Count("id")))
     indexes = get_queues_map()
-    queues = [{"name": name, "queued": queued.get(name, 0), "rq_length": queueing.queue(name).count,
+    queues = [{"name": name, "queued": queued.get(name, 0), "rq_length": queue.queue(name).count,
                "rq_index": indexes.get(name), "wait": round(estimates.wait_seconds(name), 1)}
               for name in settings.GENERATION_QUEUES]
     last_hour = Job.objects.filter(finished_at__gte=hour_ago).aggregate(
@@ -78,16 +71,66 @@ def queue_overview() -> dict:
     now = time.time()
     workers = [{"name": name, **info, "heartbeat_age": now - info["beat_at"],
                 "job_seconds": now - info["job_started"] if info.get("job_started") else None}
-               for name, info in heartbeat.live_workers().items()]
-    running = Job.objects.filter(status=Job.Status.RUNNING).count()
-    total_queued = sum(queued.values())
+               for name, info in liveness.live_workers().items()]
     return {
         "queues": queues,
-        "queued": total_queued,
-        "running": running,
+        "queued": sum(queued.values()),
+        "running": Job.objects.filter(status=Job.Status.RUNNING).count(),
         "failed_last_hour": last_hour["failed"],
         "succeeded_last_hour": last_hour["succeeded"],
         "mean_generation_time": last_hour["mean_time"],
         "workers": workers,
         "eta_new_job": queues[-1]["wait"],  # on the lowest-priority queue, before its own run
+    }
+
+
+def usage(user) -> dict:
+    """The user's jobs and images this period."""
+    jobs = Job.objects.filter(user=user, queued_at__gte=period_start())
+    counts = jobs.aggregate(
+        jobs=Count("id"),
+        succeeded=Count("id", filter=Q(status=Job.Status.SUCCESS)),
+        failed=Count("id", filter=Q(status=Job.Status.FAILED)),
+    )
+    images = sum(len(names) for names in jobs.filter(status=Job.Status.SUCCESS).values_list("output_names", flat=True))
+    return {**counts, "images": images}
+
+
+def jobs_per_day(user, days: int = 30) -> list[dict]:
+    """One entry per day (oldest first, zero-filled) with the number of jobs queued that day."""
+    today = timezone.now().date()
+    first = today - timedelta(days=days - 1)
+    rows = (
+        Job.objects.filter(user=user, queued_at__date__gte=first)
+        .annotate(day=TruncDate("queued_at"))
+        .values("day")
+        .annotate(count=Count("id"))
+    )
+    by_day = {row["day"]: row["count"] for row in rows}
+    return [{"day": first + timedelta(days=i), "count": by_day.get(first + timedelta(days=i), 0)} for i in range(days)]
+
+
+def jobs_in_flight(user) -> list[dict]:
+    jobs = Job.objects.filter(user=user, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).order_by("id")[:20]
+    return [{"job": job, "eta": eta_seconds(job), "position": queue_position(job)} for job in jobs]
+
+
+def account_summary(user) -> dict:
+    """What `POST /api/v3/account` answers: plan, credits left, jobs in flight, limits."""
+    account = credits.account_for(user)
+    plan = account.plan
+    in_flight = Job.objects.filter(user=user, status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
+    return {
+        "status": "success",
+        "email": user.email,
+        "plan": {"name": plan.name, "slug": plan.slug, "monthly_credits": plan.monthly_credits,
+                 "priority": plan.priority},
+        "credits": account.balance,
+        "queued_jobs": in_flight.filter(status=Job.Status.QUEUED).count(),
+        "running_jobs": in_flight.filter(status=Job.Status.RUNNING).count(),
+        "limits": {"max_queued_jobs": plan.max_queued_jobs, "requests_per_minute": plan.requests_per_minute,
+                   "max_resolution": plan.max_resolution, "max_samples": plan.max_samples},
+        "subscription_status": account.subscription_status or None,
+        "credits_renew_at": account.credits_renew_at.isoformat() if account.credits_renew_at and not account.has_subscription else None,
+        "current_period_end": account.current_period_end.isoformat() if account.current_period_end else None,
     }

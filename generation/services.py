@@ -1,41 +1,91 @@
-"""Use cases behind the API views (and the dashboard playground)."""
+"""Use cases behind the API views and the dashboard: submit a job, fetch it, cancel it.
+
+They raise domain errors (JobNotFound, InvalidInput, billing's QueueFull and InsufficientCredits) that
+the API maps to its error bodies (generation/api/errors.py).
+"""
+
+import time
 
 from django.conf import settings
 
 from billing import credits
-from billing.plans import clamp_to_plan
-from generation import jobs
-from generation.api.errors import RequestNotFound
+from generation import images, jobs, queue, recovery, safe_http
 from generation.models import Job
+from generation.params import InvalidInput, JobParams, cost
 
 
-def request_generation(*, user, api_key=None, kind: str, params: dict, base_url: str,
-                       idempotency_key: str = "") -> Job:
-    """Queue a generation and wait a short while for it, unless the client asked for no wait.
+class JobNotFound(Exception):
+    """No job of this user has that id."""
 
-    Used by the API (with the key) and by the dashboard playground (signed in, no key). A retry
-    with the same idempotency key (header or body) gets the original job back.
+
+def request_generation(*, user, params: JobParams, base_url: str, inputs: dict | None = None, api_key=None,
+                       instant: bool = False, idempotency_key: str = "") -> Job:
+    """Queue a job and wait a short while for it, unless the client asked for no wait (`instant`).
+
+    Used by the API (with the key) and by the dashboard playground (signed in, no key). In order, so
+    that a refused or replayed request does no work: a retry with the same idempotency key gets the
+    original job back; the plan's limits clamp the parameters; the account must be able to pay; only
+    then are input images (`inputs`: parameter field -> images.ImageSource) fetched, and they are
+    stored once the job is admitted.
     """
-    instant = params.pop("instant_response", False)
-    body_key = params.pop("idempotency_key", "")
-    idempotency_key = (idempotency_key or body_key or "").strip()[:200]
+    idempotency_key = idempotency_key.strip()[:200]
+    if idempotency_key and (earlier := jobs.replayed(user, idempotency_key)):
+        return earlier
     account = credits.account_for(user, loaded=True)
-    clamp_to_plan(params, account.plan)
-    job = jobs.submit(user=user, api_key=api_key, kind=kind, params=params, base_url=base_url,
-                      idempotency_key=idempotency_key, account=account)
-    return jobs.wait(job, 0 if instant else settings.GENERATION_WAIT_SECONDS)
+    plan = account.plan
+    params.clamp_to_plan(plan.max_resolution, plan.max_samples)
+    credits.check_admissible(account, cost(params))
+    _check_webhook(params.webhook)
+    fetched = _fetch_inputs(inputs or {})
+    params.complete({field: image.size for field, image in fetched.items()})
+    params.clamp_to_plan(plan.max_resolution, plan.max_samples)  # sizes that came from the input images
+    job = jobs.submit(user=user, api_key=api_key, params=params, base_url=base_url,
+                      idempotency_key=idempotency_key, account=account, inputs=fetched)
+    return wait(job, 0 if instant else settings.GENERATION_WAIT_SECONDS)
+
+
+def _check_webhook(url: str | None):
+    """Refuse a webhook we would never be allowed to call (the same rules as input URLs)."""
+    if url is None:
+        return
+    try:
+        parts, port = safe_http.split_url(url)
+        safe_http.vetted_address(parts.hostname, port)
+    except (safe_http.UnsafeURL, ValueError) as exc:
+        raise InvalidInput("webhook", "The webhook must be a public http(s) URL.") from exc
+
+
+def _fetch_inputs(inputs: dict) -> dict:
+    """Each input image, fetched and decoded; InvalidInput names the request field of one that is not."""
+    fetched = {}
+    for field, source in inputs.items():
+        try:
+            fetched[field] = images.fetch(source)
+        except images.ImageInputError as exc:
+            raise InvalidInput(source.field, str(exc)) from exc
+    return fetched
+
+
+def wait(job: Job, timeout: float) -> Job:
+    """Wait up to `timeout` seconds for the job to finish and return its fresh state. (A wake-up for
+    a job that is still unfinished, a stale signal say, goes back to waiting.)"""
+    deadline = time.monotonic() + timeout
+    while not job.is_finished and queue.wait_finished(job.pk, deadline - time.monotonic()):
+        job.refresh_from_db()
+    return job
 
 
 def _own_job(user, job_id) -> Job:
     """The user's own job (anyone else's id is answered like an unknown one)."""
     job = Job.objects.filter(pk=job_id, user=user).first() if job_id else None
     if job is None:
-        raise RequestNotFound()
+        raise JobNotFound()
     return job
 
 
 def fetch_job(*, user, job_id) -> Job:
-    return jobs.reconcile(_own_job(user, job_id))
+    """The user's job, re-queued or failed first when nobody would finish it."""
+    return recovery.reconcile(_own_job(user, job_id))
 
 
 def cancel_job(*, user, job_id) -> Job:

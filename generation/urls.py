@@ -1,7 +1,7 @@
-from django.urls import re_path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from generation import views as ops_views
+from generation import views as pages
 from generation.api import views
 
 
@@ -32,10 +32,21 @@ urlpatterns = [
     endpoint("api/v4/dreambooth/fetch", views.FetchByBodyView),
     endpoint(r"api/v4/dreambooth/fetch/(?P<job_id>\d+)", views.FetchView),
     endpoint("api/v5/super_resolution", views.SuperResolutionView),
-    re_path(r"^healthz/?$", ops_views.healthz, name="healthz"),
-    re_path(r"^metrics/?$", ops_views.metrics, name="metrics"),
+    re_path(r"^healthz/?$", pages.healthz, name="healthz"),
+    re_path(r"^metrics/?$", pages.metrics, name="metrics"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+# under /dashboard/, beside the account pages of accounts/urls.py
+dashboard_patterns = [
+    path("", pages.dashboard, name="dashboard"),
+    path("history/", pages.history, name="dashboard-history"),
+    path("jobs/<int:job_id>/", pages.job_detail, name="dashboard-job"),
+    path("jobs/<int:job_id>/status.json", pages.job_status, name="dashboard-job-status"),
+    path("jobs/<int:job_id>/cancel/", pages.cancel_job, name="dashboard-job-cancel"),
+    path("playground/", pages.playground, name="dashboard-playground"),
+    path("playground/run/", pages.playground_run, name="dashboard-playground-run"),
 ]
 
 

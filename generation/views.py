@@ -1,17 +1,144 @@
-"""Non-API endpoints of the generation app: stored files (without a front proxy), /healthz for load
-balancers and orchestrators, /metrics for Prometheus."""
+"""Pages and endpoints of the generation app outside the API: the dashboard's pages about jobs (usage,
+history, a job, the playground), stored files (without a front proxy), /healthz for load balancers and
+orchestrators, /metrics for Prometheus. Dashboard pages are signed-in only, and every query is scoped to
+the signed-in user; they go through the same services as the API."""
 
 import hmac
+import json
 from pathlib import PurePosixPath
 
 from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import SuspiciousFileOperation
+from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views import static
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from generation import monitoring
+from accounts import usage
+from billing import credits
+from billing.credits import InsufficientCredits, QueueFull
+from generation import monitoring, schedulers, selectors, services, storage
+from generation.api import errors
+from generation.api.serializers import SERIALIZERS
+from generation.models import Job
+from generation.params import UPSCALE_MODELS, InvalidInput
+
+HISTORY_PAGE_SIZE = 20
+
+
+@login_required
+def dashboard(request):
+    days = selectors.jobs_per_day(request.user)
+    peak = max([day["count"] for day in days] + [1])
+    account = credits.account_for(request.user)
+    period_start = usage.period_start()
+    return render(request, "dashboard/index.html", {
+        "usage": selectors.usage(request.user),
+        "account": account,
+        "credits_used": credits.used_since(account, period_start),
+        "days": [{**day, "height": round(100 * day["count"] / peak)} for day in days],
+        "in_flight": selectors.jobs_in_flight(request.user),
+        "period_start": period_start,
+    })
+
+
+@login_required
+def history(request):
+    page = Paginator(Job.objects.filter(user=request.user).order_by("-id"), HISTORY_PAGE_SIZE).get_page(
+        request.GET.get("page"))
+    return render(request, "dashboard/history.html", {"page": page})
+
+
+@login_required
+def job_detail(request, job_id):
+    job = get_object_or_404(Job, pk=job_id, user=request.user)
+    return render(request, "dashboard/job.html", {"job": job, "status": _job_status(request.user, job.id),
+                                                  "playground_params": _playground_params(job)})
+
+
+@login_required
+@require_POST
+def cancel_job(request, job_id):
+    try:
+        job = services.cancel_job(user=request.user, job_id=job_id)
+    except services.JobNotFound as exc:
+        raise Http404() from exc
+    if job.status == Job.Status.CANCELED:
+        messages.success(request, f"Job #{job.id} canceled; its credits were refunded.")
+    return redirect("dashboard-job", job_id=job.id)
+
+
+@login_required
+def job_status(request, job_id):
+    return JsonResponse(_job_status(request.user, job_id))
+
+
+@login_required
+def playground(request):
+    return render(request, "dashboard/playground.html", {
+        "schedulers": schedulers.DIFFUSERS_SCHEDULERS + list(schedulers.A1111_SCHEDULERS),
+        "default_scheduler": schedulers.DEFAULT_SCHEDULER,
+        "upscale_models": UPSCALE_MODELS,
+    })
+
+
+@login_required
+@require_POST
+def playground_run(request):
+    """Run a playground form through the same serializers and service as the API; errors are the API's."""
+    try:
+        data = json.loads(request.body)
+    except ValueError:
+        return JsonResponse(errors.invalid_request())
+    serializer_class = SERIALIZERS.get(data.pop("kind", None)) if isinstance(data, dict) else None
+    if serializer_class is None:
+        return JsonResponse(errors.invalid_request())
+    serializer = serializer_class(data=data)
+    if not serializer.is_valid():
+        return JsonResponse(errors.validation({field: [str(m) for m in msgs] for field, msgs in serializer.errors.items()}))
+    submission = serializer.validated_data
+    try:
+        job = services.request_generation(user=request.user, params=submission["params"],
+                                          inputs=submission["inputs"], base_url=storage.base_url_for(request),
+                                          instant=True)
+    except (QueueFull, InsufficientCredits, InvalidInput) as exc:
+        return JsonResponse(errors.refused(exc, request))
+    return JsonResponse({"status": "queued", "id": job.id,
+                         "status_url": reverse("dashboard-job-status", args=[job.id]),
+                         "detail_url": reverse("dashboard-job", args=[job.id])})
+
+
+def _job_status(user, job_id) -> dict:
+    """Progress for the dashboard's polling: status, position, progress 0..1, ETA, outputs."""
+    try:
+        job = services.fetch_job(user=user, job_id=job_id)
+    except services.JobNotFound as exc:
+        raise Http404() from exc
+    finished = job.is_finished
+    return {
+        "id": job.id,
+        "status": job.status,
+        "queue_position": selectors.queue_position(job),
+        "progress": selectors.progress(job),
+        "eta": None if finished else selectors.eta_seconds(job),
+        "outputs": storage.output_urls(job) if job.status == Job.Status.SUCCESS else [],
+        "error": job.error,
+        "generation_time": job.generation_time,
+    }
+
+
+def _playground_params(job: Job) -> dict:
+    """The job's parameters in the playground form's terms (for "open in playground")."""
+    params = job.params
+    keys = ["prompt", "negative_prompt", "width", "height", "samples", "steps", "guidance_scale", "seed",
+            "scheduler", "strength", "scale", "model_id"]
+    return {"kind": job.kind, **{key: params[key] for key in keys if key in params}}
 
 
 def media(request, path):

@@ -1,7 +1,9 @@
 """Webhook delivery: signed, timestamped, retried with backoff, every try recorded on the job.
 
-Deliveries run on a small thread pool in the process that finished the job (the worker), so neither
-an API request nor the next generation waits for a slow receiver.
+Deliveries start when a job with a webhook finishes (`signals.job_finished`) and run on a small thread
+pool in the process that finished the job (the worker, usually), so neither an API request nor the next
+generation waits for a slow receiver. A delivery lost with its process is sent again by `redeliver_lost`
+(workers' periodic maintenance).
 """
 
 import hashlib
@@ -10,17 +12,25 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.dispatch import receiver
+from django.utils import timezone
 
 from generation import safe_http
+from generation.api import responses
 from generation.models import Job, WebhookAttempt
+from generation.redis_client import connection as redis_connection
+from generation.signals import job_finished
 
 logger = logging.getLogger(__name__)
 
 _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook")
 MAX_RESPONSE_BYTES = 64 * 1024
+LOST_AFTER = timedelta(minutes=10)  # far beyond every try and its timeouts
+REDELIVERY_KEY = "sdxl:webhook-redelivery:{}"
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -28,8 +38,6 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def payload(job: Job) -> dict:
-    from generation.api import responses
-
     body = responses.success(job) if job.status == Job.Status.SUCCESS else responses.failed(job)
     body.pop("webhook_status", None)
     return {**body, "track_id": job.params.get("track_id")}
@@ -38,6 +46,27 @@ def payload(job: Job) -> dict:
 def schedule(job_id: int):
     """Deliver the finished job's webhook in the background."""
     _pool.submit(_deliver_logged, job_id)
+
+
+@receiver(job_finished, dispatch_uid="webhooks-on-job-finished")
+def _on_job_finished(sender, job_id: int, has_webhook: bool, **kwargs):
+    if has_webhook:
+        schedule(job_id)
+
+
+def redeliver_lost(now=None) -> int:
+    """Webhooks still pending long after their job finished died with the process delivering them:
+    deliver them again (receivers tell repeats apart by X-Request-Id). At most once per LOST_AFTER,
+    whichever worker runs it; returns how many."""
+    now = now or timezone.now()
+    lost = list(Job.objects.filter(webhook_status="pending", finished_at__lt=now - LOST_AFTER)
+                .values_list("pk", flat=True)[:100])
+    again = 0
+    for job_id in lost:
+        if redis_connection().set(REDELIVERY_KEY.format(job_id), 1, nx=True, ex=int(LOST_AFTER.total_seconds())):
+            schedule(job_id)
+            again += 1
+    return again
 
 
 def _deliver_logged(job_id: int):

@@ -15,6 +15,10 @@ from rq import Worker
 
 from accounts.keys import create_api_key
 from accounts.models import User
+from billing.models import Plan
+from generation import queue, redis_client
+from tests.http_server import LocalServer, Route
+from tests.stripe_server import FakeStripe
 
 ROOT = Path(__file__).resolve().parent.parent
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
@@ -80,12 +84,10 @@ def redis_connection():
 def fresh_backlog():
     """Each test leaves empty side queues and no backlog, as it leaves an empty database."""
     yield
-    from generation import estimates, queueing
-
-    connection_ = queueing.connection()
+    connection_ = redis_client.connection()
     for name in ("parked", "isolated"):
-        connection_.delete(queueing.queue_key(name))
-    connection_.delete(estimates.BACKLOG_KEY)
+        connection_.delete(queue.queue_key(name))
+    connection_.delete(queue.BACKLOG_KEY)
 
 
 @pytest.fixture(scope="session")
@@ -146,8 +148,6 @@ def download(url: str) -> bytes:
 
 @pytest.fixture
 def http_server():
-    from tests.http_server import LocalServer
-
     server = LocalServer()
     yield server
     server.stop()
@@ -166,8 +166,6 @@ def png_bytes(size=(64, 64), color=(200, 40, 40), mode="RGB") -> bytes:
 @pytest.fixture
 def image_url(http_server):
     """URL of a 64x64 PNG on the local server."""
-    from tests.http_server import Route
-
     http_server.routes["/cat.png"] = Route(body=png_bytes(), headers={"Content-Type": "image/png"})
     return f"{http_server.url}/cat.png"
 
@@ -175,8 +173,6 @@ def image_url(http_server):
 @pytest.fixture
 def stripe_server(live_server, settings):
     """A local stand-in for Stripe, with our settings pointing at it and its webhooks at our endpoint."""
-    from tests.stripe_server import FakeStripe
-
     server = FakeStripe("whsec_test_secret")
     server.webhook_url = live_server.url + "/billing/stripe/webhook/"
     settings.STRIPE_SECRET_KEY = "sk_test_local"
@@ -188,8 +184,6 @@ def stripe_server(live_server, settings):
 
 @pytest.fixture
 def plans(transactional_db):
-    from billing.models import Plan
-
     return {
         "pro": Plan.objects.create(slug="pro", name="Pro", monthly_credits=5000, stripe_price_id="price_pro",
                                    priority="high", max_queued_jobs=20, price_label="$20/month"),

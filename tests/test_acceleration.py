@@ -2,22 +2,24 @@
 same image as the plain path (bf16 within its precision), and all three pipelines keep sharing one
 set of weights."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from generation import acceleration
-from generation.predictor import SDXLPredictor
+from generation.params import Text2ImgParams
+from generation.runtime import acceleration
+from generation.runtime.sdxl import SDXLPredictor
 
-PARAMS = {"prompt": "a lighthouse", "negative_prompt": "", "width": 64, "height": 64, "samples": 1, "steps": 3,
-          "guidance_scale": 7.5, "seed": 3, "scheduler": "UniPCMultistepScheduler", "scheduler_options": {}}
+PARAMS = Text2ImgParams(prompt="a lighthouse", width=64, height=64, steps=3, seed=3)
 
 
 def image(settings, **options) -> np.ndarray:
     for name, value in options.items():
         setattr(settings, name, value)
     predictor = SDXLPredictor()
-    predictor.load()
-    return np.asarray(predictor.run("text2img", PARAMS).images[0], dtype=np.int16), predictor
+    predictor.setup()
+    return np.asarray(predictor.predict(PARAMS).images[0], dtype=np.int16), predictor
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def test_bfloat16_stays_close(settings, baseline):
 def test_vae_tiling_decodes_large_images(settings):
     tiled, predictor = image(settings, SDXL_VAE_TILING="on")
     assert predictor.pipelines["text2img"].vae.use_tiling
-    large = predictor.run("text2img", {**PARAMS, "width": 1088, "height": 64, "steps": 1}).images[0]
+    large = predictor.predict(replace(PARAMS, width=1088, height=64, steps=1)).images[0]
     assert large.size == (1088, 64)  # wider than the VAE's tile: decoded in tiles
 
 

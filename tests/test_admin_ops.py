@@ -37,7 +37,7 @@ def finished(api):
 
 def test_queue_page_shows_queues_workers_and_throughput(admin_client, finished, account, api):
     user, _ = account
-    jobs.submit(user=user, kind="text2img", params=_params(), base_url=api.base_url, queue_name="parked")
+    jobs.submit(user=user, params=_params(), base_url=api.base_url, queue_name="parked")
     response = admin_client.get("/admin/generation/job/queue/")
     assert response.status_code == 200
     html = response.content.decode()

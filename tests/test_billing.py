@@ -59,7 +59,7 @@ def test_success_is_reserved_then_charged_once(api, account):
 def test_a_failed_job_is_refunded(api, account, monkeypatch):
     user, _ = account
     before = account_of(user).balance
-    job = jobs.submit(user=user, kind="text2img", params={**_params(), "samples": 2}, base_url=api.base_url,
+    job = jobs.submit(user=user, params=_params(samples=2), base_url=api.base_url,
                       queue_name="isolated")
     assert account_of(user).balance == before - 2
 

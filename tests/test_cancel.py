@@ -7,7 +7,7 @@ from django.core.files.storage import default_storage
 
 from billing.credits import account_for
 from billing.models import CreditEntry
-from generation import heartbeat, jobs
+from generation import jobs, liveness
 from generation.models import Job
 from tests.conftest import Api, make_account
 from tests.test_fetch import _params
@@ -24,7 +24,7 @@ def ledger(job_id):
 def test_cancel_a_queued_job(api, account):
     user, _ = account
     balance = account_for(user).balance
-    job = jobs.submit(user=user, kind="text2img", params={**_params(), "samples": 2}, base_url=api.base_url,
+    job = jobs.submit(user=user, params=_params(samples=2), base_url=api.base_url,
                       queue_name="parked")
     assert job.rq_job_id in django_rq.get_queue("parked").get_job_ids()
 
@@ -49,7 +49,7 @@ def test_cancel_a_running_job_stops_it_within_a_few_steps(api, account):
     assert api.post(f"/api/v3/cancel/{job_id}") == {**CANCELED, "id": job_id}
 
     def worker_moved_on():
-        return all(info.get("job_id") != job_id for info in heartbeat.live_workers().values())
+        return all(info.get("job_id") != job_id for info in liveness.live_workers().values())
 
     wait_until(worker_moved_on, timeout=10, interval=0.02)
     assert time.monotonic() - canceled_at < 2  # the whole job takes several seconds
@@ -72,7 +72,7 @@ def test_cancel_after_success_changes_nothing(api, account):
 
 def test_cannot_cancel_another_accounts_job(api, account, live_server):
     user, _ = account
-    job = jobs.submit(user=user, kind="text2img", params=_params(), base_url=api.base_url, queue_name="parked")
+    job = jobs.submit(user=user, params=_params(), base_url=api.base_url, queue_name="parked")
     _, other_key = make_account("mallory@example.com")
     body = Api(live_server.url, other_key).post(f"/api/v3/cancel/{job.id}")
     assert body == {"status": "error", "message": "Request not found", "messege": "Request not found"}

@@ -26,7 +26,7 @@ def alice(transactional_db):
 @pytest.fixture
 def bob(transactional_db):
     user, key = make_account("bob@example.com")
-    job = jobs.submit(user=user, kind="text2img", params={**_params(), "prompt": "bob's secret prompt"},
+    job = jobs.submit(user=user, params=_params(prompt="bob's secret prompt"),
                       base_url="http://testserver", queue_name="parked")
     return user, key, job
 
@@ -50,7 +50,7 @@ def test_pages_render_for_the_owner_only(alice, bob, page):
 
 def test_history_and_job_pages_show_own_jobs_only(alice, bob):
     user, _, client = alice
-    mine = jobs.submit(user=user, kind="text2img", params={**_params(), "prompt": "alice's lighthouse"},
+    mine = jobs.submit(user=user, params=_params(prompt="alice's lighthouse"),
                        base_url="http://testserver", queue_name="parked")
     history = client.get("/dashboard/history/").content.decode()
     assert "alice&#x27;s lighthouse" in history and "bob&#x27;s secret prompt" not in history
@@ -63,7 +63,7 @@ def test_history_and_job_pages_show_own_jobs_only(alice, bob):
 
 def test_cancel_from_the_job_page(alice, bob):
     user, _, client = alice
-    mine = jobs.submit(user=user, kind="text2img", params=_params(), base_url="http://testserver",
+    mine = jobs.submit(user=user, params=_params(), base_url="http://testserver",
                        queue_name="parked")
     assert 'id="job-cancel"' in client.get(f"/dashboard/jobs/{mine.id}/").content.decode()
     assert client.post(f"/dashboard/jobs/{bob[2].id}/cancel/").status_code == 404
@@ -79,11 +79,11 @@ def test_cancel_from_the_job_page(alice, bob):
 
 def test_history_is_paginated_newest_first(alice):
     user, _, client = alice
-    created = [jobs.submit(user=user, kind="text2img", params=_params(), base_url="http://testserver",
+    created = [jobs.submit(user=user, params=_params(), base_url="http://testserver",
                            queue_name="parked") for _ in range(3)]
     Job.objects.filter(user=user).update(status=Job.Status.FAILED)  # past the queued-jobs cap
     for _ in range(20):
-        created.append(Job.objects.create(user=user, kind="text2img", params=_params(), seed=1,
+        created.append(Job.objects.create(user=user, kind="text2img", params=_params().to_dict(), seed=1,
                                           base_url="http://testserver", status=Job.Status.FAILED))
     first = client.get("/dashboard/history/").content.decode()
     assert f"#{created[-1].id}<" in first and f"#{created[0].id}<" not in first

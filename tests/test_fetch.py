@@ -4,6 +4,7 @@ import django_rq
 
 from generation import jobs
 from generation.models import Job
+from generation.params import Text2ImgParams
 from tests.conftest import Api, make_account
 
 
@@ -39,7 +40,7 @@ def test_another_accounts_job_looks_unknown(api, live_server):
 def test_queued_job_answers_processing(api, account):
     user, _ = account
     # a job on a queue no worker listens to stays queued
-    job = jobs.submit(user=user, api_key=None, kind="text2img", params=_params(), base_url=api.base_url,
+    job = jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url,
                       queue_name="parked")
     body = api.post(f"/api/v3/fetch/{job.id}")
     assert body["status"] == "processing"
@@ -49,7 +50,7 @@ def test_queued_job_answers_processing(api, account):
 
 def test_job_lost_by_the_queue_is_queued_again(api, account):
     user, _ = account
-    job = jobs.submit(user=user, api_key=None, kind="text2img", params=_params(), base_url=api.base_url,
+    job = jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url,
                       queue_name="parked")
     queue = django_rq.get_queue("parked")
     queue.connection.delete(f"rq:job:{job.rq_job_id}")  # Redis lost it (restarted without its data)
@@ -64,7 +65,7 @@ def test_a_try_rq_gave_up_on(api, account):
     """Running when RQ gave up (timeout, crash): failed. Never started (its worker lost the database):
     queued again."""
     user, _ = account
-    running = jobs.submit(user=user, api_key=None, kind="text2img", params=_params(), base_url=api.base_url,
+    running = jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url,
                           queue_name="parked")
     Job.objects.filter(pk=running.pk).update(status=Job.Status.RUNNING)
     django_rq.get_queue("parked").fetch_job(running.rq_job_id).set_status("failed")
@@ -72,7 +73,7 @@ def test_a_try_rq_gave_up_on(api, account):
         "status": "failed", "id": running.id, "message": "Failed, Try Again", "messege": "Failed, Try Again",
         "output": []}
 
-    never_started = jobs.submit(user=user, api_key=None, kind="text2img", params=_params(), base_url=api.base_url,
+    never_started = jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url,
                                 queue_name="parked")
     django_rq.get_queue("parked").fetch_job(never_started.rq_job_id).set_status("failed")
     Job.objects.filter(pk=never_started.pk).update(queued_at=never_started.queued_at.replace(year=2020))
@@ -81,7 +82,6 @@ def test_a_try_rq_gave_up_on(api, account):
     assert never_started.attempt == 2 and never_started.status == Job.Status.QUEUED
 
 
-def _params():
-    return {"prompt": "p", "negative_prompt": "", "width": 64, "height": 64, "samples": 1, "steps": 1,
-            "guidance_scale": 7.5, "seed": 1, "scheduler": "UniPCMultistepScheduler", "scheduler_options": {},
-            "output_format": "png"}
+def _params(**changes) -> Text2ImgParams:
+    """A small, fast text2img job's parameters."""
+    return Text2ImgParams(**{"prompt": "p", "width": 64, "height": 64, "steps": 1, "seed": 1, **changes})

@@ -4,10 +4,13 @@ import base64
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from PIL import Image
 
+from billing.models import Account
 from tests.conftest import png_bytes
 from tests.http_server import LocalServer, Route
 
@@ -122,3 +125,26 @@ def test_exif_orientation_and_alpha_are_applied(api, http_server):
     Image.new("RGBA", (64, 64), (0, 0, 0, 0)).save(webp, format="WEBP")
     body = img2img(api, "data:image/webp;base64," + base64.b64encode(webp.getvalue()).decode())
     assert body["status"] == "success", body
+
+
+def _inputs_stored() -> set:
+    folder = Path(settings.MEDIA_ROOT) / "inputs"
+    return set(folder.iterdir()) if folder.exists() else set()
+
+
+def test_a_refused_or_replayed_request_neither_fetches_nor_stores_its_image(api, account, http_server, image_url):
+    """Images are fetched after the account's limits and an idempotent replay are checked, and stored
+    only once the job is admitted: nothing is left behind for requests that make no job."""
+    user, _ = account
+    stored = _inputs_stored()
+    first = api.post("/api/v3/img2img", {"prompt": "x", "init_image": image_url, "num_inference_steps": 1},
+                     headers={"Idempotency-Key": "input-once"})
+    assert first["status"] == "success" and len(http_server.requests) == 1
+    assert len(_inputs_stored() - stored) == 1
+    replay = api.post("/api/v3/img2img", {"prompt": "x", "init_image": image_url, "num_inference_steps": 1},
+                      headers={"Idempotency-Key": "input-once"})
+    assert replay["id"] == first["id"]
+    Account.objects.filter(user=user).update(balance=0)
+    broke = img2img(api, image_url)
+    assert broke["message"].startswith("Insufficient credits")
+    assert len(http_server.requests) == 1 and len(_inputs_stored() - stored) == 1

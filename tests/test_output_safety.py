@@ -13,7 +13,7 @@ from tests.test_worker import run_burst
 
 
 def submit(user, api):
-    return jobs.submit(user=user, kind="text2img", params={**_params(), "samples": 2}, base_url=api.base_url,
+    return jobs.submit(user=user, params=_params(samples=2), base_url=api.base_url,
                        queue_name="isolated")
 
 

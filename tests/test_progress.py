@@ -43,7 +43,7 @@ def test_second_order_scheduler_counts_its_real_steps(api):
 
 def test_queue_position_counts_the_jobs_ahead(api, account):
     user, _ = account
-    parked = [jobs.submit(user=user, kind="text2img", params=_params(), base_url=api.base_url, queue_name="parked")
+    parked = [jobs.submit(user=user, params=_params(), base_url=api.base_url, queue_name="parked")
               for _ in range(3)]
     positions = [api.post(f"/api/v3/fetch/{job.id}")["queue_position"] for job in parked]
     assert positions == [0, 1, 2]

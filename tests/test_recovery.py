@@ -9,12 +9,12 @@ import pytest
 
 from billing.credits import account_for, ledger_total
 from billing.models import CreditEntry
-from generation import heartbeat, jobs
+from generation import jobs, liveness
 from generation.models import Job
 from tests.conftest import start_worker, stop_worker
 from tests.test_fetch import _params
 
-SLOW = {**_params(), "width": 256, "height": 256, "steps": 50}  # several seconds on a CPU
+SLOW = _params(width=256, height=256, steps=50)  # several seconds on a CPU
 
 
 def wait_until(predicate, timeout=60, interval=0.1):
@@ -40,7 +40,7 @@ def spare_queue(worker):
 
 
 def running_job(user, api):
-    job = jobs.submit(user=user, kind="text2img", params=SLOW, base_url=api.base_url, queue_name="isolated")
+    job = jobs.submit(user=user, params=SLOW, base_url=api.base_url, queue_name="isolated")
     wait_until(lambda: fresh(job).status == Job.Status.RUNNING and job.progress_step >= 1)
     return job
 
@@ -54,7 +54,7 @@ def test_killed_worker_job_is_requeued_and_finished_by_another(api, account, spa
     balance = account_for(user).balance
     doomed = start_worker("doomed", queues=["isolated"])
     job = running_job(user, api)
-    assert job.worker_name in heartbeat.live_workers()
+    assert job.worker_name in liveness.live_workers()
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
 
@@ -97,7 +97,7 @@ def test_sigterm_finishes_the_current_job_then_exits(api, account, spare_queue):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=120) == 0
     assert fresh(job).status == Job.Status.SUCCESS and job.attempt == 1
-    assert not [w for w in heartbeat.live_workers() if w.startswith("graceful")]
+    assert not [w for w in liveness.live_workers() if w.startswith("graceful")]
 
 
 def test_second_sigterm_puts_the_job_back_on_its_queue(api, account, spare_queue):

@@ -80,7 +80,7 @@ def test_outputs_land_in_s3_and_download(api, account, s3_storage, spare_queues)
     user, _ = account
     gpu_box = start_worker("s3", queues=["isolated"], AWS_S3_ENDPOINT_URL=s3_storage)
     try:
-        job = jobs.submit(user=user, kind="text2img", params={**_params(), "samples": 2, "base64": True},
+        job = jobs.submit(user=user, params=_params(samples=2, base64=True),
                           base_url=api.base_url, queue_name="isolated")
         body = api.wait_for(job.id)
     finally:
@@ -100,8 +100,8 @@ def test_outputs_land_in_s3_and_download(api, account, s3_storage, spare_queues)
 
 def test_workers_serve_their_own_queues_highest_first(api, account, spare_queues):
     user, _ = account
-    low = jobs.submit(user=user, kind="text2img", params=_params(), base_url=api.base_url, queue_name="parked")
-    high = jobs.submit(user=user, kind="text2img", params=_params(), base_url=api.base_url, queue_name="isolated")
+    low = jobs.submit(user=user, params=_params(), base_url=api.base_url, queue_name="parked")
+    high = jobs.submit(user=user, params=_params(), base_url=api.base_url, queue_name="isolated")
     process = start_worker("priority", queues=["isolated", "parked"])  # "isolated" plays the high queue here
     try:
         wait_until(lambda: Job.objects.filter(pk__in=[low.pk, high.pk], status="success").count() == 2)

@@ -51,7 +51,7 @@ def test_api_keys_never_appear_in_clear(api, account, caplog):
 def test_ids_of_another_account_cannot_be_fetched_canceled_or_viewed(api, account, live_server):
     user, _ = account
     mine = [api.post("/api/v3/text2img", TINY)["id"]]
-    mine += [jobs.submit(user=user, kind="text2img", params=_params(), base_url=api.base_url,
+    mine += [jobs.submit(user=user, params=_params(), base_url=api.base_url,
                          queue_name="parked").id for _ in range(3)]
     mallory_user, mallory_key = make_account("mallory@example.com")
     mallory = Api(live_server.url, mallory_key)

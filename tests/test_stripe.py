@@ -7,7 +7,7 @@ import pytest
 import requests
 from django.test import Client
 
-from billing.models import Account, CreditEntry, Plan, StripeEvent
+from billing.models import Account, CreditEntry, StripeEvent
 from tests.conftest import make_account
 
 

@@ -9,14 +9,14 @@ def test_counts_queued_jobs(api, account):
     before = api.post("/api/v3/system_load")
     assert before == {"queue_num": 0, "queue_time": 0, "status": "ok"}
 
-    big = {**_params(), "width": 1024, "height": 1024, "steps": 50}  # seconds each, even scaled from tiny jobs
+    big = _params(width=1024, height=1024, steps=50)  # seconds each, even scaled from tiny jobs
     for _ in range(3):
-        jobs.submit(user=user, api_key=None, kind="text2img", params=big, base_url=api.base_url,
+        jobs.submit(user=user, api_key=None, params=big, base_url=api.base_url,
                     queue_name="parked")
     after = api.post("/api/v3/system_load")
     assert after["status"] == "ok"
     assert after["queue_num"] == 3
     assert isinstance(after["queue_time"], int) and after["queue_time"] > 0
-    jobs.submit(user=user, api_key=None, kind="text2img", params=big, base_url=api.base_url, queue_name="parked")
+    jobs.submit(user=user, api_key=None, params=big, base_url=api.base_url, queue_name="parked")
     more = api.post("/api/v3/system_load")
     assert more["queue_num"] == 4 and more["queue_time"] >= after["queue_time"]

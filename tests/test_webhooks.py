@@ -8,7 +8,7 @@ import time
 import pytest
 from diffusers import StableDiffusionXLPipeline
 
-from generation import jobs
+from generation import jobs, webhooks
 from generation.models import Job
 from tests.http_server import Route
 from tests.test_fetch import _params
@@ -73,8 +73,8 @@ def test_receiver_that_never_succeeds_is_given_up_after_four_tries(api, http_ser
 def test_failed_job_sends_the_failure(api, account, http_server, monkeypatch):
     user, _ = account
     http_server.routes["/hook"] = Route(status=204)
-    job = jobs.submit(user=user, api_key=None, kind="text2img", base_url=api.base_url, queue_name="isolated",
-                      params={**_params(), "webhook": f"{http_server.url}/hook", "track_id": 7})
+    job = jobs.submit(user=user, api_key=None, base_url=api.base_url, queue_name="isolated",
+                      params=_params(webhook=f"{http_server.url}/hook", track_id=7))
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
@@ -98,11 +98,11 @@ def test_webhook_to_a_forbidden_address_is_a_validation_error(api, url):
 def test_a_webhook_lost_with_its_worker_is_delivered_by_the_sweep(api, account, http_server):
     user, _ = account
     http_server.routes["/hook"] = Route(status=200)
-    job = jobs.submit(user=user, kind="text2img", params={**_params(), "webhook": f"{http_server.url}/hook"},
+    job = jobs.submit(user=user, params=_params(webhook=f"{http_server.url}/hook"),
                       base_url=api.base_url, queue_name="isolated")
     # the job finished, then its worker died before the webhook went out
     Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, error="x",
                                          finished_at=job.queued_at.replace(year=2020))
-    assert jobs.sweep()["webhooks"] == 1
+    assert webhooks.redeliver_lost() == 1
     assert wait_for_status(job.id) == "delivered"
-    assert jobs.sweep()["webhooks"] == 0  # delivered, and not again
+    assert webhooks.redeliver_lost() == 0  # delivered, and not again

@@ -6,8 +6,8 @@ from diffusers import StableDiffusionXLPipeline
 
 from generation import jobs
 from generation.models import Job
-from generation.predictor import get_predictor
-from generation.worker import GenerationWorker
+from generation.runtime.predictors import predictor_for
+from generation.runtime.worker import GenerationWorker
 from tests.test_fetch import _params
 
 
@@ -20,7 +20,7 @@ def run_burst(queue_name: str):
 def isolated_job(api, account):
     """A job on a queue only this test's in-process worker serves."""
     user, _ = account
-    return jobs.submit(user=user, api_key=None, kind="text2img", params={**_params(), "steps": 3},
+    return jobs.submit(user=user, api_key=None, params=_params(steps=3),
                        base_url=api.base_url, queue_name="isolated")
 
 
@@ -35,7 +35,7 @@ def test_a_pipeline_error_ends_failed_and_fetch_says_so(api, isolated_job, monke
     assert body == {"status": "failed", "id": isolated_job.id, "message": "Failed, Try Again",
                     "messege": "Failed, Try Again", "output": []}
     # the worker survives: the next job succeeds
-    good = jobs.submit(user=isolated_job.user, api_key=None, kind="text2img", params=_params(),
+    good = jobs.submit(user=isolated_job.user, api_key=None, params=_params(),
                        base_url=api.base_url, queue_name="isolated")
     monkeypatch.undo()
     run_burst("isolated")
@@ -44,10 +44,10 @@ def test_a_pipeline_error_ends_failed_and_fetch_says_so(api, isolated_job, monke
 
 
 def test_the_pipeline_is_loaded_once_and_progress_is_recorded(api, isolated_job):
-    predictor = get_predictor()
+    predictor = predictor_for("text2img")
     run_burst("isolated")
     pipe = predictor.pipelines["text2img"]
-    second = jobs.submit(user=isolated_job.user, api_key=None, kind="text2img", params=_params(),
+    second = jobs.submit(user=isolated_job.user, api_key=None, params=_params(),
                          base_url=api.base_url, queue_name="isolated")
     run_burst("isolated")
     assert predictor.pipelines["text2img"] is pipe

@@ -3,12 +3,18 @@
 import logging
 
 import redis
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
+
+from billing.credits import InsufficientCredits, QueueFull
+from generation.api.parsers import BodyTooLarge
+from generation.params import InvalidInput
+from generation.services import JobNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +61,6 @@ def insufficient_credits(needed: int, balance: int, billing_url: str) -> dict:
 
 
 def too_large() -> dict:
-    from django.conf import settings
-
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
     return message("error", f"Request body too large: at most {limit} MB")
 
@@ -81,10 +85,6 @@ class InvalidRequest(exceptions.ParseError):
     pass
 
 
-class RequestNotFound(exceptions.NotFound):
-    pass
-
-
 def _flatten(detail) -> dict:
     """DRF's nested ErrorDetail structure -> {field: [message, ...]} with plain strings."""
     if isinstance(detail, dict):
@@ -92,12 +92,25 @@ def _flatten(detail) -> dict:
     return {"request": [str(m) for m in (detail if isinstance(detail, list) else [detail])]}
 
 
+def refused(exc, request) -> dict | None:
+    """The body for an error the services raise (None for any other exception). The API and the
+    dashboard's playground answer these alike."""
+    if isinstance(exc, InvalidInput):
+        return validation({exc.field_name: [exc.message]})
+    if isinstance(exc, JobNotFound):
+        return not_found()
+    if isinstance(exc, QueueFull):
+        return queue_full(exc.limit)
+    if isinstance(exc, InsufficientCredits):
+        return insufficient_credits(exc.needed, exc.balance, request.build_absolute_uri("/billing/"))
+    return None
+
+
 def exception_handler(exc, context):
     """DRF's exception hook: map every exception to the contract's body, always HTTP 200."""
-    from billing.credits import InsufficientCredits, QueueFull
-
-    from generation.api.parsers import BodyTooLarge
-
+    body = refused(exc, context["request"])
+    if body is not None:
+        return Response(body, status=200)
     if isinstance(exc, (RequestDataTooBig, BodyTooLarge)):
         body = too_large()
     elif isinstance(exc, (exceptions.AuthenticationFailed, exceptions.NotAuthenticated)):
@@ -110,10 +123,6 @@ def exception_handler(exc, context):
         body = not_found()
     elif isinstance(exc, exceptions.Throttled):
         return Response(rate_limited(), status=200, headers={"Retry-After": str(int(exc.wait or 60))})
-    elif isinstance(exc, QueueFull):
-        body = queue_full(exc.limit)
-    elif isinstance(exc, InsufficientCredits):
-        body = insufficient_credits(exc.needed, exc.balance, context["request"].build_absolute_uri("/billing/"))
     elif isinstance(exc, exceptions.MethodNotAllowed):
         body = message("error", "Method not allowed, use POST")
     elif isinstance(exc, (redis.RedisError, OperationalError, InterfaceError)):

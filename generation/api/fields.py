@@ -10,6 +10,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from generation import images
+
 NOT_GIVEN = ("", "null", "none", "undefined")
 
 
@@ -130,7 +132,7 @@ class ScalarField(serializers.Field):
 
 @extend_schema_field({"type": "string", "description": "an image URL, a base64 string or a data: URL"})
 class InputImageField(LenientMixin, serializers.Field):
-    """An image by URL, base64 or data URL; yields (PIL image, what the client sent)."""
+    """An image by URL, base64 or data URL; yields an images.ImageSource (a URL is fetched later)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -141,10 +143,8 @@ class InputImageField(LenientMixin, serializers.Field):
         super().fail(key, **kwargs)
 
     def to_internal_value(self, data):
-        from generation import images
-
         try:
-            return images.load(data, label(self)), data
+            return images.parse(data, self.field_name)
         except images.ImageInputError as exc:
             raise serializers.ValidationError(str(exc)) from exc
 

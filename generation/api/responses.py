@@ -4,9 +4,10 @@ from pathlib import Path
 
 from django.conf import settings
 
-from generation import outputs, selectors
+from generation import selectors, storage
 from generation.api import errors
 from generation.models import Job
+from generation.params import KINDS, Img2ImgParams, InpaintParams
 
 PROCESSING_MESSAGE = "Try to fetch request after given estimated time"
 
@@ -15,37 +16,37 @@ def _name(path_or_id: str, default: str) -> str:
     return Path(path_or_id.rstrip("/")).name if path_or_id else default
 
 
-def _input_url(job: Job, field: str) -> str:
+def _input_url(job: Job, url: str | None, name: str) -> str:
     """The URL the client sent for an input image, else where we stored it."""
-    return job.params.get(f"{field}_url") or outputs.absolute_url(job.base_url, job.params[field])
+    return url or storage.absolute_url(job.base_url, name)
 
 
 def meta(job: Job) -> dict:
-    params = job.params
+    params = job.parameters
     body = {
-        "H": params["height"],
-        "W": params["width"],
+        "H": params.height,
+        "W": params.width,
         "enable_attention_slicing": "true",
         "file_prefix": str(job.file_prefix),
-        "guidance_scale": params["guidance_scale"],
+        "guidance_scale": params.guidance_scale,
         "model": _name(settings.SDXL_MODEL, "sdxl"),
-        "n_samples": params["samples"],
-        "negative_prompt": params["negative_prompt"] or "",
+        "n_samples": params.samples,
+        "negative_prompt": params.negative_prompt or "",
         "outdir": "out",
-        "prompt": params["prompt"],
+        "prompt": params.prompt,
         "revision": "fp16",
-        "safetychecker": "yes" if params.get("safety_checker") and settings.SAFETY_CHECKER_MODEL else "no",
+        "safetychecker": "yes" if params.safety_checker and settings.SAFETY_CHECKER_MODEL else "no",
         "seed": job.seed,
-        "steps": params["steps"],
+        "steps": params.steps,
         "vae": _name(settings.SDXL_VAE, "default"),
-        "scheduler": params["scheduler"],
-        "seeds": params.get("seeds") or [job.seed + i for i in range(params["samples"])],  # beyond v3
+        "scheduler": params.scheduler,
+        "seeds": job.seeds or params.seeds,  # beyond v3
     }
-    if job.kind in (Job.Kind.IMG2IMG, Job.Kind.INPAINT):
-        body["init_image"] = _input_url(job, "init_image")
-        body["strength"] = params["strength"]
-    if job.kind == Job.Kind.INPAINT:
-        body["mask_image"] = _input_url(job, "mask_image")
+    if isinstance(params, Img2ImgParams):
+        body["init_image"] = _input_url(job, params.init_image_url, params.init_image)
+        body["strength"] = params.strength
+    if isinstance(params, InpaintParams):
+        body["mask_image"] = _input_url(job, params.mask_image_url, params.mask_image)
     return body
 
 
@@ -58,20 +59,9 @@ def _extras(job: Job) -> dict:
     return extras
 
 
-def _output_names(job: Job, names: list[str]) -> list[str]:
-    """Image names, or the `.base64` text files beside them when the client asked for base64."""
-    if job.params.get("base64"):
-        return [name.rsplit(".", 1)[0] + ".base64" for name in names]
-    return names
-
-
-def output_urls(job: Job) -> list[str]:
-    return [outputs.absolute_url(job.base_url, name) for name in _output_names(job, job.output_names)]
-
-
 def future_links(job: Job) -> list[str]:
     names = [job.output_name(i) for i in range(job.params["samples"])]
-    return [outputs.absolute_url(job.base_url, name) for name in _output_names(job, names)]
+    return [storage.absolute_url(job.base_url, name) for name in storage.delivered_names(job, names)]
 
 
 def fetch_url(job: Job) -> str:
@@ -79,23 +69,22 @@ def fetch_url(job: Job) -> str:
 
 
 def success(job: Job) -> dict:
-    if job.kind == Job.Kind.SUPER_RESOLUTION:
-        # the one endpoint whose `output` is a single string
+    if KINDS[job.kind].single_output:
         return {"status": "success", "generationTime": float(job.generation_time), "id": job.id,
-                "output": output_urls(job)[0], "queue_time": _queue_time(job), **_extras(job)}
+                "output": storage.output_urls(job)[0], "queue_time": _queue_time(job), **_extras(job)}
     body = {
         "status": "success",
         "generationTime": float(job.generation_time),
         "id": job.id,
-        "output": output_urls(job),
+        "output": storage.output_urls(job),
         "meta": meta(job),
         "queue_time": _queue_time(job),
         **_extras(job),
     }
-    if "nsfw_content_detected" in job.params:
-        body["nsfw_content_detected"] = job.params["nsfw_content_detected"]
+    if job.nsfw is not None:
+        body["nsfw_content_detected"] = job.nsfw
     if job.params.get("base64"):
-        body["output_base64"] = [outputs.read_text(name) for name in _output_names(job, job.output_names)]
+        body["output_base64"] = [storage.read_text(name) for name in storage.delivered_names(job, job.output_names)]
     return body
 
 
@@ -130,7 +119,7 @@ def processing(job: Job) -> dict:
         "future_links": future_links(job),
         **_extras(job),
     }
-    if job.kind != Job.Kind.SUPER_RESOLUTION:
+    if not KINDS[job.kind].single_output:
         body["meta"] = meta(job)
     return body
 

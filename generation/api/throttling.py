@@ -5,7 +5,7 @@ import time
 from rest_framework.throttling import BaseThrottle
 
 from billing import credits
-from generation import queueing
+from generation.redis_client import connection
 
 
 class ApiKeyRateThrottle(BaseThrottle):
@@ -16,7 +16,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // 60)
         key = f"sdxl:rate:{request.auth.pk}:{window}"
-        with queueing.connection().pipeline() as pipe:
+        with connection().pipeline() as pipe:
             pipe.incr(key)
             pipe.expire(key, 61)
             count, _ = pipe.execute()

@@ -1,13 +1,11 @@
 """v3 API views: validate with a serializer, call a service, render a body from responses."""
 
-from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import selectors as billing_selectors
-from generation import monitoring, selectors, services
+from generation import monitoring, selectors, services, storage
 from generation.api import responses
 from generation.api.authentication import ApiKeyAuthentication
 from generation.api.serializers import (
@@ -55,10 +53,6 @@ JOB_BODY = inline_serializer(
 KEY_ONLY = inline_serializer("KeyOnly", fields={"key": serializers.CharField()})
 
 
-def base_url(request) -> str:
-    return settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")
-
-
 class V3View(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = []
@@ -73,16 +67,17 @@ class V3View(APIView):
 class GenerationView(V3View):
     """Queue a job, wait a short while for it, answer success or processing."""
 
-    kind = None
     serializer_class = None
     throttle_classes = [ApiKeyRateThrottle]
 
     def post(self, request):
         serializer = self.serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
+        submission = serializer.validated_data
         job = services.request_generation(
-            user=request.user, api_key=request.auth, kind=self.kind, params=serializer.validated_data,
-            base_url=base_url(request), idempotency_key=request.headers.get("Idempotency-Key", ""),
+            user=request.user, api_key=request.auth, params=submission["params"], inputs=submission["inputs"],
+            base_url=storage.base_url_for(request), instant=submission["instant"],
+            idempotency_key=request.headers.get("Idempotency-Key", "") or submission["idempotency_key"],
         )
         return Response(responses.for_request(job), headers={"Idempotent-Replayed": "true"} if job.replayed else None)
 
@@ -94,25 +89,21 @@ def generation_schema(serializer, summary):
 
 @generation_schema(Text2ImgSerializer, "Generate images from a prompt")
 class Text2ImgView(GenerationView):
-    kind = "text2img"
     serializer_class = Text2ImgSerializer
 
 
 @generation_schema(Img2ImgSerializer, "Generate images from a prompt and an init image")
 class Img2ImgView(GenerationView):
-    kind = "img2img"
     serializer_class = Img2ImgSerializer
 
 
 @generation_schema(InpaintSerializer, "Repaint the white part of a mask")
 class InpaintView(GenerationView):
-    kind = "inpaint"
     serializer_class = InpaintSerializer
 
 
 @generation_schema(SuperResolutionSerializer, "Upscale an image 2-4x (output is one URL string)")
 class SuperResolutionView(GenerationView):
-    kind = "super_resolution"
     serializer_class = SuperResolutionSerializer
 
 
@@ -174,7 +165,7 @@ class CancelByBodyView(CancelView):
 )
 class AccountView(V3View):
     def post(self, request):
-        return Response(billing_selectors.account_summary(request.user))
+        return Response(selectors.account_summary(request.user))
 
 
 @extend_schema(

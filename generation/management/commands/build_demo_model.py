@@ -3,7 +3,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from generation.demo_model import build_demo_model
+from generation.runtime.demo_model import build_demo_model
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from generation import outputs
+from generation import storage
 
 
 class Command(BaseCommand):
@@ -14,4 +14,4 @@ class Command(BaseCommand):
         if days <= 0:
             self.stdout.write("Retention is off (keeping outputs forever).")
             return
-        self.stdout.write(f"Expired {outputs.expire_old_outputs(days)} job(s) older than {days} days.")
+        self.stdout.write(f"Expired {storage.expire_old_outputs(days)} job(s) older than {days} days.")

@@ -1,10 +1,10 @@
 from django.core.management.base import BaseCommand
 
-from generation import jobs
+from generation import recovery
 
 
 class Command(BaseCommand):
     help = "Re-queue or fail jobs nobody will finish (their worker died, or Redis lost them). Workers do this too."
 
     def handle(self, **options):
-        self.stdout.write(f"Swept: {jobs.sweep()}")
+        self.stdout.write(f"Swept: {recovery.sweep()}")

@@ -1,4 +1,4 @@
-"""The RQ worker class: loads SDXL once at start and runs every job in the same process."""
+"""The RQ worker class: sets up the predictors once at start and runs every job in the same process."""
 
 import logging
 import os
@@ -6,18 +6,19 @@ import socket
 
 from rq import SimpleWorker
 
-from generation import heartbeat
-from generation.predictor import get_predictor
+from billing import credits
+from generation import estimates, recovery, webhooks
+from generation.runtime import heartbeat
+from generation.runtime.predictors import predictor_for, setup_all
 
 logger = logging.getLogger(__name__)
 
 
 def maintenance(**sweep_options):
-    """Periodic upkeep, on one worker at a time: recover lost jobs, renew monthly credits."""
-    from billing import credits
-    from generation import estimates, jobs
-
-    swept = jobs.sweep(**sweep_options)
+    """Periodic upkeep, on one worker at a time: recover lost jobs and webhooks, recount the backlog,
+    renew monthly credits."""
+    swept = recovery.sweep(**sweep_options)
+    swept["webhooks"] = webhooks.redeliver_lost()
     estimates.recount()
     renewed = credits.renew_due()
     if any(swept.values()) or renewed:
@@ -33,8 +34,8 @@ class GenerationWorker(SimpleWorker):
     """
 
     def work(self, *args, **kwargs):
-        predictor = get_predictor()
-        predictor.load()
+        setup_all()
+        predictor = predictor_for("text2img")
         beat = heartbeat.Heartbeat(self.name, {
             "host": socket.gethostname(), "pid": os.getpid(), "queues": self.queue_names(),
             "model": predictor.model_name, "device": str(predictor.device),

@@ -6,7 +6,6 @@ Nothing is downloaded. It produces noise-like images in a fraction of a second o
 """
 
 import json
-import tempfile
 from pathlib import Path
 
 import torch
@@ -25,7 +24,7 @@ def _byte_symbols():
     return [chr(c) for c in codes]
 
 
-def _tokenizer(folder: Path) -> CLIPTokenizer:
+def build_tokenizer(folder: Path) -> CLIPTokenizer:
     """A byte-level BPE tokenizer with no merges: any text tokenizes, one token per byte."""
     folder.mkdir(parents=True, exist_ok=True)
     symbols = _byte_symbols()
@@ -33,12 +32,6 @@ def _tokenizer(folder: Path) -> CLIPTokenizer:
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="<|endoftext|>", model_max_length=77)
-
-
-def tokenizer_for_bench() -> CLIPTokenizer:
-    """The demo model's tokenizer, for the full-size random SDXL of bench/gpu.py."""
-    with tempfile.TemporaryDirectory() as folder:
-        return _tokenizer(Path(folder))
 
 
 def _text_config(vocab_size):
@@ -53,7 +46,7 @@ def build_demo_model(path: Path) -> Path:
     """Build the tiny SDXL into `path` (a diffusers folder) and return the path."""
     path = Path(path)
     torch.manual_seed(0)  # the same weights on every machine
-    tokenizer = _tokenizer(path / "_tokenizer_src")
+    tokenizer = build_tokenizer(path / "_tokenizer_src")
     config = _text_config(len(tokenizer))
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64), layers_per_block=1,

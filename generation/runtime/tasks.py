@@ -1,16 +1,16 @@
-"""The RQ task: run one job on the worker's resident predictor."""
+"""The RQ tasks (named by dotted path in generation/queue.py): run one job on the worker's resident
+predictor for its kind; RQ's failure callback."""
 
 import logging
 import socket
 import time
 
 import redis
-from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from generation import estimates, heartbeat, jobs, monitoring, outputs, queueing
-from generation.models import Job
-from generation.predictor import GenerationError, get_predictor, pick_device
+from generation import estimates, jobs, monitoring, queue, redis_client, storage
+from generation.runtime import heartbeat
+from generation.runtime.predictors import GenerationError, predictor_for
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class StepMonitor:
         self.total = total
         if now - self.last_check >= CANCEL_CHECK_INTERVAL:
             self.last_check = now
-            if queueing.cancel_requested(self.job_id):
+            if queue.cancel_requested(self.job_id):
                 raise JobCanceled()
         if now - self.last_write >= PROGRESS_INTERVAL and step < total:
             self.last_write = now
@@ -70,10 +70,11 @@ def run_job(job_id: int, attempt: int = 1):
     heartbeat.set_current_job(job.id, job.predicted_seconds)
     started = time.perf_counter()
     monitor = StepMonitor(job.id)
+    params = job.parameters
     try:
-        prediction = _predict(job, monitor)
-        names = outputs.save_images(job, prediction.images)
-        thumbnail = outputs.save_thumbnail(job, prediction.images[0])
+        prediction = predictor_for(job.kind).predict(params, on_step=monitor)
+        names = storage.save_images(job, prediction.images)
+        thumbnail = storage.save_thumbnail(job, prediction.images[0])
     except JobCanceled:
         logger.info("Job %s stopped: canceled", job.id)
         return
@@ -85,7 +86,7 @@ def run_job(job_id: int, attempt: int = 1):
         jobs.fail(job.id, jobs.FAILED_MESSAGE, attempt=attempt)
         return
     except BaseException:  # SystemExit / KeyboardInterrupt: the worker is going away
-        jobs.release(job)
+        jobs.retry_or_fail(job, "worker shut down")
         raise
     finally:
         heartbeat.set_current_job(None, publish=False)  # the next beat says it; the ETA allows for it
@@ -93,23 +94,14 @@ def run_job(job_id: int, attempt: int = 1):
     if jobs.succeed(job, names, generation_time=seconds, seeds=prediction.seeds, nsfw=prediction.nsfw,
                     thumbnail=thumbnail, steps=monitor.total, pipeline_time=prediction.seconds):
         try:
-            with queueing.connection().pipeline(transaction=False) as pipe:
+            with redis_client.connection().pipeline(transaction=False) as pipe:
                 monitoring.observe_generation(pipe, job.kind, seconds)
-                estimates.learn(pipe, job.kind, job.params, seconds, monitor.step_seconds)
+                estimates.learn(pipe, params, seconds, monitor.step_seconds)
                 pipe.execute()
         except redis.RedisError:
             logger.warning("Could not record the timing of job %s", job.id)
     else:  # canceled (or taken over) while its images were being saved: nobody will see these
-        outputs.delete_outputs(job, names, thumbnail)
-
-
-def _predict(job: Job, monitor: StepMonitor):
-    if job.kind == Job.Kind.SUPER_RESOLUTION:
-        from generation import upscalers
-
-        predictor = get_predictor()
-        return upscalers.run(job.params, device=predictor.device if predictor.loaded else pick_device(settings.SDXL_DEVICE))
-    return get_predictor().run(job.kind, job.params, on_step=monitor)
+        storage.delete_outputs(job, names, thumbnail)
 
 
 def on_rq_failure(rq_job, connection, exc_type, exc_value, traceback):

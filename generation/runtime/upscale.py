@@ -7,7 +7,7 @@ so real weights load unchanged; the demo weights are random networks of the same
 """
 
 import logging
-import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,10 @@ from django.conf import settings
 from PIL import Image
 from torch import nn
 from torch.nn import functional as F
+
+from generation import storage
+from generation.params import SuperResolutionParams
+from generation.runtime.predictors import Prediction, pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +31,6 @@ MODELS = {
     "RealESRGAN_x2plus": ("rrdb", 2, {"num_block": 1}),
     "realesr-general-x4v3": ("compact", 4, {"num_conv": 4}),
 }
-DEFAULT_MODEL = "RealESRGAN_x4plus"
 
 
 class ResidualDenseBlock(nn.Module):
@@ -176,30 +179,27 @@ class Upscaler:
         return result
 
 
-_loaded: dict[str, Upscaler] = {}
+class UpscalePredictor:
+    """The super_resolution predictor: each upscaling network is loaded on its first job and kept (a
+    worker that never upscales never loads one)."""
 
+    def __init__(self, device: str = "auto"):
+        self.device = device
+        self.upscalers: dict[str, Upscaler] = {}
 
-def get_upscaler(model_id: str, device: str) -> Upscaler:
-    """Load an upscaler on first use and keep it (lazily: a worker that never upscales never loads one)."""
-    if model_id not in _loaded:
-        _loaded[model_id] = Upscaler(model_id, device)
-        logger.info("Loaded upscaler %s on %s", model_id, device)
-    return _loaded[model_id]
+    def setup(self):
+        self.device = pick_device(self.device)
 
+    def upscaler(self, model_id: str) -> Upscaler:
+        if model_id not in self.upscalers:
+            self.upscalers[model_id] = Upscaler(model_id, self.device)
+            logger.info("Loaded upscaler %s on %s", model_id, self.device)
+        return self.upscalers[model_id]
 
-def run(params: dict, device: str):
-    """Upscale a job's stored input image; returns a Prediction like the SDXL predictor."""
-    import time
-
-    from generation.images import open_stored
-    from generation.predictor import Prediction
-
-    started = time.perf_counter()
-    image = open_stored(params["image"])
-    result = get_upscaler(params["model_id"], device).upscale(image, params["scale"])
-    return Prediction(images=[result], seeds=[0], seconds=time.perf_counter() - started)
-
-
-def tiles_needed(width: int, height: int) -> int:
-    tile = settings.UPSCALER_TILE
-    return math.ceil(width / tile) * math.ceil(height / tile)
+    def predict(self, params: SuperResolutionParams, on_step=None) -> Prediction:
+        """Upscale the job's stored input image."""
+        self.setup()
+        started = time.perf_counter()
+        image = storage.open_input(params.image)
+        result = self.upscaler(params.model_id).upscale(image, params.scale)
+        return Prediction(images=[result], seeds=[0], seconds=time.perf_counter() - started)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from generation.params import Text2ImgParams
+
 logger = logging.getLogger(__name__)
 
 
@@ -76,8 +78,5 @@ def warm_up(predictor, options: Options):
     """Run the first calls (compilation, cuDNN autotuning) at start, for each configured size."""
     for width, height in options.warmup_sizes:
         started = time.perf_counter()
-        predictor.run("text2img", {
-            "prompt": "warm-up", "negative_prompt": "", "width": width, "height": height, "samples": 1,
-            "steps": 2, "guidance_scale": 7.5, "seed": 0, "scheduler": "UniPCMultistepScheduler",
-            "scheduler_options": {}})
+        predictor.predict(Text2ImgParams(prompt="warm-up", width=width, height=height, steps=2))
         logger.info("Warmed up %dx%d in %.1fs", width, height, time.perf_counter() - started)

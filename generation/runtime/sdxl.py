@@ -1,23 +1,23 @@
-"""The SDXL predictor: `load()` once per worker process, `run(params)` per job (like a cog Predictor)."""
+"""The SDXL predictor: `setup()` once per worker process, `predict(params)` per job (like a cog Predictor)."""
 
 import copy
+import inspect
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+import diffusers
 import numpy as np
 from django.conf import settings
 from PIL import Image
 
-from generation import acceleration, schedulers
+from generation import storage
+from generation.params import Img2ImgParams, InpaintParams, Text2ImgParams
+from generation.runtime import acceleration
+from generation.runtime.demo_model import build_demo_model
+from generation.runtime.predictors import GenerationError, Prediction, pick_device
 
 logger = logging.getLogger(__name__)
-
-
-class GenerationError(Exception):
-    """A job failed for a reason worth showing to the user."""
-
 
 OUTPUT_ATTEMPTS = 2  # an invalid image is generated once more before the job fails
 BLACK_LEVEL = 1 / 255
@@ -26,22 +26,6 @@ BLACK_LEVEL = 1 / 255
 def _valid_image(array) -> bool:
     """Finite values and not all black."""
     return bool(np.isfinite(array).all()) and float(array.max()) > BLACK_LEVEL
-
-
-@dataclass
-class Prediction:
-    images: list
-    seeds: list
-    seconds: float
-    nsfw: list | None = None  # per image, when the safety checker ran
-
-
-def resident(pipeline_class):
-    """`pipeline_class` for weights that stay where they were loaded (see `_pin`)."""
-    return type(pipeline_class.__name__, (pipeline_class,), {
-        "_execution_device": property(lambda self: self.unet.device),
-        "__doc__": pipeline_class.__doc__,
-    })
 
 
 def _pin(model, device, dtype):
@@ -54,14 +38,22 @@ def _pin(model, device, dtype):
                                                    "__doc__": cls.__doc__})
 
 
-def pick_device(requested: str = "auto") -> str:
-    import torch
+# Options every job of a class gets (PNDM's Runge-Kutta warm-up fails below 4 steps; SD configs skip it).
+CLASS_DEFAULTS = {"PNDMScheduler": {"skip_prk_steps": True}}
 
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
+
+def build_scheduler(class_name: str, options: dict, base_config):
+    """A fresh scheduler instance from the model's own scheduler config (never mutates the shared one).
+
+    Options a scheduler class does not accept are dropped, so "karras" on DDIM is a no-op, not a crash.
+    """
+    cls = getattr(diffusers, class_name)
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = {**CLASS_DEFAULTS.get(class_name, {})}
+    kwargs.update((key, value) for key, value in options.items() if key in accepted)
+    if class_name == "DPMSolverSinglestepScheduler" and kwargs.get("algorithm_type", "").startswith("sde-"):
+        kwargs["algorithm_type"] = "dpmsolver++"  # singlestep has no SDE variant
+    return cls.from_config(base_config, **kwargs)
 
 
 class SDXLPredictor:
@@ -84,7 +76,7 @@ class SDXLPredictor:
     def model_name(self) -> str:
         return Path(self.model.rstrip("/")).name or self.model
 
-    def load(self):
+    def setup(self):
         """Load the weights once. Builds the demo model first when it is the configured model and missing."""
         if self.loaded:
             return
@@ -103,23 +95,20 @@ class SDXLPredictor:
         dtype = getattr(torch, self.options.dtype)
         # 2. the demo model is built locally on first use
         if Path(self.model) == Path(settings.DEMO_MODEL_PATH) and not (Path(self.model) / "model_index.json").exists():
-            from generation.demo_model import build_demo_model
-
             build_demo_model(Path(self.model))
         # 3. weights, through the same from_pretrained path for the demo model and real SDXL
         extra = {}
         if settings.SDXL_VAE:
             extra["vae"] = AutoencoderKL.from_pretrained(settings.SDXL_VAE, dtype=dtype)
-        pipe = resident(StableDiffusionXLPipeline).from_pretrained(self.model, dtype=dtype, add_watermarker=False,
-                                                                   **extra)
+        pipe = StableDiffusionXLPipeline.from_pretrained(self.model, dtype=dtype, add_watermarker=False, **extra)
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self.base_scheduler_config = pipe.scheduler.config
         # 4. img2img and inpaint share the same modules (no second copy of the weights)
         self.pipelines["text2img"] = pipe
-        self.pipelines["img2img"] = resident(StableDiffusionXLImg2ImgPipeline).from_pipe(
+        self.pipelines["img2img"] = StableDiffusionXLImg2ImgPipeline.from_pipe(
             pipe, requires_aesthetics_score=False)
-        self.pipelines["inpaint"] = resident(StableDiffusionXLInpaintPipeline).from_pipe(
+        self.pipelines["inpaint"] = StableDiffusionXLInpaintPipeline.from_pipe(
             pipe, requires_aesthetics_score=False)
         for pipeline in self.pipelines.values():
             pipeline.set_progress_bar_config(disable=True)
@@ -131,60 +120,61 @@ class SDXLPredictor:
                     time.perf_counter() - started, self.options)
         acceleration.warm_up(self, self.options)
 
-    def run(self, kind: str, params: dict, on_step=None) -> Prediction:
-        """Generate `params["samples"]` images; image i uses seed + i. `on_step(done, total)` reports progress."""
-        self.load()
+    def predict(self, params: Text2ImgParams, on_step=None) -> Prediction:
+        """Generate `params.samples` images; image i uses seed + i. `on_step(done, total)` reports progress."""
+        self.setup()
         started = time.perf_counter()
-        pipe = self.pipelines[kind]
+        pipe = self.pipelines[params.kind]
         # 1. a fresh scheduler per job, so no job's scheduler leaks into the next
-        pipe.scheduler = self._scheduler(params["scheduler"], params["scheduler_options"])
+        pipe.scheduler = self._scheduler(params.scheduler, params.scheduler_options)
 
         # 2. progress from the real number of scheduler steps (second-order schedulers run more)
         def step_end(pipeline, step, timestep, callback_kwargs):
             if on_step is not None:
-                on_step(step + 1, pipeline._num_timesteps)
+                on_step(step + 1, pipeline.num_timesteps)
             return callback_kwargs
 
         # 3. the pipeline call, one generator per image (image i uses seed + i); an image that came out
         #    NaN or all black (fp16 overflow, a numeric fault) is generated once more, then the job fails
-        seeds = [params["seed"] + i for i in range(params["samples"])]
+        inputs = _image_inputs(params)
         for attempt in range(1, OUTPUT_ATTEMPTS + 1):
-            arrays = self._call(pipe, kind, params, seeds, step_end)
+            arrays = self._call(pipe, params, inputs, step_end)
             if all(_valid_image(array) for array in arrays):
                 break
-            logger.warning("Invalid (NaN or black) output for seeds %s, try %d of %d", seeds, attempt, OUTPUT_ATTEMPTS)
+            logger.warning("Invalid (NaN or black) output for seeds %s, try %d of %d", params.seeds, attempt,
+                           OUTPUT_ATTEMPTS)
         else:
             raise GenerationError("Failed, Try Again (the model produced an invalid image)")
         images = [Image.fromarray((array * 255).round().clip(0, 255).astype("uint8")) for array in arrays]
         # 4. optional NSFW filter: flagged images become black
         nsfw = None
-        if params.get("safety_checker") and settings.SAFETY_CHECKER_MODEL:
+        if params.safety_checker and settings.SAFETY_CHECKER_MODEL:
             images, nsfw = self._safety_filter(images)
-        return Prediction(images=images, seeds=seeds, seconds=time.perf_counter() - started, nsfw=nsfw)
+        return Prediction(images=images, seeds=params.seeds, seconds=time.perf_counter() - started, nsfw=nsfw)
 
     def _scheduler(self, name: str, options: dict):
         """A pristine copy of the scheduler built once per name and options (a copy is 4x cheaper than
         building it from the config again)."""
         key = (name, tuple(sorted(options.items())))
         if key not in self.schedulers:
-            self.schedulers[key] = schedulers.build(name, options, self.base_scheduler_config)
+            self.schedulers[key] = build_scheduler(name, options, self.base_scheduler_config)
         return copy.deepcopy(self.schedulers[key])
 
-    def _call(self, pipe, kind: str, params: dict, seeds: list[int], step_end) -> list:
+    def _call(self, pipe, params: Text2ImgParams, inputs: dict, step_end) -> list:
         import torch
 
-        generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
+        generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in params.seeds]
         with torch.inference_mode():
             result = pipe(
-                prompt=params["prompt"],
-                negative_prompt=params["negative_prompt"] or None,
-                num_inference_steps=params["steps"],
-                guidance_scale=params["guidance_scale"],
-                num_images_per_prompt=params["samples"],
+                prompt=params.prompt,
+                negative_prompt=params.negative_prompt or None,
+                num_inference_steps=params.steps,
+                guidance_scale=params.guidance_scale,
+                num_images_per_prompt=params.samples,
                 generator=generators,
                 output_type="np",
                 callback_on_step_end=step_end,
-                **self._image_inputs(kind, params),
+                **inputs,
             )
         return list(result.images)
 
@@ -206,30 +196,16 @@ class SDXLPredictor:
         return filtered, flags
 
 
-    @staticmethod
-    def _image_inputs(kind: str, params: dict) -> dict:
-        """Size and image inputs per kind; img2img/inpaint run at least one denoising step."""
-        size = (params["width"], params["height"])
-        if kind == "text2img":
-            return {"width": size[0], "height": size[1]}
-        from generation.images import open_stored
-
-        inputs = {
-            "image": open_stored(params["init_image"]).resize(size, Image.LANCZOS),
-            "strength": min(1.0, max(params["strength"], 1.000001 / params["steps"])),
-        }
-        if kind == "inpaint":
-            inputs["mask_image"] = open_stored(params["mask_image"]).convert("L").resize(size, Image.NEAREST)
-            inputs.update(width=size[0], height=size[1])  # else diffusers answers 1024x1024
-        return inputs
-
-
-_predictor = None
-
-
-def get_predictor() -> SDXLPredictor:
-    """The process-wide predictor (one copy of the weights per worker process)."""
-    global _predictor
-    if _predictor is None:
-        _predictor = SDXLPredictor()
-    return _predictor
+def _image_inputs(params: Text2ImgParams) -> dict:
+    """Size and image inputs per kind."""
+    size = (params.width, params.height)
+    if not isinstance(params, Img2ImgParams):
+        return {"width": size[0], "height": size[1]}
+    inputs = {
+        "image": storage.open_input(params.init_image).resize(size, Image.LANCZOS),
+        "strength": params.effective_strength,
+    }
+    if isinstance(params, InpaintParams):
+        inputs["mask_image"] = storage.open_input(params.mask_image).convert("L").resize(size, Image.NEAREST)
+        inputs.update(width=size[0], height=size[1])  # else diffusers answers 1024x1024
+    return inputs

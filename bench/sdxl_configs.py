@@ -1,6 +1,9 @@
 """The architecture of SDXL base 1.0 (its published component configs), so a full-size SDXL with random
 weights can be built locally for speed and memory measurements (bench/gpu.py). No weights, no download."""
 
+import tempfile
+from pathlib import Path
+
 UNET = {
     "act_fn": "silu",
     "addition_embed_type": "text_time",
@@ -63,11 +66,12 @@ def build_pipeline(device: str = "cpu", dtype=None):
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from generation.demo_model import tokenizer_for_bench
+    from generation.runtime.demo_model import build_tokenizer
 
     dtype = dtype or torch.float32
     torch.manual_seed(0)
-    tokenizer = tokenizer_for_bench()
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer = build_tokenizer(Path(folder))  # the demo model's: any text tokenizes
     with torch.device(device):
         unet = UNet2DConditionModel.from_config(UNET).to(dtype)
         vae = AutoencoderKL.from_config(VAE).to(dtype)

@@ -1,16 +1,22 @@
-"""Writing generated images through Django's storage API and turning names into absolute URLs."""
+"""Files of jobs in Django's storage: input images, generated images, their `.base64` twins and
+thumbnails; their absolute URLs; and retention."""
 
 import base64
 import io
+import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
+from PIL import Image
 
 from generation.models import Job
 
 FORMATS = {"png": ("PNG", {"compress_level": 1}), "jpg": ("JPEG", {"quality": 92})}
+MIME = {"png": "image/png", "jpg": "image/jpeg"}
+THUMBNAIL_SIZE = (256, 256)
 
 
 def encode(image, output_format: str) -> bytes:
@@ -20,7 +26,17 @@ def encode(image, output_format: str) -> bytes:
     return buffer.getvalue()
 
 
-MIME = {"png": "image/png", "jpg": "image/jpeg"}
+def store_input(image) -> str:
+    """Save an input image (lossless) for the worker; return its storage name."""
+    return default_storage.save(f"inputs/{uuid.uuid4()}.png", ContentFile(encode(image, "png")))
+
+
+def open_input(name: str):
+    """A stored input image, as RGB."""
+    with default_storage.open(name, "rb") as handle:
+        image = Image.open(handle)
+        image.load()
+    return image.convert("RGB")
 
 
 def save_images(job, images) -> list[str]:
@@ -29,16 +45,14 @@ def save_images(job, images) -> list[str]:
     With `base64` the hosted API's `.base64` text files (a data URL each) are stored beside them.
     """
     names = []
+    with_base64 = job.params.get("base64")
     for index, image in enumerate(images):
         data = encode(image, job.output_format)
         names.append(default_storage.save(job.output_name(index), ContentFile(data)))
-        if job.params.get("base64"):
+        if with_base64:
             data_url = f"data:{MIME[job.output_format]};base64,{base64.b64encode(data).decode()}"
             default_storage.save(job.output_name(index, "base64"), ContentFile(data_url.encode()))
     return names
-
-
-THUMBNAIL_SIZE = (256, 256)
 
 
 def save_thumbnail(job, image) -> str:
@@ -53,23 +67,44 @@ def read_text(name: str) -> str:
         return handle.read().decode()
 
 
+def base_url_for(request) -> str:
+    """Scheme and host that output URLs and `fetch_result` of this request's jobs start with."""
+    return settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")
+
+
 def absolute_url(base_url: str, name: str) -> str:
     url = default_storage.url(name)
     return url if url.startswith(("http://", "https://")) else base_url.rstrip("/") + url
+
+
+def delivered_names(job, names: list[str]) -> list[str]:
+    """Image names, or the `.base64` text files beside them when the client asked for base64."""
+    if job.params.get("base64"):
+        return [name.rsplit(".", 1)[0] + ".base64" for name in names]
+    return names
+
+
+def output_urls(job) -> list[str]:
+    """The absolute URLs a client gets for the job's outputs."""
+    return [absolute_url(job.base_url, name) for name in delivered_names(job, job.output_names)]
 
 
 def _output_files(job, names: list[str], thumbnail: str) -> list[str]:
     """Images, their `.base64` twins and the thumbnail."""
     files = list(names)
     if job.params.get("base64"):
-        files += [name.rsplit(".", 1)[0] + ".base64" for name in names]
+        files += delivered_names(job, names)
     return files + ([thumbnail] if thumbnail else [])
+
+
+def input_names(job) -> list[str]:
+    """The job's stored input images."""
+    return [job.params[field] for field in job.parameters.inputs if job.params.get(field)]
 
 
 def stored_names(job) -> list[str]:
     """Every file the job has in storage: outputs, their `.base64` twins, the thumbnail and the inputs."""
-    inputs = [job.params[field] for field in ("init_image", "mask_image", "image") if job.params.get(field)]
-    return _output_files(job, job.output_names, job.thumbnail_name) + inputs
+    return _output_files(job, job.output_names, job.thumbnail_name) + input_names(job)
 
 
 def delete_outputs(job, names: list[str], thumbnail: str):
@@ -78,14 +113,19 @@ def delete_outputs(job, names: list[str], thumbnail: str):
         default_storage.delete(name)
 
 
-def delete_files(job):
-    """Delete the job's files from storage (missing ones are fine)."""
-    for name in stored_names(job):
+def delete_names(names: list[str]):
+    for name in names:
         default_storage.delete(name)
 
 
+def delete_files(job):
+    """Delete the job's files from storage (missing ones are fine)."""
+    delete_names(stored_names(job))
+
+
 def expire_old_outputs(days: int) -> int:
-    """Delete the files of jobs finished more than `days` days ago and mark those jobs expired."""
+    """Delete the files (outputs and inputs) of jobs finished more than `days` days ago and mark those
+    jobs expired."""
     cutoff = timezone.now() - timedelta(days=days)
     expired = 0
     for job in Job.objects.filter(finished_at__lt=cutoff, expired_at__isnull=True).iterator():

@@ -1,0 +1,66 @@
+"""Which workers are alive, read from the short-lived keys their heartbeats keep fresh.
+
+Each worker process keeps `sdxl:worker:<name>` fresh from a daemon thread (generation/runtime/heartbeat.py),
+also while a long job holds its main thread. The key vanishes a few seconds after the process dies
+(kill -9, out of memory, a lost machine): that is how recovery knows a running job has nobody left to
+finish it. The key's value says what the worker is: host, pid, queues, model, device and the job it runs.
+"""
+
+import json
+import time
+
+from django.conf import settings
+
+from generation.redis_client import connection
+
+KEY = "sdxl:worker:{}"
+REGISTRY = "sdxl:workers"
+CACHE_SECONDS = 1.0
+
+_cached = {"at": 0.0, "workers": {}}
+
+
+def ttl() -> int:
+    """Seconds a heartbeat stays valid: three missed beats."""
+    return max(2, int(settings.WORKER_HEARTBEAT_INTERVAL * 3 + 0.999))
+
+
+def publish(name: str, record: dict):
+    """Say that worker `name` is alive, and what it is doing, for the next `ttl()` seconds."""
+    with connection().pipeline() as pipe:
+        pipe.set(KEY.format(name), json.dumps(record), ex=ttl())
+        pipe.sadd(REGISTRY, name)
+        pipe.execute()
+
+
+def withdraw(name: str):
+    """Worker `name` stopped cleanly."""
+    with connection().pipeline() as pipe:
+        pipe.delete(KEY.format(name))
+        pipe.srem(REGISTRY, name)
+        pipe.execute()
+
+
+def live_workers() -> dict[str, dict]:
+    """Every worker whose heartbeat is fresh, by name."""
+    conn = connection()
+    names = sorted(name.decode() for name in conn.smembers(REGISTRY))
+    if not names:
+        return {}
+    values = conn.mget([KEY.format(name) for name in names])
+    gone = [name for name, value in zip(names, values) if value is None]
+    if gone:
+        conn.srem(REGISTRY, *gone)
+    return {name: json.loads(value) for name, value in zip(names, values) if value is not None}
+
+
+def live_workers_cached() -> dict[str, dict]:
+    """live_workers(), at most CACHE_SECONDS old (for the ETA of every API answer)."""
+    if time.monotonic() - _cached["at"] > CACHE_SECONDS:
+        _cached["workers"] = live_workers()
+        _cached["at"] = time.monotonic()
+    return _cached["workers"]
+
+
+def is_alive(worker_name: str) -> bool:
+    return bool(worker_name) and connection().exists(KEY.format(worker_name)) == 1

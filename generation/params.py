@@ -1,0 +1,205 @@
+"""Typed parameters per kind of job, and the table of kinds: one place that says what each kind
+accepts (its parameters), costs, runs (its predictor) and answers (the shape of `output`).
+
+Parameters are what the API's serializers produce, what `Job.params` stores (as a plain dict) and what
+estimates, predictors and responses read. Request options that are not parameters (waiting, the
+idempotency key) and results (seeds, NSFW flags) travel elsewhere. Adding a kind of job is one entry in
+KINDS plus its predictor (and, to accept it over the API, its serializer).
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import ClassVar
+
+from django.conf import settings
+
+from generation.schedulers import DEFAULT_SCHEDULER, SECOND_ORDER
+
+UPSCALE_MODELS = ["RealESRGAN_x4plus", "RealESRNet_x4plus", "RealESRGAN_x4plus_anime_6B", "RealESRGAN_x2plus",
+                  "realesr-general-x4v3"]
+MAX_SIDE = 1024
+
+
+class InvalidInput(Exception):
+    """A value that passed validation but cannot be used (an image too large to upscale, say): answered
+    like a validation error for `field`."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field_name, self.message = field_name, message
+
+
+def fit_size(width: int, height: int, limit: int = MAX_SIDE) -> tuple[int, int]:
+    """An image's size scaled down to fit `limit` (keeping its aspect), in multiples of 8, at least 64."""
+    scale = min(1.0, limit / max(width, height))
+    return tuple(max(64, int(side * scale) // 8 * 8) for side in (width, height))
+
+
+@dataclass(kw_only=True)
+class JobParams:
+    """What every kind has: how its result is delivered, and how many images it makes from which seed."""
+
+    kind: ClassVar[str] = ""
+    inputs: ClassVar[tuple[str, ...]] = ()  # fields that name a stored input image
+
+    samples: int = 1
+    seed: int = 0
+    output_format: str = "png"
+    base64: bool = False
+    webhook: str | None = None
+    track_id: str | int | float | bool | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "JobParams":
+        """The parameters stored in `data` (keys this kind does not know, from older rows, are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    @property
+    def seeds(self) -> list[int]:
+        """Image i uses seed + i."""
+        return [self.seed + i for i in range(self.samples)]
+
+    def complete(self, sizes: dict[str, tuple[int, int]]):
+        """Fill what depends on the input images, given each input's (width, height)."""
+
+    def clamp_to_plan(self, max_side: int, max_samples: int):
+        """A plan's limits, clamped like every other out-of-range value."""
+
+    def denoising_steps(self) -> int:
+        """The model steps the worker will run (progress and ETAs count these)."""
+        return 0
+
+    def work(self) -> float:
+        """Relative work per step, to scale a learned timing to another size."""
+        return float(self.width * self.height * self.samples)
+
+    def shape(self) -> str:
+        """Jobs of one shape take about the same time (the key of learned timings)."""
+        return f"{self.kind}:{self.width}x{self.height}:{self.samples}"
+
+
+@dataclass(kw_only=True)
+class Text2ImgParams(JobParams):
+    kind: ClassVar[str] = "text2img"
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int | None = 512
+    height: int | None = 512
+    steps: int = 30
+    guidance_scale: float = 7.5
+    scheduler: str = DEFAULT_SCHEDULER
+    scheduler_options: dict = field(default_factory=dict)
+    safety_checker: bool = False
+
+    def clamp_to_plan(self, max_side, max_samples):
+        limit = max_side - max_side % 8
+        self.width = self.width and min(self.width, limit)
+        self.height = self.height and min(self.height, limit)
+        self.samples = min(self.samples, max_samples)
+
+    def denoising_steps(self) -> int:
+        return 2 * self.steps - 1 if self.scheduler in SECOND_ORDER else self.steps
+
+
+@dataclass(kw_only=True)
+class Img2ImgParams(Text2ImgParams):
+    """Width and height default to the init image's size (fit in 1024, multiples of 8)."""
+
+    kind: ClassVar[str] = "img2img"
+    inputs: ClassVar[tuple[str, ...]] = ("init_image",)
+
+    width: int | None = None
+    height: int | None = None
+    strength: float = 0.7
+    init_image: str = ""  # its storage name, once the job is admitted
+    init_image_url: str | None = None  # the URL the client sent (echoed in meta), if it sent one
+
+    def complete(self, sizes):
+        default_width, default_height = fit_size(*sizes["init_image"])
+        self.width = self.width or default_width
+        self.height = self.height or default_height
+
+    @property
+    def effective_strength(self) -> float:
+        """At least one denoising step always runs (diffusers fails on zero)."""
+        return min(1.0, max(self.strength, 1.000001 / self.steps))
+
+    def denoising_steps(self) -> int:
+        steps = max(1, int(self.steps * self.effective_strength))
+        return 2 * steps - 1 if self.scheduler in SECOND_ORDER else steps
+
+
+@dataclass(kw_only=True)
+class InpaintParams(Img2ImgParams):
+    """White in the mask is repainted, black is kept; a mask of another size is resized to the image."""
+
+    kind: ClassVar[str] = "inpaint"
+    inputs: ClassVar[tuple[str, ...]] = ("init_image", "mask_image")
+
+    mask_image: str = ""
+    mask_image_url: str | None = None
+
+
+@dataclass(kw_only=True)
+class SuperResolutionParams(JobParams):
+    """One image in, one image out, `scale` times larger."""
+
+    kind: ClassVar[str] = "super_resolution"
+    inputs: ClassVar[tuple[str, ...]] = ("image",)
+
+    image: str = ""
+    image_url: str | None = None
+    width: int = 0  # the input's size
+    height: int = 0
+    scale: int = 4
+    model_id: str = UPSCALE_MODELS[0]
+    face_enhance: bool = False
+
+    def complete(self, sizes):
+        self.width, self.height = sizes["image"]
+        if self.width * self.height > settings.UPSCALE_MAX_INPUT_PIXELS:
+            raise InvalidInput("url", f"The url image is too large to upscale ({self.width}x{self.height}); "
+                                      f"the limit is {settings.UPSCALE_MAX_INPUT_PIXELS} pixels.")
+
+    def work(self) -> float:
+        return float(self.width * self.height * self.scale**2)
+
+    def shape(self) -> str:
+        return f"{self.kind}:{self.width}x{self.height}:{self.scale}"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of job."""
+
+    params: type[JobParams]
+    cost_setting: str  # the setting with its credits per output image
+    predictor: str  # dotted path of the worker's Predictor class for it
+    single_output: bool = False  # `output` is one URL string, not a list (and the answer has no meta)
+
+    @property
+    def name(self) -> str:
+        return self.params.kind
+
+
+KINDS = {kind.name: kind for kind in (
+    Kind(Text2ImgParams, "CREDITS_PER_IMAGE", "generation.runtime.sdxl.SDXLPredictor"),
+    Kind(Img2ImgParams, "CREDITS_PER_IMAGE", "generation.runtime.sdxl.SDXLPredictor"),
+    Kind(InpaintParams, "CREDITS_PER_IMAGE", "generation.runtime.sdxl.SDXLPredictor"),
+    Kind(SuperResolutionParams, "CREDITS_PER_UPSCALE", "generation.runtime.upscale.UpscalePredictor",
+         single_output=True),
+)}
+
+
+def load(kind: str, data: dict) -> JobParams:
+    """A job's stored parameters, typed."""
+    return KINDS[kind].params.from_dict(data)
+
+
+def cost(params: JobParams) -> int:
+    """Credits a job with these parameters costs."""
+    return getattr(settings, KINDS[params.kind].cost_setting) * params.samples

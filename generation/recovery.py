@@ -1,0 +1,78 @@
+"""Making sure every unfinished job finishes: a job whose worker died is re-queued (or failed and
+refunded once it has used its tries), and a queued job Redis lost is queued again.
+
+`reconcile` runs when a client asks about one job, so `fetch` never answers "processing" for a lost
+job; `sweep` runs on worker start, periodically on one worker, and from `manage.py sweep_jobs`.
+"""
+
+import logging
+from datetime import timedelta
+
+import redis
+from django.utils import timezone
+
+from generation import jobs, liveness, queue
+from generation.models import Job
+
+logger = logging.getLogger(__name__)
+
+LOST_AFTER_SECONDS = 30  # a queued job RQ does not know after this long was lost by Redis
+
+
+def _abandoned(job: Job, now, live_workers=None) -> bool:
+    """Running, but its worker's heartbeat is gone (checked after a grace period for slow starts)."""
+    if job.status != Job.Status.RUNNING or job.started_at is None:
+        return False
+    if now - job.started_at < timedelta(seconds=liveness.ttl()):
+        return False
+    alive = job.worker_name in live_workers if live_workers is not None else liveness.is_alive(job.worker_name)
+    return not alive
+
+
+def _lost(job: Job, now, rq_status: str | None, lost_after: float = LOST_AFTER_SECONDS) -> bool:
+    """Queued for a while, yet RQ will not run its try: RQ has no such job (Redis restarted without
+    its data) or gave up on it before the job started (its worker lost the database, say)."""
+    return (job.status == Job.Status.QUEUED and now - job.queued_at > timedelta(seconds=lost_after)
+            and (rq_status is None or rq_status in queue.GIVEN_UP))
+
+
+def _recover(job: Job) -> bool:
+    """A running job whose worker is gone."""
+    return jobs.retry_or_fail(job, f"worker {job.worker_name or '?'} stopped")
+
+
+def reconcile(job: Job) -> Job:
+    """Make sure an unfinished job will finish: re-queue or fail it when nobody will run it."""
+    if job.is_finished:
+        return job
+    now = timezone.now()
+    try:
+        rq_status = queue.rq_status(job)
+        if _abandoned(job, now):
+            _recover(job)
+        elif _lost(job, now, rq_status):
+            jobs.requeue(job, "not on its queue")
+        elif job.status == Job.Status.RUNNING and rq_status in queue.GIVEN_UP:
+            jobs.fail(job.pk, jobs.FAILED_MESSAGE, attempt=job.attempt)
+    except redis.RedisError:
+        logger.warning("Redis unavailable while checking job %s", job.pk)
+        return job
+    job.refresh_from_db()
+    return job
+
+
+def sweep(lost_after: float = LOST_AFTER_SECONDS) -> dict:
+    """Recover every job nobody will finish; returns how many jobs it re-queued or recovered.
+    `lost_after`: how long a queued job may be unknown to RQ (0 once Redis is known to have lost its data)."""
+    now = timezone.now()
+    live = liveness.live_workers()
+    counts = {"recovered": 0, "requeued": 0}
+    for job in Job.objects.filter(status=Job.Status.RUNNING).exclude(worker_name__in=list(live)):
+        if _abandoned(job, now, live):
+            counts["recovered"] += _recover(job)
+    cutoff = now - timedelta(seconds=lost_after)
+    waiting = list(Job.objects.filter(status=Job.Status.QUEUED, queued_at__lt=cutoff).order_by("id"))
+    for job, rq_status in zip(waiting, queue.rq_statuses(waiting)):
+        if _lost(job, now, rq_status, lost_after):
+            counts["requeued"] += jobs.requeue(job, "not on its queue")
+    return counts

@@ -1,0 +1,99 @@
+"""Typed job parameters and the table of kinds: fast checks of each rule (no worker, no server)."""
+
+import dataclasses
+
+import pytest
+from django.utils.module_loading import import_string
+
+from generation.models import Job
+from generation.params import (
+    KINDS,
+    Img2ImgParams,
+    InpaintParams,
+    InvalidInput,
+    SuperResolutionParams,
+    Text2ImgParams,
+    cost,
+    fit_size,
+    load,
+)
+from generation.runtime.predictors import Predictor
+
+
+def test_every_kind_has_its_params_predictor_cost_and_model_choice(settings):
+    assert sorted(Job.Kind.values) == sorted(KINDS)
+    for name, kind in KINDS.items():
+        assert kind.params.kind == name
+        predictor = import_string(kind.predictor)
+        assert callable(predictor.setup) and callable(predictor.predict)
+        assert isinstance(predictor(device="cpu"), Predictor)
+        assert isinstance(getattr(settings, kind.cost_setting), int)
+    assert [name for name, kind in KINDS.items() if kind.single_output] == ["super_resolution"]
+
+
+def test_kinds_that_share_a_predictor_class_share_its_weights():
+    assert len({KINDS[name].predictor for name in ("text2img", "img2img", "inpaint")}) == 1
+
+
+def test_stored_params_round_trip_and_older_keys_are_ignored():
+    params = InpaintParams(prompt="a sofa", width=64, height=64, init_image="inputs/a.png", mask_image="inputs/m.png",
+                           scheduler_options={"use_karras_sigmas": True}, webhook="https://x.test/h", track_id=7)
+    stored = params.to_dict()
+    assert load("inpaint", stored) == params
+    assert load("inpaint", {**stored, "seeds": [1], "nsfw_content_detected": [False]}) == params
+    assert "kind" not in stored and "inputs" not in stored  # class facts, not parameters
+
+
+def test_image_i_uses_seed_plus_i():
+    assert Text2ImgParams(prompt="x", seed=10, samples=3).seeds == [10, 11, 12]
+
+
+@pytest.mark.parametrize(("params", "steps"), [
+    (Text2ImgParams(prompt="x", steps=20), 20),
+    (Text2ImgParams(prompt="x", steps=20, scheduler="HeunDiscreteScheduler"), 39),
+    (Img2ImgParams(prompt="x", steps=20, strength=0.5), 10),
+    (Img2ImgParams(prompt="x", steps=20, strength=0.0), 1),  # at least one step always runs
+    (SuperResolutionParams(), 0),
+])
+def test_denoising_steps_count_what_the_scheduler_really_runs(params, steps):
+    assert params.denoising_steps() == steps
+
+
+def test_img2img_size_defaults_to_the_init_image_fitted_in_1024():
+    params = Img2ImgParams(prompt="x")
+    params.complete({"init_image": (2000, 1000)})
+    assert (params.width, params.height) == fit_size(2000, 1000) == (1024, 512)
+    explicit = Img2ImgParams(prompt="x", width=128, height=64)
+    explicit.complete({"init_image": (2000, 1000)})
+    assert (explicit.width, explicit.height) == (128, 64)
+
+
+def test_plan_limits_clamp_sizes_and_samples_but_not_an_upscale_input():
+    params = Text2ImgParams(prompt="x", width=1024, height=520, samples=4)
+    params.clamp_to_plan(max_side=515, max_samples=2)
+    assert (params.width, params.height, params.samples) == (512, 512, 2)
+    unsized = Img2ImgParams(prompt="x")
+    unsized.clamp_to_plan(512, 4)
+    assert unsized.width is None  # filled from the image later, then clamped
+    upscale = SuperResolutionParams(width=2000, height=2000)
+    upscale.clamp_to_plan(512, 1)
+    assert (upscale.width, upscale.height) == (2000, 2000)
+
+
+def test_an_image_too_large_to_upscale_is_invalid_input(settings):
+    settings.UPSCALE_MAX_INPUT_PIXELS = 100
+    with pytest.raises(InvalidInput) as refused:
+        SuperResolutionParams().complete({"image": (20, 10)})
+    assert refused.value.field_name == "url" and "too large to upscale (20x10)" in refused.value.message
+
+
+def test_cost_is_the_kinds_credits_per_image_times_images(settings):
+    settings.CREDITS_PER_IMAGE, settings.CREDITS_PER_UPSCALE = 3, 5
+    assert cost(Text2ImgParams(prompt="x", samples=4)) == 12
+    assert cost(SuperResolutionParams()) == 5
+
+
+def test_shapes_group_jobs_that_take_the_same_time():
+    assert Text2ImgParams(prompt="a").shape() == Text2ImgParams(prompt="b", seed=9).shape()
+    assert Text2ImgParams(prompt="a").shape() != dataclasses.replace(Text2ImgParams(prompt="a"), samples=2).shape()
+    assert SuperResolutionParams(width=64, height=64, scale=2).work() == 64 * 64 * 4

@@ -1,0 +1,156 @@
+"""The code's structure, checked from its source in a fraction of a second: imports run one way (no
+circle among the project's modules), no project import is hidden inside a function, and only the
+worker's runtime package imports torch and diffusers."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("accounts", "billing", "config", "generation")
+HEAVY = ("torch", "diffusers", "transformers", "numpy", "peft")
+RUNTIME = "generation.runtime"
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            modules[name] = path
+    return modules
+
+
+MODULES = _modules()
+
+
+def _imported(node: ast.AST, module: str) -> list[str]:
+    """Full names of what an import statement brings in (`from a import b` is a.b when b is a module)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:
+            parent = module.split(".")[: -node.level]
+            base = ".".join(parent + ([base] if base else []))
+        return [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
+    return []
+
+
+def _project(name: str) -> str | None:
+    """The project module `name` is, or lies in (None for a library)."""
+    while name:
+        if name in MODULES:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def _imports(module: str):
+    """(name, inside a function, the function's name) for every import in `module`."""
+    tree = ast.parse(MODULES[module].read_text())
+    found = []
+
+    def visit(node, function=None):
+        for child in ast.iter_child_nodes(node):
+            inner = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
+            for name in _imported(child, module):
+                found.append((name, function is not None, function))
+            visit(child, inner)
+
+    visit(tree)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    graph = {}
+    for module in MODULES:
+        targets = {_project(name) for name, inside, _ in _imports(module) if not inside}
+        graph[module] = {target for target in targets if target and target != module}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, components = {}, {}, [], set(), []
+
+    def connect(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return components
+
+
+def test_the_walk_sees_the_project():
+    graph = _graph()
+    assert "generation.jobs" in graph["generation.services"]
+    assert "generation.api.responses" in graph["generation.webhooks"]
+    assert len(MODULES) > 40
+
+
+def test_no_circle_of_imports():
+    assert _cycles(_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_project_import_inside_a_function():
+    """Except AppConfig.ready, where Django apps connect their signal receivers."""
+    hidden = [(module, name, function) for module in MODULES for name, inside, function in _imports(module)
+              if inside and _project(name) and function != "ready"]
+    assert hidden == []
+
+
+def test_the_state_machine_does_not_call_the_api_or_the_worker():
+    graph = _graph()
+    for module in ("generation.jobs", "generation.queue", "generation.estimates", "generation.recovery",
+                   "generation.services", "generation.selectors"):
+        assert not {t for t in graph[module] if t.startswith(("generation.api", RUNTIME, "generation.webhooks"))}, module
+
+
+def test_only_the_runtime_imports_torch_and_diffusers():
+    heavy = [(module, name) for module in MODULES if not module.startswith(RUNTIME)
+             for name, _, _ in _imports(module) if name.split(".")[0] in HEAVY]
+    assert heavy == []
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph.get(module, ()))
+    return seen
+
+
+def test_the_web_side_names_worker_code_only_by_string():
+    """What the web process loads (its URLs, settings and apps) never imports the worker's runtime."""
+    graph = _graph()
+    web = set().union(*(_reachable(graph, start) for start in ("config.urls", "config.wsgi", "config.settings",
+                                                               "generation.apps", "generation.webhooks")))
+    assert "generation.api.views" in web and "generation.jobs" in web
+    assert not {module for module in web if module.startswith(RUNTIME)}
