@@ -116,11 +116,13 @@ def _key_query():
     def table(model):
         return quote(model._meta.db_table)
 
-    sql = (f"SELECT {', '.join(columns)} FROM {table(ApiKey)} k "
-           f"JOIN {table(User)} u ON u.id = k.user_id "
-           f"LEFT JOIN {table(Account)} a ON a.user_id = u.id "
-           f"LEFT JOIN {table(Plan)} p ON p.id = a.plan_id "
-           f"WHERE k.prefix = %s AND k.revoked = %s AND u.is_active = %s")
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {table(ApiKey)} k "
+        f"JOIN {table(User)} u ON u.id = k.user_id "
+        f"LEFT JOIN {table(Account)} a ON a.user_id = u.id "
+        f"LEFT JOIN {table(Plan)} p ON p.id = a.plan_id "
+        f"WHERE k.prefix = %s AND k.revoked = %s AND u.is_active = %s"
+    )
     return sql, layout
 
 
@@ -128,7 +130,7 @@ def _instances(row, layout) -> list:
     """One instance per model of the layout from its slice of `row` (None where a LEFT JOIN found none)."""
     instances, start = [], 0
     for model, attnames, converters, pk_index in layout:
-        values = list(row[start:start + len(attnames)])
+        values = list(row[start : start + len(attnames)])
         start += len(attnames)
         if values[pk_index] is None:  # no row
             instances.append(None)

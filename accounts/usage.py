@@ -15,4 +15,5 @@ def period_start(now=None):
 def keys_with_usage(user):
     """The user's keys, each with its number of jobs this period."""
     return ApiKey.objects.filter(user=user).annotate(
-        jobs_this_period=Count("jobs", filter=Q(jobs__queued_at__gte=period_start())))
+        jobs_this_period=Count("jobs", filter=Q(jobs__queued_at__gte=period_start()))
+    )

@@ -25,8 +25,9 @@ def keys(request):
         except KeyLimitReached as exc:
             messages.error(request, str(exc))
             status = 429
-    return render(request, "dashboard/keys.html", {"keys": keys_with_usage(request.user), "new_key": new_key},
-                  status=status)
+    return render(
+        request, "dashboard/keys.html", {"keys": keys_with_usage(request.user), "new_key": new_key}, status=status
+    )
 
 
 @login_required

@@ -53,24 +53,49 @@ def setup() -> str:
 
     call_command("migrate", "--noinput", verbosity=0)
     django_rq.get_connection("default").flushdb()
-    plan, _ = Plan.objects.update_or_create(slug="bench", defaults={
-        "name": "Bench", "monthly_credits": 0, "max_queued_jobs": 10**6, "requests_per_minute": 10**8,
-        "priority": "default", "is_public": False})
+    plan, _ = Plan.objects.update_or_create(
+        slug="bench",
+        defaults={
+            "name": "Bench",
+            "monthly_credits": 0,
+            "max_queued_jobs": 10**6,
+            "requests_per_minute": 10**8,
+            "priority": "default",
+            "is_public": False,
+        },
+    )
     user, _ = User.objects.get_or_create(email="bench@example.com")
     account = credits.account_for(user)
     Account.objects.filter(pk=account.pk).update(plan=plan)
     credits.grant(account, 10**8, reason="bench")
     _, key = create_api_key(user, name="bench")
-    print(f"machine: {os.cpu_count()} cores; database: {os.environ['DATABASE_URL'].split('://')[0]}; "
-          f"redis: {os.environ['REDIS_URL']}")
+    print(
+        f"machine: {os.cpu_count()} cores; database: {os.environ['DATABASE_URL'].split('://')[0]}; "
+        f"redis: {os.environ['REDIS_URL']}"
+    )
     return key
 
 
 def start_web(port: int, workers: int, threads: int = 4) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--worker-class", "gthread", "--threads", str(threads), "--log-level", "warning"],
-        cwd=ROOT, env=dict(os.environ),
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(threads),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ),
     )
 
 
@@ -79,9 +104,13 @@ def start_worker(*queues, **env) -> subprocess.Popen:
     from generation import liveness
 
     before = set(liveness.live_workers())
-    process = subprocess.Popen([sys.executable, "manage.py", "rqworker", *(queues or ("high", "default", "low"))],
-                               cwd=ROOT, env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", *(queues or ("high", "default", "low"))],
+        cwd=ROOT,
+        env=dict(os.environ, **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     while not set(liveness.live_workers()) - before:
         if process.poll() is not None:
             raise RuntimeError("the worker exited")

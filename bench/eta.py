@@ -42,8 +42,11 @@ def main():
         promises = []
         for i in range(args.burst):
             sent = time.time()
-            body = common.post(conn, "/api/v3/text2img", {"key": key, "prompt": f"job {i}", "instant_response": "yes",
-                                                          **SHAPES[i % len(SHAPES)]})
+            body = common.post(
+                conn,
+                "/api/v3/text2img",
+                {"key": key, "prompt": f"job {i}", "instant_response": "yes", **SHAPES[i % len(SHAPES)]},
+            )
             promises.append((body["id"], sent, body["eta"]))
         ids = [job_id for job_id, _, _ in promises]
         while Job.objects.filter(pk__in=ids).exclude(status="success").exists():
@@ -61,8 +64,10 @@ def main():
         error = (eta - actual) / actual
         errors.append(abs(error))
         print(f"| {job_id} | {eta:.2f} | {actual:.2f} | {error:+.0%} |")
-    print(f"\nmean absolute error {statistics.mean(errors):.0%}, worst {max(errors):.0%}; "
-          f"{sum(e <= 0.2 for e in errors)}/{len(errors)} within 20%")
+    print(
+        f"\nmean absolute error {statistics.mean(errors):.0%}, worst {max(errors):.0%}; "
+        f"{sum(e <= 0.2 for e in errors)}/{len(errors)} within 20%"
+    )
 
 
 if __name__ == "__main__":

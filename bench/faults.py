@@ -68,8 +68,13 @@ def main():
     parser.add_argument("--allow-postgres-restart", action="store_true")
     args = parser.parse_args()
 
-    os.environ.update(WORKER_HEARTBEAT_INTERVAL="2", WORKER_MAINTENANCE_INTERVAL="10",
-                      WEBHOOK_RETRY_DELAYS="1,2,4", SAFE_HTTP_READ_TIMEOUT="5", SAFE_HTTP_TOTAL_TIMEOUT="8")
+    os.environ.update(
+        WORKER_HEARTBEAT_INTERVAL="2",
+        WORKER_MAINTENANCE_INTERVAL="10",
+        WEBHOOK_RETRY_DELAYS="1,2,4",
+        SAFE_HTTP_READ_TIMEOUT="5",
+        SAFE_HTTP_TOTAL_TIMEOUT="8",
+    )
     cluster = traffic.Cluster(args.port)
     common.setup()
     accounts = traffic.make_accounts(args.accounts, credits_each=300, max_queued=4, per_minute=240)
@@ -86,11 +91,14 @@ def main():
                 log.append(f"- t={seconds:.0f} s: {name} ({time.monotonic() - started:.1f} s)")
             except Exception as exc:
                 log.append(f"- t={seconds:.0f} s: {name}: FAILED TO INJECT ({exc!r})")
+
         return threading.Thread(target=run, daemon=True)
 
-    faults = [at(s * 0.10, "kill -9 the worker (its supervisor starts another)", cluster.kill_worker),
-              at(s * 0.25, "Redis stopped for 3 s and started empty", lambda: cluster.restart_redis(3)),
-              at(s * 0.60, "storage writes failing for 8 s", lambda: break_storage(8))]
+    faults = [
+        at(s * 0.10, "kill -9 the worker (its supervisor starts another)", cluster.kill_worker),
+        at(s * 0.25, "Redis stopped for 3 s and started empty", lambda: cluster.restart_redis(3)),
+        at(s * 0.60, "storage writes failing for 8 s", lambda: break_storage(8)),
+    ]
     if args.allow_postgres_restart:
         faults.append(at(s * 0.45, "PostgreSQL stopped for 3 s and started", lambda: restart_postgres(3)))
     try:
@@ -106,17 +114,22 @@ def main():
         connection.close()  # this process's connection did not survive the PostgreSQL restart
         left = traffic.drain(timeout=300)
         checks = traffic.verify(load, credits_each=300)
-        after = common.post(common.connect(args.port, accounts[0][1]), "/api/v3/text2img", {
-            "key": accounts[1][1], "prompt": "after the faults", "width": 64, "height": 64, "num_inference_steps": 1})
+        after = common.post(
+            common.connect(args.port, accounts[0][1]),
+            "/api/v3/text2img",
+            {"key": accounts[1][1], "prompt": "after the faults", "width": 64, "height": 64, "num_inference_steps": 1},
+        )
     finally:
         cluster.stop()
         shutil.rmtree(common.ROOT / "var" / "bench-redis", ignore_errors=True)
     text = traffic.report(load, elapsed, checks, f"Faults under load: {s:.0f} s, {args.threads} client threads")
     text += "\n\nFaults injected:\n" + "\n".join(sorted(log, key=lambda line: float(line.split("=")[1].split()[0])))
-    text += (f"\n- webhooks: every fifth generation request named a receiver that never answers"
-             f"\n- worker processes started (the supervisor replaces one that exits): {cluster.worker_starts}"
-             f"\n- still queued or running 300 s after the load stopped: {left}"
-             f"\n- a request after the faults: {after['status']}")
+    text += (
+        f"\n- webhooks: every fifth generation request named a receiver that never answers"
+        f"\n- worker processes started (the supervisor replaces one that exits): {cluster.worker_starts}"
+        f"\n- still queued or running 300 s after the load stopped: {left}"
+        f"\n- a request after the faults: {after['status']}"
+    )
     traffic.save(text, "faults")
 
 

@@ -22,8 +22,14 @@ def timed(pipe, size, steps, batch, repeat):
     import torch
 
     def once():
-        pipe(prompt=["a lighthouse at dusk"] * batch, num_inference_steps=steps, width=size, height=size,
-             guidance_scale=7.5, output_type="np")
+        pipe(
+            prompt=["a lighthouse at dusk"] * batch,
+            num_inference_steps=steps,
+            width=size,
+            height=size,
+            guidance_scale=7.5,
+            output_type="np",
+        )
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
@@ -74,11 +80,17 @@ def main():
     params = sum(p.numel() for p in pipe.unet.parameters()) / 1e9
     print(f"built full-size SDXL (UNet {params:.2f} B parameters) in {time.perf_counter() - started:.1f}s")
 
-    options = acceleration.Options(dtype=args.dtype, channels_last=not args.no_channels_last,
-                                   fuse_qkv=not args.no_fuse, compile_mode="", vae_tiling=True, warmup_sizes=())
+    options = acceleration.Options(
+        dtype=args.dtype,
+        channels_last=not args.no_channels_last,
+        fuse_qkv=not args.no_fuse,
+        compile_mode="",
+        vae_tiling=True,
+        warmup_sizes=(),
+    )
     acceleration.apply(pipe, options)
     rows = []
-    for label in (["eager"] + (["compiled"] if args.compile else [])):
+    for label in ["eager"] + (["compiled"] if args.compile else []):
         if label == "compiled":
             started = time.perf_counter()
             acceleration.apply_compile(pipe, args.compile)

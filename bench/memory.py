@@ -76,10 +76,14 @@ def main():
     worker = measure("worker", args.size)
     print()
     print(f"bare diffusers pipeline, one text2img:             {bare['rss']:8.0f} MiB RSS")
-    print(f"worker predictor, text2img + img2img + inpaint:      {worker['rss']:8.0f} MiB RSS "
-          f"({worker['rss'] / bare['rss']:.3f}x)")
-    print(f"  weight tensors held by the three pipelines:        {worker['tensors']} "
-          f"(one pipeline: {worker['tensors_one_pipeline']}): shared, not copied")
+    print(
+        f"worker predictor, text2img + img2img + inpaint:      {worker['rss']:8.0f} MiB RSS "
+        f"({worker['rss'] / bare['rss']:.3f}x)"
+    )
+    print(
+        f"  weight tensors held by the three pipelines:        {worker['tensors']} "
+        f"(one pipeline: {worker['tensors_one_pipeline']}): shared, not copied"
+    )
     print(f"after a super_resolution job (upscaler loaded lazily): {worker['rss_after_upscale']:6.0f} MiB RSS")
 
 

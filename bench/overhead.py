@@ -95,21 +95,35 @@ def acceptance_rate(port, key, seconds, connections):
     if shutil.which("wrk"):
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(WRK_SCRIPT % body)
-        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "-s", script.name,
-                              f"http://127.0.0.1:{port}/api/v3/text2img"], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{int(seconds)}s",
+                "-s",
+                script.name,
+                f"http://127.0.0.1:{port}/api/v3/text2img",
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout
         os.unlink(script.name)
         rate = float(next(line for line in out.splitlines() if "Requests/sec" in line).split()[-1])
         latency = next(line for line in out.splitlines() if line.startswith("P50"))
         return rate, f"wrk, 1 thread, {connections} connections; latency ms {latency}"
     results = multiprocessing.Queue()
-    clients = [multiprocessing.Process(target=python_client, args=(port, key, seconds, results))
-               for _ in range(connections)]
+    clients = [
+        multiprocessing.Process(target=python_client, args=(port, key, seconds, results)) for _ in range(connections)
+    ]
     for client in clients:
         client.start()
     counts = [results.get() for _ in clients]
     for client in clients:
         client.join()
-    return sum(c for c, _ in counts) / seconds, f"{connections} Python client processes, {sum(e for _, e in counts)} errors"
+    return sum(
+        c for c, _ in counts
+    ) / seconds, f"{connections} Python client processes, {sum(e for _, e in counts)} errors"
 
 
 def main():
@@ -140,8 +154,10 @@ def main():
     common.report("    of which the pipeline, on the worker", pipeline)
     common.report("    overhead per job: (b) - p50(a)", [t - p50_raw for t in latencies])
     common.report("    overhead per job: (b) - its own pipeline time", [t - p for t, p in zip(latencies, pipeline)])
-    print(f"(c) text2img accepted with instant_response: {rate:.0f} requests/s "
-          f"({args.web_workers} gunicorn workers; {how})")
+    print(
+        f"(c) text2img accepted with instant_response: {rate:.0f} requests/s "
+        f"({args.web_workers} gunicorn workers; {how})"
+    )
 
 
 if __name__ == "__main__":

@@ -49,15 +49,36 @@ VAE = {
 }
 
 # CLIP ViT-L/14's text tower, and OpenCLIP ViT-bigG/14's (with its projection)
-TEXT_ENCODER = {"vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                "num_attention_heads": 12, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
-                "projection_dim": 768}
-TEXT_ENCODER_2 = {"vocab_size": 49408, "hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32,
-                  "num_attention_heads": 20, "max_position_embeddings": 77, "hidden_act": "gelu",
-                  "projection_dim": 1280}
+TEXT_ENCODER = {
+    "vocab_size": 49408,
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",
+    "projection_dim": 768,
+}
+TEXT_ENCODER_2 = {
+    "vocab_size": 49408,
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 20,
+    "max_position_embeddings": 77,
+    "hidden_act": "gelu",
+    "projection_dim": 1280,
+}
 
-SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
-             "prediction_type": "epsilon", "steps_offset": 1, "timestep_spacing": "leading"}
+SCHEDULER = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+}
 
 
 def build_pipeline(device: str = "cpu", dtype=None):
@@ -75,10 +96,20 @@ def build_pipeline(device: str = "cpu", dtype=None):
     with torch.device(device):
         unet = UNet2DConditionModel.from_config(UNET).to(dtype)
         vae = AutoencoderKL.from_config(VAE).to(dtype)
-        ids = {"bos_token_id": len(tokenizer) - 2, "eos_token_id": len(tokenizer) - 1, "pad_token_id": len(tokenizer) - 1}
+        ids = {
+            "bos_token_id": len(tokenizer) - 2,
+            "eos_token_id": len(tokenizer) - 1,
+            "pad_token_id": len(tokenizer) - 1,
+        }
         text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER, **ids)).to(dtype)
         text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**TEXT_ENCODER_2, **ids)).to(dtype)
     return StableDiffusionXLPipeline(
-        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
-        tokenizer_2=tokenizer, unet=unet, scheduler=EulerDiscreteScheduler(**SCHEDULER), add_watermarker=False,
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(**SCHEDULER),
+        add_watermarker=False,
     )

@@ -39,8 +39,10 @@ def main():
     worker = common.start_worker("default")
 
     def through_worker(seeds):
-        ids = [jobs.submit(user=user, params=replace(params, seed=seed), base_url="http://bench",
-                           queue_name="default").id for seed in seeds]
+        ids = [
+            jobs.submit(user=user, params=replace(params, seed=seed), base_url="http://bench", queue_name="default").id
+            for seed in seeds
+        ]
         while Job.objects.filter(pk__in=ids).exclude(status__in=["success", "failed"]).exists():
             time.sleep(0.05)
         done = list(Job.objects.filter(pk__in=ids).order_by("started_at"))
@@ -75,13 +77,17 @@ def main():
 
     n = args.rounds * args.per_round
     print()
-    print(f"{n} jobs of {args.size}x{args.size}, {args.steps} steps (demo model, CPU), {args.rounds} alternating rounds")
+    print(
+        f"{n} jobs of {args.size}x{args.size}, {args.steps} steps (demo model, CPU), {args.rounds} alternating rounds"
+    )
     print(f"bare pipeline:   {bare_total:8.2f} s  ({n / bare_total:.3f} images/s)")
     print(f"through worker:  {worker_total:8.2f} s  ({n / worker_total:.3f} images/s)")
     print(f"ratio (worker throughput / bare): {bare_total / worker_total:.3f}")
     print(f"worker time between one job's end and the next one's start: p50 {statistics.median(gaps) * 1000:.1f} ms")
-    print(f"batching: 4 single calls {single / 2:.2f} s, one call of 4 {batched / 2:.2f} s -> "
-          f"{'faster' if batched < single * 0.97 else 'not faster'} ({single / batched:.2f}x)")
+    print(
+        f"batching: 4 single calls {single / 2:.2f} s, one call of 4 {batched / 2:.2f} s -> "
+        f"{'faster' if batched < single * 0.97 else 'not faster'} ({single / batched:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

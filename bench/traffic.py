@@ -44,9 +44,13 @@ class Cluster:
 
     def _start_worker(self):
         self.worker_starts += 1
-        return subprocess.Popen([sys.executable, "manage.py", "rqworker", "high", "default", "low"],
-                                cwd=common.ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL,
-                                stderr=open(common.ROOT / "var" / "bench-worker.log", "ab"))
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", "high", "default", "low"],
+            cwd=common.ROOT,
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=open(common.ROOT / "var" / "bench-worker.log", "ab"),
+        )
 
     def _supervisor(self):
         while self._supervise:
@@ -78,9 +82,18 @@ def make_accounts(count: int, credits_each: int, max_queued: int, per_minute: in
     from billing import credits
     from billing.models import Account, Plan
 
-    plan, _ = Plan.objects.update_or_create(slug="load", defaults={
-        "name": "Load", "monthly_credits": credits_each, "max_queued_jobs": max_queued,
-        "requests_per_minute": per_minute, "max_resolution": 128, "max_samples": 2, "is_public": False})
+    plan, _ = Plan.objects.update_or_create(
+        slug="load",
+        defaults={
+            "name": "Load",
+            "monthly_credits": credits_each,
+            "max_queued_jobs": max_queued,
+            "requests_per_minute": per_minute,
+            "max_resolution": 128,
+            "max_samples": 2,
+            "is_public": False,
+        },
+    )
     accounts = []
     for i in range(count):
         user, _ = User.objects.get_or_create(email=f"load{i}@example.com")
@@ -146,7 +159,11 @@ class Traffic:
                 answer = response.json()
                 ok = response.status_code == 200 and isinstance(answer, dict) and "status" in answer
             except (requests.RequestException, ValueError) as exc:
-                elapsed, answer, ok = time.perf_counter() - started, {"status": f"transport: {type(exc).__name__}"}, False
+                elapsed, answer, ok = (
+                    time.perf_counter() - started,
+                    {"status": f"transport: {type(exc).__name__}"},
+                    False,
+                )
                 response = None
             with self.lock:
                 self.latency[action].append(elapsed)
@@ -163,8 +180,15 @@ class Traffic:
     def _request(self, action, key, rng):
         own = list(self.accepted[key])
         if action in ("text2img", "img2img"):
-            body = {"key": key, "prompt": "load", "width": 64, "height": 64, "instant_response": "yes",
-                    "num_inference_steps": rng.choice([1, 2, 4]), "samples": rng.choice([1, 1, 2])}
+            body = {
+                "key": key,
+                "prompt": "load",
+                "width": 64,
+                "height": 64,
+                "instant_response": "yes",
+                "num_inference_steps": rng.choice([1, 2, 4]),
+                "samples": rng.choice([1, 1, 2]),
+            }
             if self.webhook and rng.random() < 0.2:
                 body["webhook"] = self.webhook
             if action == "img2img":
@@ -207,31 +231,44 @@ def verify(traffic: Traffic, credits_each: int) -> dict:
         expected = credits_each - charged
         if account.balance != expected or ledger.ledger_total(account) != account.balance or account.unfinished_jobs:
             balance_errors.append((account.user_id, account.balance, expected, account.unfinished_jobs))
-    webhooks = dict(Counter(Job.objects.filter(pk__in=accepted).exclude(webhook_status="")
-                            .values_list("webhook_status", flat=True)))
-    return {"accepted": len(accepted), "states": dict(states), "missing": missing, "balance_errors": balance_errors,
-            "webhooks": webhooks}
+    webhooks = dict(
+        Counter(Job.objects.filter(pk__in=accepted).exclude(webhook_status="").values_list("webhook_status", flat=True))
+    )
+    return {
+        "accepted": len(accepted),
+        "states": dict(states),
+        "missing": missing,
+        "balance_errors": balance_errors,
+        "webhooks": webhooks,
+    }
 
 
 def report(traffic: Traffic, seconds: float, checks: dict, title: str) -> str:
     lines = [f"## {title}", ""]
     total = sum(traffic.outcomes.values())
-    lines.append(f"{total} requests in {seconds:.0f} s ({total / seconds:.0f}/s) from {traffic.threads} client "
-                 f"threads, {len(traffic.accounts)} accounts")
+    lines.append(
+        f"{total} requests in {seconds:.0f} s ({total / seconds:.0f}/s) from {traffic.threads} client "
+        f"threads, {len(traffic.accounts)} accounts"
+    )
     lines += ["", "| endpoint | requests | p50 | p99 |", "| --- | --- | --- | --- |"]
     for action, values in sorted(traffic.latency.items()):
-        lines.append(f"| {action} | {len(values)} | {common.percentile(values, 50) * 1000:.0f} ms | "
-                     f"{common.percentile(values, 99) * 1000:.0f} ms |")
+        lines.append(
+            f"| {action} | {len(values)} | {common.percentile(values, 50) * 1000:.0f} ms | "
+            f"{common.percentile(values, 99) * 1000:.0f} ms |"
+        )
     lines += ["", "| endpoint | answer | count |", "| --- | --- | --- |"]
     for (action, outcome), count in sorted(traffic.outcomes.items(), key=lambda item: (item[0][0], -item[1])):
         lines.append(f"| {action} | {outcome} | {count} |")
-    lines += ["", f"- answers outside the envelope (non-200, non-JSON, no status): {len(traffic.bad)}"
-              + (f" — e.g. {traffic.bad[:3]}" if traffic.bad else ""),
-              f"- jobs accepted: {checks['accepted']}; final states: {checks['states']}; "
-              f"unfinished or missing: {checks['missing'] + checks['states'].get('queued', 0) + checks['states'].get('running', 0)}",
-              f"- webhook deliveries by outcome: {checks['webhooks']}",
-              f"- accounts whose balance differs from credits − successful jobs (or whose ledger does not add up): "
-              f"{len(checks['balance_errors'])}" + (f" {checks['balance_errors'][:5]}" if checks["balance_errors"] else "")]
+    lines += [
+        "",
+        f"- answers outside the envelope (non-200, non-JSON, no status): {len(traffic.bad)}"
+        + (f" — e.g. {traffic.bad[:3]}" if traffic.bad else ""),
+        f"- jobs accepted: {checks['accepted']}; final states: {checks['states']}; "
+        f"unfinished or missing: {checks['missing'] + checks['states'].get('queued', 0) + checks['states'].get('running', 0)}",
+        f"- webhook deliveries by outcome: {checks['webhooks']}",
+        f"- accounts whose balance differs from credits − successful jobs (or whose ledger does not add up): "
+        f"{len(checks['balance_errors'])}" + (f" {checks['balance_errors'][:5]}" if checks["balance_errors"] else ""),
+    ]
     return "\n".join(lines)
 
 

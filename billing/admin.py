@@ -7,8 +7,20 @@ from billing.models import Account, CreditEntry, Plan, StripeEvent
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "price_label", "stripe_price_id", "monthly_credits", "max_queued_jobs",
-                    "requests_per_minute", "max_resolution", "max_samples", "priority", "is_default", "is_public"]
+    list_display = [
+        "name",
+        "slug",
+        "price_label",
+        "stripe_price_id",
+        "monthly_credits",
+        "max_queued_jobs",
+        "requests_per_minute",
+        "max_resolution",
+        "max_samples",
+        "priority",
+        "is_default",
+        "is_public",
+    ]
     list_editable = ["monthly_credits", "max_queued_jobs", "requests_per_minute", "priority", "is_public"]
     prepopulated_fields = {"slug": ["name"]}
 
@@ -41,10 +53,27 @@ class AccountAdmin(admin.ModelAdmin):
     list_display = ["user", "plan", "balance", "subscription_status", "current_period_end"]
     list_filter = ["plan", "subscription_status"]
     search_fields = ["user__email", "stripe_customer_id"]
-    readonly_fields = ["user", "balance", "stripe_customer_id", "stripe_subscription_id", "subscription_status",
-                       "current_period_end", "credits_renew_at"]
-    fields = ["user", "plan", "balance", "grant_credits", "grant_reason", "stripe_customer_id",
-              "stripe_subscription_id", "subscription_status", "current_period_end", "credits_renew_at"]
+    readonly_fields = [
+        "user",
+        "balance",
+        "stripe_customer_id",
+        "stripe_subscription_id",
+        "subscription_status",
+        "current_period_end",
+        "credits_renew_at",
+    ]
+    fields = [
+        "user",
+        "plan",
+        "balance",
+        "grant_credits",
+        "grant_reason",
+        "stripe_customer_id",
+        "stripe_subscription_id",
+        "subscription_status",
+        "current_period_end",
+        "credits_renew_at",
+    ]
     inlines = [CreditEntryInline]
 
     def has_add_permission(self, request):

@@ -42,10 +42,15 @@ def default_plan() -> Plan:
     if plan is None:
         plan, _ = Plan.objects.get_or_create(
             slug="free",
-            defaults={"name": "Free", "monthly_credits": settings.FREE_PLAN_CREDITS, "is_default": True,
-                      "price_label": "free", "priority": Plan.Priority.LOW,
-                      "max_queued_jobs": settings.MAX_QUEUED_JOBS,
-                      "requests_per_minute": settings.API_REQUESTS_PER_MINUTE},
+            defaults={
+                "name": "Free",
+                "monthly_credits": settings.FREE_PLAN_CREDITS,
+                "is_default": True,
+                "price_label": "free",
+                "priority": Plan.Priority.LOW,
+                "max_queued_jobs": settings.MAX_QUEUED_JOBS,
+                "requests_per_minute": settings.API_REQUESTS_PER_MINUTE,
+            },
         )
     return plan
 
@@ -69,7 +74,8 @@ def account_for(user, loaded: bool = False) -> Account:
     with transaction.atomic():
         plan = default_plan()
         account, created = Account.objects.get_or_create(
-            user=user, defaults={"plan": plan, "credits_renew_at": next_month(timezone.now())})
+            user=user, defaults={"plan": plan, "credits_renew_at": next_month(timezone.now())}
+        )
         if created and plan.monthly_credits:
             grant(account, plan.monthly_credits, reason=f"{plan.name} plan: first month")
     return Account.objects.select_related("plan").get(pk=account.pk)
@@ -133,8 +139,9 @@ def charge(job):
     the state change that finished it (a second settlement would break a unique constraint)."""
     reservation = CreditEntry.objects.filter(job=job, kind=CreditEntry.Kind.RESERVE).first()
     reserved = -reservation.amount if reservation else 0
-    CreditEntry.objects.create(account_id=job.user_id, kind=CreditEntry.Kind.CHARGE, amount=0, job=job,
-                               reason=f"{reserved} credits")
+    CreditEntry.objects.create(
+        account_id=job.user_id, kind=CreditEntry.Kind.CHARGE, amount=0, job=job, reason=f"{reserved} credits"
+    )
     Account.objects.filter(pk=job.user_id, unfinished_jobs__gt=0).update(unfinished_jobs=F("unfinished_jobs") - 1)
 
 
@@ -143,10 +150,12 @@ def refund(job, reason: str = ""):
     reservation = CreditEntry.objects.filter(job=job, kind=CreditEntry.Kind.RESERVE).first()
     if reservation is None:
         return  # never admitted (made by hand): nothing to give back
-    CreditEntry.objects.create(account_id=job.user_id, kind=CreditEntry.Kind.REFUND, amount=-reservation.amount,
-                               job=job, reason=reason[:200])
+    CreditEntry.objects.create(
+        account_id=job.user_id, kind=CreditEntry.Kind.REFUND, amount=-reservation.amount, job=job, reason=reason[:200]
+    )
     Account.objects.filter(pk=job.user_id, unfinished_jobs__gt=0).update(
-        balance=F("balance") - reservation.amount, unfinished_jobs=F("unfinished_jobs") - 1)
+        balance=F("balance") - reservation.amount, unfinished_jobs=F("unfinished_jobs") - 1
+    )
 
 
 def ledger_total(account: Account) -> int:
@@ -156,8 +165,12 @@ def ledger_total(account: Account) -> int:
 
 def used_since(account: Account, since: datetime) -> int:
     """Credits spent on successful jobs queued since `since`."""
-    spent = CreditEntry.objects.filter(account=account, kind=CreditEntry.Kind.RESERVE, created_at__gte=since,
-                                       job__credit_entries__kind=CreditEntry.Kind.CHARGE)
+    spent = CreditEntry.objects.filter(
+        account=account,
+        kind=CreditEntry.Kind.RESERVE,
+        created_at__gte=since,
+        job__credit_entries__kind=CreditEntry.Kind.CHARGE,
+    )
     return -(spent.aggregate(total=Sum("amount"))["total"] or 0)
 
 

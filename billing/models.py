@@ -28,7 +28,9 @@ class Plan(models.Model):
     class Meta:
         ordering = ["monthly_credits"]
         constraints = [
-            models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True), name="one_default_plan"),
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_plan"
+            ),
             models.CheckConstraint(condition=models.Q(max_samples__gte=1), name="plan_max_samples_positive"),
         ]
 
@@ -40,8 +42,9 @@ class Account(models.Model):
     """A user's billing state. `balance` is the sum of the ledger, kept in step in the same transaction.
     Its primary key is the user's, so a job's account is known without a lookup."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="billing",
-                                primary_key=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="billing", primary_key=True
+    )
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="accounts")
     balance = models.IntegerField(default=0)
     unfinished_jobs = models.PositiveIntegerField(default=0, help_text="jobs queued or running (the plan caps it)")
@@ -50,8 +53,9 @@ class Account(models.Model):
     subscription_status = models.CharField(max_length=32, blank=True)
     subscription_changed_at = models.IntegerField(default=0, help_text="Stripe `created` of the last applied event")
     current_period_end = models.DateTimeField(null=True, blank=True)
-    credits_renew_at = models.DateTimeField(null=True, blank=True,
-                                            help_text="when a plan without subscription gets its next monthly credits")
+    credits_renew_at = models.DateTimeField(
+        null=True, blank=True, help_text="when a plan without subscription gets its next monthly credits"
+    )
 
     class Meta:
         constraints = [
@@ -80,8 +84,9 @@ class CreditEntry(models.Model):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="entries")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount = models.IntegerField(help_text="change of the balance: negative for reserve/expire")
-    job = models.ForeignKey("generation.Job", null=True, blank=True, on_delete=models.SET_NULL,
-                            related_name="credit_entries")
+    job = models.ForeignKey(
+        "generation.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="credit_entries"
+    )
     external_id = models.CharField(max_length=100, blank=True, help_text="e.g. the Stripe invoice a grant is for")
     reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -90,12 +95,15 @@ class CreditEntry(models.Model):
         verbose_name_plural = "credit entries"
         ordering = ["-id"]
         constraints = [
-            models.UniqueConstraint(fields=["job", "kind"], condition=models.Q(job__isnull=False),
-                                    name="one_entry_per_job_and_kind"),
-            models.UniqueConstraint(fields=["job"], condition=models.Q(kind__in=["charge", "refund"]),
-                                    name="one_settlement_per_job"),
-            models.UniqueConstraint(fields=["external_id"], condition=~models.Q(external_id=""),
-                                    name="one_entry_per_external_id"),
+            models.UniqueConstraint(
+                fields=["job", "kind"], condition=models.Q(job__isnull=False), name="one_entry_per_job_and_kind"
+            ),
+            models.UniqueConstraint(
+                fields=["job"], condition=models.Q(kind__in=["charge", "refund"]), name="one_settlement_per_job"
+            ),
+            models.UniqueConstraint(
+                fields=["external_id"], condition=~models.Q(external_id=""), name="one_entry_per_external_id"
+            ),
         ]
 
     def __str__(self):

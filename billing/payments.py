@@ -44,23 +44,26 @@ def ensure_customer(account: Account) -> str:
 
 def checkout_url(account: Account, plan: Plan, success_url: str, cancel_url: str) -> str:
     """A Checkout page where the user subscribes to `plan`."""
-    session = client().v1.checkout.sessions.create(params={
-        "mode": "subscription",
-        "customer": ensure_customer(account),
-        "client_reference_id": str(account.user_id),
-        "line_items": [{"price": plan.stripe_price_id, "quantity": 1}],
-        "success_url": success_url,
-        "cancel_url": cancel_url,
-        "metadata": {"user_id": str(account.user_id), "plan": plan.slug},
-        "subscription_data": {"metadata": {"user_id": str(account.user_id)}},
-    })
+    session = client().v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer": ensure_customer(account),
+            "client_reference_id": str(account.user_id),
+            "line_items": [{"price": plan.stripe_price_id, "quantity": 1}],
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "metadata": {"user_id": str(account.user_id), "plan": plan.slug},
+            "subscription_data": {"metadata": {"user_id": str(account.user_id)}},
+        }
+    )
     return session.url
 
 
 def portal_url(account: Account, return_url: str) -> str:
     """Stripe's customer portal: payment methods, invoices, cancelation."""
     session = client().v1.billing_portal.sessions.create(
-        params={"customer": ensure_customer(account), "return_url": return_url})
+        params={"customer": ensure_customer(account), "return_url": return_url}
+    )
     return session.url
 
 
@@ -72,8 +75,11 @@ def change_subscription(account: Account, plan: Plan):
         return
     subscription = stripe_client.v1.subscriptions.retrieve(account.stripe_subscription_id)
     item = subscription["items"]["data"][0]
-    stripe_client.v1.subscriptions.update(account.stripe_subscription_id, params={
-        "items": [{"id": item["id"], "price": plan.stripe_price_id}],
-        "cancel_at_period_end": False,
-        "proration_behavior": "create_prorations",
-    })
+    stripe_client.v1.subscriptions.update(
+        account.stripe_subscription_id,
+        params={
+            "items": [{"id": item["id"], "price": plan.stripe_price_id}],
+            "cancel_at_period_end": False,
+            "proration_behavior": "create_prorations",
+        },
+    )

@@ -33,8 +33,9 @@ def verify(payload: bytes, signature: str | None) -> dict:
     if not settings.STRIPE_WEBHOOK_SECRET:
         raise InvalidEvent("webhooks are not configured")
     try:
-        stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature or "",
-                                              settings.STRIPE_WEBHOOK_SECRET, tolerance=300)
+        stripe.WebhookSignature.verify_header(
+            payload.decode("utf-8"), signature or "", settings.STRIPE_WEBHOOK_SECRET, tolerance=300
+        )
         event = json.loads(payload)
     except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError) as exc:
         raise InvalidEvent(str(exc)) from exc
@@ -47,7 +48,9 @@ def verify(payload: bytes, signature: str | None) -> dict:
 def process(event: dict) -> str:
     """Apply a verified event once; returns what happened (for the log and the response)."""
     _, created = StripeEvent.objects.get_or_create(
-        event_id=event["id"], defaults={"type": str(event.get("type", ""))[:100], "created": int(event.get("created", 0))})
+        event_id=event["id"],
+        defaults={"type": str(event.get("type", ""))[:100], "created": int(event.get("created", 0))},
+    )
     if not created:
         return "duplicate"
     handler = HANDLERS.get(event.get("type"))
@@ -79,8 +82,9 @@ def _timestamp(value) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=UTC) if value else None
 
 
-def _apply_subscription(account: Account, created: int, *, subscription_id: str, status: str,
-                        plan: Plan | None, period_end=None) -> str:
+def _apply_subscription(
+    account: Account, created: int, *, subscription_id: str, status: str, plan: Plan | None, period_end=None
+) -> str:
     """Set the account's subscription state, unless a newer event already did."""
     if created < account.subscription_changed_at:
         return "stale"
@@ -111,17 +115,23 @@ def checkout_completed(account: Account, session: dict, created: int) -> str:
     plan = Plan.objects.filter(slug=(session.get("metadata") or {}).get("plan", "")).first()
     if account.stripe_customer_id != _id(session.get("customer")):
         account.stripe_customer_id = _id(session.get("customer"))
-    return _apply_subscription(account, created, subscription_id=_id(session["subscription"]), status="active",
-                               plan=plan)
+    return _apply_subscription(
+        account, created, subscription_id=_id(session["subscription"]), status="active", plan=plan
+    )
 
 
 def subscription_changed(account: Account, subscription: dict, created: int) -> str:
     items = (subscription.get("items") or {}).get("data") or [{}]
     price = _id(items[0].get("price"))
     period_end = subscription.get("current_period_end") or items[0].get("current_period_end")
-    return _apply_subscription(account, created, subscription_id=subscription["id"],
-                               status=subscription.get("status", ""), plan=_plan_for_price(price),
-                               period_end=_timestamp(period_end))
+    return _apply_subscription(
+        account,
+        created,
+        subscription_id=subscription["id"],
+        status=subscription.get("status", ""),
+        plan=_plan_for_price(price),
+        period_end=_timestamp(period_end),
+    )
 
 
 def subscription_deleted(account: Account, subscription: dict, created: int) -> str:
@@ -139,8 +149,12 @@ def _invoice_price(invoice: dict) -> str:
 def invoice_paid(account: Account, invoice: dict, created: int) -> str:
     """The period is paid for: grant its credits (once per invoice)."""
     plan = _plan_for_price(_invoice_price(invoice)) or account.plan
-    entry = credits.grant(account, plan.monthly_credits, reason=f"{plan.name} plan: invoice {invoice.get('number') or ''}",
-                          external_id=f"invoice:{invoice['id']}")
+    entry = credits.grant(
+        account,
+        plan.monthly_credits,
+        reason=f"{plan.name} plan: invoice {invoice.get('number') or ''}",
+        external_id=f"invoice:{invoice['id']}",
+    )
     return "granted" if entry else "already granted"
 
 

@@ -22,22 +22,30 @@ LEDGER_PAGE_SIZE = 25
 def pricing(request):
     credits.default_plan()  # the free plan is always listed
     account = credits.account_for(request.user) if request.user.is_authenticated else None
-    return render(request, "billing/pricing.html", {
-        "plans": Plan.objects.filter(is_public=True),
-        "account": account,
-        "configured": payments.configured(),
-    })
+    return render(
+        request,
+        "billing/pricing.html",
+        {
+            "plans": Plan.objects.filter(is_public=True),
+            "account": account,
+            "configured": payments.configured(),
+        },
+    )
 
 
 @login_required
 def billing(request):
     account = credits.account_for(request.user)
     ledger = Paginator(account.entries.select_related("job"), LEDGER_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "billing/billing.html", {
-        "account": account,
-        "ledger": ledger,
-        "configured": payments.configured(),
-    })
+    return render(
+        request,
+        "billing/billing.html",
+        {
+            "account": account,
+            "ledger": ledger,
+            "configured": payments.configured(),
+        },
+    )
 
 
 @login_required
@@ -57,11 +65,15 @@ def change_plan(request, slug):
             if not plan.stripe_price_id:
                 messages.info(request, f"The {plan.name} plan needs no payment.")
                 return redirect("billing")
-            return redirect(payments.checkout_url(
-                account, plan,
-                success_url=request.build_absolute_uri(reverse("billing")) + "?checkout=success",
-                cancel_url=request.build_absolute_uri(reverse("pricing")),
-            ), permanent=False)
+            return redirect(
+                payments.checkout_url(
+                    account,
+                    plan,
+                    success_url=request.build_absolute_uri(reverse("billing")) + "?checkout=success",
+                    cancel_url=request.build_absolute_uri(reverse("pricing")),
+                ),
+                permanent=False,
+            )
         payments.change_subscription(account, plan)
     except stripe.StripeError:
         logger.exception("Stripe refused a plan change for %s", request.user)

@@ -160,8 +160,9 @@ REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Fail fast (and answer a clear error) rather than hang when Redis is away; RQ's worker raises the
 # read timeout of its own connection above its blocking dequeue.
 _REDIS_TIMEOUTS = "socket_connect_timeout=2&socket_timeout=10"
-REDIS_CLIENT_URL = REDIS_URL if "socket_timeout" in REDIS_URL else (
-    REDIS_URL + ("&" if "?" in REDIS_URL else "?") + _REDIS_TIMEOUTS)
+REDIS_CLIENT_URL = (
+    REDIS_URL if "socket_timeout" in REDIS_URL else (REDIS_URL + ("&" if "?" in REDIS_URL else "?") + _REDIS_TIMEOUTS)
+)
 GENERATION_QUEUES = ["high", "default", "low"]
 RQ_QUEUES = {name: {"URL": REDIS_CLIENT_URL, "DEFAULT_TIMEOUT": 900} for name in GENERATION_QUEUES}
 RQ = {"WORKER_CLASS": "generation.runtime.worker.GenerationWorker"}
@@ -215,7 +216,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "SDXL API",
     "DESCRIPTION": "Self-hosted Stable Diffusion XL API, wire-compatible with the hosted Stable Diffusion API v3. "
-    "Every endpoint is POST with a JSON body carrying `key`; errors are HTTP 200 with status \"error\".",
+    'Every endpoint is POST with a JSON body carrying `key`; errors are HTTP 200 with status "error".',
     "VERSION": "3",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

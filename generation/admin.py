@@ -32,10 +32,34 @@ class JobAdmin(admin.ModelAdmin):
     search_fields = ["=id", "user__email"]
     date_hierarchy = "queued_at"
     list_select_related = ["user"]
-    readonly_fields = ["preview_large", "user", "api_key", "kind", "status", "params", "seed", "file_prefix",
-                       "output_format", "output_names", "thumbnail_name", "base_url", "queue_name", "attempt", "runs",
-                       "worker_name", "progress_step", "progress_total", "generation_time", "pipeline_time", "error", "webhook_status",
-                       "queued_at", "started_at", "finished_at", "expired_at"]
+    readonly_fields = [
+        "preview_large",
+        "user",
+        "api_key",
+        "kind",
+        "status",
+        "params",
+        "seed",
+        "file_prefix",
+        "output_format",
+        "output_names",
+        "thumbnail_name",
+        "base_url",
+        "queue_name",
+        "attempt",
+        "runs",
+        "worker_name",
+        "progress_step",
+        "progress_total",
+        "generation_time",
+        "pipeline_time",
+        "error",
+        "webhook_status",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "expired_at",
+    ]
     fields = readonly_fields
     inlines = [WebhookAttemptInline]
     change_list_template = "admin/generation/job/change_list.html"
@@ -48,15 +72,22 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="image")
     def preview(self, job):
-        return format_html('<img src="{}" alt="" style="height:48px;border-radius:4px">', job.thumbnail_url) \
-            if job.thumbnail_name and not job.expired_at else "–"
+        return (
+            format_html('<img src="{}" alt="" style="height:48px;border-radius:4px">', job.thumbnail_url)
+            if job.thumbnail_name and not job.expired_at
+            else "–"
+        )
 
     @admin.display(description="outputs")
     def preview_large(self, job):
         if job.expired_at or not job.output_names:
             return "–"
-        return format_html("".join(f'<a href="{url}"><img src="{url}" alt="" style="max-height:256px;margin:4px"></a>'
-                                   for url in storage.output_urls(job)))
+        return format_html(
+            "".join(
+                f'<a href="{url}"><img src="{url}" alt="" style="max-height:256px;margin:4px"></a>'
+                for url in storage.output_urls(job)
+            )
+        )
 
     def delete_model(self, request, obj):
         storage.delete_files(obj)
@@ -75,8 +106,12 @@ class JobAdmin(admin.ModelAdmin):
 
     def queue_view(self, request):
         """Queued per queue, running, failed, workers and their heartbeats, throughput, ETA; refreshes itself."""
-        context = {**self.admin_site.each_context(request), "title": "Queue load", "opts": self.model._meta,
-                   "overview": selectors.queue_overview()}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Queue load",
+            "opts": self.model._meta,
+            "overview": selectors.queue_overview(),
+        }
         return TemplateResponse(request, "admin/generation/job/queue.html", context)
 
     def gallery_view(self, request):
@@ -97,7 +132,15 @@ class JobAdmin(admin.ModelAdmin):
                 filters[key] = ""
         page = Paginator(jobs.order_by("-id"), GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
         query = urlencode({key: value for key, value in filters.items() if value})
-        context = {**self.admin_site.each_context(request), "title": "Gallery", "opts": self.model._meta,
-                   "page": page, "filters": filters, "query": query, "kinds": Job.Kind.choices,
-                   "statuses": Job.Status.choices, "change_url": reverse("admin:generation_job_changelist")}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Gallery",
+            "opts": self.model._meta,
+            "page": page,
+            "filters": filters,
+            "query": query,
+            "kinds": Job.Kind.choices,
+            "statuses": Job.Status.choices,
+            "change_url": reverse("admin:generation_job_changelist"),
+        }
         return TemplateResponse(request, "admin/generation/job/gallery.html", context)

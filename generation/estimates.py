@@ -75,16 +75,22 @@ def learn(pipe, params: JobParams, seconds: float, step_seconds: float | None):
 
 def recount():
     """Reset the backlog from the database, the source of truth (maintenance does this periodically)."""
-    rows = (Job.objects.filter(status=Job.Status.QUEUED).values("queue_name")
-            .annotate(count=Count("id"), seconds=Sum("predicted_seconds")))
+    rows = (
+        Job.objects.filter(status=Job.Status.QUEUED)
+        .values("queue_name")
+        .annotate(count=Count("id"), seconds=Sum("predicted_seconds"))
+    )
     queue.reset_backlog({row["queue_name"]: (row["count"], row["seconds"] or 0.0) for row in rows})
 
 
 def running_remaining(workers: dict) -> float:
     """Predicted seconds the live workers' current jobs still need."""
     now = time.time()
-    return sum(max(0.0, w["job_predicted"] - (now - w["job_started"]))
-               for w in workers.values() if w.get("job_id") and w.get("job_predicted") and w.get("job_started"))
+    return sum(
+        max(0.0, w["job_predicted"] - (now - w["job_started"]))
+        for w in workers.values()
+        if w.get("job_id") and w.get("job_predicted") and w.get("job_started")
+    )
 
 
 def wait_seconds(queue_name: str, position: int | None = None) -> float:

@@ -32,8 +32,17 @@ UNFINISHED = [Job.Status.QUEUED, Job.Status.RUNNING]
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
-def submit(*, user, params: JobParams, base_url: str, api_key=None, queue_name: str | None = None,
-           idempotency_key: str = "", account=None, inputs: dict | None = None) -> Job:
+def submit(
+    *,
+    user,
+    params: JobParams,
+    base_url: str,
+    api_key=None,
+    queue_name: str | None = None,
+    idempotency_key: str = "",
+    account=None,
+    inputs: dict | None = None,
+) -> Job:
     """Record the job, reserve its credits, store its input images and queue it once the transaction
     commits.
 
@@ -107,11 +116,13 @@ def start(job_id: int, attempt: int, worker_name: str) -> Job | None:
     runs once per job on the worker, where the ORM's UPDATE-then-SELECT costs two round trips.
     """
     table = Job._meta.db_table
-    moved = list(Job.objects.raw(
-        f"UPDATE {table} SET status = %s, started_at = %s, worker_name = %s, runs = runs + 1, "
-        f"progress_step = 0, progress_total = 0 WHERE id = %s AND attempt = %s AND status = %s RETURNING *",
-        [Job.Status.RUNNING, timezone.now(), worker_name[:200], job_id, attempt, Job.Status.QUEUED],
-    ))
+    moved = list(
+        Job.objects.raw(
+            f"UPDATE {table} SET status = %s, started_at = %s, worker_name = %s, runs = runs + 1, "
+            f"progress_step = 0, progress_total = 0 WHERE id = %s AND attempt = %s AND status = %s RETURNING *",
+            [Job.Status.RUNNING, timezone.now(), worker_name[:200], job_id, attempt, Job.Status.QUEUED],
+        )
+    )
     if not moved:
         return None
     queue.remove_from_backlog(moved[0])
@@ -133,8 +144,16 @@ def record_progress(job_id: int, step: int, total: int):
 
 
 @transaction.atomic
-def succeed(job: Job, output_names: list[str], generation_time: float, seeds: list[int], nsfw=None,
-            thumbnail: str = "", steps: int = 0, pipeline_time: float | None = None) -> bool:
+def succeed(
+    job: Job,
+    output_names: list[str],
+    generation_time: float,
+    seeds: list[int],
+    nsfw=None,
+    thumbnail: str = "",
+    steps: int = 0,
+    pipeline_time: float | None = None,
+) -> bool:
     """Record the outputs, their seeds (and NSFW flags), the scheduler's step count, and charge the
     reserved credits."""
     moved = Job.objects.filter(pk=job.pk, attempt=job.attempt, status=Job.Status.RUNNING).update(
@@ -159,14 +178,18 @@ def succeed(job: Job, output_names: list[str], generation_time: float, seeds: li
 def fail(job_id: int, reason: str, attempt: int | None = None) -> bool:
     """Mark a queued or running job failed with `reason` (shown to the user) and refund its credits.
     With `attempt`, only if the job is still on that try."""
-    moved, was_queued = _finish_unfinished(job_id, attempt, status=Job.Status.FAILED, error=reason[:2000],
-                                           finished_at=timezone.now())
+    moved, was_queued = _finish_unfinished(
+        job_id, attempt, status=Job.Status.FAILED, error=reason[:2000], finished_at=timezone.now()
+    )
     if moved:
         logger.info("Job %s failed: %s", job_id, reason)
         job = Job.objects.get(pk=job_id)
         credits.refund(job, reason)
-        transaction.on_commit(lambda: _announce_finished(job_id, has_webhook=job.webhook_status == "pending",
-                                                         left_queue=job if was_queued else None))
+        transaction.on_commit(
+            lambda: _announce_finished(
+                job_id, has_webhook=job.webhook_status == "pending", left_queue=job if was_queued else None
+            )
+        )
     return bool(moved)
 
 
@@ -175,8 +198,9 @@ def cancel(job: Job) -> Job:
     """Cancel a queued or running job: it ends `canceled` at once and its credits are refunded; a
     queued one leaves its RQ queue, a running one stops at its worker's next denoising step. A
     finished job is left as it is. Returns the job's fresh state (cancel is idempotent)."""
-    moved, was_queued = _finish_unfinished(job.pk, None, status=Job.Status.CANCELED, error=CANCELED_MESSAGE,
-                                           finished_at=timezone.now())
+    moved, was_queued = _finish_unfinished(
+        job.pk, None, status=Job.Status.CANCELED, error=CANCELED_MESSAGE, finished_at=timezone.now()
+    )
     job.refresh_from_db()
     if moved:
         credits.refund(job, "canceled")
@@ -196,7 +220,11 @@ def requeue(job: Job, reason: str) -> bool:
     """Put an unfinished job back on its queue as a new try (its worker was lost, or Redis lost it)."""
     with transaction.atomic():
         moved = Job.objects.filter(pk=job.pk, attempt=job.attempt, status__in=UNFINISHED).update(
-            status=Job.Status.QUEUED, attempt=F("attempt") + 1, worker_name="", progress_step=0, progress_total=0,
+            status=Job.Status.QUEUED,
+            attempt=F("attempt") + 1,
+            worker_name="",
+            progress_step=0,
+            progress_total=0,
         )
         if moved:
             logger.warning("Job %s re-queued: %s", job.pk, reason)

@@ -45,8 +45,9 @@ class Job(models.Model):
     generation_time = models.FloatField(null=True, blank=True, help_text="seconds on the worker")
     pipeline_time = models.FloatField(null=True, blank=True, help_text="of which in the diffusion pipeline")
     error = models.TextField(blank=True)
-    idempotency_key = models.CharField(max_length=200, blank=True,
-                                       help_text="the client's Idempotency-Key: a retry gets this job back (24 h)")
+    idempotency_key = models.CharField(
+        max_length=200, blank=True, help_text="the client's Idempotency-Key: a retry gets this job back (24 h)"
+    )
     webhook_status = models.CharField(
         max_length=16, blank=True, help_text='"" (no webhook), pending, delivered or failed'
     )
@@ -68,8 +69,11 @@ class Job(models.Model):
                 condition=models.Q(status__in=["queued", "running", "success", "failed", "canceled"]),
                 name="job_status_valid",
             ),
-            models.UniqueConstraint(fields=["user", "idempotency_key"], condition=~models.Q(idempotency_key=""),
-                                    name="job_idempotency_key_unique_per_user"),
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="job_idempotency_key_unique_per_user",
+            ),
             models.CheckConstraint(
                 condition=~models.Q(status="success") | models.Q(generation_time__isnull=False),
                 name="job_success_has_time",

@@ -52,8 +52,9 @@ def observe_generation(pipe, kind: str, seconds: float):
 class _Collector:
     def collect(self):
         conn = redis_client.connection()
-        requests = CounterMetricFamily("sdxl_api_requests", "API answers by endpoint and status",
-                                       labels=["endpoint", "status"])
+        requests = CounterMetricFamily(
+            "sdxl_api_requests", "API answers by endpoint and status", labels=["endpoint", "status"]
+        )
         for field, value in sorted(conn.hgetall(REQUESTS_KEY).items()):
             endpoint, _, status = field.decode().partition("|")
             requests.add_metric([endpoint, status], int(value))
@@ -70,8 +71,9 @@ class _Collector:
             jobs.add_metric([status], by_status.get(status, 0))
         yield jobs
 
-        histogram = HistogramMetricFamily("sdxl_generation_seconds", "Seconds on the worker per successful job",
-                                          labels=["kind"])
+        histogram = HistogramMetricFamily(
+            "sdxl_generation_seconds", "Seconds on the worker per successful job", labels=["kind"]
+        )
         for kind in Job.Kind.values:
             stored = {k.decode(): v for k, v in conn.hgetall(GENERATION_KEY.format(kind)).items()}
             buckets = [(_bucket_label(b), int(stored.get(_bucket_label(b), 0))) for b in BUCKETS]

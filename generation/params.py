@@ -14,8 +14,13 @@ from django.conf import settings
 
 from generation.schedulers import DEFAULT_SCHEDULER, SECOND_ORDER
 
-UPSCALE_MODELS = ["RealESRGAN_x4plus", "RealESRNet_x4plus", "RealESRGAN_x4plus_anime_6B", "RealESRGAN_x2plus",
-                  "realesr-general-x4v3"]
+UPSCALE_MODELS = [
+    "RealESRGAN_x4plus",
+    "RealESRNet_x4plus",
+    "RealESRGAN_x4plus_anime_6B",
+    "RealESRGAN_x2plus",
+    "realesr-general-x4v3",
+]
 MAX_SIDE = 1024
 
 
@@ -162,8 +167,11 @@ class SuperResolutionParams(JobParams):
     def complete(self, sizes):
         self.width, self.height = sizes["image"]
         if self.width * self.height > settings.UPSCALE_MAX_INPUT_PIXELS:
-            raise InvalidInput("url", f"The url image is too large to upscale ({self.width}x{self.height}); "
-                                      f"the limit is {settings.UPSCALE_MAX_INPUT_PIXELS} pixels.")
+            raise InvalidInput(
+                "url",
+                f"The url image is too large to upscale ({self.width}x{self.height}); "
+                f"the limit is {settings.UPSCALE_MAX_INPUT_PIXELS} pixels.",
+            )
 
     def work(self) -> float:
         return float(self.width * self.height * self.scale**2)
@@ -186,13 +194,20 @@ class Kind:
         return self.params.kind
 
 
-KINDS = {kind.name: kind for kind in (
-    Kind(Text2ImgParams, "CREDITS_PER_IMAGE", "generation.runtime.sdxl.SDXLPredictor"),
-    Kind(Img2ImgParams, "CREDITS_PER_IMAGE", "generation.runtime.sdxl.SDXLPredictor"),
-    Kind(InpaintParams, "CREDITS_PER_IMAGE", "generation.runtime.sdxl.SDXLPredictor"),
-    Kind(SuperResolutionParams, "CREDITS_PER_UPSCALE", "generation.runtime.upscale.UpscalePredictor",
-         single_output=True),
-)}
+KINDS = {
+    kind.name: kind
+    for kind in (
+        Kind(Text2ImgParams, "CREDITS_PER_IMAGE", "generation.runtime.sdxl.SDXLPredictor"),
+        Kind(Img2ImgParams, "CREDITS_PER_IMAGE", "generation.runtime.sdxl.SDXLPredictor"),
+        Kind(InpaintParams, "CREDITS_PER_IMAGE", "generation.runtime.sdxl.SDXLPredictor"),
+        Kind(
+            SuperResolutionParams,
+            "CREDITS_PER_UPSCALE",
+            "generation.runtime.upscale.UpscalePredictor",
+            single_output=True,
+        ),
+    )
+}
 
 
 def load(kind: str, data: dict) -> JobParams:

@@ -32,8 +32,11 @@ def _abandoned(job: Job, now, live_workers=None) -> bool:
 def _lost(job: Job, now, rq_status: str | None, lost_after: float = LOST_AFTER_SECONDS) -> bool:
     """Queued for a while, yet RQ will not run its try: RQ has no such job (Redis restarted without
     its data) or gave up on it before the job started (its worker lost the database, say)."""
-    return (job.status == Job.Status.QUEUED and now - job.queued_at > timedelta(seconds=lost_after)
-            and (rq_status is None or rq_status in queue.GIVEN_UP))
+    return (
+        job.status == Job.Status.QUEUED
+        and now - job.queued_at > timedelta(seconds=lost_after)
+        and (rq_status is None or rq_status in queue.GIVEN_UP)
+    )
 
 
 def _recover(job: Job) -> bool:

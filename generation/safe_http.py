@@ -68,14 +68,28 @@ def split_url(url: str):
 def _pool(scheme: str, host: str, address: str, port: int, timeout):
     if scheme == "https":
         return urllib3.HTTPSConnectionPool(
-            address, port, timeout=timeout, retries=False, maxsize=1, server_hostname=host,
-            assert_hostname=host, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(),
+            address,
+            port,
+            timeout=timeout,
+            retries=False,
+            maxsize=1,
+            server_hostname=host,
+            assert_hostname=host,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(),
         )
     return urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
 
 
-def request(method: str, url: str, *, body: bytes | None = None, headers: dict | None = None,
-            max_bytes: int, follow_redirects: bool = True) -> Response:
+def request(
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    headers: dict | None = None,
+    max_bytes: int,
+    follow_redirects: bool = True,
+) -> Response:
     """One HTTP exchange (following up to SAFE_HTTP_MAX_REDIRECTS redirects) with bounded time and size."""
     deadline = time.monotonic() + settings.SAFE_HTTP_TOTAL_TIMEOUT
     timeout = urllib3.Timeout(connect=settings.SAFE_HTTP_CONNECT_TIMEOUT, read=settings.SAFE_HTTP_READ_TIMEOUT)
@@ -86,8 +100,13 @@ def request(method: str, url: str, *, body: bytes | None = None, headers: dict |
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
             response = _pool(parts.scheme, parts.hostname, address, port, timeout).urlopen(
-                method, path, body=body, headers={"Host": host_header, "User-Agent": "sdxl-api/1", **(headers or {})},
-                redirect=False, preload_content=False, retries=False,
+                method,
+                path,
+                body=body,
+                headers={"Host": host_header, "User-Agent": "sdxl-api/1", **(headers or {})},
+                redirect=False,
+                preload_content=False,
+                retries=False,
             )
             if follow_redirects and response.status in REDIRECTS and response.headers.get("Location"):
                 response.release_conn()

@@ -60,18 +60,31 @@ def queue_overview() -> dict:
     hour_ago = timezone.now() - timedelta(hours=1)
     queued = dict(Job.objects.filter(status=Job.Status.QUEUED).values_list("queue_name").annotate(n=Count("id")))
     indexes = get_queues_map()
-    queues = [{"name": name, "queued": queued.get(name, 0), "rq_length": queue.queue(name).count,
-               "rq_index": indexes.get(name), "wait": round(estimates.wait_seconds(name), 1)}
-              for name in settings.GENERATION_QUEUES]
+    queues = [
+        {
+            "name": name,
+            "queued": queued.get(name, 0),
+            "rq_length": queue.queue(name).count,
+            "rq_index": indexes.get(name),
+            "wait": round(estimates.wait_seconds(name), 1),
+        }
+        for name in settings.GENERATION_QUEUES
+    ]
     last_hour = Job.objects.filter(finished_at__gte=hour_ago).aggregate(
         succeeded=Count("id", filter=Q(status=Job.Status.SUCCESS)),
         failed=Count("id", filter=Q(status=Job.Status.FAILED)),
         mean_time=Avg("generation_time", filter=Q(status=Job.Status.SUCCESS)),
     )
     now = time.time()
-    workers = [{"name": name, **info, "heartbeat_age": now - info["beat_at"],
-                "job_seconds": now - info["job_started"] if info.get("job_started") else None}
-               for name, info in liveness.live_workers().items()]
+    workers = [
+        {
+            "name": name,
+            **info,
+            "heartbeat_age": now - info["beat_at"],
+            "job_seconds": now - info["job_started"] if info.get("job_started") else None,
+        }
+        for name, info in liveness.live_workers().items()
+    ]
     return {
         "queues": queues,
         "queued": sum(queued.values()),
@@ -123,14 +136,24 @@ def account_summary(user) -> dict:
     return {
         "status": "success",
         "email": user.email,
-        "plan": {"name": plan.name, "slug": plan.slug, "monthly_credits": plan.monthly_credits,
-                 "priority": plan.priority},
+        "plan": {
+            "name": plan.name,
+            "slug": plan.slug,
+            "monthly_credits": plan.monthly_credits,
+            "priority": plan.priority,
+        },
         "credits": account.balance,
         "queued_jobs": in_flight.filter(status=Job.Status.QUEUED).count(),
         "running_jobs": in_flight.filter(status=Job.Status.RUNNING).count(),
-        "limits": {"max_queued_jobs": plan.max_queued_jobs, "requests_per_minute": plan.requests_per_minute,
-                   "max_resolution": plan.max_resolution, "max_samples": plan.max_samples},
+        "limits": {
+            "max_queued_jobs": plan.max_queued_jobs,
+            "requests_per_minute": plan.requests_per_minute,
+            "max_resolution": plan.max_resolution,
+            "max_samples": plan.max_samples,
+        },
         "subscription_status": account.subscription_status or None,
-        "credits_renew_at": account.credits_renew_at.isoformat() if account.credits_renew_at and not account.has_subscription else None,
+        "credits_renew_at": account.credits_renew_at.isoformat()
+        if account.credits_renew_at and not account.has_subscription
+        else None,
         "current_period_end": account.current_period_end.isoformat() if account.current_period_end else None,
     }

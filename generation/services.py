@@ -18,8 +18,16 @@ class JobNotFound(Exception):
     """No job of this user has that id."""
 
 
-def request_generation(*, user, params: JobParams, base_url: str, inputs: dict | None = None, api_key=None,
-                       instant: bool = False, idempotency_key: str = "") -> Job:
+def request_generation(
+    *,
+    user,
+    params: JobParams,
+    base_url: str,
+    inputs: dict | None = None,
+    api_key=None,
+    instant: bool = False,
+    idempotency_key: str = "",
+) -> Job:
     """Queue a job and wait a short while for it, unless the client asked for no wait (`instant`).
 
     Used by the API (with the key) and by the dashboard playground (signed in, no key). In order, so
@@ -39,8 +47,15 @@ def request_generation(*, user, params: JobParams, base_url: str, inputs: dict |
     fetched = _fetch_inputs(inputs or {})
     params.complete({field: image.size for field, image in fetched.items()})
     params.clamp_to_plan(plan.max_resolution, plan.max_samples)  # sizes that came from the input images
-    job = jobs.submit(user=user, api_key=api_key, params=params, base_url=base_url,
-                      idempotency_key=idempotency_key, account=account, inputs=fetched)
+    job = jobs.submit(
+        user=user,
+        api_key=api_key,
+        params=params,
+        base_url=base_url,
+        idempotency_key=idempotency_key,
+        account=account,
+        inputs=fetched,
+    )
     return wait(job, 0 if instant else settings.GENERATION_WAIT_SECONDS)
 
 

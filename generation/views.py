@@ -38,28 +38,36 @@ def dashboard(request):
     peak = max([day["count"] for day in days] + [1])
     account = credits.account_for(request.user)
     period_start = usage.period_start()
-    return render(request, "dashboard/index.html", {
-        "usage": selectors.usage(request.user),
-        "account": account,
-        "credits_used": credits.used_since(account, period_start),
-        "days": [{**day, "height": round(100 * day["count"] / peak)} for day in days],
-        "in_flight": selectors.jobs_in_flight(request.user),
-        "period_start": period_start,
-    })
+    return render(
+        request,
+        "dashboard/index.html",
+        {
+            "usage": selectors.usage(request.user),
+            "account": account,
+            "credits_used": credits.used_since(account, period_start),
+            "days": [{**day, "height": round(100 * day["count"] / peak)} for day in days],
+            "in_flight": selectors.jobs_in_flight(request.user),
+            "period_start": period_start,
+        },
+    )
 
 
 @login_required
 def history(request):
     page = Paginator(Job.objects.filter(user=request.user).order_by("-id"), HISTORY_PAGE_SIZE).get_page(
-        request.GET.get("page"))
+        request.GET.get("page")
+    )
     return render(request, "dashboard/history.html", {"page": page})
 
 
 @login_required
 def job_detail(request, job_id):
     job = get_object_or_404(Job, pk=job_id, user=request.user)
-    return render(request, "dashboard/job.html", {"job": job, "status": _job_status(request.user, job.id),
-                                                  "playground_params": _playground_params(job)})
+    return render(
+        request,
+        "dashboard/job.html",
+        {"job": job, "status": _job_status(request.user, job.id), "playground_params": _playground_params(job)},
+    )
 
 
 @login_required
@@ -81,11 +89,15 @@ def job_status(request, job_id):
 
 @login_required
 def playground(request):
-    return render(request, "dashboard/playground.html", {
-        "schedulers": schedulers.DIFFUSERS_SCHEDULERS + list(schedulers.A1111_SCHEDULERS),
-        "default_scheduler": schedulers.DEFAULT_SCHEDULER,
-        "upscale_models": UPSCALE_MODELS,
-    })
+    return render(
+        request,
+        "dashboard/playground.html",
+        {
+            "schedulers": schedulers.DIFFUSERS_SCHEDULERS + list(schedulers.A1111_SCHEDULERS),
+            "default_scheduler": schedulers.DEFAULT_SCHEDULER,
+            "upscale_models": UPSCALE_MODELS,
+        },
+    )
 
 
 @login_required
@@ -101,17 +113,28 @@ def playground_run(request):
         return JsonResponse(errors.invalid_request())
     serializer = serializer_class(data=data)
     if not serializer.is_valid():
-        return JsonResponse(errors.validation({field: [str(m) for m in msgs] for field, msgs in serializer.errors.items()}))
+        return JsonResponse(
+            errors.validation({field: [str(m) for m in msgs] for field, msgs in serializer.errors.items()})
+        )
     submission = serializer.validated_data
     try:
-        job = services.request_generation(user=request.user, params=submission["params"],
-                                          inputs=submission["inputs"], base_url=storage.base_url_for(request),
-                                          instant=True)
+        job = services.request_generation(
+            user=request.user,
+            params=submission["params"],
+            inputs=submission["inputs"],
+            base_url=storage.base_url_for(request),
+            instant=True,
+        )
     except (QueueFull, InsufficientCredits, InvalidInput) as exc:
         return JsonResponse(errors.refused(exc, request))
-    return JsonResponse({"status": "queued", "id": job.id,
-                         "status_url": reverse("dashboard-job-status", args=[job.id]),
-                         "detail_url": reverse("dashboard-job", args=[job.id])})
+    return JsonResponse(
+        {
+            "status": "queued",
+            "id": job.id,
+            "status_url": reverse("dashboard-job-status", args=[job.id]),
+            "detail_url": reverse("dashboard-job", args=[job.id]),
+        }
+    )
 
 
 def _job_status(user, job_id) -> dict:
@@ -136,8 +159,20 @@ def _job_status(user, job_id) -> dict:
 def _playground_params(job: Job) -> dict:
     """The job's parameters in the playground form's terms (for "open in playground")."""
     params = job.params
-    keys = ["prompt", "negative_prompt", "width", "height", "samples", "steps", "guidance_scale", "seed",
-            "scheduler", "strength", "scale", "model_id"]
+    keys = [
+        "prompt",
+        "negative_prompt",
+        "width",
+        "height",
+        "samples",
+        "steps",
+        "guidance_scale",
+        "seed",
+        "scheduler",
+        "strength",
+        "scale",
+        "model_id",
+    ]
     return {"kind": job.kind, **{key: params[key] for key in keys if key in params}}
 
 

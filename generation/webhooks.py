@@ -59,8 +59,11 @@ def redeliver_lost(now=None) -> int:
     deliver them again (receivers tell repeats apart by X-Request-Id). At most once per LOST_AFTER,
     whichever worker runs it; returns how many."""
     now = now or timezone.now()
-    lost = list(Job.objects.filter(webhook_status="pending", finished_at__lt=now - LOST_AFTER)
-                .values_list("pk", flat=True)[:100])
+    lost = list(
+        Job.objects.filter(webhook_status="pending", finished_at__lt=now - LOST_AFTER).values_list("pk", flat=True)[
+            :100
+        ]
+    )
     again = 0
     for job_id in lost:
         if redis_connection().set(REDELIVERY_KEY.format(job_id), 1, nx=True, ex=int(LOST_AFTER.total_seconds())):
@@ -94,13 +97,20 @@ def deliver(job_id: int) -> bool:
         started = time.perf_counter()
         status_code, error = None, ""
         try:
-            response = safe_http.request("POST", job.params["webhook"], body=body, headers=headers,
-                                         max_bytes=MAX_RESPONSE_BYTES, follow_redirects=False)
+            response = safe_http.request(
+                "POST",
+                job.params["webhook"],
+                body=body,
+                headers=headers,
+                max_bytes=MAX_RESPONSE_BYTES,
+                follow_redirects=False,
+            )
             status_code = response.status
         except safe_http.UnsafeURL as exc:
             error = str(exc)
-        WebhookAttempt.objects.create(job=job, number=number, status_code=status_code, error=error[:500],
-                                      duration=time.perf_counter() - started)
+        WebhookAttempt.objects.create(
+            job=job, number=number, status_code=status_code, error=error[:500], duration=time.perf_counter() - started
+        )
         if status_code is not None and 200 <= status_code < 300:
             Job.objects.filter(pk=job.pk).update(webhook_status="delivered")
             return True

@@ -21,7 +21,11 @@ DEMO_PASSWORD = "demo-password-123"
 
 def manage(*args, capture=False, env=None):
     return subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, text=True,
+        [PYTHON, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        text=True,
         stdout=subprocess.PIPE if capture else None,
     )
 
@@ -71,17 +75,40 @@ def main():
         manage("migrate", "--noinput", "-v", "0", env=env)
         manage("collectstatic", "--noinput", "-v", "0", env=env)
         manage("build_demo_model", env=env)
-        key = manage("createapikey", DEMO_EMAIL, "--name", "demo", "--password", DEMO_PASSWORD,
-                     capture=True, env=env).stdout.strip().splitlines()[-1]
-        children.append(subprocess.Popen(
-            [PYTHON, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-             "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-"],
-            cwd=ROOT, env=env,
-        ))
-        children.append(subprocess.Popen([PYTHON, "manage.py", "rqworker", "high", "default", "low"], cwd=ROOT, env=env))
+        key = (
+            manage("createapikey", DEMO_EMAIL, "--name", "demo", "--password", DEMO_PASSWORD, capture=True, env=env)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        children.append(
+            subprocess.Popen(
+                [
+                    PYTHON,
+                    "-m",
+                    "gunicorn",
+                    "config.wsgi",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    "2",
+                    "--worker-class",
+                    "gthread",
+                    "--threads",
+                    "8",
+                    "--access-logfile",
+                    "-",
+                ],
+                cwd=ROOT,
+                env=env,
+            )
+        )
+        children.append(
+            subprocess.Popen([PYTHON, "manage.py", "rqworker", "high", "default", "low"], cwd=ROOT, env=env)
+        )
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/healthz")
-        print(f"""
+        print(
+            f"""
   SDXL API is running at {base}/
   Demo log-in:  {DEMO_EMAIL} / {DEMO_PASSWORD}
   Demo API key: {key}
@@ -90,8 +117,10 @@ def main():
   curl -s -X POST {base}/api/v3/text2img -H 'Content-Type: application/json' \\
     -d '{{"key": "{key}", "prompt": "a lighthouse at dusk", "width": "256", "height": "256", "num_inference_steps": "20"}}'
 
-  Ctrl-C stops the web server, the worker{' and Redis' if len(children) > 2 else ''}.
-""", flush=True)
+  Ctrl-C stops the web server, the worker{" and Redis" if len(children) > 2 else ""}.
+""",
+            flush=True,
+        )
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         print("A process exited; stopping.", file=sys.stderr)

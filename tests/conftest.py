@@ -54,7 +54,10 @@ def start_worker(log_name="worker", queues=settings.GENERATION_QUEUES, **env_ove
     before = Worker.count(connection=connection_)
     process = subprocess.Popen(
         [sys.executable, "manage.py", "rqworker", *queues, "--name", f"{log_name}-{os.getpid()}-{time.time_ns()}"],
-        cwd=ROOT, env=worker_environment(**env_overrides), stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=worker_environment(**env_overrides),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 120
     while Worker.count(connection=connection_) <= before:
@@ -185,8 +188,21 @@ def stripe_server(live_server, settings):
 @pytest.fixture
 def plans(transactional_db):
     return {
-        "pro": Plan.objects.create(slug="pro", name="Pro", monthly_credits=5000, stripe_price_id="price_pro",
-                                   priority="high", max_queued_jobs=20, price_label="$20/month"),
-        "studio": Plan.objects.create(slug="studio", name="Studio", monthly_credits=20000,
-                                      stripe_price_id="price_studio", priority="high", price_label="$60/month"),
+        "pro": Plan.objects.create(
+            slug="pro",
+            name="Pro",
+            monthly_credits=5000,
+            stripe_price_id="price_pro",
+            priority="high",
+            max_queued_jobs=20,
+            price_label="$20/month",
+        ),
+        "studio": Plan.objects.create(
+            slug="studio",
+            name="Studio",
+            monthly_credits=20000,
+            stripe_price_id="price_studio",
+            priority="high",
+            price_label="$60/month",
+        ),
     }

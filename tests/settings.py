@@ -1,6 +1,5 @@
 """Test settings: real PostgreSQL and Redis when reachable, else SQLite and an embedded Redis."""
 
-
 from tests import environment
 
 environment.prepare()

@@ -106,21 +106,37 @@ class FakeStripe:
     # the API our code calls
     def api_post(self, path, params):
         if path == "/v1/customers":
-            customer = {"id": new_id("cus"), "object": "customer", "email": params.get("email"),
-                        "metadata": params.get("metadata", {})}
+            customer = {
+                "id": new_id("cus"),
+                "object": "customer",
+                "email": params.get("email"),
+                "metadata": params.get("metadata", {}),
+            }
             self.customers[customer["id"]] = customer
             return 200, customer
         if path == "/v1/checkout/sessions":
-            session = {"id": new_id("cs"), "object": "checkout.session", "mode": params["mode"],
-                       "customer": params["customer"], "client_reference_id": params.get("client_reference_id"),
-                       "metadata": params.get("metadata", {}), "success_url": params["success_url"],
-                       "price": params["line_items"][0]["price"], "subscription": None}
+            session = {
+                "id": new_id("cs"),
+                "object": "checkout.session",
+                "mode": params["mode"],
+                "customer": params["customer"],
+                "client_reference_id": params.get("client_reference_id"),
+                "metadata": params.get("metadata", {}),
+                "success_url": params["success_url"],
+                "price": params["line_items"][0]["price"],
+                "subscription": None,
+            }
             session["url"] = f"{self.url}/pay/{session['id']}"
             self.sessions[session["id"]] = session
             return 200, session
         if path == "/v1/billing_portal/sessions":
-            return 200, {"id": new_id("bps"), "object": "billing_portal.session", "customer": params["customer"],
-                         "url": f"{self.url}/portal/{params['customer']}", "return_url": params.get("return_url")}
+            return 200, {
+                "id": new_id("bps"),
+                "object": "billing_portal.session",
+                "customer": params["customer"],
+                "url": f"{self.url}/portal/{params['customer']}",
+                "return_url": params.get("return_url"),
+            }
         match = re.fullmatch(r"/v1/subscriptions/(\w+)", path)
         if match and match.group(1) in self.subscriptions:
             return 200, self.update_subscription(match.group(1), params)
@@ -135,18 +151,46 @@ class FakeStripe:
     # what Stripe does on its side, with the webhooks it sends
     def subscription(self, customer, price, status="active"):
         now = int(time.time())
-        return {"id": new_id("sub"), "object": "subscription", "customer": customer, "status": status,
-                "cancel_at_period_end": False,
-                "items": {"object": "list", "data": [{"id": new_id("si"), "object": "subscription_item",
-                                                      "price": {"id": price, "object": "price"},
-                                                      "current_period_end": now + 30 * 86400}]}}
+        return {
+            "id": new_id("sub"),
+            "object": "subscription",
+            "customer": customer,
+            "status": status,
+            "cancel_at_period_end": False,
+            "items": {
+                "object": "list",
+                "data": [
+                    {
+                        "id": new_id("si"),
+                        "object": "subscription_item",
+                        "price": {"id": price, "object": "price"},
+                        "current_period_end": now + 30 * 86400,
+                    }
+                ],
+            },
+        }
 
     def invoice(self, subscription):
-        return {"id": new_id("in"), "object": "invoice", "customer": subscription["customer"], "number": "T-1",
-                "status": "paid", "lines": {"object": "list", "data": [
-                    {"id": new_id("il"), "object": "line_item", "pricing": {
-                        "type": "price_details",
-                        "price_details": {"price": subscription["items"]["data"][0]["price"]["id"]}}}]}}
+        return {
+            "id": new_id("in"),
+            "object": "invoice",
+            "customer": subscription["customer"],
+            "number": "T-1",
+            "status": "paid",
+            "lines": {
+                "object": "list",
+                "data": [
+                    {
+                        "id": new_id("il"),
+                        "object": "line_item",
+                        "pricing": {
+                            "type": "price_details",
+                            "price_details": {"price": subscription["items"]["data"][0]["price"]["id"]},
+                        },
+                    }
+                ],
+            },
+        }
 
     def pay(self, session_id):
         """The customer completes Checkout: a subscription starts and its first invoice is paid."""
@@ -178,8 +222,14 @@ class FakeStripe:
         self.send("customer.subscription.deleted", subscription)
 
     def event(self, type_, obj, created=None) -> dict:
-        return {"id": new_id("evt"), "object": "event", "type": type_, "api_version": "2026-10-28.endive",
-                "created": int(time.time()) if created is None else created, "data": {"object": obj}}
+        return {
+            "id": new_id("evt"),
+            "object": "event",
+            "type": type_,
+            "api_version": "2026-10-28.endive",
+            "created": int(time.time()) if created is None else created,
+            "data": {"object": obj},
+        }
 
     def send(self, type_, obj, created=None) -> dict:
         event = self.event(type_, obj, created)
@@ -189,9 +239,15 @@ class FakeStripe:
     def deliver(self, event, secret=None) -> int:
         """POST an event to our endpoint, signed as Stripe signs it; the HTTP status we answered."""
         payload = json.dumps(event).encode()
-        request = urllib.request.Request(self.webhook_url, data=payload, method="POST", headers={
-            "Content-Type": "application/json",
-            "Stripe-Signature": signature_header(payload, secret or self.webhook_secret)})
+        request = urllib.request.Request(
+            self.webhook_url,
+            data=payload,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "Stripe-Signature": signature_header(payload, secret or self.webhook_secret),
+            },
+        )
         self.sent_events.append(event)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:

@@ -29,8 +29,12 @@ def baseline(settings):
 
 def test_options_are_off_on_cpu_unless_asked(settings):
     options = acceleration.options_for("cpu")
-    assert (options.dtype, options.channels_last, options.fuse_qkv, options.compile_mode) == \
-        ("float32", False, False, "")
+    assert (options.dtype, options.channels_last, options.fuse_qkv, options.compile_mode) == (
+        "float32",
+        False,
+        False,
+        "",
+    )
     assert acceleration.options_for("cuda").dtype == "float16"
     assert acceleration.options_for("cuda").channels_last and acceleration.options_for("cuda").fuse_qkv
 

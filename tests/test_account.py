@@ -7,8 +7,7 @@ from tests.test_fetch import _params
 
 def test_account_reports_plan_credits_jobs_and_limits(api, account):
     user, _ = account
-    jobs.submit(user=user, params=_params(samples=3), base_url=api.base_url,
-                queue_name="parked")
+    jobs.submit(user=user, params=_params(samples=3), base_url=api.base_url, queue_name="parked")
     body = api.post("/api/v3/account")
     assert body["status"] == "success" and body["email"] == "alice@example.com"
     assert body["plan"]["slug"] == "free" and body["plan"]["monthly_credits"] == account_for(user).plan.monthly_credits

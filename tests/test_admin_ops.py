@@ -69,14 +69,14 @@ def test_gallery_filters_and_opens_a_job(admin_client, finished):
     html = page.content.decode()
     assert first.thumbnail_url in html and second.thumbnail_url in html
     assert requests.get(first.base_url + first.thumbnail_url, timeout=10).status_code == 200
-    only_boats = admin_client.get("/admin/generation/job/gallery/", {"user": "alice@", "kind": "text2img",
-                                                                   "status": "success"})
+    only_boats = admin_client.get(
+        "/admin/generation/job/gallery/", {"user": "alice@", "kind": "text2img", "status": "success"}
+    )
     assert second.thumbnail_url in only_boats.content.decode()
     nobody = admin_client.get("/admin/generation/job/gallery/", {"user": "nobody@example.com"}).content.decode()
     assert first.thumbnail_url not in nobody and "No images match." in nobody
     future = (timezone.now() + timedelta(days=2)).date().isoformat()
-    assert "No images match." in admin_client.get("/admin/generation/job/gallery/",
-                                                  {"since": future}).content.decode()
+    assert "No images match." in admin_client.get("/admin/generation/job/gallery/", {"since": future}).content.decode()
     detail = admin_client.get(f"/admin/generation/job/{second.id}/change/")
     assert detail.status_code == 200 and second.output_names[1].split("/")[-1] in detail.content.decode()
 

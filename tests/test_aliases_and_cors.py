@@ -19,10 +19,15 @@ def test_fetch_aliases(api):
 
 
 def test_cors_preflight(api):
-    response = requests.options(api.base_url + "/api/v3/text2img", timeout=10, headers={
-        "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type,authorization",
-    })
+    response = requests.options(
+        api.base_url + "/api/v3/text2img",
+        timeout=10,
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,authorization",
+        },
+    )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] in ("*", "https://app.example.com")
     assert "POST" in response.headers["Access-Control-Allow-Methods"]

@@ -60,7 +60,11 @@ def test_last_used_is_recorded(db):
 def test_createapikey_prints_a_working_key_on_its_last_line(transactional_db):
     result = subprocess.run(
         [sys.executable, "manage.py", "createapikey", "cli@example.com", "--name", "ci"],
-        cwd=ROOT, env=worker_environment(), capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        env=worker_environment(),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     raw_key = result.stdout.strip().splitlines()[-1]
     api_key = authenticate_key(raw_key)

@@ -59,8 +59,7 @@ def test_success_is_reserved_then_charged_once(api, account):
 def test_a_failed_job_is_refunded(api, account, monkeypatch):
     user, _ = account
     before = account_of(user).balance
-    job = jobs.submit(user=user, params=_params(samples=2), base_url=api.base_url,
-                      queue_name="isolated")
+    job = jobs.submit(user=user, params=_params(samples=2), base_url=api.base_url, queue_name="isolated")
     assert account_of(user).balance == before - 2
 
     def broken(*args, **kwargs):
@@ -119,8 +118,7 @@ def test_fifty_concurrent_requests_with_credits_for_ten(live_server, worker, tra
 def test_plan_limits_clamp_size_and_samples(api, account):
     user, _ = account
     Plan.objects.filter(pk=account_of(user).plan_id).update(max_resolution=100, max_samples=2)
-    body = api.post("/api/v3/text2img", {**REQUEST, "width": 512, "height": 96, "samples": 4,
-                                         "instant_response": "no"})
+    body = api.post("/api/v3/text2img", {**REQUEST, "width": 512, "height": 96, "samples": 4, "instant_response": "no"})
     assert body["status"] == "success"
     assert (body["meta"]["W"], body["meta"]["H"], body["meta"]["n_samples"]) == (96, 96, 2)
     assert len(body["output"]) == 2
@@ -157,11 +155,18 @@ def test_admin_assigns_a_plan_and_grants_credits(transactional_db):
     account = account_of(user)
     before = account.balance
 
-    response = admin.post(f"/admin/billing/account/{account.pk}/change/", {
-        "plan": pro.pk, "grant_credits": "250", "grant_reason": "support ticket 42",
-        "entries-TOTAL_FORMS": "0", "entries-INITIAL_FORMS": "0", "entries-MIN_NUM_FORMS": "0",
-        "entries-MAX_NUM_FORMS": "0",
-    })
+    response = admin.post(
+        f"/admin/billing/account/{account.pk}/change/",
+        {
+            "plan": pro.pk,
+            "grant_credits": "250",
+            "grant_reason": "support ticket 42",
+            "entries-TOTAL_FORMS": "0",
+            "entries-INITIAL_FORMS": "0",
+            "entries-MIN_NUM_FORMS": "0",
+            "entries-MAX_NUM_FORMS": "0",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     account = account_of(user)
     assert account.plan == pro and account.balance == before + 250
@@ -173,8 +178,9 @@ def test_admin_assigns_a_plan_and_grants_credits(transactional_db):
 def test_billing_pages_without_stripe(transactional_db, settings):
     settings.STRIPE_SECRET_KEY = ""
     user, _ = make_account("page@example.com")
-    Plan.objects.create(slug="pro", name="Pro", monthly_credits=5000, stripe_price_id="price_pro",
-                        price_label="$20/month")
+    Plan.objects.create(
+        slug="pro", name="Pro", monthly_credits=5000, stripe_price_id="price_pro", price_label="$20/month"
+    )
     client = Client()
     assert "Pro" in client.get("/pricing/").content.decode()  # public
     assert client.get("/billing/").status_code == 302  # sign-in required

@@ -24,8 +24,7 @@ def ledger(job_id):
 def test_cancel_a_queued_job(api, account):
     user, _ = account
     balance = account_for(user).balance
-    job = jobs.submit(user=user, params=_params(samples=2), base_url=api.base_url,
-                      queue_name="parked")
+    job = jobs.submit(user=user, params=_params(samples=2), base_url=api.base_url, queue_name="parked")
     assert job.rq_job_id in django_rq.get_queue("parked").get_job_ids()
 
     body = api.post(f"/api/v3/cancel/{job.id}")
@@ -58,8 +57,10 @@ def test_cancel_a_running_job_stops_it_within_a_few_steps(api, account):
     assert account_for(user).balance == balance and ledger(job_id) == ["refund", "reserve"]
     assert not default_storage.exists(job.output_name(0))
     # the worker is fine: the next job runs
-    assert api.post("/api/v3/text2img", {"prompt": "next", "width": 64, "height": 64,
-                                         "num_inference_steps": 1})["status"] == "success"
+    assert (
+        api.post("/api/v3/text2img", {"prompt": "next", "width": 64, "height": 64, "num_inference_steps": 1})["status"]
+        == "success"
+    )
 
 
 def test_cancel_after_success_changes_nothing(api, account):

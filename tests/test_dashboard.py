@@ -26,8 +26,9 @@ def alice(transactional_db):
 @pytest.fixture
 def bob(transactional_db):
     user, key = make_account("bob@example.com")
-    job = jobs.submit(user=user, params=_params(prompt="bob's secret prompt"),
-                      base_url="http://testserver", queue_name="parked")
+    job = jobs.submit(
+        user=user, params=_params(prompt="bob's secret prompt"), base_url="http://testserver", queue_name="parked"
+    )
     return user, key, job
 
 
@@ -50,8 +51,9 @@ def test_pages_render_for_the_owner_only(alice, bob, page):
 
 def test_history_and_job_pages_show_own_jobs_only(alice, bob):
     user, _, client = alice
-    mine = jobs.submit(user=user, params=_params(prompt="alice's lighthouse"),
-                       base_url="http://testserver", queue_name="parked")
+    mine = jobs.submit(
+        user=user, params=_params(prompt="alice's lighthouse"), base_url="http://testserver", queue_name="parked"
+    )
     history = client.get("/dashboard/history/").content.decode()
     assert "alice&#x27;s lighthouse" in history and "bob&#x27;s secret prompt" not in history
     assert client.get(f"/dashboard/jobs/{mine.id}/").status_code == 200
@@ -63,8 +65,7 @@ def test_history_and_job_pages_show_own_jobs_only(alice, bob):
 
 def test_cancel_from_the_job_page(alice, bob):
     user, _, client = alice
-    mine = jobs.submit(user=user, params=_params(), base_url="http://testserver",
-                       queue_name="parked")
+    mine = jobs.submit(user=user, params=_params(), base_url="http://testserver", queue_name="parked")
     assert 'id="job-cancel"' in client.get(f"/dashboard/jobs/{mine.id}/").content.decode()
     assert client.post(f"/dashboard/jobs/{bob[2].id}/cancel/").status_code == 404
     bob[2].refresh_from_db()
@@ -79,12 +80,21 @@ def test_cancel_from_the_job_page(alice, bob):
 
 def test_history_is_paginated_newest_first(alice):
     user, _, client = alice
-    created = [jobs.submit(user=user, params=_params(), base_url="http://testserver",
-                           queue_name="parked") for _ in range(3)]
+    created = [
+        jobs.submit(user=user, params=_params(), base_url="http://testserver", queue_name="parked") for _ in range(3)
+    ]
     Job.objects.filter(user=user).update(status=Job.Status.FAILED)  # past the queued-jobs cap
     for _ in range(20):
-        created.append(Job.objects.create(user=user, kind="text2img", params=_params().to_dict(), seed=1,
-                                          base_url="http://testserver", status=Job.Status.FAILED))
+        created.append(
+            Job.objects.create(
+                user=user,
+                kind="text2img",
+                params=_params().to_dict(),
+                seed=1,
+                base_url="http://testserver",
+                status=Job.Status.FAILED,
+            )
+        )
     first = client.get("/dashboard/history/").content.decode()
     assert f"#{created[-1].id}<" in first and f"#{created[0].id}<" not in first
     assert f"#{created[0].id}<" in client.get("/dashboard/history/?page=2").content.decode()
@@ -121,14 +131,18 @@ def test_rotate_webhook_secret(alice):
 
 def test_playground_runs_through_the_api_serializers(alice):
     user, _, client = alice
-    answer = client.post("/dashboard/playground/run/", json.dumps({"kind": "text2img", "prompt": "x", "width": "100"}),
-                         content_type="application/json").json()
+    answer = client.post(
+        "/dashboard/playground/run/",
+        json.dumps({"kind": "text2img", "prompt": "x", "width": "100"}),
+        content_type="application/json",
+    ).json()
     assert answer["status"] == "queued"
     job = Job.objects.get(pk=answer["id"], user=user)
     assert job.params["width"] == 96 and job.api_key is None
 
-    invalid = client.post("/dashboard/playground/run/", json.dumps({"kind": "text2img", "width": 64}),
-                          content_type="application/json").json()
+    invalid = client.post(
+        "/dashboard/playground/run/", json.dumps({"kind": "text2img", "width": 64}), content_type="application/json"
+    ).json()
     assert invalid["message"] == {"prompt": ["The prompt field is required."]}
 
 
@@ -142,12 +156,17 @@ def test_state_changing_pages_need_csrf(alice):
 
 
 def test_sign_up_and_log_in(client, db):
-    response = client.post("/accounts/signup/", {"email": "new@example.com", "password1": "a-long-passphrase-42",
-                                                 "password2": "a-long-passphrase-42"})
+    response = client.post(
+        "/accounts/signup/",
+        {"email": "new@example.com", "password1": "a-long-passphrase-42", "password2": "a-long-passphrase-42"},
+    )
     assert response.status_code == 302
     assert client.get("/dashboard/").status_code == 200
     client.logout()
-    assert client.post("/accounts/login/", {"login": "new@example.com", "password": "a-long-passphrase-42"}).status_code == 302
+    assert (
+        client.post("/accounts/login/", {"login": "new@example.com", "password": "a-long-passphrase-42"}).status_code
+        == 302
+    )
 
 
 def test_failed_log_ins_are_rate_limited(client, db):

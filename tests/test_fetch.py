@@ -9,8 +9,10 @@ from tests.conftest import Api, make_account
 
 
 def queued_job(api) -> dict:
-    return api.post("/api/v3/text2img", {"prompt": "fetch me", "width": 64, "height": 64,
-                                         "num_inference_steps": 1, "instant_response": "yes"})
+    return api.post(
+        "/api/v3/text2img",
+        {"prompt": "fetch me", "width": 64, "height": 64, "num_inference_steps": 1, "instant_response": "yes"},
+    )
 
 
 def test_fetch_finished_job_returns_the_success_body(api):
@@ -40,8 +42,7 @@ def test_another_accounts_job_looks_unknown(api, live_server):
 def test_queued_job_answers_processing(api, account):
     user, _ = account
     # a job on a queue no worker listens to stays queued
-    job = jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url,
-                      queue_name="parked")
+    job = jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url, queue_name="parked")
     body = api.post(f"/api/v3/fetch/{job.id}")
     assert body["status"] == "processing"
     assert body["messege"] == body["message"] == "Request processing"
@@ -50,8 +51,7 @@ def test_queued_job_answers_processing(api, account):
 
 def test_job_lost_by_the_queue_is_queued_again(api, account):
     user, _ = account
-    job = jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url,
-                      queue_name="parked")
+    job = jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url, queue_name="parked")
     queue = django_rq.get_queue("parked")
     queue.connection.delete(f"rq:job:{job.rq_job_id}")  # Redis lost it (restarted without its data)
     Job.objects.filter(pk=job.pk).update(queued_at=job.queued_at.replace(year=2020))
@@ -65,16 +65,18 @@ def test_a_try_rq_gave_up_on(api, account):
     """Running when RQ gave up (timeout, crash): failed. Never started (its worker lost the database):
     queued again."""
     user, _ = account
-    running = jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url,
-                          queue_name="parked")
+    running = jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url, queue_name="parked")
     Job.objects.filter(pk=running.pk).update(status=Job.Status.RUNNING)
     django_rq.get_queue("parked").fetch_job(running.rq_job_id).set_status("failed")
     assert api.post(f"/api/v3/fetch/{running.id}") == {
-        "status": "failed", "id": running.id, "message": "Failed, Try Again", "messege": "Failed, Try Again",
-        "output": []}
+        "status": "failed",
+        "id": running.id,
+        "message": "Failed, Try Again",
+        "messege": "Failed, Try Again",
+        "output": [],
+    }
 
-    never_started = jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url,
-                                queue_name="parked")
+    never_started = jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url, queue_name="parked")
     django_rq.get_queue("parked").fetch_job(never_started.rq_job_id).set_status("failed")
     Job.objects.filter(pk=never_started.pk).update(queued_at=never_started.queued_at.replace(year=2020))
     assert api.post(f"/api/v3/fetch/{never_started.id}")["status"] == "processing"

@@ -16,22 +16,29 @@ from tests.conftest import make_account
 EXAMPLES_PER_OPERATION = 250
 STATUSES = {"success", "processing", "error", "failed", "ok"}
 
-schema = schemathesis.openapi.from_dict(json.loads(json.dumps(
-    SchemaGenerator().get_schema(request=None, public=True), default=str)))
+schema = schemathesis.openapi.from_dict(
+    json.loads(json.dumps(SchemaGenerator().get_schema(request=None, public=True), default=str))
+)
 
 
 @pytest.fixture
 def fuzz_key(worker, transactional_db):
     """An account whose accepted jobs are tiny (64 px, one image) and few at a time."""
     plan = credits.default_plan()
-    Plan.objects.filter(pk=plan.pk).update(max_resolution=64, max_samples=1, max_queued_jobs=3,
-                                          requests_per_minute=10**6, monthly_credits=10**6)
+    Plan.objects.filter(pk=plan.pk).update(
+        max_resolution=64, max_samples=1, max_queued_jobs=3, requests_per_minute=10**6, monthly_credits=10**6
+    )
     return make_account("fuzz@example.com")[1]
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 def test_every_answer_is_in_the_envelope(case, fuzz_key, live_server):
     if isinstance(case.body, dict):
         case.body["key"] = fuzz_key

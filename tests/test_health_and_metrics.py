@@ -43,8 +43,10 @@ def test_metrics_need_the_token(live_server):
 
 
 def test_metrics_expose_queues_jobs_generation_time_and_workers(api, live_server):
-    assert api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64,
-                                         "num_inference_steps": 1})["status"] == "success"
+    assert (
+        api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1})["status"]
+        == "success"
+    )
     api.post("/api/v3/system_load")
     response = requests.get(live_server.url + "/metrics", headers=TOKEN, timeout=10)
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")

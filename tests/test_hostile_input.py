@@ -33,21 +33,41 @@ def test_a_body_over_the_limit_is_refused_before_parsing(api, settings):
 def test_deeply_nested_json(api, depth):
     body = raw(api, "[" * depth + "]" * depth)
     assert body["message"] == "Invalid API Request"
-    nested = raw(api, json.dumps({"key": api.key, "prompt": "x", "track_id": 1}).replace(
-        '"track_id": 1', '"extra": ' + "{\"a\": " * depth + "1" + "}" * depth))
+    nested = raw(
+        api,
+        json.dumps({"key": api.key, "prompt": "x", "track_id": 1}).replace(
+            '"track_id": 1', '"extra": ' + '{"a": ' * depth + "1" + "}" * depth
+        ),
+    )
     assert nested["message"] == "Invalid API Request"
 
 
 def test_wrong_types_everywhere(api):
-    body = api.post("/api/v3/text2img", {"prompt": {"a": 1}, "negative_prompt": [1], "width": [512],
-                                         "height": {"h": 1}, "samples": True, "num_inference_steps": "many",
-                                         "guidance_scale": None, "seed": "abc", "scheduler": 7,
-                                         "use_karras_sigmas": "maybe", "webhook": 12, "track_id": {"x": 1},
-                                         "base64": [], "safety_checker": {}})
+    body = api.post(
+        "/api/v3/text2img",
+        {
+            "prompt": {"a": 1},
+            "negative_prompt": [1],
+            "width": [512],
+            "height": {"h": 1},
+            "samples": True,
+            "num_inference_steps": "many",
+            "guidance_scale": None,
+            "seed": "abc",
+            "scheduler": 7,
+            "use_karras_sigmas": "maybe",
+            "webhook": 12,
+            "track_id": {"x": 1},
+            "base64": [],
+            "safety_checker": {},
+        },
+    )
     errors = body["message"]
     assert body["status"] == "error" and body["messege"] == errors
     assert errors["width"] == ["The width must be a number."]
-    assert {"prompt", "height", "samples", "num_inference_steps", "seed", "use_karras_sigmas", "track_id"} <= set(errors)
+    assert {"prompt", "height", "samples", "num_inference_steps", "seed", "use_karras_sigmas", "track_id"} <= set(
+        errors
+    )
 
 
 def test_a_100_kb_prompt_is_refused_with_its_limit(api):
@@ -56,17 +76,29 @@ def test_a_100_kb_prompt_is_refused_with_its_limit(api):
 
 
 def test_control_characters_emoji_and_nul_bytes_generate(api):
-    prompt = "a \u0007lighthouse\u200b 🌅🦊\x00 at dusk\r\n\t\U0001F600 وَ 灯台"
-    body = api.post("/api/v3/text2img", {"prompt": prompt, "negative_prompt": "\x00\x01", **TINY,
-                                         "track_id": "id\x00", "idempotency_key": "k\x00"})
+    prompt = "a \u0007lighthouse\u200b 🌅🦊\x00 at dusk\r\n\t\U0001f600 وَ 灯台"
+    body = api.post(
+        "/api/v3/text2img",
+        {"prompt": prompt, "negative_prompt": "\x00\x01", **TINY, "track_id": "id\x00", "idempotency_key": "k\x00"},
+    )
     assert body["status"] == "success", body
     assert body["meta"]["prompt"] == prompt.replace("\x00", "") and body["track_id"] == "id"
 
 
 def test_negative_and_huge_sizes_are_clamped(api):
-    body = api.post("/api/v3/text2img", {"prompt": "x", "width": -5000, "height": 10**30, "samples": -3,
-                                         "num_inference_steps": 0, "guidance_scale": 1e308, "seed": -1,
-                                         "instant_response": "yes"})
+    body = api.post(
+        "/api/v3/text2img",
+        {
+            "prompt": "x",
+            "width": -5000,
+            "height": 10**30,
+            "samples": -3,
+            "num_inference_steps": 0,
+            "guidance_scale": 1e308,
+            "seed": -1,
+            "instant_response": "yes",
+        },
+    )
     meta = body["meta"]
     assert (meta["W"], meta["H"], meta["n_samples"], meta["steps"], meta["guidance_scale"]) == (64, 1024, 1, 1, 20.0)
     assert 0 <= meta["seed"] < 2**32
@@ -81,13 +113,24 @@ def test_nan_and_infinity_are_not_json(api, constant):
 
 
 def test_duplicate_keys_take_the_last_value(api):
-    body = raw(api, '{"key": "%s", "prompt": "first", "prompt": "second", "width": 64, "height": 64, '
-                    '"num_inference_steps": 1, "instant_response": "yes"}' % api.key)
+    body = raw(
+        api,
+        '{"key": "%s", "prompt": "first", "prompt": "second", "width": 64, "height": 64, '
+        '"num_inference_steps": 1, "instant_response": "yes"}' % api.key,
+    )
     assert body["meta"]["prompt"] == "second"
 
 
-@pytest.mark.parametrize("value", ["http://[::1", "http://example.com:99999/x.png", "ftp://example.com/x.png",
-                                   "javascript:alert(1)", "//no-scheme.example/x.png"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://[::1",
+        "http://example.com:99999/x.png",
+        "ftp://example.com/x.png",
+        "javascript:alert(1)",
+        "//no-scheme.example/x.png",
+    ],
+)
 def test_malformed_urls(api, value):
     image = api.post("/api/v3/img2img", {"prompt": "x", "init_image": value})
     assert image["status"] == "error" and list(image["message"]) == ["init_image"]
@@ -96,8 +139,9 @@ def test_malformed_urls(api, value):
 
 
 def test_html_served_as_an_image(api, http_server):
-    http_server.routes["/cat.png"] = Route(body=b"<html><script>alert(1)</script></html>",
-                                           headers={"Content-Type": "image/png"})
+    http_server.routes["/cat.png"] = Route(
+        body=b"<html><script>alert(1)</script></html>", headers={"Content-Type": "image/png"}
+    )
     body = api.post("/api/v3/img2img", {"prompt": "x", "init_image": f"{http_server.url}/cat.png"})
     assert body["message"] == {"init_image": ["The init image must be a PNG, JPEG or WebP image."]}
 
@@ -106,4 +150,6 @@ def test_nothing_was_queued_by_the_refused_bodies(api, account):
     for data in ("[" * 50 + "]" * 50, '{"prompt": NaN}', "not json", ""):
         raw(api, data)
     assert not Job.objects.filter(user=account[0]).exists()
-    assert requests.post(api.base_url + "/api/v3/system_load", json={"key": api.key}, timeout=10).json()["status"] == "ok"
+    assert (
+        requests.post(api.base_url + "/api/v3/system_load", json={"key": api.key}, timeout=10).json()["status"] == "ok"
+    )

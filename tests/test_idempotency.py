@@ -40,8 +40,9 @@ def test_two_concurrent_requests_with_one_key(api, account):
     url = api.base_url + "/api/v3/text2img"
 
     def post(_):
-        return requests.post(url, json={"key": api.key, **REQUEST}, headers={"Idempotency-Key": "race"},
-                             timeout=30).json()
+        return requests.post(
+            url, json={"key": api.key, **REQUEST}, headers={"Idempotency-Key": "race"}, timeout=30
+        ).json()
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         bodies = list(pool.map(post, range(2)))

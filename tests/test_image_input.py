@@ -30,18 +30,21 @@ def no_private(settings):
     settings.SAFE_HTTP_ALLOWED_NETWORKS = []
 
 
-@pytest.mark.parametrize("template", [
-    "http://127.0.0.1:{port}/cat.png",
-    "http://localhost:{port}/cat.png",  # a hostname that resolves to loopback
-    "http://[::1]:{port}/cat.png",
-    "http://127.1:{port}/cat.png",
-    "http://0.0.0.0:{port}/cat.png",
-    "http://10.0.0.1:{port}/cat.png",
-    "http://169.254.169.254/latest/meta-data/",
-    "http://[::ffff:127.0.0.1]:{port}/cat.png",
-    "file:///etc/passwd",
-    "ftp://127.0.0.1/cat.png",
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "http://127.0.0.1:{port}/cat.png",
+        "http://localhost:{port}/cat.png",  # a hostname that resolves to loopback
+        "http://[::1]:{port}/cat.png",
+        "http://127.1:{port}/cat.png",
+        "http://0.0.0.0:{port}/cat.png",
+        "http://10.0.0.1:{port}/cat.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:127.0.0.1]:{port}/cat.png",
+        "file:///etc/passwd",
+        "ftp://127.0.0.1/cat.png",
+    ],
+)
 def test_private_addresses_are_refused_without_connecting(api, http_server, image_url, no_private, template):
     message = error_of(img2img(api, template.format(port=http_server.port)))
     assert message.startswith("The init image could not be fetched") or "valid URL" in message
@@ -83,11 +86,17 @@ def test_too_many_bytes(api, http_server, settings):
 
 def bomb_png(width, height) -> bytes:
     """A valid PNG header claiming a huge size, with a tiny compressed body."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_decompression_bomb(api):
@@ -105,8 +114,9 @@ def test_truncated_png(api):
 
 
 def test_svg_is_not_an_image(api, http_server):
-    http_server.routes["/x.svg"] = Route(body=b"<svg xmlns='http://www.w3.org/2000/svg'/>",
-                                         headers={"Content-Type": "image/svg+xml"})
+    http_server.routes["/x.svg"] = Route(
+        body=b"<svg xmlns='http://www.w3.org/2000/svg'/>", headers={"Content-Type": "image/svg+xml"}
+    )
     assert "PNG, JPEG or WebP" in error_of(img2img(api, f"{http_server.url}/x.svg"))
 
 
@@ -137,12 +147,18 @@ def test_a_refused_or_replayed_request_neither_fetches_nor_stores_its_image(api,
     only once the job is admitted: nothing is left behind for requests that make no job."""
     user, _ = account
     stored = _inputs_stored()
-    first = api.post("/api/v3/img2img", {"prompt": "x", "init_image": image_url, "num_inference_steps": 1},
-                     headers={"Idempotency-Key": "input-once"})
+    first = api.post(
+        "/api/v3/img2img",
+        {"prompt": "x", "init_image": image_url, "num_inference_steps": 1},
+        headers={"Idempotency-Key": "input-once"},
+    )
     assert first["status"] == "success" and len(http_server.requests) == 1
     assert len(_inputs_stored() - stored) == 1
-    replay = api.post("/api/v3/img2img", {"prompt": "x", "init_image": image_url, "num_inference_steps": 1},
-                      headers={"Idempotency-Key": "input-once"})
+    replay = api.post(
+        "/api/v3/img2img",
+        {"prompt": "x", "init_image": image_url, "num_inference_steps": 1},
+        headers={"Idempotency-Key": "input-once"},
+    )
     assert replay["id"] == first["id"]
     Account.objects.filter(user=user).update(balance=0)
     broke = img2img(api, image_url)

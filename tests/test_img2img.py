@@ -10,8 +10,9 @@ from tests.test_text2img import META_KEYS, decode
 def test_img2img_from_url_defaults_to_the_image_size(api, http_server):
     http_server.routes["/photo.png"] = Route(body=png_bytes((120, 90)))
     url = f"{http_server.url}/photo.png"
-    body = api.post("/api/v3/img2img", {"prompt": "watercolor", "init_image": url,
-                                        "num_inference_steps": "4", "seed": 5})
+    body = api.post(
+        "/api/v3/img2img", {"prompt": "watercolor", "init_image": url, "num_inference_steps": "4", "seed": 5}
+    )
     assert body["status"] == "success", body
     assert set(body["meta"]) >= META_KEYS | {"init_image", "strength"}
     assert body["meta"]["init_image"] == url
@@ -22,8 +23,15 @@ def test_img2img_from_url_defaults_to_the_image_size(api, http_server):
 
 def test_prompt_strength_alias_and_base64_input(api):
     encoded = base64.b64encode(png_bytes((64, 64))).decode()
-    body = api.post("/api/v3/img2img", {"prompt": "x", "init_image": "data:image/png;base64," + encoded,
-                                        "prompt_strength": "0.5", "num_inference_steps": 2})
+    body = api.post(
+        "/api/v3/img2img",
+        {
+            "prompt": "x",
+            "init_image": "data:image/png;base64," + encoded,
+            "prompt_strength": "0.5",
+            "num_inference_steps": 2,
+        },
+    )
     assert body["status"] == "success", body
     assert body["meta"]["strength"] == 0.5
     assert body["meta"]["init_image"].startswith("http")  # where the upload was stored, not the blob
@@ -34,14 +42,14 @@ def test_prompt_strength_alias_and_base64_input(api):
 
 
 def test_tiny_strength_still_runs_a_step(api, image_url):
-    body = api.post("/api/v3/img2img", {"prompt": "x", "init_image": image_url, "strength": 0,
-                                        "num_inference_steps": 3})
+    body = api.post(
+        "/api/v3/img2img", {"prompt": "x", "init_image": image_url, "strength": 0, "num_inference_steps": 3}
+    )
     assert body["status"] == "success", body
 
 
 def test_explicit_size_and_same_seed_same_image(api, image_url):
-    request = {"prompt": "x", "init_image": image_url, "width": 128, "height": 72, "num_inference_steps": 2,
-               "seed": 9}
+    request = {"prompt": "x", "init_image": image_url, "width": 128, "height": 72, "num_inference_steps": 2, "seed": 9}
     first, second = api.post("/api/v3/img2img", request), api.post("/api/v3/img2img", request)
     assert decode(first["output"][0]).size == (128, 72)
     assert download(first["output"][0]) == download(second["output"][0])

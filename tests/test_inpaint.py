@@ -20,10 +20,17 @@ def mask_bytes(size) -> bytes:
 def test_inpaint_with_a_mask_of_another_size(api, http_server):
     http_server.routes["/room.png"] = Route(body=png_bytes((96, 64)))
     http_server.routes["/mask.png"] = Route(body=mask_bytes((30, 20)))
-    body = api.post("/api/v3/inpaint", {
-        "prompt": "a sofa", "init_image": f"{http_server.url}/room.png", "mask_image": f"{http_server.url}/mask.png",
-        "num_inference_steps": "3", "strength": "1", "seed": 3,
-    })
+    body = api.post(
+        "/api/v3/inpaint",
+        {
+            "prompt": "a sofa",
+            "init_image": f"{http_server.url}/room.png",
+            "mask_image": f"{http_server.url}/mask.png",
+            "num_inference_steps": "3",
+            "strength": "1",
+            "seed": 3,
+        },
+    )
     assert body["status"] == "success", body
     assert set(body["meta"]) >= META_KEYS | {"init_image", "mask_image", "strength"}
     assert body["meta"]["mask_image"] == f"{http_server.url}/mask.png"
@@ -36,6 +43,14 @@ def test_missing_mask(api, image_url):
 
 
 def test_v4_dreambooth_inpaint_alias(api, image_url):
-    body = api.post("/api/v4/dreambooth/inpaint", {"prompt": "x", "init_image": image_url, "mask_image": image_url,
-                                                   "num_inference_steps": 2, "model_id": "whatever"})
+    body = api.post(
+        "/api/v4/dreambooth/inpaint",
+        {
+            "prompt": "x",
+            "init_image": image_url,
+            "mask_image": image_url,
+            "num_inference_steps": 2,
+            "model_id": "whatever",
+        },
+    )
     assert body["status"] == "success", body

@@ -12,8 +12,16 @@ def test_schema_lists_every_v3_endpoint_with_examples(live_server):
     schema = yaml.safe_load(response.text)
     assert schema["openapi"].startswith("3.")
     paths = set(schema["paths"])
-    for path in ("/api/v3/text2img", "/api/v3/img2img", "/api/v3/inpaint", "/api/v3/super_resolution",
-                 "/api/v3/fetch/{job_id}", "/api/v3/system_load", "/api/v3/cancel/{job_id}", "/api/v3/account"):
+    for path in (
+        "/api/v3/text2img",
+        "/api/v3/img2img",
+        "/api/v3/inpaint",
+        "/api/v3/super_resolution",
+        "/api/v3/fetch/{job_id}",
+        "/api/v3/system_load",
+        "/api/v3/cancel/{job_id}",
+        "/api/v3/account",
+    ):
         assert path in paths or path + "/" in paths, path
     text2img = schema["paths"].get("/api/v3/text2img") or schema["paths"]["/api/v3/text2img/"]
     content = text2img["post"]["responses"]["200"]["content"]["application/json"]

@@ -9,15 +9,19 @@ from tests.conftest import download
 
 
 def test_jpg_output(api):
-    body = api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1,
-                                         "output_format": "jpeg"})
+    body = api.post(
+        "/api/v3/text2img",
+        {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1, "output_format": "jpeg"},
+    )
     assert body["output"][0].endswith("-0.jpg")
     assert Image.open(io.BytesIO(download(body["output"][0]))).format == "JPEG"
 
 
 def test_base64_output(api):
-    body = api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 72, "num_inference_steps": 1,
-                                         "samples": 2, "base64": "yes"})
+    body = api.post(
+        "/api/v3/text2img",
+        {"prompt": "x", "width": 64, "height": 72, "num_inference_steps": 1, "samples": 2, "base64": "yes"},
+    )
     assert body["status"] == "success"
     assert [url.rsplit("-", 1)[1] for url in body["output"]] == ["0.base64", "1.base64"]
     for url, inline in zip(body["output"], body["output_base64"]):
@@ -28,14 +32,18 @@ def test_base64_output(api):
 
 
 def test_each_image_of_a_batch_has_its_own_seed(api):
-    body = api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1,
-                                         "samples": 3, "seed": 100})
+    body = api.post(
+        "/api/v3/text2img",
+        {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1, "samples": 3, "seed": 100},
+    )
     assert body["meta"]["seed"] == 100
     assert body["meta"]["seeds"] == [100, 101, 102]
 
 
 def test_safety_checker_is_reported_off_without_a_model(api):
-    body = api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1,
-                                         "safety_checker": "yes"})
+    body = api.post(
+        "/api/v3/text2img",
+        {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1, "safety_checker": "yes"},
+    )
     assert body["meta"]["safetychecker"] == "no"
     assert "nsfw_content_detected" not in body

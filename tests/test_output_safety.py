@@ -13,8 +13,7 @@ from tests.test_worker import run_burst
 
 
 def submit(user, api):
-    return jobs.submit(user=user, params=_params(samples=2), base_url=api.base_url,
-                       queue_name="isolated")
+    return jobs.submit(user=user, params=_params(samples=2), base_url=api.base_url, queue_name="isolated")
 
 
 def test_nan_output_fails_and_is_refunded(api, account, monkeypatch):

@@ -36,8 +36,16 @@ def test_kinds_that_share_a_predictor_class_share_its_weights():
 
 
 def test_stored_params_round_trip_and_older_keys_are_ignored():
-    params = InpaintParams(prompt="a sofa", width=64, height=64, init_image="inputs/a.png", mask_image="inputs/m.png",
-                           scheduler_options={"use_karras_sigmas": True}, webhook="https://x.test/h", track_id=7)
+    params = InpaintParams(
+        prompt="a sofa",
+        width=64,
+        height=64,
+        init_image="inputs/a.png",
+        mask_image="inputs/m.png",
+        scheduler_options={"use_karras_sigmas": True},
+        webhook="https://x.test/h",
+        track_id=7,
+    )
     stored = params.to_dict()
     assert load("inpaint", stored) == params
     assert load("inpaint", {**stored, "seeds": [1], "nsfw_content_detected": [False]}) == params
@@ -48,13 +56,16 @@ def test_image_i_uses_seed_plus_i():
     assert Text2ImgParams(prompt="x", seed=10, samples=3).seeds == [10, 11, 12]
 
 
-@pytest.mark.parametrize(("params", "steps"), [
-    (Text2ImgParams(prompt="x", steps=20), 20),
-    (Text2ImgParams(prompt="x", steps=20, scheduler="HeunDiscreteScheduler"), 39),
-    (Img2ImgParams(prompt="x", steps=20, strength=0.5), 10),
-    (Img2ImgParams(prompt="x", steps=20, strength=0.0), 1),  # at least one step always runs
-    (SuperResolutionParams(), 0),
-])
+@pytest.mark.parametrize(
+    ("params", "steps"),
+    [
+        (Text2ImgParams(prompt="x", steps=20), 20),
+        (Text2ImgParams(prompt="x", steps=20, scheduler="HeunDiscreteScheduler"), 39),
+        (Img2ImgParams(prompt="x", steps=20, strength=0.5), 10),
+        (Img2ImgParams(prompt="x", steps=20, strength=0.0), 1),  # at least one step always runs
+        (SuperResolutionParams(), 0),
+    ],
+)
 def test_denoising_steps_count_what_the_scheduler_really_runs(params, steps):
     assert params.denoising_steps() == steps
 

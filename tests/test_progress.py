@@ -19,8 +19,10 @@ def follow(api, job_id, timeout=120) -> list[dict]:
 
 
 def test_progress_grows_monotonically_to_one(api):
-    job_id = api.post("/api/v3/text2img", {"prompt": "p", "width": 192, "height": 192, "num_inference_steps": 40,
-                                           "instant_response": "yes"})["id"]
+    job_id = api.post(
+        "/api/v3/text2img",
+        {"prompt": "p", "width": 192, "height": 192, "num_inference_steps": 40, "instant_response": "yes"},
+    )["id"]
     bodies = follow(api, job_id)
     assert bodies[-1]["status"] == "success"
     progress = [b["progress"] for b in bodies if b["status"] == "processing"]
@@ -31,8 +33,17 @@ def test_progress_grows_monotonically_to_one(api):
 
 
 def test_second_order_scheduler_counts_its_real_steps(api):
-    job_id = api.post("/api/v3/text2img", {"prompt": "p", "width": 128, "height": 128, "num_inference_steps": 20,
-                                           "scheduler": "Heun", "instant_response": "yes"})["id"]
+    job_id = api.post(
+        "/api/v3/text2img",
+        {
+            "prompt": "p",
+            "width": 128,
+            "height": 128,
+            "num_inference_steps": 20,
+            "scheduler": "Heun",
+            "instant_response": "yes",
+        },
+    )["id"]
     bodies = follow(api, job_id)
     assert bodies[-1]["status"] == "success"
     progress = [b["progress"] for b in bodies if b["status"] == "processing"]
@@ -43,8 +54,7 @@ def test_second_order_scheduler_counts_its_real_steps(api):
 
 def test_queue_position_counts_the_jobs_ahead(api, account):
     user, _ = account
-    parked = [jobs.submit(user=user, params=_params(), base_url=api.base_url, queue_name="parked")
-              for _ in range(3)]
+    parked = [jobs.submit(user=user, params=_params(), base_url=api.base_url, queue_name="parked") for _ in range(3)]
     positions = [api.post(f"/api/v3/fetch/{job.id}")["queue_position"] for job in parked]
     assert positions == [0, 1, 2]
     assert api.post(f"/api/v3/fetch/{parked[2].id}")["progress"] == 0.0

@@ -30,8 +30,7 @@ def test_queued_jobs_cap(api, account):
     user, _ = account
     set_plan(user, max_queued_jobs=2)
     for _ in range(2):
-        jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url,
-                    queue_name="parked")
+        jobs.submit(user=user, api_key=None, params=_params(), base_url=api.base_url, queue_name="parked")
     body = api.post("/api/v3/text2img", REQUEST)
     assert body["status"] == "error"
     assert body["message"] == "Rate limit exceeded. Maximum 2 queued requests allowed."

@@ -24,18 +24,31 @@ from tests.test_recovery import wait_until
 
 MOTO = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
 BUCKET = "sdxl-outputs"
-PUBLIC_READ = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-     "Resource": [f"arn:aws:s3:::{BUCKET}/generations/*", f"arn:aws:s3:::{BUCKET}/thumbnails/*"]}]}
-S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_S3_REGION_NAME": "us-east-1",
-          "AWS_STORAGE_BUCKET_NAME": BUCKET}
+PUBLIC_READ = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": [f"arn:aws:s3:::{BUCKET}/generations/*", f"arn:aws:s3:::{BUCKET}/thumbnails/*"],
+        }
+    ],
+}
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_S3_REGION_NAME": "us-east-1",
+    "AWS_STORAGE_BUCKET_NAME": BUCKET,
+}
 
 
 @pytest.fixture
 def s3_endpoint(monkeypatch):
     port = redis_server.free_port()
-    process = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -59,10 +72,19 @@ def s3_endpoint(monkeypatch):
 @pytest.fixture
 def s3_storage(s3_endpoint, settings):
     """This process (the web tier) writes and links outputs through S3, like the workers will."""
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {"bucket_name": BUCKET, "endpoint_url": s3_endpoint, "region_name": "us-east-1",
-                    "querystring_auth": False, "file_overwrite": False}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": BUCKET,
+                "endpoint_url": s3_endpoint,
+                "region_name": "us-east-1",
+                "querystring_auth": False,
+                "file_overwrite": False,
+            },
+        },
+    }
     return s3_endpoint
 
 
@@ -80,8 +102,9 @@ def test_outputs_land_in_s3_and_download(api, account, s3_storage, spare_queues)
     user, _ = account
     gpu_box = start_worker("s3", queues=["isolated"], AWS_S3_ENDPOINT_URL=s3_storage)
     try:
-        job = jobs.submit(user=user, params=_params(samples=2, base64=True),
-                          base_url=api.base_url, queue_name="isolated")
+        job = jobs.submit(
+            user=user, params=_params(samples=2, base64=True), base_url=api.base_url, queue_name="isolated"
+        )
         body = api.wait_for(job.id)
     finally:
         stop_worker(gpu_box)
@@ -94,8 +117,11 @@ def test_outputs_land_in_s3_and_download(api, account, s3_storage, spare_queues)
     assert Image.open(io.BytesIO(png.content)).size == (64, 64)
     listed = boto3.client("s3", endpoint_url=s3_storage, region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
     keys = {item["Key"] for item in listed["Contents"]}
-    assert {f"generations/{job.file_prefix}-0.png", f"generations/{job.file_prefix}-1.png",
-            f"thumbnails/{job.file_prefix}.jpg"} <= keys
+    assert {
+        f"generations/{job.file_prefix}-0.png",
+        f"generations/{job.file_prefix}-1.png",
+        f"thumbnails/{job.file_prefix}.jpg",
+    } <= keys
 
 
 def test_workers_serve_their_own_queues_highest_first(api, account, spare_queues):

@@ -8,43 +8,63 @@ from tests.conftest import download
 
 @pytest.mark.parametrize("name", schedulers.DIFFUSERS_SCHEDULERS)
 def test_every_diffusers_scheduler_runs(api, name):
-    body = api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 2,
-                                         "scheduler": name})
+    body = api.post(
+        "/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 2, "scheduler": name}
+    )
     assert body["status"] == "success", body
     assert body["meta"]["scheduler"] == name
 
 
-@pytest.mark.parametrize("label, class_name", [
-    ("DPM++ 2M Karras", "DPMSolverMultistepScheduler"),
-    ("Euler a", "EulerAncestralDiscreteScheduler"),
-    ("DPM++ 2M SDE Karras", "DPMSolverMultistepScheduler"),
-    ("DPM2 a Karras", "KDPM2AncestralDiscreteScheduler"),
-    ("Heun", "HeunDiscreteScheduler"),
-    ("LMS", "LMSDiscreteScheduler"),
-    ("DDIM", "DDIMScheduler"),
-])
+@pytest.mark.parametrize(
+    "label, class_name",
+    [
+        ("DPM++ 2M Karras", "DPMSolverMultistepScheduler"),
+        ("Euler a", "EulerAncestralDiscreteScheduler"),
+        ("DPM++ 2M SDE Karras", "DPMSolverMultistepScheduler"),
+        ("DPM2 a Karras", "KDPM2AncestralDiscreteScheduler"),
+        ("Heun", "HeunDiscreteScheduler"),
+        ("LMS", "LMSDiscreteScheduler"),
+        ("DDIM", "DDIMScheduler"),
+    ],
+)
 def test_a1111_labels(api, label, class_name):
-    body = api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 2,
-                                         "scheduler": label})
+    body = api.post(
+        "/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 2, "scheduler": label}
+    )
     assert body["status"] == "success", body
     assert body["meta"]["scheduler"] == class_name
 
 
 def test_options_resolve():
     assert schedulers.resolve("DPM++ 2M SDE Karras") == (
-        "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True})
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
+    )
     assert schedulers.resolve("DPMSolverMultistepScheduler", True, "dpmsolver+++") == (
-        "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True})
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
+    )
     assert schedulers.resolve("euler_a") == ("EulerAncestralDiscreteScheduler", {})
     assert schedulers.resolve("Euler a", use_karras_sigmas=False) == (
-        "EulerAncestralDiscreteScheduler", {"use_karras_sigmas": False})
+        "EulerAncestralDiscreteScheduler",
+        {"use_karras_sigmas": False},
+    )
     assert schedulers.resolve("Nope") is None
 
 
 def test_karras_and_algorithm_options_run(api):
-    body = api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 3,
-                                         "scheduler": "DPMSolverMultistepScheduler", "use_karras_sigmas": "yes",
-                                         "algorithm_type": "dpmsolver+++"})
+    body = api.post(
+        "/api/v3/text2img",
+        {
+            "prompt": "x",
+            "width": 64,
+            "height": 64,
+            "num_inference_steps": 3,
+            "scheduler": "DPMSolverMultistepScheduler",
+            "use_karras_sigmas": "yes",
+            "algorithm_type": "dpmsolver+++",
+        },
+    )
     assert body["status"] == "success", body
 
 

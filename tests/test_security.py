@@ -32,8 +32,9 @@ def test_api_keys_never_appear_in_clear(api, account, caplog):
     requests.post(api.base_url + "/api/v3/fetch/1", headers={"Authorization": f"Bearer {key}"}, timeout=10)
 
     # the database: every row of every model, serialized
-    dump = "".join(serializers.serialize("json", model.objects.all()) for model in apps.get_models()
-                   if model._meta.managed)
+    dump = "".join(
+        serializers.serialize("json", model.objects.all()) for model in apps.get_models() if model._meta.managed
+    )
     assert key not in dump and key[12:] not in dump
     # the logs of this process (web) and of the worker
     assert key not in caplog.text
@@ -42,8 +43,12 @@ def test_api_keys_never_appear_in_clear(api, account, caplog):
     admin = Client()
     admin.force_login(User.objects.create_superuser(email="root@example.com", password="x"))
     api_key = ApiKey.objects.get(user=user)
-    for page in ("/admin/accounts/apikey/", f"/admin/accounts/apikey/{api_key.pk}/change/",
-                 f"/admin/accounts/user/{user.pk}/change/", "/admin/generation/job/"):
+    for page in (
+        "/admin/accounts/apikey/",
+        f"/admin/accounts/apikey/{api_key.pk}/change/",
+        f"/admin/accounts/user/{user.pk}/change/",
+        "/admin/generation/job/",
+    ):
         html = admin.get(page).content.decode()
         assert key not in html and key[12:] not in html, page
 
@@ -51,8 +56,7 @@ def test_api_keys_never_appear_in_clear(api, account, caplog):
 def test_ids_of_another_account_cannot_be_fetched_canceled_or_viewed(api, account, live_server):
     user, _ = account
     mine = [api.post("/api/v3/text2img", TINY)["id"]]
-    mine += [jobs.submit(user=user, params=_params(), base_url=api.base_url,
-                         queue_name="parked").id for _ in range(3)]
+    mine += [jobs.submit(user=user, params=_params(), base_url=api.base_url, queue_name="parked").id for _ in range(3)]
     mallory_user, mallory_key = make_account("mallory@example.com")
     mallory = Api(live_server.url, mallory_key)
     not_found = {"status": "error", "message": "Request not found", "messege": "Request not found"}
@@ -80,15 +84,31 @@ def test_output_names_are_unguessable_and_unlisted(api):
     client = Client()
     name = first["output"][0].split("/media/", 1)[1]
     assert client.get("/media/" + name).status_code == 200
-    for path in ("/media/generations/", "/media/", "/media/../config/settings.py", "/media/%2e%2e/manage.py",
-                 "/media/generations/..%2f..%2fmanage.py", f"/media/generations/{uuid.uuid4()}-0.png"):
+    for path in (
+        "/media/generations/",
+        "/media/",
+        "/media/../config/settings.py",
+        "/media/%2e%2e/manage.py",
+        "/media/generations/..%2f..%2fmanage.py",
+        f"/media/generations/{uuid.uuid4()}-0.png",
+    ):
         assert client.get(path).status_code == 404, path
 
 
-STATE_CHANGING = ["/dashboard/keys/", "/dashboard/keys/1/revoke/", "/dashboard/playground/run/",
-                  "/dashboard/webhook/", "/dashboard/jobs/1/cancel/", "/billing/plan/free/", "/billing/portal/",
-                  "/accounts/logout/", "/accounts/password/change/", "/accounts/email/",
-                  "/admin/accounts/apikey/1/delete/", "/admin/billing/account/1/change/"]
+STATE_CHANGING = [
+    "/dashboard/keys/",
+    "/dashboard/keys/1/revoke/",
+    "/dashboard/playground/run/",
+    "/dashboard/webhook/",
+    "/dashboard/jobs/1/cancel/",
+    "/billing/plan/free/",
+    "/billing/portal/",
+    "/accounts/logout/",
+    "/accounts/password/change/",
+    "/accounts/email/",
+    "/admin/accounts/apikey/1/delete/",
+    "/admin/billing/account/1/change/",
+]
 
 
 @pytest.mark.parametrize("path", STATE_CHANGING)
@@ -101,8 +121,9 @@ def test_every_state_changing_page_needs_csrf(path, transactional_db):
 
 @pytest.mark.parametrize("path", ["/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"])
 def test_anonymous_forms_need_csrf(path, transactional_db):
-    response = Client(enforce_csrf_checks=True).post(path, {"login": "a@example.com", "password": "x",
-                                                             "email": "a@example.com"})
+    response = Client(enforce_csrf_checks=True).post(
+        path, {"login": "a@example.com", "password": "x", "email": "a@example.com"}
+    )
     assert response.status_code == 403
 
 
@@ -133,13 +154,16 @@ def test_security_headers(live_server, settings):
 
 
 def settings_in_a_fresh_process(**env) -> dict:
-    code = ("import json, django; django.setup(); from django.conf import settings as s; "
-            "print(json.dumps({'DEBUG': s.DEBUG, 'HTTPS': s.HTTPS, 'SECURE_SSL_REDIRECT': s.SECURE_SSL_REDIRECT}))")
+    code = (
+        "import json, django; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps({'DEBUG': s.DEBUG, 'HTTPS': s.HTTPS, 'SECURE_SSL_REDIRECT': s.SECURE_SSL_REDIRECT}))"
+    )
     environment = worker_environment(**{"DJANGO_SETTINGS_MODULE": "config.settings", **env})
     if "DEBUG" not in env:
         environment.pop("DEBUG", None)
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, check=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -149,12 +173,21 @@ def test_debug_is_off_unless_asked_for():
 
 
 def test_check_deploy_is_clean_with_production_settings():
-    production = {"DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "api.example.com",
-                  "HTTPS": "true"}
+    production = {
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "api.example.com",
+        "HTTPS": "true",
+    }
     environment = worker_environment(**{**production, "DJANGO_SETTINGS_MODULE": "config.settings"})
     environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests for Playwright only
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                            cwd=ROOT, env=environment, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
     assert settings_in_a_fresh_process(**production)["SECURE_SSL_REDIRECT"] is True

@@ -59,8 +59,11 @@ def test_upgrade_and_downgrade_an_existing_subscription(stripe_server, customer)
     client.post("/billing/plan/studio/")
     account = account_of(user)
     assert account.plan.slug == "studio" and account.balance == balance + 20000
-    update = [params for method, path, params in stripe_server.calls
-              if method == "POST" and path.startswith("/v1/subscriptions/")][-1]
+    update = [
+        params
+        for method, path, params in stripe_server.calls
+        if method == "POST" and path.startswith("/v1/subscriptions/")
+    ][-1]
     assert update["items"][0]["price"] == "price_studio" and update["proration_behavior"] == "create_prorations"
 
     client.post("/billing/plan/free/")  # ends with the period

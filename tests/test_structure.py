@@ -119,21 +119,38 @@ def test_the_cycle_finder_finds_a_circle():
 
 def test_no_project_import_inside_a_function():
     """Except AppConfig.ready, where Django apps connect their signal receivers."""
-    hidden = [(module, name, function) for module in MODULES for name, inside, function in _imports(module)
-              if inside and _project(name) and function != "ready"]
+    hidden = [
+        (module, name, function)
+        for module in MODULES
+        for name, inside, function in _imports(module)
+        if inside and _project(name) and function != "ready"
+    ]
     assert hidden == []
 
 
 def test_the_state_machine_does_not_call_the_api_or_the_worker():
     graph = _graph()
-    for module in ("generation.jobs", "generation.queue", "generation.estimates", "generation.recovery",
-                   "generation.services", "generation.selectors"):
-        assert not {t for t in graph[module] if t.startswith(("generation.api", RUNTIME, "generation.webhooks"))}, module
+    for module in (
+        "generation.jobs",
+        "generation.queue",
+        "generation.estimates",
+        "generation.recovery",
+        "generation.services",
+        "generation.selectors",
+    ):
+        assert not {t for t in graph[module] if t.startswith(("generation.api", RUNTIME, "generation.webhooks"))}, (
+            module
+        )
 
 
 def test_only_the_runtime_imports_torch_and_diffusers():
-    heavy = [(module, name) for module in MODULES if not module.startswith(RUNTIME)
-             for name, _, _ in _imports(module) if name.split(".")[0] in HEAVY]
+    heavy = [
+        (module, name)
+        for module in MODULES
+        if not module.startswith(RUNTIME)
+        for name, _, _ in _imports(module)
+        if name.split(".")[0] in HEAVY
+    ]
     assert heavy == []
 
 
@@ -150,7 +167,11 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 def test_the_web_side_names_worker_code_only_by_string():
     """What the web process loads (its URLs, settings and apps) never imports the worker's runtime."""
     graph = _graph()
-    web = set().union(*(_reachable(graph, start) for start in ("config.urls", "config.wsgi", "config.settings",
-                                                               "generation.apps", "generation.webhooks")))
+    web = set().union(
+        *(
+            _reachable(graph, start)
+            for start in ("config.urls", "config.wsgi", "config.settings", "generation.apps", "generation.webhooks")
+        )
+    )
     assert "generation.api.views" in web and "generation.jobs" in web
     assert not {module for module in web if module.startswith(RUNTIME)}

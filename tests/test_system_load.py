@@ -11,8 +11,7 @@ def test_counts_queued_jobs(api, account):
 
     big = _params(width=1024, height=1024, steps=50)  # seconds each, even scaled from tiny jobs
     for _ in range(3):
-        jobs.submit(user=user, api_key=None, params=big, base_url=api.base_url,
-                    queue_name="parked")
+        jobs.submit(user=user, api_key=None, params=big, base_url=api.base_url, queue_name="parked")
     after = api.post("/api/v3/system_load")
     assert after["status"] == "ok"
     assert after["queue_num"] == 3

@@ -8,8 +8,22 @@ from PIL import Image
 from tests.conftest import download
 
 META_KEYS = {
-    "H", "W", "enable_attention_slicing", "file_prefix", "guidance_scale", "model", "n_samples",
-    "negative_prompt", "outdir", "prompt", "revision", "safetychecker", "seed", "steps", "vae", "scheduler",
+    "H",
+    "W",
+    "enable_attention_slicing",
+    "file_prefix",
+    "guidance_scale",
+    "model",
+    "n_samples",
+    "negative_prompt",
+    "outdir",
+    "prompt",
+    "revision",
+    "safetychecker",
+    "seed",
+    "steps",
+    "vae",
+    "scheduler",
 }
 
 # The documented example body, as real clients send it: numbers as strings, nulls, unknown fields.
@@ -73,8 +87,10 @@ def test_same_seed_gives_the_same_image(api):
 
 
 def test_samples_are_one_call_with_one_url_each(api):
-    body = api.post("/api/v3/text2img", {"prompt": "boats", "width": 64, "height": 64, "samples": "3",
-                                         "num_inference_steps": 1, "seed": 7})
+    body = api.post(
+        "/api/v3/text2img",
+        {"prompt": "boats", "width": 64, "height": 64, "samples": "3", "num_inference_steps": 1, "seed": 7},
+    )
     assert body["status"] == "success"
     assert body["meta"]["n_samples"] == 3
     assert [url.rsplit("-", 1)[1] for url in body["output"]] == ["0.png", "1.png", "2.png"]
@@ -87,8 +103,10 @@ def test_samples_are_one_call_with_one_url_each(api):
     [
         ({"width": "2000", "height": "10"}, {"W": 1024, "H": 64}),
         ({"width": "100", "height": "70.9"}, {"W": 96, "H": 64}),
-        ({"samples": 9, "num_inference_steps": "80", "guidance_scale": "35"},
-         {"n_samples": 4, "steps": 50, "guidance_scale": 20.0}),
+        (
+            {"samples": 9, "num_inference_steps": "80", "guidance_scale": "35"},
+            {"n_samples": 4, "steps": 50, "guidance_scale": 20.0},
+        ),
         ({"width": "", "height": "null", "num_inference_steps": None}, {"W": 512, "H": 512, "steps": 30}),
     ],
 )
@@ -99,8 +117,10 @@ def test_out_of_range_values_are_clamped(api, sent, expected):
 
 
 def test_processing_then_fetch(api):
-    body = api.post("/api/v3/text2img", {"prompt": "a slow one", "width": 64, "height": 64,
-                                         "num_inference_steps": 2, "instant_response": "yes"})
+    body = api.post(
+        "/api/v3/text2img",
+        {"prompt": "a slow one", "width": 64, "height": 64, "num_inference_steps": 2, "instant_response": "yes"},
+    )
     assert body["status"] == "processing"
     assert body["messege"] == body["message"] == "Try to fetch request after given estimated time"
     assert isinstance(body["eta"], float)

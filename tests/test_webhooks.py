@@ -41,8 +41,17 @@ def verify(request, secret):
 def test_receiver_fails_twice_then_succeeds(api, account, http_server):
     user, _ = account
     http_server.routes["/hook"] = [Route(status=500), Route(status=502), Route(status=200)]
-    body = api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1,
-                                         "webhook": f"{http_server.url}/hook", "track_id": 42})
+    body = api.post(
+        "/api/v3/text2img",
+        {
+            "prompt": "x",
+            "width": 64,
+            "height": 64,
+            "num_inference_steps": 1,
+            "webhook": f"{http_server.url}/hook",
+            "track_id": 42,
+        },
+    )
     assert body["status"] == "success"
     assert body["webhook_status"] in ("pending", "delivered")
     assert body["track_id"] == 42
@@ -63,8 +72,17 @@ def test_receiver_fails_twice_then_succeeds(api, account, http_server):
 
 def test_receiver_that_never_succeeds_is_given_up_after_four_tries(api, http_server):
     http_server.routes["/hook"] = Route(status=503)
-    body = api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1,
-                                         "webhook": f"{http_server.url}/hook", "track_id": "abc"})
+    body = api.post(
+        "/api/v3/text2img",
+        {
+            "prompt": "x",
+            "width": 64,
+            "height": 64,
+            "num_inference_steps": 1,
+            "webhook": f"{http_server.url}/hook",
+            "track_id": "abc",
+        },
+    )
     assert wait_for_status(body["id"]) == "failed"
     assert len(http_server.requests) == 4
     assert json.loads(http_server.requests[0].body)["track_id"] == "abc"
@@ -73,8 +91,13 @@ def test_receiver_that_never_succeeds_is_given_up_after_four_tries(api, http_ser
 def test_failed_job_sends_the_failure(api, account, http_server, monkeypatch):
     user, _ = account
     http_server.routes["/hook"] = Route(status=204)
-    job = jobs.submit(user=user, api_key=None, base_url=api.base_url, queue_name="isolated",
-                      params=_params(webhook=f"{http_server.url}/hook", track_id=7))
+    job = jobs.submit(
+        user=user,
+        api_key=None,
+        base_url=api.base_url,
+        queue_name="isolated",
+        params=_params(webhook=f"{http_server.url}/hook", track_id=7),
+    )
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
@@ -83,12 +106,17 @@ def test_failed_job_sends_the_failure(api, account, http_server, monkeypatch):
     run_burst("isolated")
     (request,) = wait_for_requests(http_server, 1)
     verify(request, user.webhook_secret)
-    assert json.loads(request.body) == {"status": "failed", "id": job.id, "message": "Failed, Try Again",
-                                        "messege": "Failed, Try Again", "output": [], "track_id": 7}
+    assert json.loads(request.body) == {
+        "status": "failed",
+        "id": job.id,
+        "message": "Failed, Try Again",
+        "messege": "Failed, Try Again",
+        "output": [],
+        "track_id": 7,
+    }
 
 
-@pytest.mark.parametrize("url", ["http://10.0.0.1/hook", "http://169.254.169.254/", "ftp://example.com/x",
-                                 "not a url"])
+@pytest.mark.parametrize("url", ["http://10.0.0.1/hook", "http://169.254.169.254/", "ftp://example.com/x", "not a url"])
 def test_webhook_to_a_forbidden_address_is_a_validation_error(api, url):
     body = api.post("/api/v3/text2img", {"prompt": "x", "webhook": url})
     assert body["status"] == "error"
@@ -98,11 +126,13 @@ def test_webhook_to_a_forbidden_address_is_a_validation_error(api, url):
 def test_a_webhook_lost_with_its_worker_is_delivered_by_the_sweep(api, account, http_server):
     user, _ = account
     http_server.routes["/hook"] = Route(status=200)
-    job = jobs.submit(user=user, params=_params(webhook=f"{http_server.url}/hook"),
-                      base_url=api.base_url, queue_name="isolated")
+    job = jobs.submit(
+        user=user, params=_params(webhook=f"{http_server.url}/hook"), base_url=api.base_url, queue_name="isolated"
+    )
     # the job finished, then its worker died before the webhook went out
-    Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, error="x",
-                                         finished_at=job.queued_at.replace(year=2020))
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.FAILED, error="x", finished_at=job.queued_at.replace(year=2020)
+    )
     assert webhooks.redeliver_lost() == 1
     assert wait_for_status(job.id) == "delivered"
     assert webhooks.redeliver_lost() == 0  # delivered, and not again

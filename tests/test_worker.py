@@ -20,8 +20,7 @@ def run_burst(queue_name: str):
 def isolated_job(api, account):
     """A job on a queue only this test's in-process worker serves."""
     user, _ = account
-    return jobs.submit(user=user, api_key=None, params=_params(steps=3),
-                       base_url=api.base_url, queue_name="isolated")
+    return jobs.submit(user=user, api_key=None, params=_params(steps=3), base_url=api.base_url, queue_name="isolated")
 
 
 def test_a_pipeline_error_ends_failed_and_fetch_says_so(api, isolated_job, monkeypatch):
@@ -32,11 +31,17 @@ def test_a_pipeline_error_ends_failed_and_fetch_says_so(api, isolated_job, monke
     run_burst("isolated")
 
     body = api.post(f"/api/v3/fetch/{isolated_job.id}")
-    assert body == {"status": "failed", "id": isolated_job.id, "message": "Failed, Try Again",
-                    "messege": "Failed, Try Again", "output": []}
+    assert body == {
+        "status": "failed",
+        "id": isolated_job.id,
+        "message": "Failed, Try Again",
+        "messege": "Failed, Try Again",
+        "output": [],
+    }
     # the worker survives: the next job succeeds
-    good = jobs.submit(user=isolated_job.user, api_key=None, params=_params(),
-                       base_url=api.base_url, queue_name="isolated")
+    good = jobs.submit(
+        user=isolated_job.user, api_key=None, params=_params(), base_url=api.base_url, queue_name="isolated"
+    )
     monkeypatch.undo()
     run_burst("isolated")
     good.refresh_from_db()
@@ -47,8 +52,9 @@ def test_the_pipeline_is_loaded_once_and_progress_is_recorded(api, isolated_job)
     predictor = predictor_for("text2img")
     run_burst("isolated")
     pipe = predictor.pipelines["text2img"]
-    second = jobs.submit(user=isolated_job.user, api_key=None, params=_params(),
-                         base_url=api.base_url, queue_name="isolated")
+    second = jobs.submit(
+        user=isolated_job.user, api_key=None, params=_params(), base_url=api.base_url, queue_name="isolated"
+    )
     run_burst("isolated")
     assert predictor.pipelines["text2img"] is pipe
 

@@ -32,5 +32,8 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer",
-                "description": "The API key, in the JSON body as `key` (always works) or as a Bearer token."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The API key, in the JSON body as `key` (always works) or as a Bearer token.",
+        }

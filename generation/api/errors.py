@@ -50,14 +50,22 @@ def rate_limited() -> dict:
 
 
 def queue_full(limit: int) -> dict:
-    return {"status": "error", "message": f"Rate limit exceeded. Maximum {limit} queued requests allowed.",
-            "tips": RATE_LIMIT_TIPS}
+    return {
+        "status": "error",
+        "message": f"Rate limit exceeded. Maximum {limit} queued requests allowed.",
+        "tips": RATE_LIMIT_TIPS,
+    }
 
 
 def insufficient_credits(needed: int, balance: int, billing_url: str) -> dict:
     text = f"Insufficient credits. This request needs {needed} credits and your balance is {balance}."
-    return {"status": "error", "message": text, "messege": text, "billing_url": billing_url,
-            "tip": f"Buy credits or upgrade your plan at {billing_url}"}
+    return {
+        "status": "error",
+        "message": text,
+        "messege": text,
+        "billing_url": billing_url,
+        "tip": f"Buy credits or upgrade your plan at {billing_url}",
+    }
 
 
 def too_large() -> dict:

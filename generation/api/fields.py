@@ -26,8 +26,13 @@ class LenientMixin:
         return super().validate_empty_values(data)
 
 
-@extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string"}], "nullable": True,
-                     "description": "a number or a numeric string; out-of-range values are clamped"})
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "number"}, {"type": "string"}],
+        "nullable": True,
+        "description": "a number or a numeric string; out-of-range values are clamped",
+    }
+)
 class LenientNumberField(LenientMixin, serializers.Field):
     """A clamped number. `integer=True` truncates to int; `multiple_of` rounds down."""
 
@@ -62,8 +67,9 @@ class LenientNumberField(LenientMixin, serializers.Field):
         raise serializers.ValidationError(f"The {label(self)} must be a number.")
 
 
-@extend_schema_field({"oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["yes", "no", "true", "false"]}],
-                     "nullable": True})
+@extend_schema_field(
+    {"oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["yes", "no", "true", "false"]}], "nullable": True}
+)
 class LenientBooleanField(LenientMixin, serializers.Field):
     TRUE = {"yes", "true", "1", "on", "y"}
     FALSE = {"no", "false", "0", "off", "n"}

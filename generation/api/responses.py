@@ -70,8 +70,14 @@ def fetch_url(job: Job) -> str:
 
 def success(job: Job) -> dict:
     if KINDS[job.kind].single_output:
-        return {"status": "success", "generationTime": float(job.generation_time), "id": job.id,
-                "output": storage.output_urls(job)[0], "queue_time": _queue_time(job), **_extras(job)}
+        return {
+            "status": "success",
+            "generationTime": float(job.generation_time),
+            "id": job.id,
+            "output": storage.output_urls(job)[0],
+            "queue_time": _queue_time(job),
+            **_extras(job),
+        }
     body = {
         "status": "success",
         "generationTime": float(job.generation_time),
@@ -96,8 +102,11 @@ def _queue_time(job: Job) -> float:
 def _standing(job: Job) -> dict:
     """Where an unfinished job stands: ETA, and (beyond v3) its queue position and progress."""
     position = selectors.queue_position(job)
-    return {"eta": selectors.eta_seconds(job, position), "queue_position": position,
-            "progress": selectors.progress(job)}
+    return {
+        "eta": selectors.eta_seconds(job, position),
+        "queue_position": position,
+        "progress": selectors.progress(job),
+    }
 
 
 def failed(job: Job) -> dict:
@@ -143,8 +152,11 @@ def for_request(job: Job) -> dict:
 
 
 def expired(job: Job) -> dict:
-    return {**errors.message("error", "Request expired: its images were deleted after the retention period"),
-            "id": job.id, "output": []}
+    return {
+        **errors.message("error", "Request expired: its images were deleted after the retention period"),
+        "id": job.id,
+        "output": [],
+    }
 
 
 def for_fetch(job: Job) -> dict:

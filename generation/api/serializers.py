@@ -49,8 +49,12 @@ class JobSerializer(serializers.Serializer):
 
     def submission(self, data, params, inputs=None) -> dict:
         params.webhook, params.track_id = data["webhook"], data["track_id"]
-        return {"params": params, "inputs": inputs or {}, "instant": data["instant_response"],
-                "idempotency_key": data["idempotency_key"]}
+        return {
+            "params": params,
+            "inputs": inputs or {},
+            "instant": data["instant_response"],
+            "idempotency_key": data["idempotency_key"],
+        }
 
 
 OUTPUT_FORMATS = {"png": "png", "jpg": "jpg", "jpeg": "jpg"}

@@ -21,34 +21,64 @@ GENERATION_EXAMPLE = OpenApiExample(
     "success",
     response_only=True,
     value={
-        "status": "success", "generationTime": 1.32, "id": 12202888,
+        "status": "success",
+        "generationTime": 1.32,
+        "id": 12202888,
         "output": ["https://host/media/generations/2f0c...-0.png"],
-        "meta": {"H": 512, "W": 512, "enable_attention_slicing": "true", "file_prefix": "2f0c...",
-                 "guidance_scale": 7.5, "model": "sdxl", "n_samples": 1, "negative_prompt": "", "outdir": "out",
-                 "prompt": "a lighthouse at dusk", "revision": "fp16", "safetychecker": "no", "seed": 1234,
-                 "steps": 30, "vae": "default", "scheduler": "UniPCMultistepScheduler"},
+        "meta": {
+            "H": 512,
+            "W": 512,
+            "enable_attention_slicing": "true",
+            "file_prefix": "2f0c...",
+            "guidance_scale": 7.5,
+            "model": "sdxl",
+            "n_samples": 1,
+            "negative_prompt": "",
+            "outdir": "out",
+            "prompt": "a lighthouse at dusk",
+            "revision": "fp16",
+            "safetychecker": "no",
+            "seed": 1234,
+            "steps": 30,
+            "vae": "default",
+            "scheduler": "UniPCMultistepScheduler",
+        },
     },
 )
 PROCESSING_EXAMPLE = OpenApiExample(
     "processing",
     response_only=True,
-    value={"status": "processing", "eta": 12.5, "id": 12202889, "output": [],
-           "message": responses.PROCESSING_MESSAGE, "messege": responses.PROCESSING_MESSAGE,
-           "fetch_result": "https://host/api/v3/fetch/12202889",
-           "future_links": ["https://host/media/generations/2f0c...-0.png"]},
+    value={
+        "status": "processing",
+        "eta": 12.5,
+        "id": 12202889,
+        "output": [],
+        "message": responses.PROCESSING_MESSAGE,
+        "messege": responses.PROCESSING_MESSAGE,
+        "fetch_result": "https://host/api/v3/fetch/12202889",
+        "future_links": ["https://host/media/generations/2f0c...-0.png"],
+    },
 )
 ERROR_EXAMPLE = OpenApiExample(
     "validation error",
     response_only=True,
-    value={"status": "error", "message": {"prompt": ["The prompt field is required."]},
-           "messege": {"prompt": ["The prompt field is required."]}},
+    value={
+        "status": "error",
+        "message": {"prompt": ["The prompt field is required."]},
+        "messege": {"prompt": ["The prompt field is required."]},
+    },
 )
 JOB_BODY = inline_serializer(
     "JobResponse",
-    fields={"status": serializers.CharField(), "id": serializers.IntegerField(required=False),
-            "output": serializers.JSONField(required=False), "generationTime": serializers.FloatField(required=False),
-            "meta": serializers.DictField(required=False), "eta": serializers.FloatField(required=False),
-            "message": serializers.JSONField(required=False)},
+    fields={
+        "status": serializers.CharField(),
+        "id": serializers.IntegerField(required=False),
+        "output": serializers.JSONField(required=False),
+        "generationTime": serializers.FloatField(required=False),
+        "meta": serializers.DictField(required=False),
+        "eta": serializers.FloatField(required=False),
+        "message": serializers.JSONField(required=False),
+    },
 )
 KEY_ONLY = inline_serializer("KeyOnly", fields={"key": serializers.CharField()})
 
@@ -75,16 +105,24 @@ class GenerationView(V3View):
         serializer.is_valid(raise_exception=True)
         submission = serializer.validated_data
         job = services.request_generation(
-            user=request.user, api_key=request.auth, params=submission["params"], inputs=submission["inputs"],
-            base_url=storage.base_url_for(request), instant=submission["instant"],
+            user=request.user,
+            api_key=request.auth,
+            params=submission["params"],
+            inputs=submission["inputs"],
+            base_url=storage.base_url_for(request),
+            instant=submission["instant"],
             idempotency_key=request.headers.get("Idempotency-Key", "") or submission["idempotency_key"],
         )
         return Response(responses.for_request(job), headers={"Idempotent-Replayed": "true"} if job.replayed else None)
 
 
 def generation_schema(serializer, summary):
-    return extend_schema(request=serializer, responses=JOB_BODY, summary=summary,
-                         examples=[GENERATION_EXAMPLE, PROCESSING_EXAMPLE, ERROR_EXAMPLE])
+    return extend_schema(
+        request=serializer,
+        responses=JOB_BODY,
+        summary=summary,
+        examples=[GENERATION_EXAMPLE, PROCESSING_EXAMPLE, ERROR_EXAMPLE],
+    )
 
 
 @generation_schema(Text2ImgSerializer, "Generate images from a prompt")
@@ -114,8 +152,12 @@ def requested_job_id(request, job_id=None):
     return job_id or serializer.validated_data["request_id"]
 
 
-@extend_schema(request=FetchSerializer, responses=JOB_BODY, summary="The result of a queued request",
-               examples=[GENERATION_EXAMPLE, ERROR_EXAMPLE])
+@extend_schema(
+    request=FetchSerializer,
+    responses=JOB_BODY,
+    summary="The result of a queued request",
+    examples=[GENERATION_EXAMPLE, ERROR_EXAMPLE],
+)
 class FetchView(V3View):
     @extend_schema(operation_id="fetch")
     def post(self, request, job_id=None):
@@ -129,13 +171,28 @@ class FetchByBodyView(FetchView):
         return super().post(request, job_id)
 
 
-@extend_schema(request=FetchSerializer, responses=JOB_BODY, summary="Cancel a queued or running request (beyond v3)",
-               description="A queued job leaves the queue, a running one stops at its next denoising step; both end "
-                           "with a full refund and fetch answers status \"failed\", message \"Canceled\", "
-                           "\"canceled\": true. A finished job is left alone. Idempotent.",
-               examples=[OpenApiExample("canceled", response_only=True, value={
-                   "status": "failed", "id": 12202889, "message": "Canceled", "messege": "Canceled", "output": [],
-                   "canceled": True})])
+@extend_schema(
+    request=FetchSerializer,
+    responses=JOB_BODY,
+    summary="Cancel a queued or running request (beyond v3)",
+    description="A queued job leaves the queue, a running one stops at its next denoising step; both end "
+    'with a full refund and fetch answers status "failed", message "Canceled", '
+    '"canceled": true. A finished job is left alone. Idempotent.',
+    examples=[
+        OpenApiExample(
+            "canceled",
+            response_only=True,
+            value={
+                "status": "failed",
+                "id": 12202889,
+                "message": "Canceled",
+                "messege": "Canceled",
+                "output": [],
+                "canceled": True,
+            },
+        )
+    ],
+)
 class CancelView(V3View):
     @extend_schema(operation_id="cancel")
     def post(self, request, job_id=None):
@@ -151,17 +208,37 @@ class CancelByBodyView(CancelView):
 
 @extend_schema(
     request=KEY_ONLY,
-    responses=inline_serializer("Account", fields={
-        "status": serializers.CharField(), "email": serializers.CharField(), "plan": serializers.DictField(),
-        "credits": serializers.IntegerField(), "queued_jobs": serializers.IntegerField(),
-        "running_jobs": serializers.IntegerField(), "limits": serializers.DictField()}),
+    responses=inline_serializer(
+        "Account",
+        fields={
+            "status": serializers.CharField(),
+            "email": serializers.CharField(),
+            "plan": serializers.DictField(),
+            "credits": serializers.IntegerField(),
+            "queued_jobs": serializers.IntegerField(),
+            "running_jobs": serializers.IntegerField(),
+            "limits": serializers.DictField(),
+        },
+    ),
     summary="Plan, credits left, jobs in flight and limits (beyond v3)",
-    examples=[OpenApiExample("account", response_only=True, value={
-        "status": "success", "email": "you@example.com",
-        "plan": {"name": "Free", "slug": "free", "monthly_credits": 100, "priority": "low"},
-        "credits": 97, "queued_jobs": 1, "running_jobs": 0,
-        "limits": {"max_queued_jobs": 10, "requests_per_minute": 60, "max_resolution": 1024, "max_samples": 4},
-        "subscription_status": None, "credits_renew_at": "2026-12-25T17:54:09+00:00", "current_period_end": None})],
+    examples=[
+        OpenApiExample(
+            "account",
+            response_only=True,
+            value={
+                "status": "success",
+                "email": "you@example.com",
+                "plan": {"name": "Free", "slug": "free", "monthly_credits": 100, "priority": "low"},
+                "credits": 97,
+                "queued_jobs": 1,
+                "running_jobs": 0,
+                "limits": {"max_queued_jobs": 10, "requests_per_minute": 60, "max_resolution": 1024, "max_samples": 4},
+                "subscription_status": None,
+                "credits_renew_at": "2026-12-25T17:54:09+00:00",
+                "current_period_end": None,
+            },
+        )
+    ],
 )
 class AccountView(V3View):
     def post(self, request):
@@ -170,9 +247,14 @@ class AccountView(V3View):
 
 @extend_schema(
     request=KEY_ONLY,
-    responses=inline_serializer("SystemLoad", fields={"queue_num": serializers.IntegerField(),
-                                                      "queue_time": serializers.IntegerField(),
-                                                      "status": serializers.CharField()}),
+    responses=inline_serializer(
+        "SystemLoad",
+        fields={
+            "queue_num": serializers.IntegerField(),
+            "queue_time": serializers.IntegerField(),
+            "status": serializers.CharField(),
+        },
+    ),
     summary="Queued requests and the estimated queue time",
     examples=[OpenApiExample("ok", response_only=True, value={"queue_num": 3, "queue_time": 12, "status": "ok"})],
 )

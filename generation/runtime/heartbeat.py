@@ -65,15 +65,26 @@ class Heartbeat:
             pass
 
     def beat(self):
-        liveness.publish(self.name, {**self.info, "job_id": self.job_id, "job_started": self.job_started,
-                                     "job_predicted": self.job_predicted, "beat_at": time.time()})
+        liveness.publish(
+            self.name,
+            {
+                **self.info,
+                "job_id": self.job_id,
+                "job_started": self.job_started,
+                "job_predicted": self.job_predicted,
+                "beat_at": time.time(),
+            },
+        )
 
     def _run(self):
         while not self._stopped.wait(settings.WORKER_HEARTBEAT_INTERVAL):
             try:
                 self.beat()
                 self.check_epoch()
-                if self.maintenance and time.monotonic() - self._last_maintenance >= settings.WORKER_MAINTENANCE_INTERVAL:
+                if (
+                    self.maintenance
+                    and time.monotonic() - self._last_maintenance >= settings.WORKER_MAINTENANCE_INTERVAL
+                ):
                     self._last_maintenance = time.monotonic()
                     self._maintain()
             except Exception:  # Redis or the database away for a moment: try again next beat
@@ -92,6 +103,8 @@ class Heartbeat:
         return True
 
     def _maintain(self):
-        lock = connection().set(MAINTENANCE_LOCK, self.name, nx=True, ex=max(1, int(settings.WORKER_MAINTENANCE_INTERVAL)))
+        lock = connection().set(
+            MAINTENANCE_LOCK, self.name, nx=True, ex=max(1, int(settings.WORKER_MAINTENANCE_INTERVAL))
+        )
         if lock:
             self.maintenance()

@@ -33,9 +33,11 @@ def _pin(model, device, dtype):
     them out by walking every submodule looking for offloading hooks, several times per image:
     milliseconds on the demo model, more on SDXL; our weights never move."""
     cls = type(model)
-    model.__class__ = type(cls.__name__, (cls,), {"device": property(lambda self: device),
-                                                   "dtype": property(lambda self: dtype),
-                                                   "__doc__": cls.__doc__})
+    model.__class__ = type(
+        cls.__name__,
+        (cls,),
+        {"device": property(lambda self: device), "dtype": property(lambda self: dtype), "__doc__": cls.__doc__},
+    )
 
 
 # Options every job of a class gets (PNDM's Runge-Kutta warm-up fails below 4 steps; SD configs skip it).
@@ -106,18 +108,22 @@ class SDXLPredictor:
         self.base_scheduler_config = pipe.scheduler.config
         # 4. img2img and inpaint share the same modules (no second copy of the weights)
         self.pipelines["text2img"] = pipe
-        self.pipelines["img2img"] = StableDiffusionXLImg2ImgPipeline.from_pipe(
-            pipe, requires_aesthetics_score=False)
-        self.pipelines["inpaint"] = StableDiffusionXLInpaintPipeline.from_pipe(
-            pipe, requires_aesthetics_score=False)
+        self.pipelines["img2img"] = StableDiffusionXLImg2ImgPipeline.from_pipe(pipe, requires_aesthetics_score=False)
+        self.pipelines["inpaint"] = StableDiffusionXLInpaintPipeline.from_pipe(pipe, requires_aesthetics_score=False)
         for pipeline in self.pipelines.values():
             pipeline.set_progress_bar_config(disable=True)
         for model in (pipe.unet, pipe.vae):  # after from_pipe, which checks the components' classes
             _pin(model, torch.device(self.device), dtype)
         # 5. the fast path, on the shared modules, then the first (compiling) calls before any job
         acceleration.apply(pipe, self.options)
-        logger.info("Loaded %s on %s (%s) in %.2fs with %s", self.model, self.device, dtype,
-                    time.perf_counter() - started, self.options)
+        logger.info(
+            "Loaded %s on %s (%s) in %.2fs with %s",
+            self.model,
+            self.device,
+            dtype,
+            time.perf_counter() - started,
+            self.options,
+        )
         acceleration.warm_up(self, self.options)
 
     def predict(self, params: Text2ImgParams, on_step=None) -> Prediction:
@@ -141,8 +147,9 @@ class SDXLPredictor:
             arrays = self._call(pipe, params, inputs, step_end)
             if all(_valid_image(array) for array in arrays):
                 break
-            logger.warning("Invalid (NaN or black) output for seeds %s, try %d of %d", params.seeds, attempt,
-                           OUTPUT_ATTEMPTS)
+            logger.warning(
+                "Invalid (NaN or black) output for seeds %s, try %d of %d", params.seeds, attempt, OUTPUT_ATTEMPTS
+            )
         else:
             raise GenerationError("Failed, Try Again (the model produced an invalid image)")
         images = [Image.fromarray((array * 255).round().clip(0, 255).astype("uint8")) for array in arrays]

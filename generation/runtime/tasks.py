@@ -91,8 +91,16 @@ def run_job(job_id: int, attempt: int = 1):
     finally:
         heartbeat.set_current_job(None, publish=False)  # the next beat says it; the ETA allows for it
     seconds = time.perf_counter() - started
-    if jobs.succeed(job, names, generation_time=seconds, seeds=prediction.seeds, nsfw=prediction.nsfw,
-                    thumbnail=thumbnail, steps=monitor.total, pipeline_time=prediction.seconds):
+    if jobs.succeed(
+        job,
+        names,
+        generation_time=seconds,
+        seeds=prediction.seeds,
+        nsfw=prediction.nsfw,
+        thumbnail=thumbnail,
+        steps=monitor.total,
+        pipeline_time=prediction.seconds,
+    ):
         try:
             with redis_client.connection().pipeline(transaction=False) as pipe:
                 monitoring.observe_generation(pipe, job.kind, seconds)

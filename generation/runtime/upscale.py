@@ -169,8 +169,8 @@ class Upscaler:
                     patch = F.pad(patch, (0, pw % 2, 0, ph % 2), mode="replicate")
                 result = self.network(patch)
                 bottom, right = min(top + tile, height), min(left + tile, width)
-                out[:, :, top * s:bottom * s, left * s:right * s] = result[
-                    :, :, (top - t0) * s:(bottom - t0) * s, (left - l0) * s:(right - l0) * s
+                out[:, :, top * s : bottom * s, left * s : right * s] = result[
+                    :, :, (top - t0) * s : (bottom - t0) * s, (left - l0) * s : (right - l0) * s
                 ]
         array = (out[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype("uint8")
         result = Image.fromarray(array)

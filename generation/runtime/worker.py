@@ -36,10 +36,18 @@ class GenerationWorker(SimpleWorker):
     def work(self, *args, **kwargs):
         setup_all()
         predictor = predictor_for("text2img")
-        beat = heartbeat.Heartbeat(self.name, {
-            "host": socket.gethostname(), "pid": os.getpid(), "queues": self.queue_names(),
-            "model": predictor.model_name, "device": str(predictor.device),
-        }, maintenance=maintenance, on_data_loss=lambda: maintenance(lost_after=0))
+        beat = heartbeat.Heartbeat(
+            self.name,
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": self.queue_names(),
+                "model": predictor.model_name,
+                "device": str(predictor.device),
+            },
+            maintenance=maintenance,
+            on_data_loss=lambda: maintenance(lost_after=0),
+        )
         beat.start()
         try:
             try:
