@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from corsheaders.defaults import default_headers as default_cors_headers
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -50,6 +51,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.AbsoluteFormMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -228,6 +230,7 @@ SPECTACULAR_SETTINGS = {
 # Browser apps may call the API from any origin (the key travels in the body, no cookies).
 CORS_URLS_REGEX = r"^/api/v\d+/.*$"
 CORS_ALLOW_ALL_ORIGINS = True
+CORS_ALLOW_HEADERS = (*default_cors_headers, "key", "x-api-key", "idempotency-key")
 
 LOGGING = {
     "version": 1,
@@ -261,6 +264,12 @@ UPSCALE_MAX_INPUT_PIXELS = env.int("UPSCALE_MAX_INPUT_PIXELS", default=2048 * 20
 WEBHOOK_RETRY_DELAYS = [float(x) for x in env.list("WEBHOOK_RETRY_DELAYS", default=["2", "10", "30"])]
 # Optional NSFW filter: a diffusers StableDiffusionSafetyChecker folder. Off when empty.
 SAFETY_CHECKER_MODEL = env("SAFETY_CHECKER_MODEL", default="")
+# `enhance_prompt`: these words are added to the prompt (and show in meta.prompt)
+PROMPT_ENHANCEMENT = env(
+    "PROMPT_ENHANCEMENT", default="highly detailed, sharp focus, intricate details, professional, 8k"
+)
+# `self_attention`: the strength of perturbed-attention guidance
+PAG_SCALE = env.float("PAG_SCALE", default=3.0)
 # Per-key and per-account limits (the billing plan overrides them).
 API_REQUESTS_PER_MINUTE = env.int("API_REQUESTS_PER_MINUTE", default=60)
 # API keys a user may create per hour in the dashboard, and keep active at once.

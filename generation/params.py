@@ -24,6 +24,19 @@ UPSCALE_MODELS = [
 MAX_SIDE = 1024
 
 
+def deployment_model() -> str:
+    """The name of the checkpoint this deployment serves (the last part of its path or id)."""
+    return _name(settings.SDXL_MODEL, "sdxl")
+
+
+def deployment_vae() -> str:
+    return _name(settings.SDXL_VAE, "default")
+
+
+def _name(path_or_id: str, default: str) -> str:
+    return path_or_id.rstrip("/").rsplit("/", 1)[-1] if path_or_id else default
+
+
 class InvalidInput(Exception):
     """A value that passed validation but cannot be used (an image too large to upscale, say): answered
     like a validation error for `field`."""
@@ -52,6 +65,8 @@ class JobParams:
     base64: bool = False
     webhook: str | None = None
     track_id: str | int | float | bool | None = None
+    # request fields that were understood but not applied here, each {"field": ..., "reason": ...}
+    not_applied: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,6 +114,17 @@ class Text2ImgParams(JobParams):
     scheduler: str = DEFAULT_SCHEDULER
     scheduler_options: dict = field(default_factory=dict)
     safety_checker: bool = False
+    clip_skip: int | None = None  # text-encoder layers to skip (clamped to the model's depth on the worker)
+    self_attention: bool = False  # perturbed-attention guidance
+    upscale: int = 1  # the images are upscaled this many times in the same job
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.width * self.upscale, self.height * self.upscale
+
+    def shape(self) -> str:
+        extras = (f":up{self.upscale}" if self.upscale > 1 else "") + (":pag" if self.self_attention else "")
+        return super().shape() + extras
 
     def clamp_to_plan(self, max_side, max_samples):
         limit = max_side - max_side % 8

@@ -55,6 +55,20 @@ def system_load() -> dict:
     return {"queue_num": waiting, "queue_time": int(round(wait)), "status": "ok"}
 
 
+def system_details() -> dict:
+    """system_load plus what each live worker is (no host names: clients see devices and models only)."""
+    workers = [
+        {
+            "device": info.get("device"),
+            "model": info.get("model"),
+            "queues": info.get("queues", []),
+            "busy": bool(info.get("job_id")),
+        }
+        for _, info in sorted(liveness.live_workers_cached().items())
+    ]
+    return {**system_load(), "workers": workers}
+
+
 def queue_overview() -> dict:
     """Everything the admin's queue-load page shows, measured now."""
     hour_ago = timezone.now() - timedelta(hours=1)

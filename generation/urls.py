@@ -5,9 +5,40 @@ from generation import views as pages
 from generation.api import views
 
 
-def endpoint(pattern, view, name=None):
-    """A POST endpoint whose trailing slash is optional."""
-    return re_path(rf"^{pattern}/?$", view.as_view(), name=name)
+def endpoint(pattern, view, name=None, fetch_path=None):
+    """A POST endpoint whose trailing slash is optional. `fetch_path` is where its answers' `fetch_result`
+    points: the fetch path of the API family the request came in on."""
+    return re_path(rf"^{pattern}/?$", view.as_view(), {"fetch_path": fetch_path} if fetch_path else None, name=name)
+
+
+JOB_ID = r"(?P<job_id>\d+)"
+GENERATE = {"text2img": views.Text2ImgView, "img2img": views.Img2ImgView, "inpaint": views.InpaintView}
+FETCH = {"fetch": views.FetchByBodyView, f"fetch/{JOB_ID}": views.FetchView}
+
+# The hosted service's API families, each with its operations (path -> view). Every family answers like
+# v3; its `fetch_result` points at its own fetch path.
+FAMILIES = {
+    "api/v3/dreambooth": {"": views.Text2ImgView, "img2img": views.Img2ImgView, **FETCH},
+    "api/v4/dreambooth": {"": views.Text2ImgView, "img2img": views.Img2ImgView, "inpaint": views.InpaintView, **FETCH},
+    "api/v5": {"super_resolution": views.SuperResolutionView},
+    "api/v6/images": {**GENERATE, **FETCH},
+    "api/v6/realtime": {**GENERATE, **FETCH},
+    "api/v6/image_editing": {"super_resolution": views.SuperResolutionView, **FETCH},
+    "api/v1/image_editing": {"super_resolution": views.SuperResolutionView, **FETCH},
+    "api/v1/enterprise/realtime": {**GENERATE, **FETCH, "system_details": views.SystemDetailsView},
+    "api/v1/enterprise/images": {**GENERATE, **FETCH, "system_details": views.SystemDetailsView},
+    "api/v7/images": {
+        "text-to-image": views.Text2ImgView,
+        "image-to-image": views.Img2ImgView,
+        "inpaint": views.InpaintView,
+        **FETCH,
+    },
+}
+
+
+def _fetch_path(prefix: str, operations: dict) -> str:
+    """The family's own fetch path, or v3's for a family without one."""
+    return f"/{prefix}/fetch/" if f"fetch/{JOB_ID}" in operations else "/api/v3/fetch/"
 
 
 urlpatterns = [
@@ -16,22 +47,18 @@ urlpatterns = [
     endpoint("api/v3/inpaint", views.InpaintView, "v3-inpaint"),
     endpoint("api/v3/super_resolution", views.SuperResolutionView, "v3-super-resolution"),
     endpoint("api/v3/fetch", views.FetchByBodyView, "v3-fetch-body"),
-    endpoint(r"api/v3/fetch/(?P<job_id>\d+)", views.FetchView, "v3-fetch"),
+    endpoint(rf"api/v3/fetch/{JOB_ID}", views.FetchView, "v3-fetch"),
     endpoint("api/v3/system_load", views.SystemLoadView, "v3-system-load"),
     # beyond v3
+    endpoint("api/v3/system_details", views.SystemDetailsView, "v3-system-details"),
     endpoint("api/v3/cancel", views.CancelByBodyView, "v3-cancel-body"),
-    endpoint(r"api/v3/cancel/(?P<job_id>\d+)", views.CancelView, "v3-cancel"),
+    endpoint(rf"api/v3/cancel/{JOB_ID}", views.CancelView, "v3-cancel"),
     endpoint("api/v3/account", views.AccountView, "v3-account"),
-    # compatibility aliases that real clients call
-    endpoint("api/v3/dreambooth", views.Text2ImgView),
-    endpoint("api/v3/dreambooth/img2img", views.Img2ImgView),
-    endpoint(r"api/v3/dreambooth/fetch/(?P<job_id>\d+)", views.FetchView),
-    endpoint("api/v4/dreambooth", views.Text2ImgView),
-    endpoint("api/v4/dreambooth/img2img", views.Img2ImgView),
-    endpoint("api/v4/dreambooth/inpaint", views.InpaintView),
-    endpoint("api/v4/dreambooth/fetch", views.FetchByBodyView),
-    endpoint(r"api/v4/dreambooth/fetch/(?P<job_id>\d+)", views.FetchView),
-    endpoint("api/v5/super_resolution", views.SuperResolutionView),
+    *(
+        endpoint(f"{prefix}/{path}".rstrip("/"), view, fetch_path=_fetch_path(prefix, operations))
+        for prefix, operations in FAMILIES.items()
+        for path, view in operations.items()
+    ),
     re_path(r"^healthz/?$", pages.healthz, name="healthz"),
     re_path(r"^metrics/?$", pages.metrics, name="metrics"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
@@ -51,5 +78,5 @@ dashboard_patterns = [
 
 
 def v3_paths_only(endpoints):
-    """drf-spectacular hook: document the v3 paths; the aliases behave the same (see the README)."""
+    """drf-spectacular hook: document the v3 paths; the other families behave the same (see docs and README)."""
     return [e for e in endpoints if e[0].startswith("/api/v3/") and "dreambooth" not in e[0]]

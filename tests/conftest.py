@@ -109,10 +109,15 @@ class Api:
         self.key = key
 
     def post(self, path: str, body: dict | None = None, **kwargs) -> dict:
-        response = requests.post(self.base_url + path, json={"key": self.key, **(body or {})}, timeout=60, **kwargs)
+        sent = {"key": self.key, **(body or {})} if self.key else dict(body or {})
+        response = requests.post(self.base_url + path, json=sent, timeout=60, **kwargs)
         assert response.status_code == 200, response.text
         assert response.headers["Content-Type"].startswith("application/json")
         return response.json()
+
+    def without_key(self) -> "Api":
+        """The same client, sending no key in the body (for keys in headers)."""
+        return Api(self.base_url, None)
 
     def post_raw(self, path: str, **kwargs) -> requests.Response:
         return requests.post(self.base_url + path, timeout=60, **kwargs)

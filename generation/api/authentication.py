@@ -6,19 +6,29 @@ from rest_framework.authentication import BaseAuthentication
 from accounts.keys import authenticate_key
 from generation.api.errors import InvalidApiKey, InvalidRequest
 
+KEY_HEADERS = ("Key", "X-API-Key")  # header names are case-insensitive: `key` is `Key`
+
+
+def raw_key(request) -> str | None:
+    """The key, from the first of: the body's `key`, `Authorization: Bearer`, a `Key` or `X-API-Key`
+    header. Never from the query string: a key in a URL ends up in access logs and proxies' logs."""
+    key = request.data.get("key")
+    if key:
+        return key
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return next((request.headers[name].strip() for name in KEY_HEADERS if request.headers.get(name)), None)
+
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """The v3 key: `key` in the JSON body (always works), else `Authorization: Bearer <key>`."""
+    """The API key, wherever real clients put it (see `raw_key`)."""
 
     def authenticate(self, request):
         data = request.data  # a body that is not JSON raises ParseError here -> "Invalid API Request"
         if not isinstance(data, Mapping):
             raise InvalidRequest()
-        raw_key = data.get("key")
-        if not raw_key:
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            raw_key = token.strip() if scheme.lower() == "bearer" else None
-        api_key = authenticate_key(raw_key)
+        api_key = authenticate_key(raw_key(request))
         if api_key is None:
             raise InvalidApiKey()
         return api_key.user, api_key
@@ -35,5 +45,6 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "The API key, in the JSON body as `key` (always works) or as a Bearer token.",
+            "description": "The API key: in the JSON body as `key` (always works), as a Bearer token, or in a "
+            "`Key` / `X-API-Key` header. Never in the query string.",
         }

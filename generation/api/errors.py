@@ -142,10 +142,15 @@ def exception_handler(exc, context):
     return Response(body, status=200)
 
 
+def unknown_endpoint(method: str, path: str) -> dict:
+    """A path that is no endpoint (not to be confused with "Request not found", an unknown job)."""
+    return message("error", f"Unknown endpoint: {method} {path}")
+
+
 def page_not_found(request, exception=None):
     """Unknown URL: the contract's body under /api/ (clients never get an HTML page), Django's page elsewhere."""
     if request.path.startswith("/api/"):
-        return JsonResponse(not_found())
+        return JsonResponse(unknown_endpoint(request.method, request.path))
     return defaults.page_not_found(request, exception)
 
 

@@ -90,6 +90,39 @@ class LenientBooleanField(LenientMixin, serializers.Field):
         return value
 
 
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "string", "enum": ["yes", "no", "true", "false"]}, {"type": "number"}],
+        "nullable": True,
+        "description": '"yes" (2x) or a factor 2-4: the images are upscaled in the same job',
+    }
+)
+class UpscaleField(LenientMixin, serializers.Field):
+    """`upscale`: "yes"/"no" (or true/false) or a factor; 1 means no upscaling, factors clamp to 1..4."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("default", 1)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        text = str(data).strip().lower() if not isinstance(data, bool) else ("true" if data else "false")
+        if text in LenientBooleanField.TRUE:
+            return 2
+        if text in LenientBooleanField.FALSE:
+            return 1
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise serializers.ValidationError('The upscale must be "yes", "no" or a number from 2 to 4.')
+        return int(min(4, max(1, value)))
+
+    def to_representation(self, value):
+        return value
+
+
 @extend_schema_field({"type": "string", "nullable": True})
 class LenientTextField(LenientMixin, serializers.Field):
     """A string; numbers are accepted as their text. Required ones say "The x field is required."."""

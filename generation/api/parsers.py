@@ -1,10 +1,13 @@
-"""The one request parser of the API: JSON, whatever the Content-Type says."""
+"""How the API reads a request: the body as JSON whatever the Content-Type says, and fields from the
+query string for older clients that send them there."""
 
 import json
 
 from django.conf import settings
+from django.utils.datastructures import MultiValueDict
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
+from rest_framework.request import Request
 
 MAX_DEPTH = 32  # no client nests deeper; a deeper body is refused before anything walks it
 
@@ -71,3 +74,21 @@ class AnyJSONParser(BaseParser):
         except (ValueError, RecursionError) as exc:
             raise ParseError("The body is not valid JSON.") from exc
         return clean(data)
+
+
+class LenientRequest(Request):
+    """A request whose fields may also come in the query string: older clients send every field there,
+    with an empty or non-JSON body (`POST /api/v3/text2img?prompt=...`). The body wins where both have a
+    field. The key is never read from the query string (URLs end up in logs)."""
+
+    def _parse(self):
+        query = clean({name: value for name, value in self._request.GET.items() if name != "key"})
+        try:
+            data, files = super()._parse()
+        except ParseError as exc:
+            if isinstance(exc, BodyTooLarge) or not query:
+                raise
+            return query, MultiValueDict()
+        if query and isinstance(data, dict):
+            data = {**query, **data}
+        return data, files

@@ -1,19 +1,13 @@
 """Response bodies built from a Job, exactly as ../shared/api-v3.md spells them."""
 
-from pathlib import Path
-
 from django.conf import settings
 
 from generation import selectors, storage
 from generation.api import errors
 from generation.models import Job
-from generation.params import KINDS, Img2ImgParams, InpaintParams
+from generation.params import KINDS, Img2ImgParams, InpaintParams, deployment_model, deployment_vae
 
 PROCESSING_MESSAGE = "Try to fetch request after given estimated time"
-
-
-def _name(path_or_id: str, default: str) -> str:
-    return Path(path_or_id.rstrip("/")).name if path_or_id else default
 
 
 def _input_url(job: Job, url: str | None, name: str) -> str:
@@ -23,13 +17,14 @@ def _input_url(job: Job, url: str | None, name: str) -> str:
 
 def meta(job: Job) -> dict:
     params = job.parameters
+    width, height = params.output_size
     body = {
-        "H": params.height,
-        "W": params.width,
+        "H": height,
+        "W": width,
         "enable_attention_slicing": "true",
         "file_prefix": str(job.file_prefix),
         "guidance_scale": params.guidance_scale,
-        "model": _name(settings.SDXL_MODEL, "sdxl"),
+        "model": deployment_model(),
         "n_samples": params.samples,
         "negative_prompt": params.negative_prompt or "",
         "outdir": "out",
@@ -38,9 +33,10 @@ def meta(job: Job) -> dict:
         "safetychecker": "yes" if params.safety_checker and settings.SAFETY_CHECKER_MODEL else "no",
         "seed": job.seed,
         "steps": params.steps,
-        "vae": _name(settings.SDXL_VAE, "default"),
+        "vae": deployment_vae(),
         "scheduler": params.scheduler,
         "seeds": job.seeds or params.seeds,  # beyond v3
+        "not_applied": params.not_applied,  # beyond v3: request fields understood but not applied here
     }
     if isinstance(params, Img2ImgParams):
         body["init_image"] = _input_url(job, params.init_image_url, params.init_image)
@@ -48,6 +44,12 @@ def meta(job: Job) -> dict:
     if isinstance(params, InpaintParams):
         body["mask_image"] = _input_url(job, params.mask_image_url, params.mask_image)
     return body
+
+
+def _short_meta(job: Job) -> dict:
+    """Answers without meta (super_resolution) carry one when a request field was not applied."""
+    not_applied = job.params.get("not_applied")
+    return {"meta": {"not_applied": not_applied}} if not_applied else {}
 
 
 def _extras(job: Job) -> dict:
@@ -64,8 +66,12 @@ def future_links(job: Job) -> list[str]:
     return [storage.absolute_url(job.base_url, name) for name in storage.delivered_names(job, names)]
 
 
-def fetch_url(job: Job) -> str:
-    return f"{job.base_url.rstrip('/')}/api/v3/fetch/{job.id}"
+V3_FETCH_PATH = "/api/v3/fetch/"
+
+
+def fetch_url(job: Job, fetch_path: str = V3_FETCH_PATH) -> str:
+    """Where the job's result is fetched, in the API family the request came in on."""
+    return f"{job.base_url.rstrip('/')}{fetch_path}{job.id}"
 
 
 def success(job: Job) -> dict:
@@ -77,6 +83,7 @@ def success(job: Job) -> dict:
             "output": storage.output_urls(job)[0],
             "queue_time": _queue_time(job),
             **_extras(job),
+            **_short_meta(job),
         }
     body = {
         "status": "success",
@@ -116,20 +123,19 @@ def failed(job: Job) -> dict:
     return body
 
 
-def processing(job: Job) -> dict:
+def processing(job: Job, fetch_path: str = V3_FETCH_PATH) -> dict:
     """The answer to a generation request whose job is not finished yet."""
     body = {
         **errors.message("processing", PROCESSING_MESSAGE),
         "tip": settings.GENERATION_TIP,
         **_standing(job),
-        "fetch_result": fetch_url(job),
+        "fetch_result": fetch_url(job, fetch_path),
         "id": job.id,
         "output": [],
         "future_links": future_links(job),
         **_extras(job),
     }
-    if not KINDS[job.kind].single_output:
-        body["meta"] = meta(job)
+    body.update(_short_meta(job) if KINDS[job.kind].single_output else {"meta": meta(job)})
     return body
 
 
@@ -142,13 +148,13 @@ def fetch_processing(job: Job) -> dict:
     }
 
 
-def for_request(job: Job) -> dict:
+def for_request(job: Job, fetch_path: str = V3_FETCH_PATH) -> dict:
     """Body for the generation request itself."""
     if job.status == Job.Status.SUCCESS:
         return success(job)
     if job.is_finished:
         return failed(job)
-    return processing(job)
+    return processing(job, fetch_path)
 
 
 def expired(job: Job) -> dict:

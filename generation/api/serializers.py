@@ -8,6 +8,7 @@ admitted (services.request_generation); an inline (base64) image is decoded. `va
 
 import secrets
 
+from django.conf import settings
 from rest_framework import serializers
 
 from generation import safe_http, schedulers
@@ -17,6 +18,7 @@ from generation.api.fields import (
     LenientNumberField,
     LenientTextField,
     ScalarField,
+    UpscaleField,
 )
 from generation.params import (
     UPSCALE_MODELS,
@@ -24,6 +26,8 @@ from generation.params import (
     InpaintParams,
     SuperResolutionParams,
     Text2ImgParams,
+    deployment_model,
+    deployment_vae,
 )
 
 MAX_SEED = 2**32 - 1
@@ -60,6 +64,46 @@ class JobSerializer(serializers.Serializer):
 OUTPUT_FORMATS = {"png": "png", "jpg": "jpg", "jpeg": "jpg"}
 
 
+def _reason(field: str, reason: str) -> dict:
+    return {"field": field, "reason": reason}
+
+
+def not_applied(data: dict) -> list[dict]:
+    """The documented fields of this request that this deployment understood but did not apply, each with
+    a one-line reason. A field that is applied is never named."""
+    model, vae = deployment_model(), deployment_vae()
+    library = "this deployment has no model library yet"
+    checks = [
+        (
+            "tomesd",
+            data.get("tomesd"),
+            "token merging (tomesd) patches Stable Diffusion 1.x UNets and is not correct for SDXL",
+        ),
+        (
+            "panorama",
+            data.get("panorama"),
+            "panorama (tiled MultiDiffusion) is not available for SDXL here; the image has the requested size",
+        ),
+        (
+            "multi_lingual",
+            data.get("multi_lingual"),
+            "no translation model is installed; the prompt is used as written",
+        ),
+        ("face_enhance", data.get("face_enhance"), "no face restoration model is installed"),
+        (
+            "temp",
+            data.get("temp"),
+            f"outputs are kept for OUTPUT_RETENTION_DAYS ({settings.OUTPUT_RETENTION_DAYS}) days",
+        ),
+        ("model_id", data.get("model_id") not in (None, model), f"{library}; its one model, {model}, was used"),
+        ("lora_model", data.get("lora_model"), f"{library}; no LoRA was applied"),
+        ("lora_strength", data.get("lora_strength") is not None, f"{library}; no LoRA was applied"),
+        ("embeddings_model", data.get("embeddings_model"), f"{library}; no embedding was loaded"),
+        ("vae", data.get("vae") not in (None, vae), f"{library}; its one VAE, {vae}, was used"),
+    ]
+    return [_reason(field, reason) for field, given, reason in checks if given]
+
+
 def size_field(default=512):
     return LenientNumberField(minimum=64, maximum=1024, integer=True, multiple_of=8, default=default)
 
@@ -81,6 +125,22 @@ class GenerationSerializer(JobSerializer):
     output_format = LenientTextField(max_length=10, required=False, default="png")
     base64 = LenientBooleanField(default=False)
     safety_checker = LenientBooleanField(default=False)
+    # the hosted service's later fields: applied, or named in meta.not_applied (see `not_applied`)
+    steps = LenientNumberField(minimum=1, maximum=50, integer=True, default=None)  # num_inference_steps
+    upscale = UpscaleField()
+    enhance_prompt = LenientBooleanField(default=False)
+    self_attention = LenientBooleanField(default=False)
+    clip_skip = LenientNumberField(minimum=1, maximum=12, integer=True, default=None)
+    tomesd = LenientBooleanField(default=False)
+    panorama = LenientBooleanField(default=False)
+    multi_lingual = LenientBooleanField(default=False)
+    face_enhance = LenientBooleanField(default=False)
+    temp = LenientBooleanField(default=False)
+    model_id = LenientTextField(max_length=200, required=False, default=None)
+    lora_model = LenientTextField(max_length=2000, required=False, default=None)
+    lora_strength = LenientTextField(max_length=2000, required=False, default=None)
+    embeddings_model = LenientTextField(max_length=2000, required=False, default=None)
+    vae = LenientTextField(max_length=200, required=False, default=None)
 
     def validate(self, data):
         resolved = schedulers.resolve(data["scheduler"], data["use_karras_sigmas"], data["algorithm_type"])
@@ -88,12 +148,12 @@ class GenerationSerializer(JobSerializer):
             raise serializers.ValidationError({"scheduler": ["The selected scheduler is invalid."]})
         seed = data["seed"]
         params = self.params_class(
-            prompt=data["prompt"],
+            prompt=f"{data['prompt']}, {settings.PROMPT_ENHANCEMENT}" if data["enhance_prompt"] else data["prompt"],
             negative_prompt=data["negative_prompt"],
             width=data["width"],
             height=data["height"],
             samples=data["samples"],
-            steps=data["num_inference_steps"],
+            steps=data["steps"] or data["num_inference_steps"],
             guidance_scale=float(data["guidance_scale"]),
             seed=seed if seed is not None and seed >= 0 else secrets.randbelow(MAX_SEED + 1),
             scheduler=resolved[0],
@@ -101,6 +161,10 @@ class GenerationSerializer(JobSerializer):
             output_format=OUTPUT_FORMATS.get(data["output_format"].strip().lower(), "png"),
             base64=data["base64"],
             safety_checker=data["safety_checker"],
+            clip_skip=data["clip_skip"],
+            self_attention=data["self_attention"],
+            upscale=data["upscale"],
+            not_applied=not_applied(data),
         )
         return self.submission(data, params, self.image_inputs(data, params))
 
@@ -152,11 +216,18 @@ class SuperResolutionSerializer(JobSerializer):
         given = data["url"] or data["init_image"]
         if given is None:
             raise serializers.ValidationError({"url": ["The url field is required."]})
+        model_id = data["model_id"] if data["model_id"] in UPSCALE_MODELS else UPSCALE_MODELS[0]
+        skipped = not_applied({"face_enhance": data["face_enhance"]})
+        if data["model_id"] not in (None, model_id):
+            skipped.append(
+                _reason("model_id", f"no upscaler named {data['model_id']!r} is installed; {model_id} was used")
+            )
         params = SuperResolutionParams(
             image_url=given.url,
             scale=data["scale"],
-            model_id=data["model_id"] if data["model_id"] in UPSCALE_MODELS else UPSCALE_MODELS[0],
+            model_id=model_id,
             face_enhance=data["face_enhance"],
+            not_applied=skipped,
         )
         return self.submission(data, params, {"image": given})
 

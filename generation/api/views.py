@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 from generation import monitoring, selectors, services, storage
 from generation.api import responses
 from generation.api.authentication import ApiKeyAuthentication
+from generation.api.parsers import LenientRequest
 from generation.api.serializers import (
     FetchSerializer,
     Img2ImgSerializer,
@@ -87,6 +88,16 @@ class V3View(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = []
 
+    def initialize_request(self, request, *args, **kwargs):
+        """DRF's, with fields from the query string too (see LenientRequest)."""
+        return LenientRequest(
+            request,
+            parsers=self.get_parsers(),
+            authenticators=self.get_authenticators(),
+            negotiator=self.get_content_negotiator(),
+            parser_context=self.get_parser_context(request),
+        )
+
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         status = response.data.get("status", "") if isinstance(response.data, dict) else ""
@@ -100,7 +111,7 @@ class GenerationView(V3View):
     serializer_class = None
     throttle_classes = [ApiKeyRateThrottle]
 
-    def post(self, request):
+    def post(self, request, fetch_path=responses.V3_FETCH_PATH):
         serializer = self.serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
         submission = serializer.validated_data
@@ -113,7 +124,9 @@ class GenerationView(V3View):
             instant=submission["instant"],
             idempotency_key=request.headers.get("Idempotency-Key", "") or submission["idempotency_key"],
         )
-        return Response(responses.for_request(job), headers={"Idempotent-Replayed": "true"} if job.replayed else None)
+        return Response(
+            responses.for_request(job, fetch_path), headers={"Idempotent-Replayed": "true"} if job.replayed else None
+        )
 
 
 def generation_schema(serializer, summary):
@@ -160,15 +173,15 @@ def requested_job_id(request, job_id=None):
 )
 class FetchView(V3View):
     @extend_schema(operation_id="fetch")
-    def post(self, request, job_id=None):
+    def post(self, request, job_id=None, **kwargs):
         job = services.fetch_job(user=request.user, job_id=requested_job_id(request, job_id))
         return Response(responses.for_fetch(job))
 
 
 class FetchByBodyView(FetchView):
     @extend_schema(operation_id="fetch_by_request_id", summary="The result of a queued request (id as request_id)")
-    def post(self, request, job_id=None):
-        return super().post(request, job_id)
+    def post(self, request, job_id=None, **kwargs):
+        return super().post(request, job_id, **kwargs)
 
 
 @extend_schema(
@@ -195,15 +208,15 @@ class FetchByBodyView(FetchView):
 )
 class CancelView(V3View):
     @extend_schema(operation_id="cancel")
-    def post(self, request, job_id=None):
+    def post(self, request, job_id=None, **kwargs):
         job = services.cancel_job(user=request.user, job_id=requested_job_id(request, job_id))
         return Response(responses.for_fetch(job))
 
 
 class CancelByBodyView(CancelView):
     @extend_schema(operation_id="cancel_by_request_id", summary="Cancel a request (id as request_id; beyond v3)")
-    def post(self, request, job_id=None):
-        return super().post(request, job_id)
+    def post(self, request, job_id=None, **kwargs):
+        return super().post(request, job_id, **kwargs)
 
 
 @extend_schema(
@@ -259,5 +272,35 @@ class AccountView(V3View):
     examples=[OpenApiExample("ok", response_only=True, value={"queue_num": 3, "queue_time": 12, "status": "ok"})],
 )
 class SystemLoadView(V3View):
-    def post(self, request):
+    def post(self, request, **kwargs):
         return Response(selectors.system_load())
+
+
+@extend_schema(
+    request=KEY_ONLY,
+    responses=inline_serializer(
+        "SystemDetails",
+        fields={
+            "queue_num": serializers.IntegerField(),
+            "queue_time": serializers.IntegerField(),
+            "status": serializers.CharField(),
+            "workers": serializers.ListField(child=serializers.DictField()),
+        },
+    ),
+    summary="system_load plus the live workers: device, model, queues, busy (the enterprise API's system_details)",
+    examples=[
+        OpenApiExample(
+            "ok",
+            response_only=True,
+            value={
+                "queue_num": 3,
+                "queue_time": 12,
+                "status": "ok",
+                "workers": [{"device": "cuda", "model": "sdxl-base-1.0", "queues": ["high", "default"], "busy": True}],
+            },
+        )
+    ],
+)
+class SystemDetailsView(V3View):
+    def post(self, request, **kwargs):
+        return Response(selectors.system_details())

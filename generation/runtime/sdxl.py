@@ -8,14 +8,26 @@ from pathlib import Path
 
 import diffusers
 import numpy as np
+import torch
+from diffusers import (
+    AutoencoderKL,
+    AutoPipelineForImage2Image,
+    AutoPipelineForInpainting,
+    AutoPipelineForText2Image,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLPipeline,
+)
+from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from django.conf import settings
 from PIL import Image
+from transformers import CLIPImageProcessor
 
 from generation import storage
 from generation.params import Img2ImgParams, InpaintParams, Text2ImgParams
 from generation.runtime import acceleration
 from generation.runtime.demo_model import build_demo_model
-from generation.runtime.predictors import GenerationError, Prediction, pick_device
+from generation.runtime.predictors import GenerationError, Prediction, pick_device, predictor_for
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +77,7 @@ class SDXLPredictor:
         self.model = model or settings.SDXL_MODEL
         self.device = device or settings.SDXL_DEVICE
         self.pipelines = {}
+        self.pag_pipelines = {}
         self.schedulers = {}
         self.base_scheduler_config = None
         self.safety = None  # (checker, image processor), loaded on first use
@@ -82,14 +95,6 @@ class SDXLPredictor:
         """Load the weights once. Builds the demo model first when it is the configured model and missing."""
         if self.loaded:
             return
-        import torch
-        from diffusers import (
-            AutoencoderKL,
-            StableDiffusionXLImg2ImgPipeline,
-            StableDiffusionXLInpaintPipeline,
-            StableDiffusionXLPipeline,
-        )
-
         started = time.perf_counter()
         # 1. where and in which precision (the fast-path options: generation/acceleration.py)
         self.device = pick_device(self.device)
@@ -110,11 +115,18 @@ class SDXLPredictor:
         self.pipelines["text2img"] = pipe
         self.pipelines["img2img"] = StableDiffusionXLImg2ImgPipeline.from_pipe(pipe, requires_aesthetics_score=False)
         self.pipelines["inpaint"] = StableDiffusionXLInpaintPipeline.from_pipe(pipe, requires_aesthetics_score=False)
-        for pipeline in self.pipelines.values():
+        # 5. perturbed-attention guidance (`self_attention`): the same modules again, guided on the mid block
+        for kind, auto in (
+            ("text2img", AutoPipelineForText2Image),
+            ("img2img", AutoPipelineForImage2Image),
+            ("inpaint", AutoPipelineForInpainting),
+        ):
+            self.pag_pipelines[kind] = auto.from_pipe(self.pipelines[kind], enable_pag=True, pag_applied_layers=["mid"])
+        for pipeline in (*self.pipelines.values(), *self.pag_pipelines.values()):
             pipeline.set_progress_bar_config(disable=True)
         for model in (pipe.unet, pipe.vae):  # after from_pipe, which checks the components' classes
             _pin(model, torch.device(self.device), dtype)
-        # 5. the fast path, on the shared modules, then the first (compiling) calls before any job
+        # 6. the fast path, on the shared modules, then the first (compiling) calls before any job
         acceleration.apply(pipe, self.options)
         logger.info(
             "Loaded %s on %s (%s) in %.2fs with %s",
@@ -130,7 +142,7 @@ class SDXLPredictor:
         """Generate `params.samples` images; image i uses seed + i. `on_step(done, total)` reports progress."""
         self.setup()
         started = time.perf_counter()
-        pipe = self.pipelines[params.kind]
+        pipe = (self.pag_pipelines if params.self_attention else self.pipelines)[params.kind]
         # 1. a fresh scheduler per job, so no job's scheduler leaks into the next
         pipe.scheduler = self._scheduler(params.scheduler, params.scheduler_options)
 
@@ -157,6 +169,10 @@ class SDXLPredictor:
         nsfw = None
         if params.safety_checker and settings.SAFETY_CHECKER_MODEL:
             images, nsfw = self._safety_filter(images)
+        # 5. `upscale`: through the Real-ESRGAN upscaler, in the same job
+        if params.upscale > 1:
+            upscaler = predictor_for("super_resolution")
+            images = [upscaler.enlarge(image, params.upscale) for image in images]
         return Prediction(images=images, seeds=params.seeds, seconds=time.perf_counter() - started, nsfw=nsfw)
 
     def _scheduler(self, name: str, options: dict):
@@ -168,8 +184,6 @@ class SDXLPredictor:
         return copy.deepcopy(self.schedulers[key])
 
     def _call(self, pipe, params: Text2ImgParams, inputs: dict, step_end) -> list:
-        import torch
-
         generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in params.seeds]
         with torch.inference_mode():
             result = pipe(
@@ -181,15 +195,22 @@ class SDXLPredictor:
                 generator=generators,
                 output_type="np",
                 callback_on_step_end=step_end,
+                **self._guidance(params),
                 **inputs,
             )
         return list(result.images)
 
-    def _safety_filter(self, images):
-        import torch
-        from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
-        from transformers import CLIPImageProcessor
+    def _guidance(self, params: Text2ImgParams) -> dict:
+        """`clip_skip` (at most the text encoder's depth less one) and the perturbed-attention scale."""
+        options = {}
+        if params.clip_skip:
+            depth = self.pipelines["text2img"].text_encoder.config.num_hidden_layers
+            options["clip_skip"] = min(params.clip_skip, depth - 1)
+        if params.self_attention:
+            options["pag_scale"] = settings.PAG_SCALE
+        return options
 
+    def _safety_filter(self, images):
         if self.safety is None:
             checker = StableDiffusionSafetyChecker.from_pretrained(settings.SAFETY_CHECKER_MODEL).to(self.device)
             self.safety = (checker, CLIPImageProcessor.from_pretrained(settings.SAFETY_CHECKER_MODEL))

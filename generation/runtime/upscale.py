@@ -196,6 +196,11 @@ class UpscalePredictor:
             logger.info("Loaded upscaler %s on %s", model_id, self.device)
         return self.upscalers[model_id]
 
+    def enlarge(self, image: Image.Image, scale: int) -> Image.Image:
+        """`image` upscaled `scale` times (a generation's `upscale`): the x2 network for 2, else the x4 one."""
+        self.setup()
+        return self.upscaler("RealESRGAN_x2plus" if scale == 2 else "RealESRGAN_x4plus").upscale(image, scale)
+
     def predict(self, params: SuperResolutionParams, on_step=None) -> Prediction:
         """Upscale the job's stored input image."""
         self.setup()
