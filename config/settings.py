@@ -257,6 +257,14 @@ INPUT_IMAGE_MAX_PIXELS = env.int("INPUT_IMAGE_MAX_PIXELS", default=4096 * 4096)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=2 * INPUT_IMAGE_MAX_BYTES * 4 // 3 + 1024 * 1024)
 # Upscalers (super_resolution): `<model id>.pth` files here; missing ones are built as random demo weights.
 UPSCALER_DIR = env("UPSCALER_DIR", default=str(VAR_DIR / "models" / "upscalers"))
+# The model library (generation/library.py): where workers keep copies of model files held in storage;
+# which checkpoints a worker holds (ids; empty: the default checkpoint); its LoRA cache's bounds; how long
+# a checkpoint no live worker serves keeps accepting jobs.
+MODEL_CACHE_DIR = env("MODEL_CACHE_DIR", default=str(VAR_DIR / "models" / "cache"))
+WORKER_CHECKPOINTS = env.list("WORKER_CHECKPOINTS", default=[])
+LORA_CACHE_COUNT = env.int("LORA_CACHE_COUNT", default=8)
+LORA_CACHE_BYTES = env.int("LORA_CACHE_BYTES", default=2 * 1024**3)
+CHECKPOINT_STALE_SECONDS = env.int("CHECKPOINT_STALE_SECONDS", default=300)
 UPSCALER_TILE = env.int("UPSCALER_TILE", default=256)
 UPSCALER_TILE_PAD = env.int("UPSCALER_TILE_PAD", default=16)
 UPSCALE_MAX_INPUT_PIXELS = env.int("UPSCALE_MAX_INPUT_PIXELS", default=2048 * 2048)

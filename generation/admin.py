@@ -3,14 +3,16 @@
 from datetime import datetime
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import admin
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from generation import selectors, storage
-from generation.models import Job, WebhookAttempt
+from generation import library, selectors, storage
+from generation.models import Job, LibraryModel, WebhookAttempt
 
 GALLERY_PAGE_SIZE = 48
 
@@ -144,3 +146,54 @@ class JobAdmin(admin.ModelAdmin):
             "change_url": reverse("admin:generation_job_changelist"),
         }
         return TemplateResponse(request, "admin/generation/job/gallery.html", context)
+
+
+class LibraryModelForm(forms.ModelForm):
+    """Checks the files before anything is saved: a bad upload is refused here, never at a user's request."""
+
+    class Meta:
+        model = LibraryModel
+        fields = [
+            "public_id",
+            "kind",
+            "name",
+            "description",
+            "source",
+            "plans",
+            "is_public",
+            "is_default",
+            "credit_multiplier",
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("is_default") and data.get("kind") != LibraryModel.Kind.CHECKPOINT:
+            self.add_error("is_default", "Only a checkpoint can be the default.")
+        if data.get("source") and data.get("kind"):
+            try:
+                self.instance.content_hash, self.instance.size_bytes = library.check(data["source"], data["kind"])
+            except library.InvalidModelFile as exc:
+                self.add_error("source", f"Refused: {exc}.")
+        return data
+
+
+@admin.register(LibraryModel)
+class LibraryModelAdmin(admin.ModelAdmin):
+    """The model library: checkpoints, LoRAs, embeddings and VAEs that requests choose by id."""
+
+    form = LibraryModelForm
+    list_display = ["public_id", "kind", "name", "is_default", "is_public", "credit_multiplier", "size", "created_at"]
+    list_filter = ["kind", "is_public", "plans"]
+    search_fields = ["public_id", "name"]
+    readonly_fields = ["content_hash", "size_bytes", "created_at"]
+    filter_horizontal = ["plans"]
+
+    @admin.display(description="size")
+    def size(self, entry):
+        return f"{entry.size_bytes / 2**20:.1f} MiB"
+
+    @transaction.atomic
+    def save_model(self, request, obj, form, change):
+        if obj.is_default:
+            library.make_default(obj)
+        super().save_model(request, obj, form, change)

@@ -98,7 +98,9 @@ def wait_seconds(queue_name: str, position: int | None = None) -> float:
     ahead of it (None: behind the whole queue)."""
     queues = queue.backlog()
     order = settings.GENERATION_QUEUES
-    served_first = order[: order.index(queue_name)] if queue_name in order else []
+    priority, checkpoint = queue.split_queue_name(queue_name)
+    higher = order[: order.index(priority)] if priority in order else []
+    served_first = [queue.queue_name(name, checkpoint) for name in higher]
     ahead = sum(queues.get(name, (0, 0.0))[1] for name in served_first)
     count, seconds = queues.get(queue_name, (0, 0.0))
     if position is None:

@@ -42,6 +42,7 @@ def submit(
     idempotency_key: str = "",
     account=None,
     inputs: dict | None = None,
+    price: int | None = None,
 ) -> Job:
     """Record the job, reserve its credits, store its input images and queue it once the transaction
     commits.
@@ -51,13 +52,15 @@ def submit(
     Both are checked and taken in one conditional UPDATE, so concurrent requests cannot overshoot
     either. `inputs` maps a parameter field to the image it names once stored. Two concurrent requests
     with one `idempotency_key` meet at the database's unique constraint and the second gets the first's
-    job (`replayed`). `account` is the user's, when the caller already has it.
+    job (`replayed`). `account` is the user's, when the caller already has it. `price`: its credits when
+    not its kind's plain cost (models with a credit multiplier).
     """
     account = account or credits.account_for(user)
+    price = cost(params) if price is None else price
     stored = []
     try:
         with transaction.atomic():
-            credits.admit(account, cost(params))
+            credits.admit(account, price)
             for field, image in (inputs or {}).items():
                 stored.append(storage.store_input(image))
                 setattr(params, field, stored[-1])
@@ -74,7 +77,7 @@ def submit(
                 idempotency_key=idempotency_key,
                 predicted_seconds=estimates.predict(params),
             )
-            credits.record_reservation(job, cost(params))
+            credits.record_reservation(job, price)
             transaction.on_commit(lambda: _enqueue_or_fail(job))
     except IntegrityError:
         storage.delete_names(stored)

@@ -15,6 +15,7 @@ from generation.redis_client import connection
 
 KEY = "sdxl:worker:{}"
 REGISTRY = "sdxl:workers"
+CHECKPOINTS_SEEN = "sdxl:checkpoints-seen"  # checkpoint id -> when a live worker last held it
 CACHE_SECONDS = 1.0
 
 _cached = {"at": 0.0, "workers": {}}
@@ -26,11 +27,19 @@ def ttl() -> int:
 
 
 def publish(name: str, record: dict):
-    """Say that worker `name` is alive, and what it is doing, for the next `ttl()` seconds."""
+    """Say that worker `name` is alive, what it holds and what it is doing, for the next `ttl()` seconds."""
     with connection().pipeline() as pipe:
         pipe.set(KEY.format(name), json.dumps(record), ex=ttl())
         pipe.sadd(REGISTRY, name)
+        if record.get("checkpoints"):
+            pipe.hset(CHECKPOINTS_SEEN, mapping=dict.fromkeys(record["checkpoints"], record["beat_at"]))
         pipe.execute()
+
+
+def checkpoint_served_within(checkpoint: str, seconds: float) -> bool:
+    """Whether a live worker held `checkpoint` in the last `seconds`."""
+    seen = connection().hget(CHECKPOINTS_SEEN, checkpoint)
+    return seen is not None and time.time() - float(seen) <= seconds
 
 
 def withdraw(name: str):

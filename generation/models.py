@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from generation import params as job_params
@@ -129,3 +130,60 @@ class WebhookAttempt(models.Model):
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class LibraryModel(models.Model):
+    """A checkpoint, LoRA, textual-inversion embedding or VAE that requests choose by its public id.
+
+    Weights are safetensors only (a pickle file is code, not data). Files are checked when the entry is
+    saved (generation/library.py), so a bad upload is refused in the admin, never at a user's first request.
+    """
+
+    class Kind(models.TextChoices):
+        CHECKPOINT = "checkpoint"
+        LORA = "lora"
+        EMBEDDING = "embedding"
+        VAE = "vae"
+
+    public_id = models.CharField(
+        max_length=100,
+        unique=True,
+        validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Letters, digits, '.', '_' and '-' only.")],
+        help_text="what clients send (model_id, lora_model, embeddings_model, vae); for an embedding, also the "
+        "token its prompts use",
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    source = models.CharField(
+        max_length=500,
+        help_text="a local diffusers folder (checkpoint, VAE) or .safetensors file (LoRA, embedding), or "
+        "storage:<name> for a .safetensors object in the configured storage",
+    )
+    content_hash = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the weights (keys worker caches)")
+    size_bytes = models.BigIntegerField(default=0)
+    plans = models.ManyToManyField("billing.Plan", blank=True, help_text="plans that may use it (none: every plan)")
+    is_public = models.BooleanField(default=True, help_text="listed by model_list and in the playground")
+    is_default = models.BooleanField(default=False, help_text="the checkpoint of requests that name none")
+    credit_multiplier = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=1,
+        validators=[MinValueValidator(0)],
+        help_text="a job's credits are multiplied by this (rounded up)",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "public_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_model"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(is_default=False) | models.Q(kind="checkpoint"), name="only_checkpoints_are_default"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.public_id} ({self.kind})"

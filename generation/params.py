@@ -58,6 +58,7 @@ class JobParams:
 
     kind: ClassVar[str] = ""
     inputs: ClassVar[tuple[str, ...]] = ()  # fields that name a stored input image
+    chooses_models: ClassVar[bool] = False  # checkpoint, LoRAs, embeddings and VAE from the library
 
     samples: int = 1
     seed: int = 0
@@ -67,6 +68,7 @@ class JobParams:
     track_id: str | int | float | bool | None = None
     # request fields that were understood but not applied here, each {"field": ..., "reason": ...}
     not_applied: list = field(default_factory=list)
+    checkpoint: str = ""  # the library checkpoint a generation runs on (filled in when it is admitted)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,6 +106,7 @@ class JobParams:
 @dataclass(kw_only=True)
 class Text2ImgParams(JobParams):
     kind: ClassVar[str] = "text2img"
+    chooses_models: ClassVar[bool] = True
 
     prompt: str
     negative_prompt: str = ""
@@ -117,6 +120,9 @@ class Text2ImgParams(JobParams):
     clip_skip: int | None = None  # text-encoder layers to skip (clamped to the model's depth on the worker)
     self_attention: bool = False  # perturbed-attention guidance
     upscale: int = 1  # the images are upscaled this many times in the same job
+    loras: list = field(default_factory=list)  # [{"id": library id, "strength": float}, ...]
+    embeddings: list = field(default_factory=list)  # library ids; each is also the token prompts use
+    vae_id: str = ""  # a library VAE instead of the checkpoint's own
 
     @property
     def output_size(self) -> tuple[int, int]:

@@ -23,6 +23,18 @@ BACKLOG_KEY = "sdxl:backlog"
 GIVEN_UP = ("failed", "stopped", "canceled")  # RQ states of a try that will not run again
 
 
+def queue_name(priority: str, checkpoint: str = "") -> str:
+    """The RQ queue of a job: its plan's priority, and for a checkpoint other than the default one, that
+    checkpoint's own queue, which only workers holding it serve."""
+    return f"{priority}.{checkpoint}" if checkpoint else priority
+
+
+def split_queue_name(name: str) -> tuple[str, str]:
+    """(priority, checkpoint) of a queue name ("" for the default checkpoint)."""
+    priority, _, checkpoint = name.partition(".")
+    return priority, checkpoint
+
+
 def queue(name: str) -> Queue:
     return Queue(name, connection=connection())
 

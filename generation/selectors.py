@@ -12,7 +12,7 @@ from django_rq.settings import get_queues_map
 
 from accounts.usage import period_start
 from billing import credits
-from generation import estimates, liveness, queue
+from generation import estimates, library, liveness, queue
 from generation.models import Job
 
 
@@ -48,11 +48,23 @@ def eta_seconds(job: Job, position: int | None = None) -> float:
 
 
 def system_load() -> dict:
-    """The v3 answer: jobs waiting and the seconds a new job would wait for a worker."""
+    """The v3 answer (jobs waiting and the seconds a new job would wait for a worker), and (beyond v3) the
+    same per checkpoint with waiting jobs ("" is the default one)."""
     queues = queue.backlog()
+    per_checkpoint = {}
+    for name, (count, seconds) in queues.items():
+        entry = per_checkpoint.setdefault(queue.split_queue_name(name)[1], [0, 0.0])
+        entry[0] += count
+        entry[1] += seconds
     waiting = sum(count for count, _ in queues.values())
     wait = estimates.worker_free_in(sum(seconds for _, seconds in queues.values()))
-    return {"queue_num": waiting, "queue_time": int(round(wait)), "status": "ok"}
+    default = library.default_checkpoint().public_id if "" in per_checkpoint else ""
+    models = {
+        checkpoint or default: {"queue_num": count, "queue_time": int(round(estimates.worker_free_in(seconds)))}
+        for checkpoint, (count, seconds) in sorted(per_checkpoint.items())
+        if count
+    }
+    return {"queue_num": waiting, "queue_time": int(round(wait)), "status": "ok", "models": models}
 
 
 def system_details() -> dict:
@@ -74,6 +86,9 @@ def queue_overview() -> dict:
     hour_ago = timezone.now() - timedelta(hours=1)
     queued = dict(Job.objects.filter(status=Job.Status.QUEUED).values_list("queue_name").annotate(n=Count("id")))
     indexes = get_queues_map()
+    names = list(settings.GENERATION_QUEUES) + sorted(
+        name for name in queue.backlog() if queue.split_queue_name(name)[1] and name not in settings.GENERATION_QUEUES
+    )
     queues = [
         {
             "name": name,
@@ -82,7 +97,7 @@ def queue_overview() -> dict:
             "rq_index": indexes.get(name),
             "wait": round(estimates.wait_seconds(name), 1),
         }
-        for name in settings.GENERATION_QUEUES
+        for name in names
     ]
     last_hour = Job.objects.filter(finished_at__gte=hour_ago).aggregate(
         succeeded=Count("id", filter=Q(status=Job.Status.SUCCESS)),
@@ -107,7 +122,9 @@ def queue_overview() -> dict:
         "succeeded_last_hour": last_hour["succeeded"],
         "mean_generation_time": last_hour["mean_time"],
         "workers": workers,
-        "eta_new_job": queues[-1]["wait"],  # on the lowest-priority queue, before its own run
+        "eta_new_job": queues[len(settings.GENERATION_QUEUES) - 1][
+            "wait"
+        ],  # on the lowest-priority queue, before its own run
     }
 
 

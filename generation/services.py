@@ -4,12 +4,13 @@ They raise domain errors (JobNotFound, InvalidInput, billing's QueueFull and Ins
 the API maps to its error bodies (generation/api/errors.py).
 """
 
+import math
 import time
 
 from django.conf import settings
 
 from billing import credits
-from generation import images, jobs, queue, recovery, safe_http
+from generation import images, jobs, library, liveness, queue, recovery, safe_http
 from generation.models import Job
 from generation.params import InvalidInput, JobParams, cost
 
@@ -42,7 +43,8 @@ def request_generation(
     account = credits.account_for(user, loaded=True)
     plan = account.plan
     params.clamp_to_plan(plan.max_resolution, plan.max_samples)
-    credits.check_admissible(account, cost(params))
+    price, queue_name = _price_and_queue(params, plan)
+    credits.check_admissible(account, price)
     _check_webhook(params.webhook)
     fetched = _fetch_inputs(inputs or {})
     params.complete({field: image.size for field, image in fetched.items()})
@@ -55,8 +57,23 @@ def request_generation(
         idempotency_key=idempotency_key,
         account=account,
         inputs=fetched,
+        price=price,
+        queue_name=queue_name,
     )
     return wait(job, 0 if instant else settings.GENERATION_WAIT_SECONDS)
+
+
+def _price_and_queue(params: JobParams, plan) -> tuple[int, str]:
+    """The job's credits (its kind's cost times its models' multipliers) and its RQ queue: the plan's
+    priority, on the queue of its checkpoint when that is not the default one. A checkpoint that no live
+    worker has held for CHECKPOINT_STALE_SECONDS is refused rather than left waiting."""
+    if not params.chooses_models:
+        return cost(params), plan.priority
+    multiplier = library.choose(params, plan)
+    checkpoint = "" if params.checkpoint == library.default_checkpoint().public_id else params.checkpoint
+    if checkpoint and not liveness.checkpoint_served_within(checkpoint, settings.CHECKPOINT_STALE_SECONDS):
+        raise InvalidInput("model_id", f"No worker serves the model {checkpoint!r} right now; try again later.")
+    return math.ceil(cost(params) * multiplier), queue.queue_name(plan.priority, checkpoint)
 
 
 def _check_webhook(url: str | None):

@@ -5,10 +5,11 @@ from generation import views as pages
 from generation.api import views
 
 
-def endpoint(pattern, view, name=None, fetch_path=None):
-    """A POST endpoint whose trailing slash is optional. `fetch_path` is where its answers' `fetch_result`
-    points: the fetch path of the API family the request came in on."""
-    return re_path(rf"^{pattern}/?$", view.as_view(), {"fetch_path": fetch_path} if fetch_path else None, name=name)
+def endpoint(pattern, view, name=None, **family):
+    """A POST endpoint whose trailing slash is optional. `family` tells its view where its answers'
+    `fetch_result` points (`fetch_path`: the family's own fetch path) and whether its requests choose
+    models from the library (`model_library`; v3 requests use the default model)."""
+    return re_path(rf"^{pattern}/?$", view.as_view(), family or None, name=name)
 
 
 JOB_ID = r"(?P<job_id>\d+)"
@@ -18,8 +19,19 @@ FETCH = {"fetch": views.FetchByBodyView, f"fetch/{JOB_ID}": views.FetchView}
 # The hosted service's API families, each with its operations (path -> view). Every family answers like
 # v3; its `fetch_result` points at its own fetch path.
 FAMILIES = {
-    "api/v3/dreambooth": {"": views.Text2ImgView, "img2img": views.Img2ImgView, **FETCH},
-    "api/v4/dreambooth": {"": views.Text2ImgView, "img2img": views.Img2ImgView, "inpaint": views.InpaintView, **FETCH},
+    "api/v3/dreambooth": {
+        "": views.Text2ImgView,
+        "img2img": views.Img2ImgView,
+        "model_list": views.ModelListView,
+        **FETCH,
+    },
+    "api/v4/dreambooth": {
+        "": views.Text2ImgView,
+        "img2img": views.Img2ImgView,
+        "inpaint": views.InpaintView,
+        "model_list": views.ModelListView,
+        **FETCH,
+    },
     "api/v5": {"super_resolution": views.SuperResolutionView},
     "api/v6/images": {**GENERATE, **FETCH},
     "api/v6/realtime": {**GENERATE, **FETCH},
@@ -55,7 +67,12 @@ urlpatterns = [
     endpoint(rf"api/v3/cancel/{JOB_ID}", views.CancelView, "v3-cancel"),
     endpoint("api/v3/account", views.AccountView, "v3-account"),
     *(
-        endpoint(f"{prefix}/{path}".rstrip("/"), view, fetch_path=_fetch_path(prefix, operations))
+        endpoint(
+            f"{prefix}/{path}".rstrip("/"),
+            view,
+            fetch_path=_fetch_path(prefix, operations),
+            model_library=not prefix.startswith("api/v3/"),
+        )
         for prefix, operations in FAMILIES.items()
         for path, view in operations.items()
     ),

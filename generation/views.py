@@ -23,10 +23,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from accounts import usage
 from billing import credits
 from billing.credits import InsufficientCredits, QueueFull
-from generation import monitoring, schedulers, selectors, services, storage
+from generation import library, monitoring, schedulers, selectors, services, storage
 from generation.api import errors
 from generation.api.serializers import SERIALIZERS
-from generation.models import Job
+from generation.models import Job, LibraryModel
 from generation.params import UPSCALE_MODELS, InvalidInput
 
 HISTORY_PAGE_SIZE = 20
@@ -89,10 +89,14 @@ def job_status(request, job_id):
 
 @login_required
 def playground(request):
+    models = {kind: [] for kind in LibraryModel.Kind.values}
+    for model in library.listed(credits.account_for(request.user).plan):
+        models[model.kind].append(model)
     return render(
         request,
         "dashboard/playground.html",
         {
+            "models": models,
             "schedulers": schedulers.DIFFUSERS_SCHEDULERS + list(schedulers.A1111_SCHEDULERS),
             "default_scheduler": schedulers.DEFAULT_SCHEDULER,
             "upscale_models": UPSCALE_MODELS,
@@ -111,7 +115,7 @@ def playground_run(request):
     serializer_class = SERIALIZERS.get(data.pop("kind", None)) if isinstance(data, dict) else None
     if serializer_class is None:
         return JsonResponse(errors.invalid_request())
-    serializer = serializer_class(data=data)
+    serializer = serializer_class(data=data, context={"model_library": True})
     if not serializer.is_valid():
         return JsonResponse(
             errors.validation({field: [str(m) for m in msgs] for field, msgs in serializer.errors.items()})

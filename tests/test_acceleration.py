@@ -17,7 +17,7 @@ PARAMS = Text2ImgParams(prompt="a lighthouse", width=64, height=64, steps=3, see
 def image(settings, **options) -> np.ndarray:
     for name, value in options.items():
         setattr(settings, name, value)
-    predictor = SDXLPredictor()
+    predictor = SDXLPredictor(model=settings.SDXL_MODEL)
     predictor.setup()
     return np.asarray(predictor.predict(PARAMS).images[0], dtype=np.int16), predictor
 

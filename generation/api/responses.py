@@ -24,7 +24,7 @@ def meta(job: Job) -> dict:
         "enable_attention_slicing": "true",
         "file_prefix": str(job.file_prefix),
         "guidance_scale": params.guidance_scale,
-        "model": deployment_model(),
+        "model": params.checkpoint or deployment_model(),
         "n_samples": params.samples,
         "negative_prompt": params.negative_prompt or "",
         "outdir": "out",
@@ -33,10 +33,12 @@ def meta(job: Job) -> dict:
         "safetychecker": "yes" if params.safety_checker and settings.SAFETY_CHECKER_MODEL else "no",
         "seed": job.seed,
         "steps": params.steps,
-        "vae": deployment_vae(),
+        "vae": params.vae_id or deployment_vae(),
         "scheduler": params.scheduler,
         "seeds": job.seeds or params.seeds,  # beyond v3
         "not_applied": params.not_applied,  # beyond v3: request fields understood but not applied here
+        "loras": params.loras,  # beyond v3: the library models used
+        "embeddings": params.embeddings,
     }
     if isinstance(params, Img2ImgParams):
         body["init_image"] = _input_url(job, params.init_image_url, params.init_image)
@@ -173,3 +175,23 @@ def for_fetch(job: Job) -> dict:
     if job.is_finished:
         return failed(job)
     return fetch_processing(job)
+
+
+MODEL_CATEGORIES = {"checkpoint": "stable_diffusion_xl", "lora": "lora", "embedding": "embeddings", "vae": "vae"}
+
+
+def model_list(models) -> list[dict]:
+    """The dreambooth API's model_list: one entry per model a key's plan may use."""
+    return [
+        {
+            "model_id": model.public_id,
+            "model_name": model.name or model.public_id,
+            "model_category": MODEL_CATEGORIES[model.kind],
+            "kind": model.kind,
+            "description": model.description,
+            "status": "model_ready",
+            "is_default": model.is_default,
+            "credit_multiplier": float(model.credit_multiplier),
+        }
+        for model in models
+    ]

@@ -6,6 +6,7 @@ admitted (services.request_generation); an inline (base64) image is decoded. `va
 "idempotency_key": str}.
 """
 
+import math
 import secrets
 
 from django.conf import settings
@@ -68,11 +69,15 @@ def _reason(field: str, reason: str) -> dict:
     return {"field": field, "reason": reason}
 
 
-def not_applied(data: dict) -> list[dict]:
+MODEL_FIELDS = ("model_id", "lora_model", "lora_strength", "embeddings_model", "vae")
+
+
+def not_applied(data: dict, model_library: bool = False) -> list[dict]:
     """The documented fields of this request that this deployment understood but did not apply, each with
-    a one-line reason. A field that is applied is never named."""
+    a one-line reason. A field that is applied is never named. The model fields are applied on the paths
+    that choose models (`model_library`); v3 requests use the deployment's default model."""
     model, vae = deployment_model(), deployment_vae()
-    library = "this deployment has no model library yet"
+    library = "v3 requests use the deployment's default model; the v4, v6, v7 and v1 paths choose models"
     checks = [
         (
             "tomesd",
@@ -95,13 +100,38 @@ def not_applied(data: dict) -> list[dict]:
             data.get("temp"),
             f"outputs are kept for OUTPUT_RETENTION_DAYS ({settings.OUTPUT_RETENTION_DAYS}) days",
         ),
-        ("model_id", data.get("model_id") not in (None, model), f"{library}; its one model, {model}, was used"),
+        ("model_id", data.get("model_id") not in (None, model), f"{library}; the default model was used"),
         ("lora_model", data.get("lora_model"), f"{library}; no LoRA was applied"),
         ("lora_strength", data.get("lora_strength") is not None, f"{library}; no LoRA was applied"),
         ("embeddings_model", data.get("embeddings_model"), f"{library}; no embedding was loaded"),
-        ("vae", data.get("vae") not in (None, vae), f"{library}; its one VAE, {vae}, was used"),
+        ("vae", data.get("vae") not in (None, vae), f"{library}; the model's own VAE was used"),
     ]
-    return [_reason(field, reason) for field, given, reason in checks if given]
+    return [
+        _reason(field, reason)
+        for field, given, reason in checks
+        if given and not (model_library and field in MODEL_FIELDS)
+    ]
+
+
+def _ids(text: str | None) -> list[str]:
+    """A comma-separated list of library ids."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _loras(data: dict) -> list[dict]:
+    """`lora_model` ids with their `lora_strength`: one value for all, or one per LoRA (default 1)."""
+    ids = _ids(data["lora_model"])
+    try:
+        strengths = [float(value) for value in _ids(data["lora_strength"])] or [1.0]
+    except ValueError as exc:
+        raise serializers.ValidationError(
+            {"lora_strength": ["The lora strength must be a number or a comma-separated list of numbers."]}
+        ) from exc
+    if len(strengths) == 1:
+        strengths *= len(ids)
+    if len(strengths) != len(ids) or not all(math.isfinite(value) for value in strengths):
+        raise serializers.ValidationError({"lora_strength": ["The lora strength must be one value, or one per LoRA."]})
+    return [{"id": lora, "strength": min(4.0, max(-4.0, value))} for lora, value in zip(ids, strengths)]
 
 
 def size_field(default=512):
@@ -164,8 +194,13 @@ class GenerationSerializer(JobSerializer):
             clip_skip=data["clip_skip"],
             self_attention=data["self_attention"],
             upscale=data["upscale"],
-            not_applied=not_applied(data),
+            not_applied=not_applied(data, self.context.get("model_library", False)),
         )
+        if self.context.get("model_library"):
+            params.checkpoint = (data["model_id"] or "").strip()
+            params.loras = _loras(data)
+            params.embeddings = _ids(data["embeddings_model"])
+            params.vae_id = (data["vae"] or "").strip()
         return self.submission(data, params, self.image_inputs(data, params))
 
     def image_inputs(self, data, params) -> dict:

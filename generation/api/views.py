@@ -5,7 +5,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from generation import monitoring, selectors, services, storage
+from billing import credits
+from generation import library, monitoring, selectors, services, storage
 from generation.api import responses
 from generation.api.authentication import ApiKeyAuthentication
 from generation.api.parsers import LenientRequest
@@ -111,8 +112,8 @@ class GenerationView(V3View):
     serializer_class = None
     throttle_classes = [ApiKeyRateThrottle]
 
-    def post(self, request, fetch_path=responses.V3_FETCH_PATH):
-        serializer = self.serializer_class(data=request.data)
+    def post(self, request, fetch_path=responses.V3_FETCH_PATH, model_library=False):
+        serializer = self.serializer_class(data=request.data, context={"model_library": model_library})
         serializer.is_valid(raise_exception=True)
         submission = serializer.validated_data
         job = services.request_generation(
@@ -301,6 +302,13 @@ class SystemLoadView(V3View):
         )
     ],
 )
+class ModelListView(V3View):
+    """The models the key's plan may use, in the hosted dreambooth API's shape (a JSON list)."""
+
+    def post(self, request, **kwargs):
+        return Response(responses.model_list(library.listed(credits.account_for(request.user, loaded=True).plan)))
+
+
 class SystemDetailsView(V3View):
     def post(self, request, **kwargs):
         return Response(selectors.system_details())

@@ -53,10 +53,11 @@ def _text_config(vocab_size):
     )
 
 
-def build_demo_model(path: Path) -> Path:
-    """Build the tiny SDXL into `path` (a diffusers folder) and return the path."""
+def build_demo_model(path: Path, seed: int = 0) -> Path:
+    """Build the tiny SDXL into `path` (a diffusers folder) and return the path. Another `seed` gives
+    another checkpoint of the same architecture."""
     path = Path(path)
-    torch.manual_seed(0)  # the same weights on every machine
+    torch.manual_seed(seed)  # the same weights on every machine
     tokenizer = build_tokenizer(path / "_tokenizer_src")
     config = _text_config(len(tokenizer))
     unet = UNet2DConditionModel(

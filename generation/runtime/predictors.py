@@ -25,6 +25,8 @@ class Prediction:
 
 @runtime_checkable
 class Predictor(Protocol):
+    per_checkpoint: bool  # one instance per library checkpoint (else one per process)
+
     def setup(self) -> None:
         """Load what every job needs (once per process; later calls do nothing)."""
 
@@ -40,20 +42,25 @@ def pick_device(requested: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-_instances: dict[str, Predictor] = {}
+_instances: dict[tuple[str, str], Predictor] = {}
 
 
-def predictor_for(kind: str) -> Predictor:
-    """The process's predictor for `kind` (created on first use, not yet set up)."""
+def predictor_for(kind: str, checkpoint: str = "") -> Predictor:
+    """The process's predictor for `kind` on `checkpoint` (a library id; "" the default), created on
+    first use, not yet set up. A predictor class with `per_checkpoint` holds one checkpoint's weights."""
     path = KINDS[kind].predictor
-    if path not in _instances:
-        _instances[path] = import_string(path)(device=settings.SDXL_DEVICE)
-    return _instances[path]
+    cls = import_string(path)
+    key = (path, checkpoint if cls.per_checkpoint else "")
+    if key not in _instances:
+        _instances[key] = cls(device=settings.SDXL_DEVICE, checkpoint=key[1])
+    return _instances[key]
 
 
-def setup_all() -> list[Predictor]:
-    """Every predictor of the kind table, set up (the worker does this before its first job)."""
-    predictors = list({id(p): p for p in (predictor_for(kind) for kind in KINDS)}.values())
+def setup_all(checkpoints: list[str]) -> list[Predictor]:
+    """Every predictor of the kind table on each of `checkpoints`, set up (the worker does this before its
+    first job)."""
+    every = (predictor_for(kind, checkpoint) for kind in KINDS for checkpoint in checkpoints)
+    predictors = list({id(p): p for p in every}.values())
     for predictor in predictors:
         predictor.setup()
     return predictors

@@ -4,6 +4,8 @@ import copy
 import inspect
 import logging
 import time
+from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 
 import diffusers
@@ -21,9 +23,10 @@ from diffusers import (
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from django.conf import settings
 from PIL import Image
+from safetensors.torch import load_file
 from transformers import CLIPImageProcessor
 
-from generation import storage
+from generation import library, storage
 from generation.params import Img2ImgParams, InpaintParams, Text2ImgParams
 from generation.runtime import acceleration
 from generation.runtime.demo_model import build_demo_model
@@ -71,13 +74,21 @@ def build_scheduler(class_name: str, options: dict, base_config):
 
 
 class SDXLPredictor:
-    """Holds one copy of the SDXL weights; text2img, img2img and inpaint share them."""
+    """Holds one copy of one checkpoint's SDXL weights; text2img, img2img and inpaint share them. LoRAs
+    are named adapters kept in a bounded cache and switched per job; embeddings and another VAE are put
+    in for one job and taken out after it, so no job leaks into the next."""
 
-    def __init__(self, model: str | None = None, device: str | None = None):
-        self.model = model or settings.SDXL_MODEL
+    per_checkpoint = True
+
+    def __init__(self, model: str | None = None, device: str | None = None, checkpoint: str = ""):
+        self.model = model  # a diffusers folder or model id; None: the checkpoint's (or SDXL_MODEL)
+        self.checkpoint = checkpoint
         self.device = device or settings.SDXL_DEVICE
         self.pipelines = {}
         self.pag_pipelines = {}
+        self.adapters = OrderedDict()  # adapter name -> bytes, least recently used first
+        self.vaes = {}  # content hash -> a loaded library VAE
+        self.base_vae = None
         self.schedulers = {}
         self.base_scheduler_config = None
         self.safety = None  # (checker, image processor), loaded on first use
@@ -95,6 +106,11 @@ class SDXLPredictor:
         """Load the weights once. Builds the demo model first when it is the configured model and missing."""
         if self.loaded:
             return
+        if self.model is None:
+            entry = library.find(self.checkpoint) if self.checkpoint else library.default_checkpoint()
+            if entry is None:
+                raise GenerationError(f"Failed: the model {self.checkpoint!r} is not in the library")
+            self.model = str(library.local_path(entry))
         started = time.perf_counter()
         # 1. where and in which precision (the fast-path options: generation/acceleration.py)
         self.device = pick_device(self.device)
@@ -106,11 +122,14 @@ class SDXLPredictor:
         # 3. weights, through the same from_pretrained path for the demo model and real SDXL
         extra = {}
         if settings.SDXL_VAE:
-            extra["vae"] = AutoencoderKL.from_pretrained(settings.SDXL_VAE, dtype=dtype)
-        pipe = StableDiffusionXLPipeline.from_pretrained(self.model, dtype=dtype, add_watermarker=False, **extra)
+            extra["vae"] = AutoencoderKL.from_pretrained(settings.SDXL_VAE, dtype=dtype, use_safetensors=True)
+        pipe = StableDiffusionXLPipeline.from_pretrained(
+            self.model, dtype=dtype, add_watermarker=False, use_safetensors=True, **extra
+        )
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self.base_scheduler_config = pipe.scheduler.config
+        self.base_vae = pipe.vae
         # 4. img2img and inpaint share the same modules (no second copy of the weights)
         self.pipelines["text2img"] = pipe
         self.pipelines["img2img"] = StableDiffusionXLImg2ImgPipeline.from_pipe(pipe, requires_aesthetics_score=False)
@@ -155,15 +174,16 @@ class SDXLPredictor:
         # 3. the pipeline call, one generator per image (image i uses seed + i); an image that came out
         #    NaN or all black (fp16 overflow, a numeric fault) is generated once more, then the job fails
         inputs = _image_inputs(params)
-        for attempt in range(1, OUTPUT_ATTEMPTS + 1):
-            arrays = self._call(pipe, params, inputs, step_end)
-            if all(_valid_image(array) for array in arrays):
-                break
-            logger.warning(
-                "Invalid (NaN or black) output for seeds %s, try %d of %d", params.seeds, attempt, OUTPUT_ATTEMPTS
-            )
-        else:
-            raise GenerationError("Failed, Try Again (the model produced an invalid image)")
+        with self._models(params):
+            for attempt in range(1, OUTPUT_ATTEMPTS + 1):
+                arrays = self._call(pipe, params, inputs, step_end)
+                if all(_valid_image(array) for array in arrays):
+                    break
+                logger.warning(
+                    "Invalid (NaN or black) output for seeds %s, try %d of %d", params.seeds, attempt, OUTPUT_ATTEMPTS
+                )
+            else:
+                raise GenerationError("Failed, Try Again (the model produced an invalid image)")
         images = [Image.fromarray((array * 255).round().clip(0, 255).astype("uint8")) for array in arrays]
         # 4. optional NSFW filter: flagged images become black
         nsfw = None
@@ -174,6 +194,107 @@ class SDXLPredictor:
             upscaler = predictor_for("super_resolution")
             images = [upscaler.enlarge(image, params.upscale) for image in images]
         return Prediction(images=images, seeds=params.seeds, seconds=time.perf_counter() - started, nsfw=nsfw)
+
+    @contextmanager
+    def _models(self, params: Text2ImgParams):
+        """The job's LoRAs, embeddings and VAE in place for the pipeline call, and out again after it."""
+        wanted = {lora["id"] for lora in params.loras} | set(params.embeddings) | ({params.vae_id} - {""})
+        entries = library.find_all(wanted) if wanted else {}
+        missing = wanted - set(entries)
+        if missing:
+            raise GenerationError(f"Failed: the model {sorted(missing)[0]!r} was removed from the library")
+        self._set_loras([(entries[lora["id"]], lora["strength"]) for lora in params.loras])
+        tokens = []
+        try:
+            for name in params.embeddings:
+                tokens.append(self._load_embedding(entries[name]))
+            self._set_vae(entries.get(params.vae_id))
+            yield
+        finally:
+            for loaded in tokens:
+                self._unload_embedding(loaded)
+            self._set_vae(None)
+
+    def _all_pipelines(self):
+        return (*self.pipelines.values(), *self.pag_pipelines.values())
+
+    def _set_loras(self, chosen: list):
+        """Switch the shared modules to these (entry, strength) adapters; none: the base weights exactly."""
+        pipe = self.pipelines["text2img"]
+        if not chosen:
+            if self.adapters:
+                pipe.disable_lora()
+            return
+        names, strengths = [], []
+        for entry, strength in chosen:
+            name = self._adapter(entry, keep=names)
+            if name not in names:
+                names.append(name)
+                strengths.append(strength)
+        pipe.enable_lora()
+        pipe.set_adapters(names, strengths)
+
+    def _adapter(self, entry, keep: list) -> str:
+        """The adapter of a library LoRA, loaded on first use; the least recently used ones (not in `keep`)
+        are deleted while the cache is over LORA_CACHE_COUNT adapters or LORA_CACHE_BYTES."""
+        name = f"lora_{(entry.content_hash or entry.public_id)[:16]}"
+        if name in self.adapters:
+            self.adapters.move_to_end(name)
+            return name
+        started = time.perf_counter()
+        self.pipelines["text2img"].load_lora_weights(
+            str(library.local_path(entry)), adapter_name=name, use_safetensors=True
+        )
+        self.adapters[name] = entry.size_bytes
+        logger.info("Loaded LoRA %s in %.2fs", entry.public_id, time.perf_counter() - started)
+        for old in list(self.adapters):
+            over = (
+                len(self.adapters) > settings.LORA_CACHE_COUNT
+                or sum(self.adapters.values()) > settings.LORA_CACHE_BYTES
+            )
+            if over and old != name and old not in keep:
+                self.pipelines["text2img"].delete_adapters(old)
+                del self.adapters[old]
+        return name
+
+    def _load_embedding(self, entry) -> list[str]:
+        """Put a library embedding's vectors into both text encoders under its id; the tokens it added."""
+        pipe = self.pipelines["text2img"]
+        vectors = load_file(str(library.local_path(entry)))
+        for key, encoder, tokenizer in (
+            ("clip_l", pipe.text_encoder, pipe.tokenizer),
+            ("clip_g", pipe.text_encoder_2, pipe.tokenizer_2),
+        ):
+            try:
+                pipe.load_textual_inversion(
+                    vectors[key].to(encoder.dtype), token=entry.public_id, text_encoder=encoder, tokenizer=tokenizer
+                )
+            except ValueError as exc:  # its token is already a word of the tokenizer
+                raise GenerationError(f"Failed: the embedding {entry.public_id!r} cannot be loaded ({exc})") from exc
+        count = vectors["clip_l"].shape[0]
+        return [entry.public_id] + [f"{entry.public_id}_{i}" for i in range(1, count)]
+
+    def _unload_embedding(self, tokens: list[str]):
+        pipe = self.pipelines["text2img"]
+        for encoder, tokenizer in ((pipe.text_encoder, pipe.tokenizer), (pipe.text_encoder_2, pipe.tokenizer_2)):
+            pipe.unload_textual_inversion(tokens=tokens, tokenizer=tokenizer, text_encoder=encoder)
+
+    def _set_vae(self, entry):
+        """A library VAE (loaded once, kept by content hash) on every pipeline; None: the checkpoint's own."""
+        vae = self.base_vae
+        if entry is not None:
+            vae = self.vaes.get(entry.content_hash)
+            if vae is None:
+                dtype = getattr(torch, self.options.dtype)
+                vae = AutoencoderKL.from_pretrained(str(library.local_path(entry)), dtype=dtype, use_safetensors=True)
+                vae.to(self.device)
+                if self.options.vae_tiling:
+                    vae.enable_tiling()
+                _pin(vae, torch.device(self.device), dtype)
+                self.vaes[entry.content_hash] = vae
+        if self.pipelines["text2img"].vae is not vae:
+            for pipeline in self._all_pipelines():
+                pipeline.vae = vae
 
     def _scheduler(self, name: str, options: dict):
         """A pristine copy of the scheduler built once per name and options (a copy is 4x cheaper than

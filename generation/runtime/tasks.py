@@ -72,7 +72,8 @@ def run_job(job_id: int, attempt: int = 1):
     monitor = StepMonitor(job.id)
     params = job.parameters
     try:
-        prediction = predictor_for(job.kind).predict(params, on_step=monitor)
+        _, checkpoint = queue.split_queue_name(job.queue_name)
+        prediction = predictor_for(job.kind, checkpoint).predict(params, on_step=monitor)
         names = storage.save_images(job, prediction.images)
         thumbnail = storage.save_thumbnail(job, prediction.images[0])
     except JobCanceled:

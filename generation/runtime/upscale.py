@@ -183,7 +183,9 @@ class UpscalePredictor:
     """The super_resolution predictor: each upscaling network is loaded on its first job and kept (a
     worker that never upscales never loads one)."""
 
-    def __init__(self, device: str = "auto"):
+    per_checkpoint = False
+
+    def __init__(self, device: str = "auto", checkpoint: str = ""):
         self.device = device
         self.upscalers: dict[str, Upscaler] = {}
 

@@ -4,10 +4,11 @@ import logging
 import os
 import socket
 
-from rq import SimpleWorker
+from django.conf import settings
+from rq import Queue, SimpleWorker
 
 from billing import credits
-from generation import estimates, recovery, webhooks
+from generation import estimates, library, queue, recovery, webhooks
 from generation.runtime import heartbeat
 from generation.runtime.predictors import predictor_for, setup_all
 
@@ -34,8 +35,12 @@ class GenerationWorker(SimpleWorker):
     """
 
     def work(self, *args, **kwargs):
-        setup_all()
-        predictor = predictor_for("text2img")
+        default = library.default_checkpoint().public_id
+        held = settings.WORKER_CHECKPOINTS or [default]
+        checkpoints = ["" if checkpoint == default else checkpoint for checkpoint in held]
+        self._serve(checkpoints)
+        setup_all(checkpoints)
+        predictor = predictor_for("text2img", checkpoints[0])
         beat = heartbeat.Heartbeat(
             self.name,
             {
@@ -43,6 +48,7 @@ class GenerationWorker(SimpleWorker):
                 "pid": os.getpid(),
                 "queues": self.queue_names(),
                 "model": predictor.model_name,
+                "checkpoints": held,
                 "device": str(predictor.device),
             },
             maintenance=maintenance,
@@ -58,3 +64,11 @@ class GenerationWorker(SimpleWorker):
             return super().work(*args, **kwargs)
         finally:
             beat.stop()
+
+    def _serve(self, checkpoints: list[str]):
+        """Listen on each given queue of each held checkpoint ("" the default), in the given order of
+        priority: `rqworker high default low` holding two checkpoints serves high, high.<second>,
+        default, default.<second>, low, low.<second>."""
+        names = [queue.queue_name(name, checkpoint) for name in self.queue_names() for checkpoint in checkpoints]
+        self.queues = [Queue(name, connection=self.connection) for name in names]
+        self._ordered_queues = self.queues[:]

@@ -1,0 +1,293 @@
+"""The model library: weight files checked when they are added, the models a request chooses (checked
+against the key's plan before anything is queued or charged), and the worker's local cache of files
+kept in storage.
+
+Only safetensors weights are accepted: a pickle file (.ckpt, .bin, .pt, .pth) is code, not data. Checks
+read the files' headers (no torch): a checkpoint is an SDXL diffusers folder, a VAE a diffusers folder
+with the default checkpoint's latent channels, a LoRA a file whose layers fit the default checkpoint's
+UNet and text encoders, an embedding a file with `clip_l` and `clip_g` vectors of the text encoders'
+widths.
+"""
+
+import hashlib
+import json
+import math
+import shutil
+import struct
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+
+from generation.models import LibraryModel
+from generation.params import InvalidInput, deployment_model
+
+STORAGE_PREFIX = "storage:"
+PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl", ".pickle"}
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+LORA_MARKERS = ("lora_A", "lora_B", "lora_down", "lora_up", "lora.down", "lora.up")
+
+Kind = LibraryModel.Kind
+
+
+class InvalidModelFile(Exception):
+    """A file or folder that is not usable as its kind of model (the message says why)."""
+
+
+# 1. checking files -------------------------------------------------------------------------------
+
+
+def read_header(handle) -> dict:
+    """The tensor table of a safetensors file ({name: {"dtype", "shape", ...}}), from an open binary file."""
+    prefix = handle.read(8)
+    if len(prefix) != 8:
+        raise InvalidModelFile("not a safetensors file (too short)")
+    (length,) = struct.unpack("<Q", prefix)
+    if length > MAX_HEADER_BYTES:
+        raise InvalidModelFile("not a safetensors file (header too large)")
+    try:
+        header = json.loads(handle.read(length))
+    except ValueError as exc:
+        raise InvalidModelFile("not a safetensors file (unreadable header)") from exc
+    if not isinstance(header, dict):
+        raise InvalidModelFile("not a safetensors file")
+    header.pop("__metadata__", None)
+    return header
+
+
+def _open(source: str):
+    if source.startswith(STORAGE_PREFIX):
+        return default_storage.open(source.removeprefix(STORAGE_PREFIX), "rb")
+    return open(source, "rb")
+
+
+def _file_header(source: str) -> dict:
+    if not source.lower().endswith(".safetensors"):
+        raise InvalidModelFile("weights must be a .safetensors file")
+    try:
+        with _open(source) as handle:
+            return read_header(handle)
+    except OSError as exc:
+        raise InvalidModelFile(f"cannot be read ({exc.__class__.__name__})") from exc
+
+
+def _folder(source: str) -> Path:
+    folder = Path(source)
+    if source.startswith(STORAGE_PREFIX) or not folder.is_dir():
+        raise InvalidModelFile("must be a local diffusers folder")
+    pickles = [p.name for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
+    if pickles:
+        raise InvalidModelFile(f"holds pickle files ({', '.join(sorted(pickles)[:3])}): only .safetensors weights")
+    return folder
+
+
+def _config(folder: Path, name: str) -> dict:
+    try:
+        return json.loads((folder / name).read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidModelFile(f"{name} is missing or unreadable") from exc
+
+
+def _check_weights(folder: Path, parts: list[str]):
+    for part in parts:
+        files = list((folder / part).glob("*.safetensors")) if part else list(folder.glob("*.safetensors"))
+        if not files:
+            raise InvalidModelFile(f"{part or 'the folder'} has no .safetensors weights")
+        for path in files:
+            with open(path, "rb") as handle:
+                read_header(handle)
+
+
+def _default_folder() -> Path:
+    return Path(default_checkpoint().source)
+
+
+def _check_checkpoint(source: str):
+    folder = _folder(source)
+    index = _config(folder, "model_index.json")
+    if index.get("_class_name") != "StableDiffusionXLPipeline" or "text_encoder_2" not in index:
+        raise InvalidModelFile("is not an SDXL diffusers folder (model_index.json)")
+    unet = _config(folder, "unet/config.json")
+    if unet.get("addition_embed_type") != "text_time":
+        raise InvalidModelFile("its UNet is not an SDXL UNet")
+    _check_weights(folder, ["unet", "vae", "text_encoder", "text_encoder_2"])
+
+
+def _check_vae(source: str):
+    folder = _folder(source)
+    config = _config(folder, "config.json")
+    expected = _config(_default_folder(), "vae/config.json").get("latent_channels", 4)
+    if config.get("_class_name") != "AutoencoderKL" or config.get("latent_channels") != expected:
+        raise InvalidModelFile(f"is not an SDXL VAE (AutoencoderKL with {expected} latent channels)")
+    _check_weights(folder, [""])
+
+
+def _base_shapes() -> dict[str, list[int]]:
+    """Weight shapes of the default checkpoint's UNet and text encoders, by diffusers' LoRA prefixes."""
+    folder, shapes = _default_folder(), {}
+    for prefix, part in (("unet", "unet"), ("text_encoder", "text_encoder"), ("text_encoder_2", "text_encoder_2")):
+        for path in (folder / part).glob("*.safetensors"):
+            with open(path, "rb") as handle:
+                for name, info in read_header(handle).items():
+                    shapes[f"{prefix}.{name}"] = info["shape"]
+    return shapes
+
+
+def _check_lora(source: str):
+    header = _file_header(source)
+    if not header or not all(
+        any(marker in name for marker in LORA_MARKERS) or name.endswith(".alpha") for name in header
+    ):
+        raise InvalidModelFile("is not a LoRA (its tensors are not LoRA layers)")
+    base = _base_shapes()
+    for name, info in header.items():
+        if ".lora_A." in name or ".lora_B." in name:  # diffusers / peft names: check against the base layer
+            layer = name.replace(".lora_A.", ".").replace(".lora_B.", ".").replace(".default", "")
+            shape = base.get(layer)
+            if shape is None:
+                raise InvalidModelFile(f"does not fit this SDXL: no layer {layer}")
+            side = shape[1] if ".lora_A." in name else shape[0]
+            if info["shape"][1 if ".lora_A." in name else 0] != side:
+                raise InvalidModelFile(f"does not fit this SDXL: {name} has shape {info['shape']}, the layer {shape}")
+
+
+def _check_embedding(source: str):
+    header = _file_header(source)
+    folder = _default_folder()
+    for key, encoder in (("clip_l", "text_encoder"), ("clip_g", "text_encoder_2")):
+        width = _config(folder, f"{encoder}/config.json").get("hidden_size")
+        shape = header.get(key, {}).get("shape")
+        if not shape or len(shape) != 2 or shape[1] != width:
+            raise InvalidModelFile(f"is not an SDXL embedding: needs {key} vectors of width {width}")
+
+
+CHECKS = {
+    Kind.CHECKPOINT: _check_checkpoint,
+    Kind.VAE: _check_vae,
+    Kind.LORA: _check_lora,
+    Kind.EMBEDDING: _check_embedding,
+}
+
+
+def fingerprint(source: str) -> tuple[str, int]:
+    """(SHA-256, bytes) of a file, or of a folder's files with their relative paths."""
+    digest, size = hashlib.sha256(), 0
+    if Path(source).is_dir():
+        files = sorted(p for p in Path(source).rglob("*") if p.is_file())
+        for path in files:
+            digest.update(str(path.relative_to(source)).encode() + b"\0")
+            size += _digest_file(digest, path)
+        return digest.hexdigest(), size
+    with _open(source) as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _digest_file(digest, path: Path) -> int:
+    size = 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return size
+
+
+def check(source: str, kind: str) -> tuple[str, int]:
+    """Refuse `source` unless it is usable as `kind`; its (SHA-256, bytes) when it is."""
+    if Path(source).suffix.lower() in PICKLE_SUFFIXES:
+        raise InvalidModelFile("pickle files (.ckpt, .bin, .pt, .pth) are code, not data: use .safetensors")
+    CHECKS[kind](source)
+    return fingerprint(source)
+
+
+def make_default(entry: LibraryModel):
+    """`entry` becomes the default checkpoint (the previous one stops being it)."""
+    LibraryModel.objects.filter(is_default=True).exclude(pk=entry.pk).update(is_default=False)
+
+
+# 2. what a request chooses -----------------------------------------------------------------------
+
+
+def default_checkpoint() -> LibraryModel:
+    """The checkpoint of requests that name none: the library's default, or (a library never edited)
+    the deployment's SDXL_MODEL, registered as it is."""
+    default = LibraryModel.objects.filter(is_default=True).first()
+    if default is None:
+        default, _ = LibraryModel.objects.get_or_create(
+            is_default=True,
+            defaults={
+                "public_id": deployment_model(),
+                "kind": Kind.CHECKPOINT,
+                "name": deployment_model(),
+                "source": str(settings.SDXL_MODEL),
+            },
+        )
+    return default
+
+
+def _entry(model_id: str, kind: str, field: str, plan, found: dict) -> LibraryModel:
+    entry = found.get(model_id)
+    if entry is None or entry.kind != kind:
+        raise InvalidInput(field, f"The {field.replace('_', ' ')} {model_id!r} does not exist.")
+    allowed = {allowed.pk for allowed in entry.plans.all()}
+    if allowed and plan.pk not in allowed:
+        raise InvalidInput(field, f"Your plan cannot use the model {model_id!r}.")
+    return entry
+
+
+def choose(params, plan) -> Decimal:
+    """Check the models `params` name against the library and `plan`, fill in the checkpoint (the
+    default when none is named) and return the credit multiplier of the models used. InvalidInput
+    names the field of an unknown or not-allowed model."""
+    default = default_checkpoint()
+    wanted = {params.checkpoint, params.vae_id, *(lora["id"] for lora in params.loras), *params.embeddings} - {""}
+    models = LibraryModel.objects.filter(public_id__in=wanted).prefetch_related("plans")
+    found = {entry.public_id: entry for entry in models}
+    found.setdefault(default.public_id, default)
+    chosen = [_entry(params.checkpoint or default.public_id, Kind.CHECKPOINT, "model_id", plan, found)]
+    chosen += [_entry(lora["id"], Kind.LORA, "lora_model", plan, found) for lora in params.loras]
+    chosen += [_entry(name, Kind.EMBEDDING, "embeddings_model", plan, found) for name in params.embeddings]
+    if params.vae_id:
+        chosen.append(_entry(params.vae_id, Kind.VAE, "vae", plan, found))
+    params.checkpoint = chosen[0].public_id
+    return math.prod((entry.credit_multiplier for entry in chosen), start=Decimal(1))
+
+
+def listed(plan) -> list[LibraryModel]:
+    """The public models `plan` may use."""
+    default_checkpoint()
+    models = LibraryModel.objects.filter(is_public=True).prefetch_related("plans")
+    return [model for model in models if not model.plans.all() or plan in model.plans.all()]
+
+
+# 3. on the worker --------------------------------------------------------------------------------
+
+
+def local_path(entry: LibraryModel) -> Path:
+    """Where the worker reads `entry`'s weights: its local path, or for a storage object a copy in
+    MODEL_CACHE_DIR named by its content hash (fetched once, so a replaced file is never served stale)."""
+    if not entry.source.startswith(STORAGE_PREFIX):
+        return Path(entry.source)
+    cache = Path(settings.MODEL_CACHE_DIR)
+    path = cache / f"{entry.content_hash}.safetensors"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        with _open(entry.source) as source, tempfile.NamedTemporaryFile(dir=cache, delete=False) as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+        if fingerprint(target.name)[0] != entry.content_hash:
+            Path(target.name).unlink()
+            raise InvalidModelFile(f"{entry.public_id}: the stored file changed since it was checked")
+        Path(target.name).replace(path)
+    return path
+
+
+def find(public_id: str) -> LibraryModel | None:
+    return LibraryModel.objects.filter(public_id=public_id).first()
+
+
+def find_all(public_ids) -> dict[str, LibraryModel]:
+    return {entry.public_id: entry for entry in LibraryModel.objects.filter(public_id__in=list(public_ids))}

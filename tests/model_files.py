@@ -1,0 +1,56 @@
+"""Model files made in the tests (nothing downloaded): a second tiny checkpoint, LoRAs made with peft on
+the demo UNet and saved with diffusers' LoRA saver, an embedding of random vectors, a VAE."""
+
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+from django.conf import settings
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict
+from safetensors.torch import save_file
+
+from generation.runtime.demo_model import build_demo_model
+
+
+def demo_model() -> Path:
+    path = Path(settings.SDXL_MODEL)
+    if not (path / "model_index.json").exists():
+        build_demo_model(path)
+    return path
+
+
+def second_checkpoint(folder: Path) -> Path:
+    return build_demo_model(folder, seed=1)
+
+
+def lora(folder: Path, seed: int) -> Path:
+    """A LoRA on the demo UNet's attention projections with non-zero weights (so it changes images)."""
+    pipe = StableDiffusionXLPipeline.from_pretrained(demo_model(), add_watermarker=False, use_safetensors=True)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_k", "to_q", "to_v", "to_out.0"])
+    pipe.unet.add_adapter(config)
+    StableDiffusionXLPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(pipe.unet))
+    return folder / "pytorch_lora_weights.safetensors"
+
+
+def embedding(path: Path, seed: int, vectors: int = 2) -> Path:
+    """A textual-inversion embedding for both demo text encoders (clip_l, clip_g)."""
+    pipe = StableDiffusionXLPipeline.from_pretrained(demo_model(), add_watermarker=False, use_safetensors=True)
+    torch.manual_seed(seed)
+    widths = (pipe.text_encoder.config.hidden_size, pipe.text_encoder_2.config.hidden_size)
+    save_file({"clip_l": torch.randn(vectors, widths[0]) * 3, "clip_g": torch.randn(vectors, widths[1]) * 3}, path)
+    return path
+
+
+def vae(folder: Path, seed: int) -> Path:
+    """A VAE of the demo model's architecture with other weights."""
+    torch.manual_seed(seed)
+    config = AutoencoderKL.load_config(demo_model() / "vae")
+    AutoencoderKL.from_config(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def pickle_checkpoint(path: Path) -> Path:
+    torch.save({"state_dict": {}}, path)
+    return path
