@@ -239,10 +239,10 @@ def _entry(model_id: str, kind: str, field: str, plan, found: dict) -> LibraryMo
     return entry
 
 
-def choose(params, plan) -> Decimal:
-    """Check the models `params` name against the library and `plan`, fill in the checkpoint (the
-    default when none is named) and return the credit multiplier of the models used. InvalidInput
-    names the field of an unknown or not-allowed model."""
+def choose(params, plan) -> tuple[Decimal, bool]:
+    """Check the models `params` name against the library and `plan` and fill in the checkpoint (the
+    default when none is named): (the credit multiplier of the models used, whether the checkpoint is
+    the default one). InvalidInput names the field of an unknown or not-allowed model."""
     default = default_checkpoint()
     wanted = {params.checkpoint, params.vae_id, *(lora["id"] for lora in params.loras), *params.embeddings} - {""}
     models = LibraryModel.objects.filter(public_id__in=wanted).prefetch_related("plans")
@@ -254,7 +254,7 @@ def choose(params, plan) -> Decimal:
     if params.vae_id:
         chosen.append(_entry(params.vae_id, Kind.VAE, "vae", plan, found))
     params.checkpoint = chosen[0].public_id
-    return math.prod((entry.credit_multiplier for entry in chosen), start=Decimal(1))
+    return math.prod((entry.credit_multiplier for entry in chosen), start=Decimal(1)), chosen[0] == default
 
 
 def listed(plan) -> list[LibraryModel]:

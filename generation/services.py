@@ -69,8 +69,8 @@ def _price_and_queue(params: JobParams, plan) -> tuple[int, str]:
     worker has held for CHECKPOINT_STALE_SECONDS is refused rather than left waiting."""
     if not params.chooses_models:
         return cost(params), plan.priority
-    multiplier = library.choose(params, plan)
-    checkpoint = "" if params.checkpoint == library.default_checkpoint().public_id else params.checkpoint
+    multiplier, is_default = library.choose(params, plan)
+    checkpoint = "" if is_default else params.checkpoint
     if checkpoint and not liveness.checkpoint_served_within(checkpoint, settings.CHECKPOINT_STALE_SECONDS):
         raise InvalidInput("model_id", f"No worker serves the model {checkpoint!r} right now; try again later.")
     return math.ceil(cost(params) * multiplier), queue.queue_name(plan.priority, checkpoint)
