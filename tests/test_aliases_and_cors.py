@@ -2,12 +2,17 @@
 
 import requests
 
-TEXT = {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1, "model_id": "sdxl"}
+TEXT = {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1}
 
 
 def test_dreambooth_aliases(api, image_url):
     for path in ("/api/v3/dreambooth", "/api/v4/dreambooth"):
         assert api.post(path, TEXT)["status"] == "success"
+    # v3 is single-model: a model id it does not serve is named in not_applied; v4 chooses from the library
+    v3 = api.post("/api/v3/dreambooth", {**TEXT, "model_id": "sdxl-community-model"})
+    assert [entry["field"] for entry in v3["meta"]["not_applied"]] == ["model_id"]
+    v4 = api.post("/api/v4/dreambooth", {**TEXT, "model_id": "sdxl-community-model"})
+    assert v4["message"] == {"model_id": ["The model id 'sdxl-community-model' does not exist."]}
     for path in ("/api/v3/dreambooth/img2img", "/api/v4/dreambooth/img2img"):
         assert api.post(path, {**TEXT, "init_image": image_url})["status"] == "success"
 

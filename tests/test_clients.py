@@ -52,7 +52,7 @@ GENERATION_FAMILIES = [
     ("/api/v1/enterprise/realtime/text2img", {"prompt": "a fox", **TINY}, "/api/v1/enterprise/realtime/fetch/"),
     ("/api/v1/enterprise/images/text2img", {"prompt": "a fox", **TINY}, "/api/v1/enterprise/images/fetch/"),
     ("/api/v7/images/text-to-image", {"prompt": "a fox", **TINY}, "/api/v7/images/fetch/"),
-    ("/api/v4/dreambooth", {"prompt": "a fox", "model_id": "sdxl", **TINY}, "/api/v4/dreambooth/fetch/"),
+    ("/api/v4/dreambooth", {"prompt": "a fox", **TINY}, "/api/v4/dreambooth/fetch/"),
     ("/api/v3/text2img", {"prompt": "a fox", **TINY}, "/api/v3/fetch/"),
 ]
 

@@ -50,8 +50,9 @@ def test_steps_is_an_alias_of_num_inference_steps(api):
 
 
 def test_fields_not_applied_here_are_named_with_a_reason(api):
+    """On v3, which the hosted service documents as single-model, the model fields are listed too."""
     body = api.post(
-        "/api/v6/images/text2img",
+        "/api/v3/text2img",
         {
             **TINY,
             "tomesd": "yes",
@@ -113,3 +114,8 @@ def test_super_resolution_names_what_it_did_not_apply(api, http_server):
     assert {entry["field"] for entry in body["meta"]["not_applied"]} == {"face_enhance", "model_id"}
     plain = api.post("/api/v3/super_resolution", {"url": url, "scale": 2, "model_id": "RealESRGAN_x2plus"})
     assert "meta" not in plain  # the v3 shape when everything asked for was applied
+
+
+def test_the_paths_that_choose_models_list_only_what_they_do_not_apply(api):
+    body = api.post("/api/v6/images/text2img", {**TINY, "tomesd": "yes", "temp": "yes", "lora_model": None})
+    assert set(not_applied(body)) == {"tomesd", "temp"}
