@@ -30,10 +30,27 @@ class Response:
     content: bytes
 
 
+NAT64_NETWORKS = [ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48")]
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (mapped, 6to4, Teredo, NAT64): Python calls 2002::/16
+    global whatever IPv4 address it tunnels to, so each embedded address is checked on its own."""
+    if ip.ipv4_mapped:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour:
+        return [ip.sixtofour]
+    if ip.teredo:
+        return list(ip.teredo)  # (server, client)
+    if any(ip in network for network in NAT64_NETWORKS):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    return []
+
+
 def is_allowed_address(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and (embedded := _embedded_ipv4(ip)):
+        return all(is_allowed_address(str(v4)) for v4 in embedded)
     if ip.is_unspecified:
         return False
     if any(ip in ipaddress.ip_network(network) for network in settings.SAFE_HTTP_ALLOWED_NETWORKS):

@@ -11,6 +11,7 @@ from django.conf import settings
 from PIL import Image
 
 from billing.models import Account
+from generation import safe_http
 from tests.conftest import png_bytes
 from tests.http_server import LocalServer, Route
 
@@ -164,3 +165,23 @@ def test_a_refused_or_replayed_request_neither_fetches_nor_stores_its_image(api,
     broke = img2img(api, image_url)
     assert broke["message"].startswith("Insufficient credits")
     assert len(http_server.requests) == 1 and len(_inputs_stored() - stored) == 1
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo to 192.0.2.45
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b:1::a9fe:a9fe",  # local-use NAT64 of 169.254.169.254
+        "::ffff:10.0.0.1",  # IPv4-mapped
+    ],
+)
+def test_ipv6_forms_that_tunnel_to_a_private_ipv4_are_refused(no_private, address):
+    assert not safe_http.is_allowed_address(address)
+
+
+def test_ipv6_forms_of_public_addresses_and_public_ipv6_are_allowed(no_private):
+    for address in ("2002:808:808::1", "64:ff9b::808:808", "2606:4700::1111", "8.8.8.8"):
+        assert safe_http.is_allowed_address(address), address
