@@ -6,6 +6,7 @@ generation waits for a slow receiver. A delivery lost with its process is sent a
 (workers' periodic maintenance).
 """
 
+import base64
 import hashlib
 import hmac
 import json
@@ -16,6 +17,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Max
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -34,7 +36,29 @@ REDELIVERY_KEY = "sdxl:webhook-redelivery:{}"
 
 
 def sign(secret: str, body: bytes) -> str:
+    """The `X-Signature` existing receivers check: HMAC-SHA256 of the body."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def standard_signature(secret: str, message_id: str, timestamp: str, body: bytes) -> str:
+    """The Standard Webhooks `webhook-signature`: the id, timestamp and body signed together, so a captured
+    delivery cannot be replayed later. Receivers' libraries verify it with the secret `whsec_` +
+    base64(the account's webhook secret)."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
+
+
+def headers_for(job: Job, body: bytes) -> dict:
+    timestamp, message_id, secret = str(int(time.time())), f"job-{job.id}", job.user.webhook_secret
+    return {
+        "Content-Type": "application/json",
+        "X-Signature": sign(secret, body),
+        "X-Timestamp": timestamp,
+        "X-Request-Id": str(job.id),
+        "webhook-id": message_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": standard_signature(secret, message_id, timestamp, body),
+    }
 
 
 def payload(job: Job) -> dict:
@@ -82,18 +106,14 @@ def _deliver_logged(job_id: int):
 
 
 def deliver(job_id: int) -> bool:
-    """POST the result until a 2xx answer or the tries run out; True when delivered."""
+    """POST the result until a 2xx answer or the tries run out; True when delivered. A redelivery numbers
+    its tries after the ones already recorded."""
     job = Job.objects.select_related("user").get(pk=job_id)
     body = json.dumps(payload(job)).encode()
     delays = settings.WEBHOOK_RETRY_DELAYS
-    for number in range(1, len(delays) + 2):
-        timestamp = str(int(time.time()))
-        headers = {
-            "Content-Type": "application/json",
-            "X-Signature": sign(job.user.webhook_secret, body),
-            "X-Timestamp": timestamp,
-            "X-Request-Id": str(job.id),
-        }
+    tried = job.webhook_attempts.aggregate(last=Max("number"))["last"] or 0
+    for retry, number in enumerate(range(tried + 1, tried + len(delays) + 2)):
+        headers = headers_for(job, body)
         started = time.perf_counter()
         status_code, error = None, ""
         try:
@@ -114,7 +134,7 @@ def deliver(job_id: int) -> bool:
         if status_code is not None and 200 <= status_code < 300:
             Job.objects.filter(pk=job.pk).update(webhook_status="delivered")
             return True
-        if number <= len(delays):
-            time.sleep(delays[number - 1])
+        if retry < len(delays):
+            time.sleep(delays[retry])
     Job.objects.filter(pk=job.pk).update(webhook_status="failed")
     return False

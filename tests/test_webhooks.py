@@ -1,5 +1,6 @@
 """Webhooks: a real local receiver, signatures verified, retries recorded on the job."""
 
+import base64
 import hashlib
 import hmac
 import json
@@ -7,9 +8,10 @@ import time
 
 import pytest
 from diffusers import StableDiffusionXLPipeline
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from generation import jobs, webhooks
-from generation.models import Job
+from generation.models import Job, WebhookAttempt
 from tests.http_server import Route
 from tests.test_fetch import _params
 from tests.test_worker import run_burst
@@ -136,3 +138,37 @@ def test_a_webhook_lost_with_its_worker_is_delivered_by_the_sweep(api, account, 
     assert webhooks.redeliver_lost() == 1
     assert wait_for_status(job.id) == "delivered"
     assert webhooks.redeliver_lost() == 0  # delivered, and not again
+
+
+def test_a_redelivery_continues_the_tries_and_finishes(api, account, http_server):
+    """The worker died after a first try: the sweep's redelivery numbers its tries after it, records
+    them, and the webhook ends delivered (not pending, POSTed again every 10 minutes)."""
+    user, _ = account
+    http_server.routes["/hook"] = Route(status=200)
+    job = jobs.submit(
+        user=user, params=_params(webhook=f"{http_server.url}/hook"), base_url=api.base_url, queue_name="parked"
+    )
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.FAILED, error="x", finished_at=job.queued_at.replace(year=2020)
+    )
+    WebhookAttempt.objects.create(job=job, number=1, status_code=None, error="worker died", duration=0.1)
+    assert webhooks.redeliver_lost() == 1
+    assert wait_for_status(job.id) == "delivered"
+    assert list(job.webhook_attempts.values_list("number", "status_code")) == [(1, None), (2, 200)]
+
+
+def test_deliveries_carry_a_standard_webhooks_signature_over_id_timestamp_and_body(api, account, http_server):
+    user, _ = account
+    http_server.routes["/hook"] = Route(status=200)
+    api.post(
+        "/api/v3/text2img",
+        {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1, "webhook": f"{http_server.url}/hook"},
+    )
+    (request,) = wait_for_requests(http_server, 1)
+    receiver = Webhook("whsec_" + base64.b64encode(user.webhook_secret.encode()).decode())
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    assert receiver.verify(request.body, headers)["status"] == "success"  # the receivers' own library
+    verify(request, user.webhook_secret)  # and the header existing receivers check
+    replayed = {**headers, "webhook-timestamp": str(int(time.time()) - 3600)}
+    with pytest.raises(WebhookVerificationError):
+        receiver.verify(request.body, replayed)  # an old capture, re-sent: refused
