@@ -17,6 +17,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from billing.models import Account, CreditEntry, Plan
@@ -134,6 +135,11 @@ def record_reservation(job, cost: int):
     CreditEntry.objects.create(account_id=job.user_id, kind=CreditEntry.Kind.RESERVE, amount=-cost, job=job)
 
 
+def _one_slot_freed():
+    """The unfinished-jobs count less one, never below zero (the balance moves whatever the count says)."""
+    return Greatest(F("unfinished_jobs") - 1, 0)
+
+
 def charge(job):
     """The job succeeded: its reservation becomes final and its slot is free. Called once per job, by
     the state change that finished it (a second settlement would break a unique constraint)."""
@@ -142,7 +148,7 @@ def charge(job):
     CreditEntry.objects.create(
         account_id=job.user_id, kind=CreditEntry.Kind.CHARGE, amount=0, job=job, reason=f"{reserved} credits"
     )
-    Account.objects.filter(pk=job.user_id, unfinished_jobs__gt=0).update(unfinished_jobs=F("unfinished_jobs") - 1)
+    Account.objects.filter(pk=job.user_id).update(unfinished_jobs=_one_slot_freed())
 
 
 def refund(job, reason: str = ""):
@@ -153,8 +159,8 @@ def refund(job, reason: str = ""):
     CreditEntry.objects.create(
         account_id=job.user_id, kind=CreditEntry.Kind.REFUND, amount=-reservation.amount, job=job, reason=reason[:200]
     )
-    Account.objects.filter(pk=job.user_id, unfinished_jobs__gt=0).update(
-        balance=F("balance") - reservation.amount, unfinished_jobs=F("unfinished_jobs") - 1
+    Account.objects.filter(pk=job.user_id).update(
+        balance=F("balance") - reservation.amount, unfinished_jobs=_one_slot_freed()
     )
 
 

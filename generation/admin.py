@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from generation import library, selectors, storage
+from generation import jobs, library, selectors, storage
 from generation.models import Job, LibraryModel, WebhookAttempt
 
 GALLERY_PAGE_SIZE = 48
@@ -92,11 +92,13 @@ class JobAdmin(admin.ModelAdmin):
         )
 
     def delete_model(self, request, obj):
+        jobs.cancel(obj)  # an unfinished job is refunded and frees its queue slot first
         storage.delete_files(obj)
         super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
         for job in queryset:
+            jobs.cancel(job)
             storage.delete_files(job)
         super().delete_queryset(request, queryset)
 
