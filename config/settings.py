@@ -280,6 +280,8 @@ PROMPT_ENHANCEMENT = env(
 PAG_SCALE = env.float("PAG_SCALE", default=3.0)
 # Per-key and per-account limits (the billing plan overrides them).
 API_REQUESTS_PER_MINUTE = env.int("API_REQUESTS_PER_MINUTE", default=60)
+# fetch, cancel, system_load, account, model_list: per account, the larger of this and the plan's limit
+API_POLL_REQUESTS_PER_MINUTE = env.int("API_POLL_REQUESTS_PER_MINUTE", default=600)
 # API keys a user may create per hour in the dashboard, and keep active at once.
 KEY_CREATIONS_PER_HOUR = env.int("KEY_CREATIONS_PER_HOUR", default=10)
 MAX_ACTIVE_KEYS = env.int("MAX_ACTIVE_KEYS", default=25)

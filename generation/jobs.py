@@ -32,6 +32,10 @@ UNFINISHED = [Job.Status.QUEUED, Job.Status.RUNNING]
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key the account already used for a different request."""
+
+
 def submit(
     *,
     user,
@@ -40,6 +44,7 @@ def submit(
     api_key=None,
     queue_name: str | None = None,
     idempotency_key: str = "",
+    request_hash: str = "",
     account=None,
     inputs: dict | None = None,
     price: int | None = None,
@@ -75,13 +80,14 @@ def submit(
                 queue_name=queue_name or account.plan.priority,
                 webhook_status="pending" if params.webhook else "",
                 idempotency_key=idempotency_key,
+                request_hash=request_hash,
                 predicted_seconds=estimates.predict(params),
             )
             credits.record_reservation(job, price)
             transaction.on_commit(lambda: _enqueue_or_fail(job))
     except IntegrityError:
         storage.delete_names(stored)
-        earlier = replayed(user, idempotency_key) if idempotency_key else None
+        earlier = replayed(user, idempotency_key, request_hash) if idempotency_key else None
         if earlier is None:
             raise
         return earlier
@@ -91,11 +97,13 @@ def submit(
     return job
 
 
-def replayed(user, idempotency_key: str) -> Job | None:
+def replayed(user, idempotency_key: str, request_hash: str = "") -> Job | None:
     """The account's job for this idempotency key, if made in the last 24 hours (an older one gives the
-    key up), marked `replayed`."""
+    key up), marked `replayed`. IdempotencyConflict when it was made for another request (`request_hash`)."""
     earlier = Job.objects.filter(user=user, idempotency_key=idempotency_key).first()
     if earlier and timezone.now() - earlier.queued_at < IDEMPOTENCY_WINDOW:
+        if request_hash and earlier.request_hash and request_hash != earlier.request_hash:
+            raise IdempotencyConflict()
         earlier.replayed = True
         return earlier
     if earlier:

@@ -49,6 +49,9 @@ class Job(models.Model):
     idempotency_key = models.CharField(
         max_length=200, blank=True, help_text="the client's Idempotency-Key: a retry gets this job back (24 h)"
     )
+    request_hash = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 of the request an Idempotency-Key was given with"
+    )
     webhook_status = models.CharField(
         max_length=16, blank=True, help_text='"" (no webhook), pending, delivered or failed'
     )

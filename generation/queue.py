@@ -108,11 +108,15 @@ def signal_finished(job_id: int):
 
 
 def wait_finished(job_id: int, timeout: float) -> bool:
-    """Block up to `timeout` seconds for the job to finish; True when it did (False if Redis fails)."""
+    """Block up to `timeout` seconds for the job to finish; True when it did (False if Redis fails).
+    A woken waiter puts the signal back, so every request waiting on the job wakes, one after another."""
     if timeout <= 0:
         return False
     try:
-        return blocking_connection().blpop([FINISHED_KEY.format(job_id)], timeout=timeout) is not None
+        if blocking_connection().blpop([FINISHED_KEY.format(job_id)], timeout=timeout) is None:
+            return False
+        signal_finished(job_id)
+        return True
     except redis.RedisError:
         logger.warning("Waiting for job %s failed; answering processing", job_id, exc_info=True)
         return False

@@ -4,6 +4,8 @@ They raise domain errors (JobNotFound, InvalidInput, billing's QueueFull and Ins
 the API maps to its error bodies (generation/api/errors.py).
 """
 
+import hashlib
+import json
 import math
 import time
 
@@ -28,6 +30,7 @@ def request_generation(
     api_key=None,
     instant: bool = False,
     idempotency_key: str = "",
+    request_hash: str = "",
 ) -> Job:
     """Queue a job and wait a short while for it, unless the client asked for no wait (`instant`).
 
@@ -38,8 +41,8 @@ def request_generation(
     stored once the job is admitted.
     """
     idempotency_key = idempotency_key.strip()[:200]
-    if idempotency_key and (earlier := jobs.replayed(user, idempotency_key)):
-        return earlier
+    if idempotency_key and (earlier := jobs.replayed(user, idempotency_key, request_hash)):
+        return wait(earlier, 0 if instant else settings.GENERATION_WAIT_SECONDS)
     account = credits.account_for(user, loaded=True)
     plan = account.plan
     params.clamp_to_plan(plan.max_resolution, plan.max_samples)
@@ -55,12 +58,21 @@ def request_generation(
         params=params,
         base_url=base_url,
         idempotency_key=idempotency_key,
+        request_hash=request_hash,
         account=account,
         inputs=fetched,
         price=price,
         queue_name=queue_name,
     )
     return wait(job, 0 if instant else settings.GENERATION_WAIT_SECONDS)
+
+
+def request_hash(kind: str, body: dict) -> str:
+    """What an Idempotency-Key stands for: the operation and every field the client sent (its key and
+    the idempotency key itself aside)."""
+    fields = {name: value for name, value in body.items() if name not in ("key", "idempotency_key")}
+    canonical = json.dumps({"kind": kind, "fields": fields}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _price_and_queue(params: JobParams, plan) -> tuple[int, str]:
@@ -109,7 +121,7 @@ def wait(job: Job, timeout: float) -> Job:
 
 def _own_job(user, job_id) -> Job:
     """The user's own job (anyone else's id is answered like an unknown one)."""
-    job = Job.objects.filter(pk=job_id, user=user).first() if job_id else None
+    job = Job.objects.filter(pk=job_id, user=user).first() if job_id and int(job_id) < 2**63 else None
     if job is None:
         raise JobNotFound()
     return job

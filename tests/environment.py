@@ -45,6 +45,7 @@ def prepare():
     os.environ.setdefault("SAFE_HTTP_ALLOWED_NETWORKS", "127.0.0.1/32")
     os.environ.setdefault("WEBHOOK_RETRY_DELAYS", "0.2,0.4,0.8")
     os.environ.setdefault("API_REQUESTS_PER_MINUTE", "100000")
+    os.environ.setdefault("API_POLL_REQUESTS_PER_MINUTE", "100000")
     os.environ.setdefault("FREE_PLAN_CREDITS", "1000")  # test accounts make many jobs
     # a killed worker is noticed within ~2 s, and swept up within ~2 s more
     os.environ.setdefault("WORKER_HEARTBEAT_INTERVAL", "0.5")

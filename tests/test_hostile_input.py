@@ -153,3 +153,47 @@ def test_nothing_was_queued_by_the_refused_bodies(api, account):
     assert (
         requests.post(api.base_url + "/api/v3/system_load", json={"key": api.key}, timeout=10).json()["status"] == "ok"
     )
+
+
+@pytest.mark.parametrize("field", ["prompt", "negative_prompt", "track_id", "webhook"])
+def test_a_lone_surrogate_is_a_validation_error_and_nothing_is_stored(api, account, field):
+    user, _ = account
+    fields = json.dumps({"key": api.key, "prompt": "x", **TINY})[:-1]
+    body = raw(api, f'{fields}, "{field}": "\\ud800 x"}}')  # JSON may carry a lone surrogate; no database takes it
+    assert body["status"] == "error" and body["message"] == {
+        field: [f"The {field.replace('_', ' ')} must be valid Unicode text."]
+    }
+    assert not Job.objects.filter(user=user).exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("seed", "1" + "0" * 400),
+        ("samples", "9" * 400),
+        ("width", "-" + "9" * 400),
+        ("guidance_scale", "1" + "0" * 400),
+    ],
+)
+def test_huge_numbers_are_clamped_never_an_exception(api, field, value):
+    fields = json.dumps({"key": api.key, "prompt": "x", **TINY})[:-1]
+    body = raw(api, f'{fields}, "{field}": {value}}}')  # a JSON number no float can hold
+    assert body["status"] in ("success", "error"), body
+    assert body.get("message") != "Something went wrong, try again"
+    if field == "seed":
+        assert body["meta"]["seed"] == 2**32 - 1
+
+
+def test_huge_job_ids_are_unknown_jobs(api):
+    assert api.post("/api/v3/fetch/" + "9" * 400)["message"] == "Request not found"
+    body = api.post_raw("/api/v3/fetch", data='{"key": "%s", "request_id": %s}' % (api.key, "9" * 400)).json()
+    assert body["message"] == "Request not found"
+
+
+def test_a_host_header_this_server_does_not_serve_gets_the_envelope(api, settings):
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+    response = requests.post(
+        api.base_url + "/api/v3/system_load", json={"key": api.key}, headers={"Host": "evil.example"}, timeout=30
+    )
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json()["status"] == "error" and "host" in response.json()["message"]

@@ -1,12 +1,15 @@
 """Idempotency-Key (header or body, beyond v3): a retried request gets the original job, charged once."""
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
 from billing.models import CreditEntry
+from generation import jobs
 from generation.models import Job
 from tests.conftest import Api, make_account
+from tests.test_fetch import _params
 
 REQUEST = {"prompt": "once", "width": 64, "height": 64, "num_inference_steps": 1, "instant_response": "yes"}
 
@@ -55,3 +58,47 @@ def test_keys_are_scoped_to_the_account(api, account, live_server):
     _, other_key = make_account("bob@example.com")
     theirs = Api(live_server.url, other_key).post("/api/v3/text2img", {**REQUEST, "idempotency_key": "shared"})
     assert theirs["id"] != mine["id"]
+
+
+def test_every_request_waiting_on_one_job_gets_its_result(api, account):
+    """Twenty waiting requests with one Idempotency-Key: each wakes when the job finishes (not only the
+    first), within the wait; the job is made and charged once."""
+    user, _ = account
+    job = jobs.submit(
+        user=user, params=_params(), base_url=api.base_url, queue_name="parked", idempotency_key="many-waiters"
+    )
+    body = {**REQUEST, "instant_response": "no"}
+
+    def wait_for_it():
+        response = requests.post(
+            api.base_url + "/api/v3/text2img",
+            json={"key": api.key, **body},
+            headers={"Idempotency-Key": "many-waiters"},
+            timeout=60,
+        )
+        return response.json()["status"]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        waiting = [pool.submit(wait_for_it) for _ in range(20)]
+        time.sleep(2)  # the requests are waiting (the job is parked: no worker runs it)
+        running = jobs.start(job.id, job.attempt, "test")
+        started = time.monotonic()
+        assert jobs.succeed(running, [job.output_name(0)], generation_time=0.1, seeds=[1])
+        statuses = [future.result() for future in waiting]
+    assert statuses == ["success"] * 20
+    assert time.monotonic() - started < 5  # woken, not timed out (the wait is 10 s here)
+    assert Job.objects.filter(user=user).count() == 1 and reserves(user) == 1
+
+
+def test_a_key_reused_for_a_different_request_is_an_error_that_says_so(api, account, http_server, image_url):
+    user, _ = account
+    first = api.post("/api/v3/text2img", REQUEST, headers={"Idempotency-Key": "reused"})
+    assert api.post("/api/v3/text2img", REQUEST, headers={"Idempotency-Key": "reused"})["id"] == first["id"]
+    for path, body in (
+        ("/api/v3/text2img", {**REQUEST, "prompt": "another prompt"}),
+        ("/api/v3/text2img", {**REQUEST, "samples": 2}),
+        ("/api/v3/super_resolution", {"url": image_url, "instant_response": "yes"}),
+    ):
+        refused = api.post(path, body, headers={"Idempotency-Key": "reused"})
+        assert refused["status"] == "error" and refused["message"].startswith("Idempotency-Key already used"), path
+    assert Job.objects.filter(user=user).count() == 1 and reserves(user) == 1

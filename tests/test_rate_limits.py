@@ -1,7 +1,10 @@
-"""Requests per minute per key and the queued-jobs cap, with the contract's bodies."""
+"""Requests per minute per account (its keys together; polling with its own limit) and the queued-jobs
+cap, with the contract's bodies."""
 
+from accounts.keys import create_api_key
 from billing.models import Plan
 from generation import jobs
+from tests.conftest import Api
 from tests.test_fetch import _params
 
 REQUEST = {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1, "instant_response": "yes"}
@@ -22,8 +25,26 @@ def test_requests_per_minute(api, account):
     body = response.json()
     assert body["status"] == "error" and body["message"] == "Rate limit exceeded" and body["tips"]
     assert 1 <= int(response.headers["Retry-After"]) <= 60
-    # polling is not counted
+    # polling has its own, higher limit
     assert api.post("/api/v3/system_load")["status"] == "ok"
+
+
+def test_the_limit_is_per_account_whatever_the_key(api, account, live_server):
+    user, _ = account
+    set_plan(user, requests_per_minute=2)
+    _, second_key = create_api_key(user, name="second")
+    assert api.post("/api/v3/text2img", REQUEST)["status"] == "processing"
+    assert Api(live_server.url, second_key).post("/api/v3/text2img", REQUEST)["status"] == "processing"
+    assert Api(live_server.url, second_key).post("/api/v3/text2img", REQUEST)["message"] == "Rate limit exceeded"
+
+
+def test_polling_endpoints_have_their_own_higher_limit(api, account, settings):
+    set_plan(account[0], requests_per_minute=1)
+    settings.API_POLL_REQUESTS_PER_MINUTE = 3
+    for path in ("/api/v3/system_load", "/api/v3/account", "/api/v3/fetch/1"):
+        assert api.post(path).get("message") != "Rate limit exceeded"
+    limited = api.post_raw("/api/v3/system_load", json={"key": api.key})
+    assert limited.json()["message"] == "Rate limit exceeded" and limited.headers["Retry-After"]
 
 
 def test_queued_jobs_cap(api, account):

@@ -4,7 +4,7 @@ import logging
 
 import redis
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.views import defaults
@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from billing.credits import InsufficientCredits, QueueFull
 from generation.api.parsers import BodyTooLarge
+from generation.jobs import IdempotencyConflict
 from generation.params import InvalidInput
 from generation.services import JobNotFound
 
@@ -107,6 +108,10 @@ def refused(exc, request) -> dict | None:
         return validation({exc.field_name: [exc.message]})
     if isinstance(exc, JobNotFound):
         return not_found()
+    if isinstance(exc, IdempotencyConflict):
+        return message(
+            "error", "Idempotency-Key already used with a different request: use a new key for a new request"
+        )
     if isinstance(exc, QueueFull):
         return queue_full(exc.limit)
     if isinstance(exc, InsufficientCredits):
@@ -145,6 +150,15 @@ def exception_handler(exc, context):
 def unknown_endpoint(method: str, path: str) -> dict:
     """A path that is no endpoint (not to be confused with "Request not found", an unknown job)."""
     return message("error", f"Unknown endpoint: {method} {path}")
+
+
+def bad_request_page(request, exception=None):
+    """A request Django refuses before any view (a Host header not in ALLOWED_HOSTS, say): the contract's
+    body under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        reason = "this server does not answer for that host" if isinstance(exception, DisallowedHost) else "bad request"
+        return JsonResponse(message("error", f"Invalid API Request: {reason}"))
+    return defaults.bad_request(request, exception)
 
 
 def page_not_found(request, exception=None):

@@ -19,8 +19,19 @@ def label(field) -> str:
     return (field.field_name or "value").replace("_", " ")
 
 
+def refuse_invalid_text(field, data):
+    """A string that is not valid Unicode (a lone surrogate such as "\\ud800", which JSON can carry) is a
+    validation error for its field, before anything is stored: no database takes it."""
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise serializers.ValidationError(f"The {label(field)} must be valid Unicode text.") from exc
+
+
 class LenientMixin:
     def validate_empty_values(self, data):
+        refuse_invalid_text(self, data)
         if data is None or (isinstance(data, str) and data.strip().lower() in NOT_GIVEN):
             data = empty
         return super().validate_empty_values(data)
@@ -34,7 +45,8 @@ class LenientMixin:
     }
 )
 class LenientNumberField(LenientMixin, serializers.Field):
-    """A clamped number. `integer=True` truncates to int; `multiple_of` rounds down."""
+    """A clamped number. `integer=True` truncates to int; `multiple_of` rounds down. A JSON integer too
+    large for a float (`1` and 400 zeros) is clamped exactly, not converted."""
 
     def __init__(self, *, minimum=None, maximum=None, integer=False, multiple_of=None, **kwargs):
         kwargs.setdefault("required", False)
@@ -44,12 +56,15 @@ class LenientNumberField(LenientMixin, serializers.Field):
     def to_internal_value(self, data):
         if isinstance(data, bool):
             self._fail()
-        try:
-            value = float(data.strip() if isinstance(data, str) else data)
-        except (TypeError, ValueError):
-            self._fail()
-        if not math.isfinite(value):
-            self._fail()
+        if isinstance(data, int):
+            value = data
+        else:
+            try:
+                value = float(data.strip() if isinstance(data, str) else data)
+            except (TypeError, ValueError, OverflowError):
+                self._fail()
+            if not math.isfinite(value):
+                self._fail()
         if self.minimum is not None:
             value = max(self.minimum, value)
         if self.maximum is not None:
@@ -161,6 +176,7 @@ class ScalarField(serializers.Field):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
+        refuse_invalid_text(self, data)
         if isinstance(data, (dict, list)):
             raise serializers.ValidationError(f"The {label(self)} must be a string or a number.")
         return data

@@ -32,6 +32,7 @@ from generation.params import (
 )
 
 MAX_SEED = 2**32 - 1
+MAX_JOB_ID = 2**63 - 1  # job ids are 64-bit; a larger one is no job
 
 
 class JobSerializer(serializers.Serializer):
@@ -148,7 +149,7 @@ class GenerationSerializer(JobSerializer):
     samples = LenientNumberField(minimum=1, maximum=4, integer=True, default=1)
     num_inference_steps = LenientNumberField(minimum=1, maximum=50, integer=True, default=30)
     guidance_scale = LenientNumberField(minimum=1, maximum=20, default=7.5)
-    seed = LenientNumberField(maximum=MAX_SEED, integer=True, default=None)
+    seed = LenientNumberField(minimum=-1, maximum=MAX_SEED, integer=True, default=None)  # negative: random
     scheduler = LenientTextField(max_length=100, required=False, default=schedulers.DEFAULT_SCHEDULER)
     use_karras_sigmas = LenientBooleanField(default=None)
     algorithm_type = LenientTextField(max_length=50, required=False, default=None)
@@ -268,7 +269,7 @@ class SuperResolutionSerializer(JobSerializer):
 
 
 class FetchSerializer(serializers.Serializer):
-    request_id = LenientNumberField(integer=True, required=False, default=None)
+    request_id = LenientNumberField(minimum=0, maximum=MAX_JOB_ID, integer=True, required=False, default=None)
 
 
 SERIALIZERS = {

@@ -17,7 +17,7 @@ from generation.api.serializers import (
     SuperResolutionSerializer,
     Text2ImgSerializer,
 )
-from generation.api.throttling import ApiKeyRateThrottle
+from generation.api.throttling import AccountRateThrottle, GenerationRateThrottle
 
 GENERATION_EXAMPLE = OpenApiExample(
     "success",
@@ -88,6 +88,7 @@ KEY_ONLY = inline_serializer("KeyOnly", fields={"key": serializers.CharField()})
 class V3View(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = []
+    throttle_classes = [AccountRateThrottle]
 
     def initialize_request(self, request, *args, **kwargs):
         """DRF's, with fields from the query string too (see LenientRequest)."""
@@ -110,12 +111,13 @@ class GenerationView(V3View):
     """Queue a job, wait a short while for it, answer success or processing."""
 
     serializer_class = None
-    throttle_classes = [ApiKeyRateThrottle]
+    throttle_classes = [GenerationRateThrottle]
 
     def post(self, request, fetch_path=responses.V3_FETCH_PATH, model_library=False):
         serializer = self.serializer_class(data=request.data, context={"model_library": model_library})
         serializer.is_valid(raise_exception=True)
         submission = serializer.validated_data
+        idempotency_key = request.headers.get("Idempotency-Key", "") or submission["idempotency_key"]
         job = services.request_generation(
             user=request.user,
             api_key=request.auth,
@@ -123,7 +125,8 @@ class GenerationView(V3View):
             inputs=submission["inputs"],
             base_url=storage.base_url_for(request),
             instant=submission["instant"],
-            idempotency_key=request.headers.get("Idempotency-Key", "") or submission["idempotency_key"],
+            idempotency_key=idempotency_key,
+            request_hash=services.request_hash(submission["params"].kind, request.data) if idempotency_key else "",
         )
         return Response(
             responses.for_request(job, fetch_path), headers={"Idempotent-Replayed": "true"} if job.replayed else None
