@@ -50,7 +50,12 @@ def test_v4_dreambooth_inpaint_alias(api, image_url):
             "init_image": image_url,
             "mask_image": image_url,
             "num_inference_steps": 2,
-            "model_id": "whatever",
         },
     )
     assert body["status"] == "success", body
+    # v4 chooses the model from the library: an id it does not have is refused, not ignored
+    unknown = api.post(
+        "/api/v4/dreambooth/inpaint",
+        {"prompt": "x", "init_image": image_url, "mask_image": image_url, "model_id": "whatever"},
+    )
+    assert unknown["message"] == {"model_id": ["The model id 'whatever' does not exist."]}

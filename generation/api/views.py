@@ -305,13 +305,18 @@ class SystemLoadView(V3View):
         )
     ],
 )
-class ModelListView(V3View):
-    """The models the key's plan may use, in the hosted dreambooth API's shape (a JSON list)."""
-
-    def post(self, request, **kwargs):
-        return Response(responses.model_list(library.listed(credits.account_for(request.user, loaded=True).plan)))
-
-
 class SystemDetailsView(V3View):
     def post(self, request, **kwargs):
         return Response(selectors.system_details())
+
+
+@extend_schema(
+    request=KEY_ONLY,
+    responses=inline_serializer(
+        "ModelList", fields={"model_id": serializers.CharField(), "kind": serializers.CharField()}
+    ),
+    summary="The library models the key's plan may use (the dreambooth API's model_list: a JSON list)",
+)
+class ModelListView(V3View):
+    def post(self, request, **kwargs):
+        return Response(responses.model_list(library.listed(credits.account_for(request.user, loaded=True).plan)))
