@@ -209,6 +209,23 @@ def make_default(entry: LibraryModel):
     LibraryModel.objects.filter(is_default=True).exclude(pk=entry.pk).update(is_default=False)
 
 
+def upscaler_path(model_id: str) -> Path:
+    """Where the official Real-ESRGAN weights of `model_id` are installed."""
+    return Path(settings.UPSCALER_DIR) / f"{model_id}.pth"
+
+
+def demo_upscaler_path(model_id: str) -> Path:
+    """Random demo weights of the same network, apart from the real ones so they never pass for them."""
+    return Path(settings.UPSCALER_DIR) / "demo" / f"{model_id}.pth"
+
+
+def upscaler_state(model_id: str) -> str:
+    """ "installed", "demo" (missing, and UPSCALER_DEMO lets random weights stand in) or "missing"."""
+    if upscaler_path(model_id).exists():
+        return "installed"
+    return "demo" if settings.UPSCALER_DEMO else "missing"
+
+
 # 2. what a request chooses -----------------------------------------------------------------------
 
 

@@ -24,6 +24,11 @@ UPSCALE_MODELS = [
 MAX_SIDE = 1024
 
 
+def upscaler_for(factor: int) -> str:
+    """The Real-ESRGAN network a generation's `upscale` uses: the x2 one for 2x, else the x4 one."""
+    return "RealESRGAN_x2plus" if factor == 2 else "RealESRGAN_x4plus"
+
+
 def deployment_model() -> str:
     """The name of the checkpoint this deployment serves (the last part of its path or id)."""
     return _name(settings.SDXL_MODEL, "sdxl")
@@ -69,6 +74,7 @@ class JobParams:
     # request fields that were understood but not applied here, each {"field": ..., "reason": ...}
     not_applied: list = field(default_factory=list)
     checkpoint: str = ""  # the library checkpoint a generation runs on (filled in when it is admitted)
+    demo_upscaler: bool = False  # its upscaler runs random demo weights (UPSCALER_DEMO; said in meta)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +89,10 @@ class JobParams:
     def seeds(self) -> list[int]:
         """Image i uses seed + i."""
         return [self.seed + i for i in range(self.samples)]
+
+    def upscaler(self) -> tuple[str, str] | None:
+        """(the upscaler this job runs, the request field that asks for it), if it upscales."""
+        return None
 
     def complete(self, sizes: dict[str, tuple[int, int]]):
         """Fill what depends on the input images, given each input's (width, height)."""
@@ -123,6 +133,9 @@ class Text2ImgParams(JobParams):
     loras: list = field(default_factory=list)  # [{"id": library id, "strength": float}, ...]
     embeddings: list = field(default_factory=list)  # library ids; each is also the token prompts use
     vae_id: str = ""  # a library VAE instead of the checkpoint's own
+
+    def upscaler(self):
+        return (upscaler_for(self.upscale), "upscale") if self.upscale > 1 else None
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -195,6 +208,9 @@ class SuperResolutionParams(JobParams):
     scale: int = 4
     model_id: str = UPSCALE_MODELS[0]
     face_enhance: bool = False
+
+    def upscaler(self):
+        return self.model_id, "model_id"
 
     def complete(self, sizes):
         self.width, self.height = sizes["image"]

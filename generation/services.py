@@ -48,6 +48,7 @@ def request_generation(
     params.clamp_to_plan(plan.max_resolution, plan.max_samples)
     price, queue_name = _price_and_queue(params, plan)
     credits.check_admissible(account, price)
+    _check_upscaler(params)
     _check_webhook(params.webhook)
     fetched = _fetch_inputs(inputs or {})
     params.complete({field: image.size for field, image in fetched.items()})
@@ -86,6 +87,16 @@ def _price_and_queue(params: JobParams, plan) -> tuple[int, str]:
     if checkpoint and not liveness.checkpoint_served_within(checkpoint, settings.CHECKPOINT_STALE_SECONDS):
         raise InvalidInput("model_id", f"No worker serves the model {checkpoint!r} right now; try again later.")
     return math.ceil(cost(params) * multiplier), queue.queue_name(plan.priority, checkpoint)
+
+
+def _check_upscaler(params: JobParams):
+    """A job that upscales needs its upscaler's weights installed, or demo mode (then `meta` says so)."""
+    if wanted := params.upscaler():
+        model_id, field = wanted
+        state = library.upscaler_state(model_id)
+        if state == "missing":
+            raise InvalidInput(field, f"The upscaler {model_id} is not installed on this deployment.")
+        params.demo_upscaler = state == "demo"
 
 
 def _check_webhook(url: str | None):

@@ -61,6 +61,11 @@ def wait_http(url: str, timeout: float = 120):
     raise SystemExit(f"No healthy answer at {url}; see the output above")
 
 
+def start_worker(env) -> subprocess.Popen:
+    """One RQ worker; `main` starts another whenever it dies (its jobs are recovered by the sweep)."""
+    return subprocess.Popen([PYTHON, "manage.py", "rqworker", "high", "default", "low"], cwd=ROOT, env=env)
+
+
 def _stop(signum, frame):
     raise KeyboardInterrupt
 
@@ -69,9 +74,11 @@ def main():
     signal.signal(signal.SIGTERM, _stop)
     port = os.environ.get("PORT", "8000")
     children: list[subprocess.Popen] = []
+    worker = None
     (ROOT / "var").mkdir(exist_ok=True)
     try:
         env = dict(os.environ, REDIS_URL=ensure_redis(children), DJANGO_SETTINGS_MODULE="config.settings")
+        env.setdefault("UPSCALER_DEMO", "true")  # random-weight upscalers stand in for missing .pth files
         manage("migrate", "--noinput", "-v", "0", env=env)
         manage("collectstatic", "--noinput", "-v", "0", env=env)
         manage("build_demo_model", env=env)
@@ -102,9 +109,7 @@ def main():
                 env=env,
             )
         )
-        children.append(
-            subprocess.Popen([PYTHON, "manage.py", "rqworker", "high", "default", "low"], cwd=ROOT, env=env)
-        )
+        worker = start_worker(env)
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/healthz")
         print(
@@ -117,16 +122,21 @@ def main():
   curl -s -X POST {base}/api/v3/text2img -H 'Content-Type: application/json' \\
     -d '{{"key": "{key}", "prompt": "a lighthouse at dusk", "width": "256", "height": "256", "num_inference_steps": "20"}}'
 
-  Ctrl-C stops the web server, the worker{" and Redis" if len(children) > 2 else ""}.
+  Ctrl-C stops the web server, the worker{" and Redis" if len(children) > 1 else ""}.
 """,
             flush=True,
         )
         while all(child.poll() is None for child in children):
+            if worker.poll() is not None:  # killed, out of memory: the web server stays up
+                print(f"The worker stopped (exit code {worker.returncode}); starting a new one.", flush=True)
+                worker = start_worker(env)
             time.sleep(0.5)
         print("A process exited; stopping.", file=sys.stderr)
     except KeyboardInterrupt:
         pass
     finally:
+        if worker is not None:
+            children.append(worker)
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)

@@ -51,3 +51,5 @@ def prepare():
     os.environ.setdefault("WORKER_HEARTBEAT_INTERVAL", "0.5")
     os.environ.setdefault("WORKER_MAINTENANCE_INTERVAL", "2")
     os.environ.setdefault("METRICS_TOKEN", "test-metrics-token")
+    os.environ.setdefault("UPSCALER_DEMO", "true")  # no official upscaler weights here
+    os.environ.setdefault("UPSCALER_DIR", str(VAR / "test-upscalers"))

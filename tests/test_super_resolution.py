@@ -2,6 +2,8 @@
 
 import pytest
 
+from billing.models import Account
+from generation.models import Job
 from tests.conftest import png_bytes
 from tests.http_server import Route
 from tests.test_text2img import decode
@@ -49,3 +51,26 @@ def test_too_large_to_upscale(api, http_server, settings):
     http_server.routes["/big.png"] = Route(body=png_bytes((40, 30)))
     body = api.post("/api/v3/super_resolution", {"url": f"{http_server.url}/big.png"})
     assert body["status"] == "error" and "too large to upscale" in body["message"]["url"][0]
+
+
+def test_demo_upscalers_are_said_in_meta(api, small_image):
+    body = api.post("/api/v3/super_resolution", {"url": small_image, "scale": 2})
+    assert body["meta"]["demo"].startswith("upscaled by a random-weight demo network")
+    generated = api.post(
+        "/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1, "upscale": "yes"}
+    )
+    assert "demo" in generated["meta"]
+
+
+def test_without_demo_mode_a_missing_upscaler_is_refused_before_anything_is_charged(
+    api, account, small_image, settings, tmp_path
+):
+    settings.UPSCALER_DEMO = False
+    settings.UPSCALER_DIR = str(tmp_path)  # no official weights installed
+    user, _ = account
+    before = Account.objects.get(user=user).balance
+    body = api.post("/api/v3/super_resolution", {"url": small_image, "model_id": "RealESRGAN_x2plus"})
+    assert body["message"] == {"model_id": ["The upscaler RealESRGAN_x2plus is not installed on this deployment."]}
+    generated = api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "upscale": 4})
+    assert generated["message"] == {"upscale": ["The upscaler RealESRGAN_x4plus is not installed on this deployment."]}
+    assert Account.objects.get(user=user).balance == before and not Job.objects.filter(user=user).exists()

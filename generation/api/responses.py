@@ -39,6 +39,7 @@ def meta(job: Job) -> dict:
         "not_applied": params.not_applied,  # beyond v3: request fields understood but not applied here
         "loras": params.loras,  # beyond v3: the library models used
         "embeddings": params.embeddings,
+        **_notes(params),
     }
     if isinstance(params, Img2ImgParams):
         body["init_image"] = _input_url(job, params.init_image_url, params.init_image)
@@ -48,10 +49,22 @@ def meta(job: Job) -> dict:
     return body
 
 
+DEMO_UPSCALER = (
+    "upscaled by a random-weight demo network (UPSCALER_DEMO): install the official .pth files in UPSCALER_DIR "
+    "for real upscaling"
+)
+
+
+def _notes(params) -> dict:
+    return {"demo": DEMO_UPSCALER} if params.demo_upscaler else {}
+
+
 def _short_meta(job: Job) -> dict:
-    """Answers without meta (super_resolution) carry one when a request field was not applied."""
-    not_applied = job.params.get("not_applied")
-    return {"meta": {"not_applied": not_applied}} if not_applied else {}
+    """Answers without meta (super_resolution) carry one when a request field was not applied, or when the
+    upscaler was a demo network."""
+    params = job.parameters
+    meta = {**({"not_applied": params.not_applied} if params.not_applied else {}), **_notes(params)}
+    return {"meta": meta} if meta else {}
 
 
 def _extras(job: Job) -> dict:

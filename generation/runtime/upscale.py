@@ -17,9 +17,9 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from generation import storage
-from generation.params import SuperResolutionParams
-from generation.runtime.predictors import Prediction, pick_device
+from generation import library, storage
+from generation.params import SuperResolutionParams, upscaler_for
+from generation.runtime.predictors import GenerationError, Prediction, pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -119,16 +119,12 @@ def _network_for(state: dict, architecture: str, scale: int) -> nn.Module:
     return SRVGGNetCompact(num_feat=num_feat, num_conv=num_conv, upscale=scale)
 
 
-def weight_path(model_id: str) -> Path:
-    return Path(settings.UPSCALER_DIR) / f"{model_id}.pth"
-
-
 def build_demo_weights(model_id: str) -> Path:
     """A random-weight network of the real architecture, saved like the official files."""
     architecture, scale, size = MODELS[model_id]
     torch.manual_seed(0)
     network = RRDBNet(scale=scale, **size) if architecture == "rrdb" else SRVGGNetCompact(upscale=scale, **size)
-    path = weight_path(model_id)
+    path = library.demo_upscaler_path(model_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"params_ema": network.state_dict()}, path)
     return path
@@ -139,9 +135,14 @@ class Upscaler:
 
     def __init__(self, model_id: str, device: str):
         architecture, self.native_scale, _ = MODELS[model_id]
-        path = weight_path(model_id)
-        if not path.exists():
-            path = build_demo_weights(model_id)
+        state = library.upscaler_state(model_id)
+        if state == "missing":
+            raise GenerationError(f"Failed: the upscaler {model_id} is not installed on this deployment")
+        path = library.upscaler_path(model_id)
+        if state == "demo":
+            path = library.demo_upscaler_path(model_id)
+            if not path.exists():
+                build_demo_weights(model_id)
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         state = checkpoint.get("params_ema") or checkpoint.get("params") or checkpoint
         self.network = _network_for(state, architecture, self.native_scale)
@@ -201,7 +202,7 @@ class UpscalePredictor:
     def enlarge(self, image: Image.Image, scale: int) -> Image.Image:
         """`image` upscaled `scale` times (a generation's `upscale`): the x2 network for 2, else the x4 one."""
         self.setup()
-        return self.upscaler("RealESRGAN_x2plus" if scale == 2 else "RealESRGAN_x4plus").upscale(image, scale)
+        return self.upscaler(upscaler_for(scale)).upscale(image, scale)
 
     def predict(self, params: SuperResolutionParams, on_step=None) -> Prediction:
         """Upscale the job's stored input image."""
