@@ -8,6 +8,7 @@ link-local (cloud metadata), multicast and reserved addresses are refused, excep
 
 import ipaddress
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -82,7 +83,59 @@ def split_url(url: str):
     return parts, port
 
 
-def _pool(scheme: str, host: str, address: str, port: int, timeout):
+class _Deadline:
+    """The total time one exchange may take, whatever phase it is in: when it passes, the sockets of the
+    exchange are shut down, so a server that sends a byte a second (each byte restarting the read
+    timeout) cannot hold the request past it."""
+
+    def __init__(self, seconds: float):
+        self.sockets, self.passed = [], False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._pass)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock):
+        with self._lock:
+            self.sockets.append(sock)
+            if self.passed:
+                _shut(sock)
+
+    def _pass(self):
+        with self._lock:
+            self.passed = True
+            for sock in self.sockets:
+                _shut(sock)
+
+    def cancel(self):
+        self._timer.cancel()
+
+
+def _shut(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+def _watched(connection_class, deadline: _Deadline):
+    """`connection_class`, handing each socket it connects to `deadline`."""
+
+    class Watched(connection_class):
+        def connect(self):
+            super().connect()
+            deadline.watch(self.sock)
+
+    return Watched
+
+
+def _pool(scheme: str, host: str, address: str, port: int, timeout, deadline: _Deadline):
+    pool = _plain_pool(scheme, host, address, port, timeout)
+    pool.ConnectionCls = _watched(pool.ConnectionCls, deadline)
+    return pool
+
+
+def _plain_pool(scheme: str, host: str, address: str, port: int, timeout):
     if scheme == "https":
         return urllib3.HTTPSConnectionPool(
             address,
@@ -107,7 +160,23 @@ def request(
     max_bytes: int,
     follow_redirects: bool = True,
 ) -> Response:
-    """One HTTP exchange (following up to SAFE_HTTP_MAX_REDIRECTS redirects) with bounded time and size."""
+    """One HTTP exchange (following up to SAFE_HTTP_MAX_REDIRECTS redirects) with bounded size, and bounded
+    time: SAFE_HTTP_TOTAL_TIMEOUT for all of it (connecting, headers, every read, every redirect)."""
+    watchdog = _Deadline(settings.SAFE_HTTP_TOTAL_TIMEOUT)
+    try:
+        response = _exchange(method, url, body, headers, max_bytes, follow_redirects, watchdog)
+    except UnsafeURL:
+        if watchdog.passed:
+            raise UnsafeURL("took too long") from None
+        raise
+    finally:
+        watchdog.cancel()
+    if watchdog.passed:  # a body without a length, cut short by the deadline
+        raise UnsafeURL("took too long")
+    return response
+
+
+def _exchange(method, url, body, headers, max_bytes, follow_redirects, watchdog) -> Response:
     deadline = time.monotonic() + settings.SAFE_HTTP_TOTAL_TIMEOUT
     timeout = urllib3.Timeout(connect=settings.SAFE_HTTP_CONNECT_TIMEOUT, read=settings.SAFE_HTTP_READ_TIMEOUT)
     for _ in range(settings.SAFE_HTTP_MAX_REDIRECTS + 1):
@@ -116,7 +185,7 @@ def request(
         host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
-            response = _pool(parts.scheme, parts.hostname, address, port, timeout).urlopen(
+            response = _pool(parts.scheme, parts.hostname, address, port, timeout, watchdog).urlopen(
                 method,
                 path,
                 body=body,
@@ -132,7 +201,7 @@ def request(
                     method, body = "GET", None
                 continue
             return Response(response.status, dict(response.headers), _read(response, max_bytes, deadline))
-        except urllib3.exceptions.HTTPError as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise UnsafeURL("could not be fetched") from exc
     raise UnsafeURL("too many redirects")
 

@@ -8,11 +8,12 @@ import hashlib
 import json
 import math
 import time
+from contextlib import contextmanager
 
 from django.conf import settings
 
 from billing import credits
-from generation import images, jobs, library, liveness, queue, recovery, safe_http
+from generation import images, jobs, library, liveness, queue, recovery, redis_client, safe_http
 from generation.models import Job
 from generation.params import InvalidInput, JobParams, cost
 
@@ -50,7 +51,7 @@ def request_generation(
     credits.check_admissible(account, price)
     _check_upscaler(params)
     _check_webhook(params.webhook)
-    fetched = _fetch_inputs(inputs or {})
+    fetched = _fetch_inputs(user, inputs or {})
     params.complete({field: image.size for field, image in fetched.items()})
     params.clamp_to_plan(plan.max_resolution, plan.max_samples)  # sizes that came from the input images
     job = jobs.submit(
@@ -110,15 +111,41 @@ def _check_webhook(url: str | None):
         raise InvalidInput("webhook", "The webhook must be a public http(s) URL.") from exc
 
 
-def _fetch_inputs(inputs: dict) -> dict:
-    """Each input image, fetched and decoded; InvalidInput names the request field of one that is not."""
-    fetched = {}
-    for field, source in inputs.items():
-        try:
-            fetched[field] = images.fetch(source)
-        except images.ImageInputError as exc:
-            raise InvalidInput(source.field, str(exc)) from exc
-    return fetched
+FETCHING_KEY = "sdxl:fetching:{}"
+
+
+def _fetch_inputs(user, inputs: dict) -> dict:
+    """Each input image, fetched and decoded; InvalidInput names the request field of one that is not.
+    An account fetches at most FETCHES_PER_ACCOUNT URLs at once, so slow servers it points at cannot
+    hold the web tier's threads (each fetch is bounded by SAFE_HTTP_TOTAL_TIMEOUT)."""
+    urls = [source for source in inputs.values() if source.url]
+    with _fetch_slot(user, urls[0].field if urls else ""):
+        fetched = {}
+        for field, source in inputs.items():
+            try:
+                fetched[field] = images.fetch(source)
+            except images.ImageInputError as exc:
+                raise InvalidInput(source.field, str(exc)) from exc
+        return fetched
+
+
+@contextmanager
+def _fetch_slot(user, field: str):
+    """One of the account's concurrent fetch slots for a request with URLs (`field` names the first)."""
+    if not field:
+        yield
+        return
+    key, connection = FETCHING_KEY.format(user.pk), redis_client.connection()
+    with connection.pipeline() as pipe:
+        pipe.incr(key)
+        pipe.expire(key, int(settings.SAFE_HTTP_TOTAL_TIMEOUT * 4) + 10)  # a crashed request's slot expires
+        taken, _ = pipe.execute()
+    try:
+        if taken > settings.FETCHES_PER_ACCOUNT:
+            raise InvalidInput(field, "Too many images are being fetched for this account at once; try again shortly.")
+        yield
+    finally:
+        connection.decr(key)
 
 
 def wait(job: Job, timeout: float) -> Job:

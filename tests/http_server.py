@@ -19,6 +19,7 @@ class Route:
     body: bytes = b""
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
+    trickle: float = 0.0  # seconds between the body's bytes (a slow server)
 
 
 class LocalServer:
@@ -28,6 +29,7 @@ class LocalServer:
         self.routes: dict[str, Route | list[Route]] = {}
         self.requests: list[Recorded] = []
         self.connections = 0
+        self.stopping = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,7 +51,13 @@ class LocalServer:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(route.body)))
                 self.end_headers()
-                self.wfile.write(route.body)
+                if not route.trickle:
+                    self.wfile.write(route.body)
+                for index in range(len(route.body) if route.trickle else 0):
+                    self.wfile.write(route.body[index : index + 1])
+                    self.wfile.flush()
+                    if server.stopping.wait(route.trickle):
+                        return
 
             do_GET = do_POST = _answer
 
@@ -68,5 +76,6 @@ class LocalServer:
         self.thread.start()
 
     def stop(self):
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()

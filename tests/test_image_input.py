@@ -3,7 +3,9 @@
 import base64
 import io
 import struct
+import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from PIL import Image
 
 from billing.models import Account
 from generation import safe_http
-from tests.conftest import png_bytes
+from tests.conftest import Api, make_account, png_bytes
 from tests.http_server import LocalServer, Route
 
 
@@ -185,3 +187,29 @@ def test_ipv6_forms_that_tunnel_to_a_private_ipv4_are_refused(no_private, addres
 def test_ipv6_forms_of_public_addresses_and_public_ipv6_are_allowed(no_private):
     for address in ("2002:808:808::1", "64:ff9b::808:808", "2606:4700::1111", "8.8.8.8"):
         assert safe_http.is_allowed_address(address), address
+
+
+def test_a_server_that_sends_one_byte_at_a_time_is_cut_off_at_the_total_deadline(api, http_server, settings):
+    """Each byte restarts the read timeout; the total deadline still bounds the whole fetch."""
+    settings.SAFE_HTTP_TOTAL_TIMEOUT = 1.5
+    http_server.routes["/slow.png"] = Route(body=png_bytes(), headers={"Content-Type": "image/png"}, trickle=0.1)
+    started = time.monotonic()
+    assert "took too long" in error_of(img2img(api, f"{http_server.url}/slow.png"))
+    assert time.monotonic() - started < 5  # the body alone would take 20 s
+
+
+def test_an_account_fetches_few_urls_at_once_and_others_are_still_answered(api, http_server, settings, live_server):
+    settings.SAFE_HTTP_TOTAL_TIMEOUT = 3
+    settings.FETCHES_PER_ACCOUNT = 2
+    http_server.routes["/slow.png"] = Route(body=png_bytes(), headers={"Content-Type": "image/png"}, trickle=0.1)
+    _, other_key = make_account("unrelated@example.com")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        slow = [pool.submit(img2img, api, f"{http_server.url}/slow.png") for _ in range(6)]
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert Api(live_server.url, other_key).post("/api/v3/system_load")["status"] == "ok"
+        unrelated = time.monotonic() - started
+        errors = [error_of(future.result()) for future in slow]
+    assert unrelated < 1.5
+    assert len(http_server.requests) == 2  # only the account's two slots reached the slow server
+    assert sum("Too many images are being fetched" in error for error in errors) == 4
