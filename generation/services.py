@@ -1,7 +1,7 @@
 """Use cases behind the API views and the dashboard: submit a job, fetch it, cancel it.
 
-They raise domain errors (JobNotFound, InvalidInput, billing's QueueFull and InsufficientCredits) that
-the API maps to its error bodies (generation/api/errors.py).
+They raise domain errors (JobNotFound, InvalidInput, jobs.IdempotencyConflict, billing's QueueFull and
+InsufficientCredits) that the API maps to its error bodies (generation/api/errors.py).
 """
 
 import hashlib
