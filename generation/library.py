@@ -175,24 +175,22 @@ def fingerprint(source: str) -> tuple[str, int]:
     """(SHA-256, bytes) of a file, or of a folder's files with their relative paths."""
     digest, size = hashlib.sha256(), 0
     if Path(source).is_dir():
-        files = sorted(p for p in Path(source).rglob("*") if p.is_file())
-        for path in files:
+        for path in sorted(p for p in Path(source).rglob("*") if p.is_file()):
             digest.update(str(path.relative_to(source)).encode() + b"\0")
-            size += _digest_file(digest, path)
-        return digest.hexdigest(), size
-    with _open(source) as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
+            with open(path, "rb") as handle:
+                size += _digest(digest, handle)
+    else:
+        with _open(source) as handle:
+            size = _digest(digest, handle)
     return digest.hexdigest(), size
 
 
-def _digest_file(digest, path: Path) -> int:
+def _digest(digest, handle) -> int:
+    """Feed an open file to `digest`; its size."""
     size = 0
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(chunk)
+        size += len(chunk)
     return size
 
 
