@@ -125,9 +125,9 @@ def admit(account: Account, cost: int):
         admitted = cursor.rowcount
     if not admitted:
         current = Account.objects.get(pk=account.pk)
-        if current.unfinished_jobs >= account.plan.max_queued_jobs:
-            raise QueueFull(account.plan.max_queued_jobs)
-        raise InsufficientCredits(cost, current.balance)
+        current.plan = account.plan  # the limits this admission used
+        check_admissible(current, cost)
+        raise InsufficientCredits(cost, current.balance)  # changed since the UPDATE: refuse all the same
 
 
 def record_reservation(job, cost: int):

@@ -17,6 +17,8 @@ from generation import images, jobs, library, liveness, queue, recovery, redis_c
 from generation.models import Job
 from generation.params import InvalidInput, JobParams, cost
 
+MAX_JOB_ID = 2**63 - 1  # job ids are 64-bit: a larger one (a path may carry any digits) is no job
+
 
 class JobNotFound(Exception):
     """No job of this user has that id."""
@@ -159,7 +161,7 @@ def wait(job: Job, timeout: float) -> Job:
 
 def _own_job(user, job_id) -> Job:
     """The user's own job (anyone else's id is answered like an unknown one)."""
-    job = Job.objects.filter(pk=job_id, user=user).first() if job_id and int(job_id) < 2**63 else None
+    job = Job.objects.filter(pk=job_id, user=user).first() if job_id and int(job_id) <= MAX_JOB_ID else None
     if job is None:
         raise JobNotFound()
     return job

@@ -12,7 +12,7 @@ import secrets
 from django.conf import settings
 from rest_framework import serializers
 
-from generation import safe_http, schedulers
+from generation import safe_http, schedulers, services
 from generation.api.fields import (
     InputImageField,
     LenientBooleanField,
@@ -32,7 +32,6 @@ from generation.params import (
 )
 
 MAX_SEED = 2**32 - 1
-MAX_JOB_ID = 2**63 - 1  # job ids are 64-bit; a larger one is no job
 
 
 class JobSerializer(serializers.Serializer):
@@ -269,7 +268,7 @@ class SuperResolutionSerializer(JobSerializer):
 
 
 class FetchSerializer(serializers.Serializer):
-    request_id = LenientNumberField(minimum=0, maximum=MAX_JOB_ID, integer=True, required=False, default=None)
+    request_id = LenientNumberField(minimum=0, maximum=services.MAX_JOB_ID, integer=True, required=False, default=None)
 
 
 SERIALIZERS = {
