@@ -16,7 +16,8 @@ from rq import Worker
 from accounts.keys import create_api_key
 from accounts.models import User
 from billing.models import Plan
-from generation import queue, redis_client
+from generation import jobs, liveness, queue, redis_client
+from generation.models import Job
 from tests.http_server import LocalServer, Route
 from tests.stripe_server import FakeStripe
 
@@ -138,9 +139,28 @@ def make_account(email: str) -> tuple[User, str]:
     return user, raw_key
 
 
+def settle_jobs(timeout: float = 60):
+    """Cancel what a test left queued or running and wait until every worker is idle, so that the
+    database flush after the test never races a job's last writes (a deadlock in PostgreSQL)."""
+    for job in Job.objects.filter(status__in=jobs.UNFINISHED):
+        jobs.cancel(job)
+    connection_ = django_rq.get_connection("default")
+    deadline = time.monotonic() + timeout
+
+    def busy() -> bool:
+        alive = liveness.live_workers()  # a worker killed by a test stays registered with RQ as busy
+        return any(w.name in alive and w.get_state() == "busy" for w in Worker.all(connection=connection_))
+
+    while busy():
+        if time.monotonic() > deadline:
+            raise RuntimeError("a worker stayed busy after its test")
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def account(transactional_db):
-    return make_account("alice@example.com")
+    yield make_account("alice@example.com")
+    settle_jobs()
 
 
 @pytest.fixture
