@@ -1,9 +1,11 @@
 """Shared fixtures: a live HTTP server, a real RQ worker process with the demo SDXL, accounts with keys."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import django_rq
@@ -66,6 +68,54 @@ def start_worker(log_name="worker", queues=settings.GENERATION_QUEUES, **env_ove
             raise RuntimeError(f"worker did not start; see var/test-{log_name}.log")
         time.sleep(0.1)
     return process
+
+
+def _is_stopped(pid: int) -> bool:
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state in ("T", "t")
+
+
+def pause(process: subprocess.Popen):
+    """Stop the process (SIGSTOP) and return once it is stopped: whatever it runs waits for the test."""
+    os.kill(process.pid, signal.SIGSTOP)
+    while not _is_stopped(process.pid):
+        time.sleep(0.001)
+
+
+def resume(process: subprocess.Popen):
+    os.kill(process.pid, signal.SIGCONT)
+
+
+@contextmanager
+def paused(process: subprocess.Popen):
+    """The process stopped for the block, so that a test decides when a job's steps run, on any machine."""
+    pause(process)
+    try:
+        yield
+    finally:
+        resume(process)
+
+
+def step_until(process: subprocess.Popen, observe, done, key=None, gap: float = 0.6, timeout: float = 60) -> list:
+    """Let a paused worker run in short slices until `done(observations)`; return the observations.
+
+    Each slice follows a gap longer than the worker's progress-write interval, so the first denoising step
+    of a slice writes its progress. A slice starts at 1 ms, doubles while nothing changes (`key` of an
+    observation says what counts) and starts again at 1 ms after a change, so a slice runs only a step or
+    two past the state the test waits for, on a fast GPU box and on a slow CPU alike."""
+    key = key or (lambda observation: observation)
+    observations, length = [observe()], 0.001
+    deadline = time.monotonic() + timeout
+    while not done(observations):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the worker never got there: {observations[-3:]}")
+        time.sleep(gap)
+        resume(process)
+        time.sleep(length)
+        pause(process)
+        observations.append(observe())
+        length = min(length * 2, 0.5) if key(observations[-1]) == key(observations[-2]) else 0.001
+    return observations
 
 
 def stop_worker(process: subprocess.Popen):

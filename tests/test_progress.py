@@ -2,8 +2,11 @@
 
 import time
 
+import pytest
+
 from generation import jobs
 from generation.models import Job
+from tests.conftest import paused, step_until
 from tests.test_fetch import _params
 
 
@@ -18,15 +21,29 @@ def follow(api, job_id, timeout=120) -> list[dict]:
     return bodies
 
 
-def test_progress_grows_monotonically_to_one(api):
-    job_id = api.post(
-        "/api/v3/text2img",
-        {"prompt": "p", "width": 192, "height": 192, "num_inference_steps": 40, "instant_response": "yes"},
-    )["id"]
-    bodies = follow(api, job_id)
+@pytest.mark.postgres_only  # a paused worker may hold SQLite's one write lock
+def test_progress_grows_monotonically_to_one(api, worker):
+    """The worker is paused and let run in slices, so the job is seen mid-way on any machine."""
+    with paused(worker):
+        job_id = api.post(
+            "/api/v3/text2img",
+            {"prompt": "p", "width": 64, "height": 64, "num_inference_steps": 40, "instant_response": "yes"},
+        )["id"]
+
+        def three_values_or_done(bodies):
+            running = {b["progress"] for b in bodies if b["status"] == "processing"}
+            return len(running) >= 3 or bodies[-1]["status"] != "processing"
+
+        bodies = step_until(
+            worker,
+            lambda: api.post(f"/api/v3/fetch/{job_id}"),
+            three_values_or_done,
+            key=lambda body: (body["status"], body.get("progress")),
+        )
+    bodies += follow(api, job_id)
     assert bodies[-1]["status"] == "success"
     progress = [b["progress"] for b in bodies if b["status"] == "processing"]
-    assert len(set(progress)) >= 3 and progress == sorted(progress)
+    assert len(set(progress)) >= 3 and progress == sorted(progress) and progress[-1] < 1
     assert all(isinstance(b["eta"], float) and isinstance(b["queue_position"], int) for b in bodies[:-1])
     job = Job.objects.get(pk=job_id)
     assert (job.progress_step, job.progress_total) == (40, 40)

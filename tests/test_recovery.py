@@ -1,20 +1,23 @@
 """Crash recovery: a worker killed with SIGKILL mid-job, graceful and cold shutdown. No job is left
 running, and credits are charged once or refunded."""
 
+import errno
+import os
 import signal
 import time
+from pathlib import Path
 
 import django_rq
 import pytest
+from django.core.files.storage import default_storage
+from PIL import Image
 
 from billing.credits import account_for, ledger_total
 from billing.models import CreditEntry
 from generation import jobs, liveness
 from generation.models import Job
-from tests.conftest import start_worker, stop_worker
-from tests.test_fetch import _params
-
-SLOW = _params(width=256, height=256, steps=50)  # several seconds on a CPU
+from generation.params import Img2ImgParams
+from tests.conftest import png_bytes, start_worker, stop_worker
 
 
 def wait_until(predicate, timeout=60, interval=0.1):
@@ -39,24 +42,67 @@ def spare_queue(worker):
     queue.empty()
 
 
-def running_job(user, api):
-    job = jobs.submit(user=user, params=SLOW, base_url=api.base_url, queue_name="isolated")
-    wait_until(lambda: fresh(job).status == Job.Status.RUNNING and job.progress_step >= 1)
+@pytest.fixture
+def held_job(api, account):
+    """An img2img job on "isolated" whose stored input image is a named pipe: the worker that takes it
+    blocks reading it, so the job stays running until the test lets it go, on any machine. Start the
+    worker for "isolated" after this, so that no worker reads the input before it is a pipe."""
+    user, _ = account
+    job = jobs.submit(
+        user=user,
+        params=Img2ImgParams(prompt="held", width=64, height=64, steps=2, seed=1),
+        base_url=api.base_url,
+        queue_name="isolated",
+        inputs={"init_image": Image.new("RGB", (64, 64), (90, 120, 200))},
+    )
+    pipe = Path(default_storage.path(job.parameters.init_image))
+    pipe.unlink()
+    os.mkfifo(pipe)
+    job.input_pipe = pipe
+    yield job
+    if pipe.is_fifo():
+        pipe.unlink()
+
+
+def running(job):
+    wait_until(lambda: fresh(job).status == Job.Status.RUNNING)
     return job
+
+
+def let_go(job):
+    """Hand the image to the worker blocked on the pipe; it finishes the job."""
+    deadline = time.monotonic() + 30
+    while True:  # opening a pipe's writing end fails (ENXIO) while nobody reads it yet
+        try:
+            fd = os.open(job.input_pipe, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    with os.fdopen(fd, "wb") as writer:
+        writer.write(png_bytes())
+
+
+def unblock(job):
+    """Make the held job's input a plain file again, for the next worker that runs it."""
+    job.input_pipe.unlink()
+    job.input_pipe.write_bytes(png_bytes())
 
 
 def entries(job):
     return sorted(CreditEntry.objects.filter(job=job).values_list("kind", flat=True))
 
 
-def test_killed_worker_job_is_requeued_and_finished_by_another(api, account, spare_queue):
+def test_killed_worker_job_is_requeued_and_finished_by_another(api, account, spare_queue, held_job):
     user, _ = account
-    balance = account_for(user).balance
+    balance = account_for(user).balance + 1  # held_job reserved its credit
     doomed = start_worker("doomed", queues=["isolated"])
-    job = running_job(user, api)
+    job = running(held_job)
     assert job.worker_name in liveness.live_workers()
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
+    unblock(job)
 
     # the periodic sweep on the other worker notices the heartbeat is gone and re-queues it
     wait_until(lambda: fresh(job).attempt == 2 and job.rq_job_id in spare_queue.get_job_ids(), timeout=30)
@@ -74,11 +120,11 @@ def test_killed_worker_job_is_requeued_and_finished_by_another(api, account, spa
     assert account_for(user).balance == balance - 1 == ledger_total(account_for(user))
 
 
-def test_job_out_of_tries_fails_and_is_refunded(api, account, spare_queue):
+def test_job_out_of_tries_fails_and_is_refunded(api, account, spare_queue, held_job):
     user, _ = account
-    balance = account_for(user).balance
+    balance = account_for(user).balance + 1  # held_job reserved its credit
     doomed = start_worker("doomed", queues=["isolated"])
-    job = running_job(user, api)
+    job = running(held_job)
     Job.objects.filter(pk=job.pk).update(runs=2)  # it was already started twice before
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
@@ -90,20 +136,20 @@ def test_job_out_of_tries_fails_and_is_refunded(api, account, spare_queue):
     assert account_for(user).balance == balance == ledger_total(account_for(user))
 
 
-def test_sigterm_finishes_the_current_job_then_exits(api, account, spare_queue):
-    user, _ = account
+def test_sigterm_finishes_the_current_job_then_exits(api, account, spare_queue, held_job):
     process = start_worker("graceful", queues=["isolated"])
-    job = running_job(user, api)
+    job = running(held_job)
     process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the signal is handled while the job waits for its input
+    let_go(job)
     assert process.wait(timeout=120) == 0
     assert fresh(job).status == Job.Status.SUCCESS and job.attempt == 1
     assert not [w for w in liveness.live_workers() if w.startswith("graceful")]
 
 
-def test_second_sigterm_puts_the_job_back_on_its_queue(api, account, spare_queue):
-    user, _ = account
+def test_second_sigterm_puts_the_job_back_on_its_queue(api, account, spare_queue, held_job):
     process = start_worker("cold", queues=["isolated"])
-    job = running_job(user, api)
+    job = running(held_job)
     process.send_signal(signal.SIGTERM)
     time.sleep(1.2)  # RQ ignores a second signal within a second of the first
     process.send_signal(signal.SIGTERM)
