@@ -76,24 +76,16 @@ def setup() -> str:
     return key
 
 
-def start_web(port: int, workers: int, threads: int = 4) -> subprocess.Popen:
+def start_web(port: int, workers: int = 2, server: str = "asgi") -> subprocess.Popen:
+    """The web tier as `make run` serves it (gunicorn with uvicorn workers, config/gunicorn.py), or
+    `server="wsgi"`: gunicorn's threads, 8 per process, as it was served before, to compare."""
+    if server == "asgi":
+        command = ["-c", "config/gunicorn.py", "config.asgi"]
+    else:
+        command = ["config.wsgi", "--worker-class", "gthread", "--threads", "8"]
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(threads),
-            "--log-level",
-            "warning",
-        ],
+        [sys.executable, "-m", "gunicorn", *command, "--workers", str(workers), "--bind", f"127.0.0.1:{port}"]
+        + ["--log-level", "warning"],
         cwd=ROOT,
         env=dict(os.environ),
     )

@@ -1,6 +1,46 @@
+"""The ASGI application that config/gunicorn.py serves: Django, behind a cap on request bodies."""
+
 import os
+import warnings
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_asgi_application()
+django_application = get_asgi_application()
+# Stored images are read in a worker thread as FileResponse chunks; Django warns about it on every one.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
+
+from django.conf import settings  # noqa: E402  (after Django is set up)
+
+
+class BodyLimit:
+    """Stop reading a request body one byte past DATA_UPLOAD_MAX_MEMORY_SIZE.
+
+    Django's ASGI handler spools the whole body to a temporary file before any view looks at it, so a
+    client could fill the disk. Past the cap the rest is left unread; Django then refuses the request
+    as it does under WSGI (the API answers "Request body too large" in its envelope)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        received, ended = 0, False
+
+        async def capped_receive():
+            nonlocal received, ended
+            message = await receive()
+            while ended and message["type"] == "http.request":  # the rest of a body cut at the cap
+                message = await receive()
+            if message["type"] == "http.request":
+                body = message.get("body", b"")[: self.limit + 1 - received]
+                received += len(body)
+                ended = not message.get("more_body", False) or received > self.limit
+                message = {**message, "body": body, "more_body": not ended}
+            return message
+
+        return await self.app(scope, capped_receive, send)
+
+
+application = BodyLimit(django_application, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)

@@ -1,5 +1,6 @@
 """`make run`: Redis (started if none answers), migrations, demo model, demo account, web server and
-one worker. Prints the URL, a demo key and a curl command. Ctrl-C stops everything it started."""
+one worker. The terminal shows one line per step, then the URL, a demo key and a curl command; the
+processes' own output goes to files under var/log/ (LOG_DIR). Ctrl-C stops everything it started."""
 
 import os
 import signal
@@ -15,30 +16,40 @@ sys.path.insert(0, str(ROOT))
 from config import redis_server  # noqa: E402
 
 PYTHON = sys.executable
+LOG_DIR = Path(os.environ.get("LOG_DIR", ROOT / "var" / "log"))
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password-123"
 
 
-def manage(*args, capture=False, env=None):
-    return subprocess.run(
-        [PYTHON, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        text=True,
-        stdout=subprocess.PIPE if capture else None,
+def log_file(name: str):
+    return open(LOG_DIR / f"{name}.log", "ab")
+
+
+def manage(*args, env=None) -> str:
+    """Run a management command with its output in var/log/setup.log; return what it printed."""
+    result = subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+    with open(LOG_DIR / "setup.log", "a") as log:
+        log.write(result.stdout)
+    if result.returncode:
+        raise SystemExit(f"`manage.py {' '.join(args)}` failed:\n{result.stdout[-3000:]}")
+    return result.stdout
+
+
+def step(text: str):
+    print(f"  {text}", flush=True)
 
 
 def ensure_redis(children: list) -> str:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     if redis_server.is_reachable(url):
-        print(f"Using Redis at {url}")
+        step(f"Redis: using {url}")
         return url
     port = 6379 if _port_free(6379) else redis_server.free_port()
     children.append(redis_server.start(port, ROOT / "var" / "redis"))
     url = f"redis://127.0.0.1:{port}/0"
-    print(f"No Redis answered; started one at {url}")
+    step(f"Redis: none answered, started one at {url}")
     return url
 
 
@@ -58,12 +69,27 @@ def wait_http(url: str, timeout: float = 120):
             return
         except Exception:
             time.sleep(0.3)
-    raise SystemExit(f"No healthy answer at {url}; see the output above")
+    raise SystemExit(f"No healthy answer at {url}; see {LOG_DIR}/web.log and {LOG_DIR}/worker.log")
 
 
 def start_worker(env) -> subprocess.Popen:
     """One RQ worker; `main` starts another whenever it dies (its jobs are recovered by the sweep)."""
-    return subprocess.Popen([PYTHON, "manage.py", "rqworker", "high", "default", "low"], cwd=ROOT, env=env)
+    log = log_file("worker")
+    return subprocess.Popen(
+        [PYTHON, "manage.py", "rqworker", "high", "default", "low"], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+
+
+def start_web(env, port: str) -> subprocess.Popen:
+    """gunicorn with uvicorn workers (config/gunicorn.py): slow clients do not hold its threads."""
+    log = log_file("web")
+    return subprocess.Popen(
+        [PYTHON, "-m", "gunicorn", "-c", "config/gunicorn.py", "config.asgi", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=dict(env, WEB_ACCESS_LOG=str(LOG_DIR / "access.log")),
+        stdout=log,
+        stderr=log,
+    )
 
 
 def _stop(signum, frame):
@@ -75,42 +101,21 @@ def main():
     port = os.environ.get("PORT", "8000")
     children: list[subprocess.Popen] = []
     worker = None
-    (ROOT / "var").mkdir(exist_ok=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    print(f"Starting the SDXL API (logs in {LOG_DIR}/)", flush=True)
     try:
         env = dict(os.environ, REDIS_URL=ensure_redis(children), DJANGO_SETTINGS_MODULE="config.settings")
         env.setdefault("UPSCALER_DEMO", "true")  # random-weight upscalers stand in for missing .pth files
         manage("migrate", "--noinput", "-v", "0", env=env)
         manage("collectstatic", "--noinput", "-v", "0", env=env)
-        manage("build_demo_model", env=env)
-        key = (
-            manage("createapikey", DEMO_EMAIL, "--name", "demo", "--password", DEMO_PASSWORD, capture=True, env=env)
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        children.append(
-            subprocess.Popen(
-                [
-                    PYTHON,
-                    "-m",
-                    "gunicorn",
-                    "config.wsgi",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--workers",
-                    "2",
-                    "--worker-class",
-                    "gthread",
-                    "--threads",
-                    "8",
-                    "--access-logfile",
-                    "-",
-                ],
-                cwd=ROOT,
-                env=env,
-            )
-        )
+        step("Database: migrated")
+        step(manage("build_demo_model", env=env).strip().splitlines()[-1])
+        key = manage("createapikey", DEMO_EMAIL, "--name", "demo", "--password", DEMO_PASSWORD, env=env)
+        key = key.strip().splitlines()[-1]
+        children.append(start_web(env, port))
         worker = start_worker(env)
         base = f"http://127.0.0.1:{port}"
+        step("Web server and worker: started; waiting for the worker to load the model")
         wait_http(base + "/healthz")
         print(
             f"""
@@ -122,6 +127,7 @@ def main():
   curl -s -X POST {base}/api/v3/text2img -H 'Content-Type: application/json' \\
     -d '{{"key": "{key}", "prompt": "a lighthouse at dusk", "width": "256", "height": "256", "num_inference_steps": "20"}}'
 
+  Logs: {LOG_DIR}/web.log, access.log, worker.log, setup.log
   Ctrl-C stops the web server, the worker{" and Redis" if len(children) > 1 else ""}.
 """,
             flush=True,

@@ -1,71 +1,158 @@
-"""`make run` (scripts/run.py): a worker that dies is started again, and the web server stays up."""
+"""`make run` (scripts/run.py), started once for this file: a quiet terminal with the logs in files, a
+web tier that slow clients cannot hold, and a worker that dies is started again."""
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
+import pytest
 import redis
 import requests
+from django.conf import settings
 
 from config import redis_server
 from tests.conftest import ROOT
 
 
-def _live_pids(client) -> set[int]:
-    pids = set()
-    for name in client.smembers("sdxl:workers"):
-        record = client.get(f"sdxl:worker:{name.decode()}")
-        if record:
-            pids.add(json.loads(record)["pid"])
-    return pids
-
-
-def test_a_killed_worker_is_started_again_and_the_web_server_stays_up(tmp_path):
-    port = redis_server.free_port()
-    redis_url = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/12"
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    env = dict(
-        os.environ,
-        PORT=str(port),
-        REDIS_URL=redis_url,
-        DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}",
-        MEDIA_ROOT=str(tmp_path / "media"),
-        DJANGO_SETTINGS_MODULE="config.settings",
-        WORKER_HEARTBEAT_INTERVAL="0.5",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "scripts/run.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines = []
-    try:
-        for line in process.stdout:
-            lines.append(line)
-            if "Demo API key" in line:
+class MakeRun:
+    def __init__(self, tmp_path):
+        self.port = redis_server.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_dir = tmp_path / "log"
+        redis_url = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/12"
+        self.redis = redis.Redis.from_url(redis_url)
+        self.redis.flushdb()
+        env = dict(
+            os.environ,
+            PORT=str(self.port),
+            REDIS_URL=redis_url,
+            DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}",
+            MEDIA_ROOT=str(tmp_path / "media"),
+            LOG_DIR=str(self.log_dir),
+            DJANGO_SETTINGS_MODULE="config.settings",
+            WORKER_HEARTBEAT_INTERVAL="0.5",
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "scripts/run.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.banner = []
+        for line in self.process.stdout:
+            self.banner.append(line)
+            if line.strip().startswith("Ctrl-C"):
                 break
-        (killed,) = _live_pids(client) or {None}
-        assert killed, "".join(lines[-30:])
-        os.kill(killed, signal.SIGKILL)
-        deadline = time.monotonic() + 120
-        while not (_live_pids(client) - {killed}) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert _live_pids(client) - {killed}, "no worker came back"
-        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        self.key = next(line.split()[-1] for line in self.banner if "Demo API key" in line)
+        self.later = []
+        threading.Thread(target=self._read_the_rest, daemon=True).start()
+
+    def _read_the_rest(self):
+        self.later.extend(self.process.stdout)
+
+    def live_worker_pids(self) -> set[int]:
+        pids = set()
+        for name in self.redis.smembers("sdxl:workers"):
+            record = self.redis.get(f"sdxl:worker:{name.decode()}")
+            if record:
+                pids.add(json.loads(record)["pid"])
+        return pids
+
+    def stop(self):
+        os.killpg(self.process.pid, signal.SIGTERM)
         try:
-            output, _ = process.communicate(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
-        client.flushdb()
-    assert "The worker stopped (exit code -9); starting a new one." in "".join(lines) + output
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.redis.flushdb()
+
+
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory):
+    running = MakeRun(tmp_path_factory.mktemp("make-run"))
+    yield running
+    running.stop()
+
+
+def test_the_terminal_shows_steps_and_a_banner_and_the_logs_go_to_files(make_run):
+    printed = "".join(make_run.banner)
+    assert f"SDXL API is running at {make_run.url}/" in printed
+    assert "Health check" not in printed and "Service Unavailable" not in printed
+    assert '"GET ' not in printed and '"POST ' not in printed  # no access-log line
+    assert "Warning" not in printed and "Loading" not in printed
+    assert len(make_run.banner) < 25, printed
+    assert str(make_run.log_dir) in printed
+    requests.get(make_run.url + "/healthz", timeout=10)
+    time.sleep(0.5)
+    assert "/healthz" in (make_run.log_dir / "access.log").read_text()
+    assert "Loaded" in (make_run.log_dir / "worker.log").read_text()  # the worker's own output
+
+
+def _slow_body(port: int, stop: threading.Event):
+    """A request whose body arrives one byte a second, until the test ends."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /api/v3/text2img HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{")
+        while not stop.wait(1):
+            sock.sendall(b" ")
+
+
+def test_slow_clients_hold_no_thread_of_the_web_server(make_run):
+    """Thirty-two clients send their bodies a byte at a time, for longer than the test waits: other
+    requests are still answered (under gunicorn's threads they waited for a free thread)."""
+    stop = threading.Event()
+    clients = [threading.Thread(target=_slow_body, args=(make_run.port, stop)) for _ in range(32)]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(1)
+        for _ in range(3):
+            answer = requests.post(make_run.url + "/api/v3/system_load", json={"key": make_run.key}, timeout=10)
+            assert answer.json()["status"] == "ok"
+    finally:
+        stop.set()
+        for client in clients:
+            client.join()
+
+
+def test_a_body_over_the_cap_is_answered_without_reading_the_rest(make_run):
+    """A client declares a body a hundred times the cap and sends a little more than the cap: it is
+    answered then, in the envelope; the server neither waits for nor stores the rest."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    with socket.create_connection(("127.0.0.1", make_run.port)) as sock:
+        sock.sendall(
+            f"POST /api/v3/text2img HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {100 * limit}\r\n\r\n".encode()
+        )
+        chunk = b"a" * (1 << 20)
+        for _ in range(limit // len(chunk) + 2):
+            sock.sendall(chunk)
+        sock.settimeout(30)
+        reply = b""
+        while b"}" not in reply:
+            reply += sock.recv(65536)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert json.loads(body)["message"].startswith("Request body too large")
+
+
+def test_a_killed_worker_is_started_again_and_the_web_server_stays_up(make_run):
+    (killed,) = make_run.live_worker_pids()
+    os.kill(killed, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while not (make_run.live_worker_pids() - {killed}) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert make_run.live_worker_pids() - {killed}, "no worker came back"
+    assert requests.get(make_run.url + "/healthz", timeout=10).status_code == 200
+    deadline = time.monotonic() + 10
+    while "The worker stopped (exit code -9)" not in "".join(make_run.later) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "The worker stopped (exit code -9); starting a new one." in "".join(make_run.later)
