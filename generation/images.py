@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from PIL import Image, ImageOps
 
-from generation import safe_http
+from generation import safe_http, storage
 
 SIGNATURES = {"PNG": (b"\x89PNG\r\n\x1a\n",), "JPEG": (b"\xff\xd8\xff",)}
 DATA_URL = re.compile(r"^data:image/[a-z0-9.+-]+;base64,", re.IGNORECASE)
@@ -28,6 +28,7 @@ class ImageSource:
     field: str  # the request field it came in (named in errors)
     url: str | None = None
     image: Image.Image | None = None
+    stored: str | None = None  # the storage name when the URL is one of this deployment's outputs
 
     @property
     def label(self) -> str:
@@ -58,9 +59,14 @@ def parse(value, field: str) -> ImageSource:
 
 
 def fetch(source: ImageSource) -> Image.Image:
-    """The image behind `source`, fetched when it is a URL."""
+    """The image behind `source`: read from storage when it is one of our outputs, else fetched."""
     if source.image is not None:
         return source.image
+    if source.stored:
+        data = storage.read_bytes(source.stored)
+        if data is None:
+            raise ImageInputError(f"The {source.label} could not be fetched (no such image here).")
+        return decode(data, source.label)
     try:
         response = safe_http.request("GET", source.url, max_bytes=settings.INPUT_IMAGE_MAX_BYTES)
     except safe_http.UnsafeURL as exc:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from django.conf import settings
 
 from billing import credits
-from generation import images, jobs, library, liveness, queue, recovery, redis_client, safe_http
+from generation import images, jobs, library, liveness, queue, recovery, redis_client, safe_http, storage
 from generation.models import Job
 from generation.params import InvalidInput, JobParams, cost
 
@@ -53,7 +53,7 @@ def request_generation(
     credits.check_admissible(account, price)
     _check_upscaler(params)
     _check_webhook(params.webhook)
-    fetched = _fetch_inputs(user, inputs or {})
+    fetched = _fetch_inputs(user, inputs or {}, base_url)
     params.complete({field: image.size for field, image in fetched.items()})
     params.clamp_to_plan(plan.max_resolution, plan.max_samples)  # sizes that came from the input images
     job = jobs.submit(
@@ -116,11 +116,15 @@ def _check_webhook(url: str | None):
 FETCHING_KEY = "sdxl:fetching:{}"
 
 
-def _fetch_inputs(user, inputs: dict) -> dict:
+def _fetch_inputs(user, inputs: dict, base_url: str) -> dict:
     """Each input image, fetched and decoded; InvalidInput names the request field of one that is not.
-    An account fetches at most FETCHES_PER_ACCOUNT URLs at once, so slow servers it points at cannot
-    hold the web tier's threads (each fetch is bounded by SAFE_HTTP_TOTAL_TIMEOUT)."""
-    urls = [source for source in inputs.values() if source.url]
+    Our own output URLs are read from storage. An account fetches at most FETCHES_PER_ACCOUNT other
+    URLs at once, so slow servers it points at cannot hold the web tier (each fetch is bounded by
+    SAFE_HTTP_TOTAL_TIMEOUT)."""
+    for source in inputs.values():
+        if source.url:
+            source.stored = storage.own_output_name(source.url, base_url)
+    urls = [source for source in inputs.values() if source.url and not source.stored]
     with _fetch_slot(user, urls[0].field if urls else ""):
         fetched = {}
         for field, source in inputs.items():

@@ -3,8 +3,10 @@ thumbnails; their absolute URLs; and retention."""
 
 import base64
 import io
+import re
 import uuid
 from datetime import timedelta
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -17,6 +19,7 @@ from generation.models import Job
 FORMATS = {"png": ("PNG", {"compress_level": 1}), "jpg": ("JPEG", {"quality": 92})}
 MIME = {"png": "image/png", "jpg": "image/jpeg"}
 THUMBNAIL_SIZE = (256, 256)
+OUTPUT_NAME = re.compile(r"generations/[A-Za-z0-9_-]+\.(png|jpg|webp)")
 
 
 def encode(image, output_format: str) -> bytes:
@@ -75,6 +78,29 @@ def base_url_for(request) -> str:
 def absolute_url(base_url: str, name: str) -> str:
     url = default_storage.url(name)
     return url if url.startswith(("http://", "https://")) else base_url.rstrip("/") + url
+
+
+def own_output_name(url: str, base_url: str) -> str | None:
+    """The storage name of an image this deployment generated, when `url` is its output URL (as this
+    server or PUBLIC_BASE_URL hands them out); None for any other URL. Such an image is read from
+    storage, not over the network ("send to img2img" on a local install, where loopback is refused)."""
+    prefixes = {absolute_url(base, "generations/") for base in (base_url, settings.PUBLIC_BASE_URL) if base}
+    plain = urlsplit(url)._replace(query="", fragment="").geturl()
+    for prefix in prefixes:
+        prefix = urlsplit(prefix)._replace(query="", fragment="").geturl()
+        if plain.startswith(prefix):
+            name = "generations/" + unquote(plain[len(prefix) :])
+            return name if OUTPUT_NAME.fullmatch(name) else None
+    return None
+
+
+def read_bytes(name: str) -> bytes | None:
+    """A stored file's bytes, or None when there is no such file."""
+    try:
+        with default_storage.open(name, "rb") as handle:
+            return handle.read()
+    except (FileNotFoundError, OSError):
+        return None
 
 
 def delivered_names(job, names: list[str]) -> list[str]:

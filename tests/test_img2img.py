@@ -67,3 +67,19 @@ def test_init_image_that_is_not_an_image(api, http_server):
     assert body["message"] == {"init_image": ["The init image must be a PNG, JPEG or WebP image."]}
     garbage = api.post("/api/v3/img2img", {"prompt": "x", "init_image": "not an image at all"})
     assert garbage["message"] == {"init_image": ["The init image must be a valid URL or base64 image."]}
+
+
+def test_an_output_of_this_server_is_read_from_storage_not_fetched(api, settings):
+    """ "Send to img2img": an output URL of this deployment works even where loopback is refused (as on
+    a local install); other URLs of this host still go through the SSRF-safe fetcher and are refused."""
+    settings.SAFE_HTTP_ALLOWED_NETWORKS = []
+    first = api.post("/api/v3/text2img", {"prompt": "a red door", "width": 96, "height": 64, "num_inference_steps": 1})
+    output = first["output"][0]
+    again = api.post("/api/v3/img2img", {"prompt": "a blue door", "init_image": output, "num_inference_steps": 2})
+    assert again["status"] == "success", again
+    assert (again["meta"]["W"], again["meta"]["H"]) == (96, 64) and again["meta"]["init_image"] == output
+
+    missing = api.post("/api/v3/img2img", {"prompt": "x", "init_image": output.replace("-0.png", "-9.png")})
+    assert missing["status"] == "error" and "no such image here" in str(missing["message"])
+    elsewhere = api.post("/api/v3/img2img", {"prompt": "x", "init_image": api.base_url + "/healthz"})
+    assert elsewhere["status"] == "error" and "could not be fetched" in str(elsewhere["message"])
