@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 from accounts.keys import KeyLimitReached, create_api_key_limited
 from accounts.models import ApiKey, new_webhook_secret
 from accounts.usage import keys_with_usage
+from billing import credits
 
 
 def home(request):
@@ -25,9 +26,9 @@ def keys(request):
         except KeyLimitReached as exc:
             messages.error(request, str(exc))
             status = 429
-    return render(
-        request, "dashboard/keys.html", {"keys": keys_with_usage(request.user), "new_key": new_key}, status=status
-    )
+    since = credits.period_start(credits.account_for(request.user))
+    context = {"keys": keys_with_usage(request.user, since), "new_key": new_key}
+    return render(request, "dashboard/keys.html", context, status=status)
 
 
 @login_required

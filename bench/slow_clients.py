@@ -56,12 +56,15 @@ def slow_body(port: int, stop: threading.Event, seconds: int = 30):
                 return
 
 
-def slow_url(port: int, key: str, image_url: str):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+def slow_url(port: int, key: str, image_url: str, answers: list):
+    """An img2img request pointing at the trickling image server; its answer and seconds go to `answers`."""
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     try:
-        common.post(conn, "/api/v3/img2img", {"key": key, "prompt": "x", "init_image": image_url})
-    except OSError:
-        pass
+        body = common.post(conn, "/api/v3/img2img", {"key": key, "prompt": "x", "init_image": image_url})
+        answers.append((str(body.get("message", body.get("status")))[:90], time.monotonic() - started))
+    except OSError as exc:
+        answers.append((type(exc).__name__, time.monotonic() - started))
 
 
 def unrelated_waits(port: int, key: str, rounds: int = 5) -> list[float]:
@@ -105,10 +108,17 @@ def main():
         time.sleep(2)
 
         image_url = f"http://127.0.0.1:{images.server_port}/slow.png"
-        for _ in range(args.count):
-            threading.Thread(target=slow_url, args=(args.port, attacker_key, image_url), daemon=True).start()
+        answers = []
+        attackers = [
+            threading.Thread(target=slow_url, args=(args.port, attacker_key, image_url, answers), daemon=True)
+            for _ in range(args.count)
+        ]
+        for attacker in attackers:
+            attacker.start()
         time.sleep(3)
         during_slow_urls = unrelated_waits(args.port, bystander_key)
+        for attacker in attackers:
+            attacker.join(timeout=300)
     finally:
         common.stop(web)
         images.shutdown()
@@ -116,6 +126,10 @@ def main():
     print(f"server: {args.server}; {args.count} slow connections from one account")
     for name, waits in [("idle", idle), ("slow clients", during_slow_clients), ("slow URLs", during_slow_urls)]:
         print(f"  unrelated system_load while {name:<13} max {max(waits):6.2f} s  median {sorted(waits)[2]:6.2f} s")
+    print("  the slow-URL requests were answered:")
+    for message in sorted({message for message, _ in answers}):
+        seconds = [s for m, s in answers if m == message]
+        print(f"    {len(seconds):3d} x {message!r} after {min(seconds):.1f}-{max(seconds):.1f} s")
 
 
 if __name__ == "__main__":

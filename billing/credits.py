@@ -47,7 +47,7 @@ def default_plan() -> Plan:
                 "name": "Free",
                 "monthly_credits": settings.FREE_PLAN_CREDITS,
                 "is_default": True,
-                "price_label": "free",
+                "price_label": "$0",
                 "priority": Plan.Priority.LOW,
                 "max_queued_jobs": settings.MAX_QUEUED_JOBS,
                 "requests_per_minute": settings.API_REQUESTS_PER_MINUTE,
@@ -60,6 +60,26 @@ def next_month(moment: datetime) -> datetime:
     """The same day and time one calendar month later (clamped to the month's last day)."""
     year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
     return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def previous_month(moment: datetime) -> datetime:
+    """The same day and time one calendar month earlier (clamped to the month's last day)."""
+    year, month = (moment.year - 1, 12) if moment.month == 1 else (moment.year, moment.month - 1)
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def period_start(account: Account, now: datetime | None = None) -> datetime:
+    """When the account's current credits period began: a month before it renews (the subscription's
+    period end, or when the free plan's credits renew), so usage pages and billing agree; the
+    calendar month when neither is known."""
+    now = now or timezone.now()
+    renews = account.current_period_end if account.has_subscription else account.credits_renew_at
+    if renews is None:
+        return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = previous_month(renews)
+    while start > now:  # a renewal date further ahead than one period
+        start = previous_month(start)
+    return start
 
 
 def account_for(user, loaded: bool = False) -> Account:

@@ -109,6 +109,28 @@ class CreditEntry(models.Model):
     def __str__(self):
         return f"{self.kind} {self.amount:+d} ({self.account.user})"
 
+    @property
+    def summary(self) -> str:
+        """The entry as a person would say it: "Job #34 · 2 images · 2 credits reserved"."""
+        credits = _count(abs(self.amount), "credit")
+        if self.job_id is None:
+            what = {self.Kind.GRANT: f"{credits} added", self.Kind.EXPIRE: f"{credits} expired unused"}
+            text = what.get(self.kind, f"{self.get_kind_display()} {credits}")
+            return f"{text} · {self.reason}" if self.reason else text
+        job = f"Job #{self.job_id}"
+        if self.kind == self.Kind.RESERVE:
+            images = _count(self.job.params.get("samples", 1), "image") if self.job else ""
+            return f"{job} · {images} · {credits} reserved" if images else f"{job} · {credits} reserved"
+        if self.kind == self.Kind.CHARGE:
+            return f"{job} done · its reserved credits spent"
+        if self.kind == self.Kind.REFUND:
+            return f"{job} {self.reason or 'failed'} · {credits} back"
+        return f"{job} · {self.get_kind_display()} {credits}"
+
+
+def _count(number: int, word: str) -> str:
+    return f"{number} {word}{'' if number == 1 else 's'}"
+
 
 class StripeEvent(models.Model):
     """Stripe events already processed: a redelivered event is acknowledged and skipped."""

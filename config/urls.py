@@ -1,13 +1,20 @@
 from django.conf import settings
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 
 from accounts import views as account_views
 from generation import views as generation_views
 from generation.urls import dashboard_patterns
 
+admin.site.site_header = "SDXL API administration"
+admin.site.site_title = "SDXL API admin"
+admin.site.index_title = "Users, plans, jobs and models"
+
 urlpatterns = [
     path("", account_views.home, name="home"),
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("accounts/", include("allauth.urls")),
     path("dashboard/", include("accounts.urls")),
     path("dashboard/", include(dashboard_patterns)),

@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin
+from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.template.response import TemplateResponse
@@ -119,7 +120,8 @@ class JobAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/generation/job/queue.html", context)
 
     def gallery_view(self, request):
-        """Generated images as thumbnails, filtered by user, kind, status and date."""
+        """Every generated image (the first of a job as its thumbnail), filtered by user, kind, status and
+        date; paged by job."""
         jobs = Job.objects.exclude(thumbnail_name="").filter(expired_at__isnull=True).select_related("user")
         filters = {key: request.GET.get(key, "").strip() for key in ("user", "kind", "status", "since", "until")}
         if filters["user"]:
@@ -136,11 +138,18 @@ class JobAdmin(admin.ModelAdmin):
                 filters[key] = ""
         page = Paginator(jobs.order_by("-id"), GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
         query = urlencode({key: value for key, value in filters.items() if value})
+        tiles = [
+            {"job": job, "url": job.thumbnail_url if index == 0 else default_storage.url(name), "index": index}
+            for job in page
+            for index, name in enumerate(job.output_names)
+        ]
         context = {
             **self.admin_site.each_context(request),
             "title": "Gallery",
             "opts": self.model._meta,
             "page": page,
+            "tiles": tiles,
+            "image_count": sum(len(names) for names in jobs.values_list("output_names", flat=True)),
             "filters": filters,
             "query": query,
             "kinds": Job.Kind.choices,

@@ -3,6 +3,7 @@ from django.apps import AppConfig
 
 class GenerationConfig(AppConfig):
     name = "generation"
+    verbose_name = "Images and models"
 
     def ready(self):
         from generation import webhooks  # noqa: F401  (connects its job_finished receiver)

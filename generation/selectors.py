@@ -10,7 +10,6 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django_rq.settings import get_queues_map
 
-from accounts.usage import period_start
 from billing import credits
 from generation import estimates, library, liveness, queue
 from generation.models import Job
@@ -128,9 +127,9 @@ def queue_overview() -> dict:
     }
 
 
-def usage(user) -> dict:
-    """The user's jobs and images this period."""
-    jobs = Job.objects.filter(user=user, queued_at__gte=period_start())
+def usage(user, since) -> dict:
+    """The user's jobs and images since `since` (the account's credits period)."""
+    jobs = Job.objects.filter(user=user, queued_at__gte=since)
     counts = jobs.aggregate(
         jobs=Count("id"),
         succeeded=Count("id", filter=Q(status=Job.Status.SUCCESS)),

@@ -7,6 +7,7 @@ import hmac
 import json
 from pathlib import PurePosixPath
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -20,7 +21,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from accounts import usage
 from billing import credits
 from billing.credits import InsufficientCredits, QueueFull
 from generation import library, monitoring, schedulers, selectors, services, storage
@@ -37,19 +37,29 @@ def dashboard(request):
     days = selectors.jobs_per_day(request.user)
     peak = max([day["count"] for day in days] + [1])
     account = credits.account_for(request.user)
-    period_start = usage.period_start()
+    period_start = credits.period_start(account)
     return render(
         request,
         "dashboard/index.html",
         {
-            "usage": selectors.usage(request.user),
+            "usage": selectors.usage(request.user, period_start),
             "account": account,
             "credits_used": credits.used_since(account, period_start),
             "days": [{**day, "height": round(100 * day["count"] / peak)} for day in days],
+            "peak": peak,
             "in_flight": selectors.jobs_in_flight(request.user),
             "period_start": period_start,
+            "has_keys": request.user.api_keys.filter(revoked=False).exists(),
+            "unconfirmed_email": _unconfirmed_email(request.user),
+            "email_to_console": settings.EMAIL_BACKEND.endswith("console.EmailBackend"),
         },
     )
+
+
+def _unconfirmed_email(user) -> str:
+    """The user's address while its confirmation link has not been followed, else ""."""
+    address = EmailAddress.objects.filter(user=user, primary=True).first()
+    return address.email if address and not address.verified else ""
 
 
 @login_required

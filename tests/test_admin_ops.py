@@ -68,6 +68,9 @@ def test_gallery_filters_and_opens_a_job(admin_client, finished):
     page = admin_client.get("/admin/generation/job/gallery/")
     html = page.content.decode()
     assert first.thumbnail_url in html and second.thumbnail_url in html
+    assert "3 images from 2 jobs." in html  # every image of the 2-image job is shown
+    assert default_storage.url(second.output_names[1]) in html and f"#{second.id} (2/2)" in html
+    assert "Users and API keys" in admin_client.get("/admin/").content.decode()  # not a second "Accounts"
     assert requests.get(first.base_url + first.thumbnail_url, timeout=10).status_code == 200
     only_boats = admin_client.get(
         "/admin/generation/job/gallery/", {"user": "alice@", "kind": "text2img", "status": "success"}

@@ -58,6 +58,8 @@ def test_sign_up_to_first_image_to_revoked_key(page, live_server):
     shot(page, "02-signup")
     page.click("button[type=submit]")
     page.wait_for_url(base + "/dashboard/")
+    assert "newcomer@example.com" in page.text_content("#confirm-email")  # and where the email went
+    assert "Create an API key" in page.text_content("#first-steps")
     shot(page, "03-dashboard-empty")
 
     # create a key: shown once
@@ -67,6 +69,8 @@ def test_sign_up_to_first_image_to_revoked_key(page, live_server):
     key = page.text_content("#new-key").strip()
     assert len(key) == 52
     shot(page, "04-keys")
+    page.click("header >> text=Dashboard")
+    assert page.query_selector("#first-steps") is None  # done with the first step
 
     # generate in the playground and watch it finish
     page.click("header >> text=Playground")
@@ -93,6 +97,13 @@ def test_sign_up_to_first_image_to_revoked_key(page, live_server):
     page.click("#open-in-playground")
     page.wait_for_url(base + "/dashboard/playground/")
     assert page.input_value("input[name=seed]") == "7"
+
+    # the ledger says what the credits went to
+    page.click("header >> text=Billing")
+    ledger = page.text_content("#ledger")
+    assert "· 1 image · 1 credit reserved" in ledger and "done · its reserved credits spent" in ledger
+    shot(page, "08b-billing-ledger")
+    assert page.request.get(base + "/favicon.ico").ok
 
     # the key works on the API, then is revoked and refused at once
     api = Api(base, key)
