@@ -6,6 +6,7 @@ import warnings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DB_POOL", "true")  # a thread per request: connections come from a pool (settings)
 django_application = get_asgi_application()
 # Stored images are read in a worker thread as FileResponse chunks; Django warns about it on every one.
 warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
