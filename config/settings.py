@@ -261,7 +261,7 @@ INPUT_IMAGE_MAX_BYTES = env.int("INPUT_IMAGE_MAX_BYTES", default=20 * 1024 * 102
 INPUT_IMAGE_MAX_PIXELS = env.int("INPUT_IMAGE_MAX_PIXELS", default=4096 * 4096)
 # A JSON body may carry two base64 images (inpaint): room for both at the size cap, refused beyond.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=2 * INPUT_IMAGE_MAX_BYTES * 4 // 3 + 1024 * 1024)
-# Upscalers (super_resolution): `<model id>.pth` files here; missing ones are built as random demo weights.
+# Upscalers (super_resolution): `<model id>.pth` files here; in demo mode a missing one is a plain resize.
 UPSCALER_DIR = env("UPSCALER_DIR", default=str(VAR_DIR / "models" / "upscalers"))
 # Demo mode (make run sets it): random-weight networks of the same architecture stand in for missing
 # official .pth files, and answers say so. Off: a missing file is an error before anything is charged.

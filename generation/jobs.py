@@ -150,8 +150,12 @@ def _finish_unfinished(job_id: int, attempt: int | None, **fields) -> tuple[int,
     return moved, bool(was_queued)
 
 
-def record_progress(job_id: int, step: int, total: int):
-    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(progress_step=step, progress_total=total)
+def record_progress(job_id: int, step: int, total: int, preview_name: str | None = None) -> bool:
+    """Step `step` of `total` (and the latest preview) of a running job; False once it is no longer running."""
+    fields = {"progress_step": step, "progress_total": total}
+    if preview_name is not None:
+        fields["preview_name"] = preview_name
+    return bool(Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(**fields))
 
 
 @transaction.atomic

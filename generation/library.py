@@ -212,13 +212,8 @@ def upscaler_path(model_id: str) -> Path:
     return Path(settings.UPSCALER_DIR) / f"{model_id}.pth"
 
 
-def demo_upscaler_path(model_id: str) -> Path:
-    """Random demo weights of the same network, apart from the real ones so they never pass for them."""
-    return Path(settings.UPSCALER_DIR) / "demo" / f"{model_id}.pth"
-
-
 def upscaler_state(model_id: str) -> str:
-    """ "installed", "demo" (missing, and UPSCALER_DEMO lets random weights stand in) or "missing"."""
+    """ "installed", "demo" (missing, and UPSCALER_DEMO lets a plain resize stand in) or "missing"."""
     if upscaler_path(model_id).exists():
         return "installed"
     return "demo" if settings.UPSCALER_DEMO else "missing"

@@ -43,6 +43,9 @@ class Job(models.Model):
     predicted_seconds = models.FloatField(default=0.0, help_text="the worker time predicted at submit")
     progress_step = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
+    preview_name = models.CharField(
+        max_length=200, blank=True, help_text="a rough JPEG of the image forming, while it runs"
+    )
     generation_time = models.FloatField(null=True, blank=True, help_text="seconds on the worker")
     pipeline_time = models.FloatField(null=True, blank=True, help_text="of which in the diffusion pipeline")
     error = models.TextField(blank=True)

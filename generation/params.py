@@ -74,7 +74,7 @@ class JobParams:
     # request fields that were understood but not applied here, each {"field": ..., "reason": ...}
     not_applied: list = field(default_factory=list)
     checkpoint: str = ""  # the library checkpoint a generation runs on (filled in when it is admitted)
-    demo_upscaler: bool = False  # its upscaler runs random demo weights (UPSCALER_DEMO; said in meta)
+    demo_upscaler: bool = False  # its upscaling is a plain resize (UPSCALER_DEMO; said in meta)
 
     def to_dict(self) -> dict:
         return asdict(self)

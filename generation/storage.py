@@ -65,6 +65,14 @@ def save_thumbnail(job, image) -> str:
     return default_storage.save(f"thumbnails/{job.file_prefix}.jpg", ContentFile(encode(thumbnail, "jpg")))
 
 
+def save_preview(job, image) -> str:
+    """A rough preview of the job's first image as it forms (a new name each time, so no cache shows
+    an old one)."""
+    return default_storage.save(
+        f"previews/{job.file_prefix}-{uuid.uuid4().hex[:8]}.jpg", ContentFile(encode(image, "jpg"))
+    )
+
+
 def read_text(name: str) -> str:
     with default_storage.open(name, "rb") as handle:
         return handle.read().decode()
@@ -123,14 +131,21 @@ def _output_files(job, names: list[str], thumbnail: str) -> list[str]:
     return files + ([thumbnail] if thumbnail else [])
 
 
+def preview_url(job) -> str | None:
+    """The latest preview of a running job, when its worker made one."""
+    return absolute_url(job.base_url, job.preview_name) if job.preview_name else None
+
+
 def input_names(job) -> list[str]:
     """The job's stored input images."""
     return [job.params[field] for field in job.parameters.inputs if job.params.get(field)]
 
 
 def stored_names(job) -> list[str]:
-    """Every file the job has in storage: outputs, their `.base64` twins, the thumbnail and the inputs."""
-    return _output_files(job, job.output_names, job.thumbnail_name) + input_names(job)
+    """Every file the job has in storage: outputs, their `.base64` twins, the thumbnail, the inputs and
+    a preview left by a worker that died mid-job."""
+    preview = [job.preview_name] if job.preview_name else []
+    return _output_files(job, job.output_names, job.thumbnail_name) + input_names(job) + preview
 
 
 def delete_outputs(job, names: list[str], thumbnail: str):

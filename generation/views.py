@@ -76,7 +76,12 @@ def job_detail(request, job_id):
     return render(
         request,
         "dashboard/job.html",
-        {"job": job, "status": _job_status(request.user, job.id), "playground_params": _playground_params(job)},
+        {
+            "job": job,
+            "status": _job_status(request.user, job.id),
+            "fields": _job_fields(job),
+            "playground_params": _playground_params(job),
+        },
     )
 
 
@@ -160,7 +165,11 @@ def _job_status(user, job_id) -> dict:
     finished = job.is_finished
     return {
         "id": job.id,
+        "kind": job.kind,
         "status": job.status,
+        "seeds": job.seeds,
+        "size": [job.params.get("width"), job.params.get("height")],
+        "preview": storage.preview_url(job) if job.status == Job.Status.RUNNING else None,
         "queue_position": selectors.queue_position(job),
         "progress": selectors.progress(job),
         "eta": None if finished else selectors.eta_seconds(job),
@@ -168,6 +177,38 @@ def _job_status(user, job_id) -> dict:
         "error": job.error,
         "generation_time": job.generation_time,
     }
+
+
+def _job_fields(job: Job) -> list[tuple[str, str]]:
+    """What the job asked for, as labelled values a person reads: only what was set, defaults that
+    matter (size, steps, guidance) included, flags said in words."""
+    params = job.params
+    size = f"{params['width']} × {params['height']}" if params.get("width") else ""
+    if size and params.get("upscale", 1) > 1:
+        size += f", upscaled {params['upscale']}×"
+    loras = ", ".join(f"{lora['id']} ({lora['strength']:g})" for lora in params.get("loras") or [])
+    fields = [
+        ("Prompt", params.get("prompt")),
+        ("Negative prompt", params.get("negative_prompt")),
+        ("Size", size),
+        ("Images", params.get("samples") if params.get("samples", 1) > 1 else None),
+        ("Steps", params.get("steps")),
+        ("Guidance", params.get("guidance_scale")),
+        ("Scheduler", params.get("scheduler")),
+        ("Strength", params.get("strength")),
+        ("Scale", f"{params['scale']}×" if params.get("scale") else None),
+        ("Upscaler", params.get("model_id") if job.kind == Job.Kind.SUPER_RESOLUTION else None),
+        ("Model", params.get("checkpoint")),
+        ("LoRAs", loras),
+        ("Embeddings", ", ".join(params.get("embeddings") or [])),
+        ("VAE", params.get("vae_id")),
+        ("Perturbed-attention guidance", "on" if params.get("self_attention") else None),
+        ("CLIP skip", params.get("clip_skip")),
+        ("Format", (params.get("output_format") or "").upper() + (", base64" if params.get("base64") else "")),
+        ("Webhook", params.get("webhook")),
+        ("Track id", params.get("track_id")),
+    ]
+    return [(label, str(value)) for label, value in fields if value not in (None, "", [])]
 
 
 def _playground_params(job: Job) -> dict:

@@ -105,7 +105,7 @@ def main():
     print(f"Starting the SDXL API (logs in {LOG_DIR}/)", flush=True)
     try:
         env = dict(os.environ, REDIS_URL=ensure_redis(children), DJANGO_SETTINGS_MODULE="config.settings")
-        env.setdefault("UPSCALER_DEMO", "true")  # random-weight upscalers stand in for missing .pth files
+        env.setdefault("UPSCALER_DEMO", "true")  # a plain resize stands in for missing upscaler .pth files
         manage("migrate", "--noinput", "-v", "0", env=env)
         manage("collectstatic", "--noinput", "-v", "0", env=env)
         step("Database: migrated")

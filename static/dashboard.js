@@ -17,7 +17,54 @@ function readFile(input) {
   });
 }
 
-// Poll a job's status URL and show status, queue position, progress, ETA and outputs.
+function button(label, className, onClick) {
+  const node = document.createElement("button");
+  node.type = "button";
+  node.className = "small " + className;
+  node.textContent = label;
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+// One output with its actions: download, copy seed and, in the playground, reuse it in the form.
+function outputFigure(url, seed, index, job) {
+  const figure = document.createElement("figure");
+  const link = document.createElement("a");
+  link.href = url;
+  const img = document.createElement("img");
+  img.src = url;
+  img.alt = "output " + index;
+  link.appendChild(img);
+  const caption = document.createElement("figcaption");
+  const download = document.createElement("a");
+  download.className = "button small download";
+  download.href = url;
+  download.download = "";
+  download.textContent = "Download";
+  caption.appendChild(download);
+  if (seed !== undefined && seed !== null && job.kind !== "super_resolution") {
+    caption.appendChild(button("Copy seed " + seed, "copy-seed", () => navigator.clipboard.writeText(String(seed))));
+  }
+  const form = document.getElementById("playground");
+  if (form) {
+    if (seed !== undefined && seed !== null && job.kind !== "super_resolution") {
+      caption.appendChild(button("Reuse seed", "reuse-seed", () => { form.elements.seed.value = seed; }));
+    }
+    for (const [label, kind] of [["Send to img2img", "img2img"], ["Send to inpaint", "inpaint"], ["Upscale", "super_resolution"]]) {
+      caption.appendChild(button(label, "send-to-" + kind, () => {
+        form.elements.kind.value = kind;
+        form.elements.init_image_url.value = url;
+        form.elements.init_image.value = "";
+        showFieldsFor(form);
+        form.scrollIntoView({ behavior: "smooth" });
+      }));
+    }
+  }
+  figure.append(link, caption);
+  return figure;
+}
+
+// Poll a job's status URL and show status, queue position, progress, ETA, a live preview and outputs.
 function followJob(statusUrl, ids) {
   const el = (name) => document.getElementById(ids + "-" + name);
   async function tick() {
@@ -30,22 +77,44 @@ function followJob(statusUrl, ids) {
     el("error").textContent = job.status === "failed" || job.status === "canceled" ? job.error : "";
     const cancel = document.getElementById(ids + "-cancel");
     if (cancel && job.status !== "queued" && job.status !== "running") cancel.hidden = true;
+    if (job.status === "running" && job.preview) {
+      let preview = document.getElementById(ids + "-preview");
+      if (!preview) {
+        el("outputs").innerHTML = "";
+        preview = document.createElement("img");
+        preview.id = ids + "-preview";
+        preview.className = "preview";
+        preview.alt = "preview of the image forming";
+        el("outputs").appendChild(preview);
+      }
+      if (preview.getAttribute("src") !== job.preview) preview.src = job.preview;
+    }
     if (job.status === "success") {
       el("outputs").innerHTML = "";
-      for (const url of job.outputs) {
-        const link = document.createElement("a");
-        link.href = url;
-        link.download = "";
-        const img = document.createElement("img");
-        img.src = url;
-        img.alt = "output";
-        link.appendChild(img);
-        el("outputs").appendChild(link);
+      job.outputs.forEach((url, index) => el("outputs").appendChild(outputFigure(url, job.seeds[index], index, job)));
+      const details = el("details");
+      if (details) {
+        const seeds = job.kind === "super_resolution" ? "" : "seed " + job.seeds.join(", ") + " · ";
+        const size = job.size[0] ? job.size[0] + "×" + job.size[1] + " · " : "";
+        details.textContent = seeds + size + (job.generation_time || 0).toFixed(2) + " s";
       }
     }
     if (job.status === "queued" || job.status === "running") setTimeout(tick, 500);
   }
   tick();
+}
+
+// The same request as the API takes it (the v6 paths honour the model fields), with a placeholder key
+// and inline images shortened.
+function curlFor(kind, body) {
+  const path = kind === "super_resolution" ? "/api/v6/image_editing/super_resolution" : "/api/v6/images/" + kind;
+  const sent = { key: "YOUR_KEY" };
+  for (const [name, value] of Object.entries(body)) {
+    if (name === "kind") continue;
+    sent[name] = typeof value === "string" && value.startsWith("data:") ? "<base64 image>" : value;
+  }
+  const json = JSON.stringify(sent).replaceAll("'", "'\\''");
+  return "curl -s -X POST " + location.origin + path + " -H 'Content-Type: application/json' \\\n  -d '" + json + "'";
 }
 
 function showFieldsFor(form) {
@@ -72,12 +141,18 @@ async function submitPlayground(event) {
     if (field.closest("[data-for]") && field.closest("[data-for]").hidden) continue;
     if (field.value !== "") body[field.name] = field.value;
   }
-  const init = await readFile(form.elements.init_image);
-  if (init) body[kind === "super_resolution" ? "url" : "init_image"] = init;
+  const imageField = kind === "super_resolution" ? "url" : "init_image";
+  delete body.init_image_url;
+  const init = (await readFile(form.elements.init_image)) || form.elements.init_image_url.value;
+  if (init && kind !== "text2img") body[imageField] = init;
   const mask = await readFile(form.elements.mask_image);
   if (mask && kind === "inpaint") body.mask_image = mask;
 
   const result = document.getElementById("result");
+  for (const name of ["status", "error", "details", "outputs", "position", "eta"]) {
+    document.getElementById("result-" + name).textContent = "";
+  }
+  document.getElementById("result-status").textContent = "sending";
   const response = await fetch(form.dataset.runUrl, {
     method: "POST",
     credentials: "same-origin",
@@ -94,6 +169,7 @@ async function submitPlayground(event) {
       typeof message === "string" ? message : Object.values(message).flat().join(" ");
     return;
   }
+  document.getElementById("result-curl").textContent = curlFor(kind, body);
   const link = document.getElementById("result-link");
   link.textContent = "#" + answer.id;
   link.href = answer.detail_url;
@@ -116,6 +192,9 @@ document.addEventListener("DOMContentLoaded", () => {
   if (job && (job.dataset.status === "queued" || job.dataset.status === "running")) {
     followJob(job.dataset.statusUrl, "job");
   }
+  document.querySelectorAll(".copy-seed[data-seed]").forEach((node) => {
+    node.addEventListener("click", () => navigator.clipboard.writeText(node.dataset.seed));
+  });
   const open = document.getElementById("open-in-playground");
   if (open) {
     open.addEventListener("click", () => {

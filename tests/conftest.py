@@ -76,7 +76,12 @@ def _is_stopped(pid: int) -> bool:
 
 
 def pause(process: subprocess.Popen):
-    """Stop the process (SIGSTOP) and return once it is stopped: whatever it runs waits for the test."""
+    """Stop the process (SIGSTOP) and return once it is stopped: whatever it runs waits for the test.
+    A paused worker is not a dead one: its heartbeat key is kept until its next beat after `resume`, so
+    that no sweep (a fetch of its job, say) takes its job away meanwhile."""
+    for name, record in liveness.live_workers().items():
+        if record.get("pid") == process.pid:
+            redis_client.connection().expire(liveness.KEY.format(name), 600)
     os.kill(process.pid, signal.SIGSTOP)
     while not _is_stopped(process.pid):
         time.sleep(0.001)

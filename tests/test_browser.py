@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Api
+from tests.conftest import Api, paused, step_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -92,7 +92,7 @@ def test_sign_up_to_first_image_to_revoked_key(page, live_server):
     shot(page, "07-history")
     page.click(".job")
     page.wait_for_selector("#job-outputs img")
-    assert "seed" in page.text_content("table.params")
+    assert "Prompt" in page.text_content("#job-fields") and "None" not in page.text_content("#job-fields")
     shot(page, "08-job")
     page.click("#open-in-playground")
     page.wait_for_url(base + "/dashboard/playground/")
@@ -141,3 +141,50 @@ def test_pick_a_plan_pay_and_see_the_credits(plans, stripe_server, live_server, 
     assert int(page.text_content("#balance")) == free_credits + 5000
     assert "invoice" in page.text_content("#ledger").lower()
     shot(page, "14-billing-pro")
+
+
+@pytest.mark.postgres_only  # the worker is paused mid-job: on SQLite it may hold the one write lock
+def test_playground_preview_download_and_send_to_img2img(page, live_server, worker, transactional_db):
+    """The preview changes while the job runs (the worker is let run in slices), the download button
+    downloads the image, and "Send to img2img" runs img2img on this server's own output URL."""
+    base = live_server.url
+    page.goto(base + "/accounts/signup/")
+    page.fill("input[name=email]", "painter@example.com")
+    page.fill("input[name=password1]", "a-long-passphrase-42")
+    page.fill("input[name=password2]", "a-long-passphrase-42")
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/dashboard/")
+    page.click("header >> text=Playground")
+    page.fill("input[name=width]", "128")
+    page.fill("input[name=height]", "128")
+    page.fill("input[name=num_inference_steps]", "40")
+    with paused(worker):
+        page.click("#generate")
+        page.wait_for_selector("#result-status:text('queued')")
+
+        def preview_source():
+            node = page.query_selector("#result-preview")
+            return node.get_attribute("src") if node else None
+
+        seen = step_until(worker, preview_source, lambda sources: len(set(sources) - {None}) >= 2, gap=0.8)
+    assert len(set(seen) - {None}) >= 2  # the preview changed while it ran
+    shot(page, "06b-playground-preview")
+    page.wait_for_selector("#result-status:text('success')")
+    assert "/api/v6/images/text2img" in page.text_content("#result-curl")
+    assert "seed" in page.text_content("#result-details")
+    with page.expect_download() as download:
+        page.click("#result-outputs .download")
+    assert Path(download.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    page.click("#result-outputs .send-to-img2img")
+    assert page.input_value("select[name=kind]") == "img2img"
+    assert page.input_value("input[name=init_image_url]").startswith(base + "/media/generations/")
+    page.fill("input[name=num_inference_steps]", "2")
+    first_job = page.text_content("#result-link")
+    page.click("#generate")
+    page.wait_for_function(
+        "(first) => !['', first].includes(document.getElementById('result-link').textContent)", arg=first_job
+    )
+    page.wait_for_selector("#result-status:text('success')")
+    page.wait_for_selector("#result-outputs img")
+    shot(page, "06c-playground-img2img")

@@ -1,8 +1,11 @@
 """Per-job progress in fetch (beyond v3): queue position, progress from the real scheduler steps, ETA."""
 
+import io
 import time
 
 import pytest
+import requests
+from PIL import Image
 
 from generation import jobs
 from generation.models import Job
@@ -75,3 +78,32 @@ def test_queue_position_counts_the_jobs_ahead(api, account):
     positions = [api.post(f"/api/v3/fetch/{job.id}")["queue_position"] for job in parked]
     assert positions == [0, 1, 2]
     assert api.post(f"/api/v3/fetch/{parked[2].id}")["progress"] == 0.0
+
+
+@pytest.mark.postgres_only  # a paused worker may hold SQLite's one write lock
+def test_a_running_job_shows_a_preview_that_changes_and_is_gone_at_the_end(api, worker):
+    """fetch (beyond v3) gives the latest `preview` of the image forming: a JPEG decoded from the
+    latents without weights; a new one as steps go on; deleted when the job ends."""
+    with paused(worker):
+        job_id = api.post(
+            "/api/v3/text2img",
+            {"prompt": "p", "width": 128, "height": 96, "num_inference_steps": 40, "instant_response": "yes"},
+        )["id"]
+
+        def two_previews_or_done(bodies):
+            return len({b["preview"] for b in bodies if b.get("preview")}) >= 2 or bodies[-1]["status"] != "processing"
+
+        bodies = step_until(
+            worker,
+            lambda: api.post(f"/api/v3/fetch/{job_id}"),
+            two_previews_or_done,
+            key=lambda body: (body["status"], body.get("preview")),
+        )
+    previews = list(dict.fromkeys(b["preview"] for b in bodies if b.get("preview")))
+    assert len(previews) >= 2, bodies[-1]
+    latest = requests.get(previews[-1], timeout=10)
+    assert latest.status_code == 200 and latest.content[:3] == b"\xff\xd8\xff"  # a JPEG
+    assert Image.open(io.BytesIO(latest.content)).size == (256, 192)  # the image's shape, 256 px wide
+    done = follow(api, job_id)[-1]
+    assert done["status"] == "success" and "preview" not in done
+    assert requests.get(previews[-1], timeout=10).status_code == 404  # deleted with the job's end

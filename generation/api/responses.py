@@ -50,7 +50,7 @@ def meta(job: Job) -> dict:
 
 
 DEMO_UPSCALER = (
-    "upscaled by a random-weight demo network (UPSCALER_DEMO): install the official .pth files in UPSCALER_DIR "
+    "upscaled by a plain Lanczos resize (demo mode, UPSCALER_DEMO): install the official .pth files in UPSCALER_DIR "
     "for real upscaling"
 )
 
@@ -124,11 +124,14 @@ def _queue_time(job: Job) -> float:
 def _standing(job: Job) -> dict:
     """Where an unfinished job stands: ETA, and (beyond v3) its queue position and progress."""
     position = selectors.queue_position(job)
-    return {
+    standing = {
         "eta": selectors.eta_seconds(job, position),
         "queue_position": position,
         "progress": selectors.progress(job),
     }
+    if job.status == Job.Status.RUNNING and job.preview_name:
+        standing["preview"] = storage.preview_url(job)
+    return standing
 
 
 def failed(job: Job) -> dict:

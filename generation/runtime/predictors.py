@@ -31,7 +31,8 @@ class Predictor(Protocol):
         """Load what every job needs (once per process; later calls do nothing)."""
 
     def predict(self, params: JobParams, on_step=None) -> Prediction:
-        """Run one job. `on_step(done, total)` is called after each model step and may raise to stop it."""
+        """Run one job. `on_step(done, total, preview)` is called after each model step and may raise to
+        stop it; `preview`, when given, is a callable that returns a rough image of the result so far."""
 
 
 def pick_device(requested: str = "auto") -> str:

@@ -23,16 +23,18 @@ class JobCanceled(Exception):
 
 
 class StepMonitor:
-    """Called after every denoising step: writes step i of n to the job every PROGRESS_INTERVAL seconds
-    and stops the job when it was canceled (looked up every CANCEL_CHECK_INTERVAL seconds). Both are
-    throttled, so a step costs a clock read, and a job shorter than the intervals costs nothing more
-    (its final step count is written with its result)."""
+    """Called after every denoising step: writes step i of n, with a preview of the image forming when
+    the predictor offers one, to the job every PROGRESS_INTERVAL seconds, and stops the job when it was
+    canceled (looked up every CANCEL_CHECK_INTERVAL seconds). Both are throttled, so a step costs a clock
+    read, and a job shorter than the intervals costs nothing more (its final step count is written
+    with its result; its preview is deleted when it ends)."""
 
-    def __init__(self, job_id: int):
-        self.job_id = job_id
+    def __init__(self, job):
+        self.job, self.job_id = job, job.id
         self.last_write = self.last_check = time.monotonic()
         self.total = 0
         self.first_step = self.last_step = None  # (step, time) for the learned cost per step
+        self.preview_name = ""
 
     @property
     def step_seconds(self) -> float | None:
@@ -40,7 +42,7 @@ class StepMonitor:
             return None
         return (self.last_step[1] - self.first_step[1]) / (self.last_step[0] - self.first_step[0])
 
-    def __call__(self, step: int, total: int):
+    def __call__(self, step: int, total: int, preview=None):
         now = time.monotonic()
         if self.first_step is None:
             self.first_step = (step, now)
@@ -52,7 +54,22 @@ class StepMonitor:
                 raise JobCanceled()
         if now - self.last_write >= PROGRESS_INTERVAL and step < total:
             self.last_write = now
-            jobs.record_progress(self.job_id, step, total)
+            jobs.record_progress(self.job_id, step, total, self._new_preview(preview))
+
+    def _new_preview(self, preview) -> str | None:
+        """Store the image `preview()` makes (a callable, so steps between writes never compute one)
+        in place of the last one; its name, or None when there is none."""
+        image = preview() if preview is not None else None
+        if image is None:
+            return None
+        previous, self.preview_name = self.preview_name, storage.save_preview(self.job, image)
+        self.discard([previous])
+        return self.preview_name
+
+    def discard(self, names=None):
+        """Delete previews (by default the current one: the job has ended)."""
+        names = [self.preview_name] if names is None else names
+        storage.delete_names([name for name in names if name])
 
 
 def run_job(job_id: int, attempt: int = 1):
@@ -69,7 +86,7 @@ def run_job(job_id: int, attempt: int = 1):
         return  # no longer queued for this try (re-queued, failed by a sweep, already run)
     heartbeat.set_current_job(job.id, job.predicted_seconds)
     started = time.perf_counter()
-    monitor = StepMonitor(job.id)
+    monitor = StepMonitor(job)
     params = job.parameters
     try:
         _, checkpoint = queue.split_queue_name(job.queue_name)
@@ -91,6 +108,7 @@ def run_job(job_id: int, attempt: int = 1):
         raise
     finally:
         heartbeat.set_current_job(None, publish=False)  # the next beat says it; the ETA allows for it
+        monitor.discard()
     seconds = time.perf_counter() - started
     if jobs.succeed(
         job,

@@ -3,12 +3,12 @@
 The architectures are small and public (RRDBNet for the RealESRGAN/RealESRNet x4plus, x4plus_anime_6B
 and x2plus models; SRVGGNetCompact for realesr-general-x4v3). Keeping them here avoids spandrel,
 which needs torchvision. State-dict keys match the official `.pth` files (`params_ema` or `params`),
-so real weights load unchanged; the demo weights are random networks of the same architectures.
+so real weights load unchanged. In demo mode (UPSCALER_DEMO) a missing network is replaced by a plain
+Lanczos resize, said as such in the answer.
 """
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,13 +23,13 @@ from generation.runtime.predictors import GenerationError, Prediction, pick_devi
 
 logger = logging.getLogger(__name__)
 
-# model id -> (architecture, native scale, demo size)
+# model id -> (architecture, native scale)
 MODELS = {
-    "RealESRGAN_x4plus": ("rrdb", 4, {"num_block": 1}),
-    "RealESRNet_x4plus": ("rrdb", 4, {"num_block": 1}),
-    "RealESRGAN_x4plus_anime_6B": ("rrdb", 4, {"num_block": 1}),
-    "RealESRGAN_x2plus": ("rrdb", 2, {"num_block": 1}),
-    "realesr-general-x4v3": ("compact", 4, {"num_conv": 4}),
+    "RealESRGAN_x4plus": ("rrdb", 4),
+    "RealESRNet_x4plus": ("rrdb", 4),
+    "RealESRGAN_x4plus_anime_6B": ("rrdb", 4),
+    "RealESRGAN_x2plus": ("rrdb", 2),
+    "realesr-general-x4v3": ("compact", 4),
 }
 
 
@@ -119,40 +119,28 @@ def _network_for(state: dict, architecture: str, scale: int) -> nn.Module:
     return SRVGGNetCompact(num_feat=num_feat, num_conv=num_conv, upscale=scale)
 
 
-def build_demo_weights(model_id: str) -> Path:
-    """A random-weight network of the real architecture, saved like the official files."""
-    architecture, scale, size = MODELS[model_id]
-    torch.manual_seed(0)
-    network = RRDBNet(scale=scale, **size) if architecture == "rrdb" else SRVGGNetCompact(upscale=scale, **size)
-    path = library.demo_upscaler_path(model_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"params_ema": network.state_dict()}, path)
-    return path
-
-
 class Upscaler:
-    """One loaded upscaling network; `upscale()` works in tiles so memory stays bounded."""
+    """One loaded upscaling network; `upscale()` works in tiles so memory stays bounded. In demo mode,
+    without the network's file, a plain Lanczos resize (no network at all)."""
 
     def __init__(self, model_id: str, device: str):
-        architecture, self.native_scale, _ = MODELS[model_id]
+        architecture, self.native_scale = MODELS[model_id]
+        self.device, self.model_id, self.network = device, model_id, None
         state = library.upscaler_state(model_id)
         if state == "missing":
             raise GenerationError(f"Failed: the upscaler {model_id} is not installed on this deployment")
-        path = library.upscaler_path(model_id)
         if state == "demo":
-            path = library.demo_upscaler_path(model_id)
-            if not path.exists():
-                build_demo_weights(model_id)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            return
+        checkpoint = torch.load(library.upscaler_path(model_id), map_location="cpu", weights_only=True)
         state = checkpoint.get("params_ema") or checkpoint.get("params") or checkpoint
         self.network = _network_for(state, architecture, self.native_scale)
         self.network.load_state_dict(state, strict=True)
         self.network.eval().to(device)
-        self.device = device
-        self.model_id = model_id
 
     @torch.inference_mode()
     def upscale(self, image: Image.Image, scale: int) -> Image.Image:
+        if self.network is None:
+            return image.convert("RGB").resize((image.width * scale, image.height * scale), Image.LANCZOS)
         tile, pad = settings.UPSCALER_TILE, settings.UPSCALER_TILE_PAD
         x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
         x = x.to(self.device)
