@@ -64,21 +64,17 @@ def main():
         preview()
 
     predictor.predict(params, on_step=without)  # warm-up
-    results, made = {}, []
-    for name, make in (
-        ("no previews", lambda: without),
-        ("throttled (the worker)", Throttled),
-        ("every step", lambda: every_step),
-    ):
-        times = []
-        for _ in range(args.rounds):
+    modes = {"no previews": lambda: without, "throttled (the worker)": Throttled, "every step": lambda: every_step}
+    times, made = {name: [] for name in modes}, []
+    for _ in range(args.rounds):  # the modes interleaved, so that drift in the machine's speed hits all alike
+        for name, make in modes.items():
             callback = make()
             started = time.perf_counter()
             predictor.predict(params, on_step=callback)
-            times.append(time.perf_counter() - started)
+            times[name].append(time.perf_counter() - started)
             if isinstance(callback, Throttled):
                 made.append(callback.made)
-        results[name] = statistics.median(times)
+    results = {name: statistics.median(values) for name, values in times.items()}
 
     print(f"preview of a 1024x1024 image's latents: {decode_ms:.2f} ms to decode, {store_ms:.2f} ms to store as JPEG")
     print(f"job: {args.size}x{args.size}, {args.steps} steps, median of {args.rounds} on {predictor.device}")
