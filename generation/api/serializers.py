@@ -37,10 +37,22 @@ MAX_SEED = 2**32 - 1
 class JobSerializer(serializers.Serializer):
     """Fields every kind of job accepts: delivery and request options."""
 
-    webhook = LenientTextField(max_length=2000, required=False, default=None)
-    track_id = ScalarField(default=None)
-    instant_response = LenientBooleanField(default=False)
-    idempotency_key = LenientTextField(max_length=200, required=False, default="")
+    webhook = LenientTextField(
+        max_length=2000,
+        required=False,
+        default=None,
+        help_text="A public http(s) URL that gets the finished job's answer, signed (Standard Webhooks and X-Signature).",
+    )
+    track_id = ScalarField(default=None, help_text="Any value, echoed in the webhook delivery.")
+    instant_response = LenientBooleanField(
+        default=False, help_text='"yes": answer "processing" at once instead of waiting up to GENERATION_WAIT_SECONDS.'
+    )
+    idempotency_key = LenientTextField(
+        max_length=200,
+        required=False,
+        default="",
+        help_text="A retry with the same key within 24 h gets the original job (also the Idempotency-Key header).",
+    )
 
     def validate_webhook(self, url):
         """A syntactically usable http(s) URL (its address is checked before the job is admitted)."""
@@ -134,8 +146,8 @@ def _loras(data: dict) -> list[dict]:
     return [{"id": lora, "strength": min(4.0, max(-4.0, value))} for lora, value in zip(ids, strengths)]
 
 
-def size_field(default=512):
-    return LenientNumberField(minimum=64, maximum=1024, integer=True, multiple_of=8, default=default)
+def size_field(default=512, **kwargs):
+    return LenientNumberField(minimum=64, maximum=1024, integer=True, multiple_of=8, default=default, **kwargs)
 
 
 class GenerationSerializer(JobSerializer):
@@ -143,34 +155,92 @@ class GenerationSerializer(JobSerializer):
 
     params_class = Text2ImgParams
 
-    prompt = LenientTextField(max_length=20000)
-    negative_prompt = LenientTextField(max_length=20000, required=False, default="")
-    samples = LenientNumberField(minimum=1, maximum=4, integer=True, default=1)
-    num_inference_steps = LenientNumberField(minimum=1, maximum=50, integer=True, default=30)
-    guidance_scale = LenientNumberField(minimum=1, maximum=20, default=7.5)
-    seed = LenientNumberField(minimum=-1, maximum=MAX_SEED, integer=True, default=None)  # negative: random
-    scheduler = LenientTextField(max_length=100, required=False, default=schedulers.DEFAULT_SCHEDULER)
-    use_karras_sigmas = LenientBooleanField(default=None)
-    algorithm_type = LenientTextField(max_length=50, required=False, default=None)
-    output_format = LenientTextField(max_length=10, required=False, default="png")
-    base64 = LenientBooleanField(default=False)
-    safety_checker = LenientBooleanField(default=False)
+    prompt = LenientTextField(max_length=20000, help_text="What to draw.")
+    negative_prompt = LenientTextField(
+        max_length=20000, required=False, default="", help_text="What to keep out of the image."
+    )
+    samples = LenientNumberField(
+        minimum=1, maximum=4, integer=True, default=1, help_text="Images to make, 1-4 (image i uses seed + i)."
+    )
+    num_inference_steps = LenientNumberField(
+        minimum=1, maximum=50, integer=True, default=30, help_text="Denoising steps, 1-50."
+    )
+    guidance_scale = LenientNumberField(
+        minimum=1, maximum=20, default=7.5, help_text="How closely to follow the prompt, 1-20."
+    )
+    seed = LenientNumberField(
+        minimum=-1,
+        maximum=MAX_SEED,
+        integer=True,
+        default=None,
+        help_text="Empty or negative: random; meta.seeds gives each image's seed.",
+    )  # negative: random
+    scheduler = LenientTextField(
+        max_length=100,
+        required=False,
+        default=schedulers.DEFAULT_SCHEDULER,
+        help_text='A diffusers scheduler class name or an A1111 label such as "DPM++ 2M Karras".',
+    )
+    use_karras_sigmas = LenientBooleanField(default=None, help_text="Karras noise schedule for the scheduler.")
+    algorithm_type = LenientTextField(
+        max_length=50,
+        required=False,
+        default=None,
+        help_text='The DPM-Solver variant, e.g. "dpmsolver++" or "sde-dpmsolver++".',
+    )
+    output_format = LenientTextField(
+        max_length=10, required=False, default="png", help_text='"png" (default) or "jpg".'
+    )
+    base64 = LenientBooleanField(default=False, help_text='"yes": outputs as .base64 text files, plus output_base64.')
+    safety_checker = LenientBooleanField(
+        default=False, help_text='"yes": images the safety checker flags come back black (when one is configured).'
+    )
     # the hosted service's later fields: applied, or named in meta.not_applied (see `not_applied`)
-    steps = LenientNumberField(minimum=1, maximum=50, integer=True, default=None)  # num_inference_steps
-    upscale = UpscaleField()
-    enhance_prompt = LenientBooleanField(default=False)
-    self_attention = LenientBooleanField(default=False)
-    clip_skip = LenientNumberField(minimum=1, maximum=12, integer=True, default=None)
-    tomesd = LenientBooleanField(default=False)
-    panorama = LenientBooleanField(default=False)
-    multi_lingual = LenientBooleanField(default=False)
-    face_enhance = LenientBooleanField(default=False)
-    temp = LenientBooleanField(default=False)
-    model_id = LenientTextField(max_length=200, required=False, default=None)
-    lora_model = LenientTextField(max_length=2000, required=False, default=None)
-    lora_strength = LenientTextField(max_length=2000, required=False, default=None)
-    embeddings_model = LenientTextField(max_length=2000, required=False, default=None)
-    vae = LenientTextField(max_length=200, required=False, default=None)
+    steps = LenientNumberField(
+        minimum=1, maximum=50, integer=True, default=None, help_text="An alias of num_inference_steps."
+    )  # num_inference_steps
+    upscale = UpscaleField(help_text='"yes" (2x) or 2-4: the images are upscaled by Real-ESRGAN in the same job.')
+    enhance_prompt = LenientBooleanField(
+        default=False, help_text='"yes": adds PROMPT_ENHANCEMENT to the prompt (meta.prompt shows the prompt used).'
+    )
+    self_attention = LenientBooleanField(
+        default=False, help_text='"yes": perturbed-attention guidance (slower, better structure).'
+    )
+    clip_skip = LenientNumberField(
+        minimum=1, maximum=12, integer=True, default=None, help_text="Text-encoder layers to skip, 1-12."
+    )
+    tomesd = LenientBooleanField(default=False, help_text="Not applied here (listed in meta.not_applied).")
+    panorama = LenientBooleanField(default=False, help_text="Not applied here (listed in meta.not_applied).")
+    multi_lingual = LenientBooleanField(default=False, help_text="Not applied here (listed in meta.not_applied).")
+    face_enhance = LenientBooleanField(default=False, help_text="Not applied here (listed in meta.not_applied).")
+    temp = LenientBooleanField(default=False, help_text="Not applied here (listed in meta.not_applied).")
+    model_id = LenientTextField(
+        max_length=200,
+        required=False,
+        default=None,
+        help_text="A checkpoint of the model library (v4/v6/v7/v1 paths; v3 uses the default model); on super_resolution, the upscaler.",
+    )
+    lora_model = LenientTextField(
+        max_length=2000, required=False, default=None, help_text="Comma-separated LoRA ids of the model library."
+    )
+    lora_strength = LenientTextField(
+        max_length=2000,
+        required=False,
+        default=None,
+        help_text="One strength for all LoRAs, or a comma-separated list matching lora_model.",
+    )
+    embeddings_model = LenientTextField(
+        max_length=2000,
+        required=False,
+        default=None,
+        help_text="Comma-separated textual-inversion embedding ids; each id is also the token prompts use.",
+    )
+    vae = LenientTextField(
+        max_length=200,
+        required=False,
+        default=None,
+        help_text="A VAE of the model library instead of the checkpoint's own.",
+    )
 
     def validate(self, data):
         resolved = schedulers.resolve(data["scheduler"], data["use_karras_sigmas"], data["algorithm_type"])
@@ -208,19 +278,23 @@ class GenerationSerializer(JobSerializer):
 
 
 class Text2ImgSerializer(GenerationSerializer):
-    width = size_field()
-    height = size_field()
+    width = size_field(help_text="64-1024, a multiple of 8.")
+    height = size_field(help_text="64-1024, a multiple of 8.")
 
 
 class Img2ImgSerializer(GenerationSerializer):
     """Width/height default to the init image's size (fit in 1024, multiples of 8)."""
 
     params_class = Img2ImgParams
-    init_image = InputImageField()
-    width = size_field(default=None)
-    height = size_field(default=None)
-    strength = LenientNumberField(minimum=0, maximum=1, default=None)
-    prompt_strength = LenientNumberField(minimum=0, maximum=1, default=None)
+    init_image = InputImageField(
+        help_text="The input image: a URL (an output URL of this server is read from storage), base64 or a data URL."
+    )
+    width = size_field(default=None, help_text="64-1024, a multiple of 8.")
+    height = size_field(default=None, help_text="64-1024, a multiple of 8.")
+    strength = LenientNumberField(
+        minimum=0, maximum=1, default=None, help_text="How much of the init image to repaint, 0-1 (default 0.7)."
+    )
+    prompt_strength = LenientNumberField(minimum=0, maximum=1, default=None, help_text="An alias of strength.")
 
     def image_inputs(self, data, params):
         strength = data["strength"] if data["strength"] is not None else data["prompt_strength"]
@@ -233,7 +307,7 @@ class InpaintSerializer(Img2ImgSerializer):
     """White in the mask is repainted, black is kept; a mask of another size is resized to the image."""
 
     params_class = InpaintParams
-    mask_image = InputImageField()
+    mask_image = InputImageField(help_text="White is repainted, black is kept; resized to the image when it differs.")
 
     def image_inputs(self, data, params):
         params.mask_image_url = data["mask_image"].url
@@ -241,11 +315,20 @@ class InpaintSerializer(Img2ImgSerializer):
 
 
 class SuperResolutionSerializer(JobSerializer):
-    url = InputImageField(required=False, default=None)
-    init_image = InputImageField(required=False, default=None)
-    scale = LenientNumberField(minimum=2, maximum=4, integer=True, default=4)
-    model_id = LenientTextField(max_length=100, required=False, default=None)
-    face_enhance = LenientBooleanField(default=False)
+    url = InputImageField(
+        required=False,
+        default=None,
+        help_text="The image to upscale: a URL, base64 or a data URL (init_image is an alias).",
+    )
+    init_image = InputImageField(required=False, default=None, help_text="An alias of url.")
+    scale = LenientNumberField(minimum=2, maximum=4, integer=True, default=4, help_text="2-4 (default 4).")
+    model_id = LenientTextField(
+        max_length=100,
+        required=False,
+        default=None,
+        help_text="The upscaler: RealESRGAN_x4plus (default), RealESRNet_x4plus, RealESRGAN_x4plus_anime_6B, RealESRGAN_x2plus or realesr-general-x4v3.",
+    )
+    face_enhance = LenientBooleanField(default=False, help_text="Not applied here (listed in meta.not_applied).")
 
     def validate(self, data):
         given = data["url"] or data["init_image"]
@@ -268,7 +351,14 @@ class SuperResolutionSerializer(JobSerializer):
 
 
 class FetchSerializer(serializers.Serializer):
-    request_id = LenientNumberField(minimum=0, maximum=services.MAX_JOB_ID, integer=True, required=False, default=None)
+    request_id = LenientNumberField(
+        minimum=0,
+        maximum=services.MAX_JOB_ID,
+        integer=True,
+        required=False,
+        default=None,
+        help_text="The job id (the path's id, for clients that send it in the body).",
+    )
 
 
 SERIALIZERS = {
