@@ -11,6 +11,7 @@ from generation.urls import dashboard_patterns
 admin.site.site_header = "SDXL API administration"
 admin.site.site_title = "SDXL API admin"
 admin.site.index_title = "Users, plans, jobs and models"
+admin.site.enable_nav_sidebar = False  # the jobs table needs the width (it fits 1280 px without it)
 
 urlpatterns = [
     path("", account_views.home, name="home"),

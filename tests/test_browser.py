@@ -188,3 +188,33 @@ def test_playground_preview_download_and_send_to_img2img(page, live_server, work
     page.wait_for_selector("#result-status:text('success')")
     page.wait_for_selector("#result-outputs img")
     shot(page, "06c-playground-img2img")
+
+
+@pytest.fixture
+def staff(transactional_db):
+    from accounts.models import User
+
+    return User.objects.create_superuser(email="root@example.com", password="root-password-123")
+
+
+def test_admin_gallery_counts_images_and_the_jobs_table_fits_1280_px(staff, api, live_server, page):
+    assert (
+        api.post("/api/v3/text2img", {"prompt": "boats", "width": 64, "height": 64, "samples": 2})["status"]
+        == "success"
+    )
+    assert api.post("/api/v3/text2img", {"prompt": "a lighthouse", "width": 64, "height": 64})["status"] == "success"
+    base = live_server.url
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(base + "/admin/login/")
+    page.fill("input[name=username]", "root@example.com")
+    page.fill("input[name=password]", "root-password-123")
+    page.click("input[type=submit]")
+    assert "SDXL API administration" in page.text_content("#site-name")
+    page.goto(base + "/admin/generation/job/gallery/")
+    assert page.text_content(".gallery-count").strip() == "3 images from 2 jobs."
+    assert len(page.query_selector_all(".gallery img")) == 3
+    shot(page, "15-admin-gallery")
+    page.goto(base + "/admin/generation/job/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert page.evaluate("(r => r.scrollWidth <= r.clientWidth)(document.querySelector('.results'))")
+    shot(page, "16-admin-jobs")
