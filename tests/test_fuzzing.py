@@ -1,6 +1,6 @@
 """Property-based fuzzing of every API operation in the OpenAPI schema (schemathesis): whatever the
 body, the answer is HTTP 200 in the contract's envelope, never a 5xx or a traceback. Deterministic
-(derandomized), so CI sees the same few thousand requests every run."""
+(derandomized), so CI sees the same requests every run."""
 
 import json
 
@@ -13,7 +13,7 @@ from billing import credits
 from billing.models import Plan
 from tests.conftest import make_account
 
-EXAMPLES_PER_OPERATION = 250
+EXAMPLES_PER_OPERATION = 150  # 11 operations: about 1,650 requests
 STATUSES = {"success", "processing", "error", "failed", "ok"}
 
 schema = schemathesis.openapi.from_dict(
