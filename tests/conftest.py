@@ -212,10 +212,21 @@ def settle_jobs(timeout: float = 60):
         time.sleep(0.05)
 
 
+@pytest.fixture(autouse=True)
+def settled_jobs(request):
+    """A test on the live database (transactional_db) ends with settle_jobs(), before the flush: its
+    database fixture is set up from here, so that it is torn down after this."""
+    if "transactional_db" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    yield
+    settle_jobs()
+
+
 @pytest.fixture
 def account(transactional_db):
-    yield make_account("alice@example.com")
-    settle_jobs()
+    return make_account("alice@example.com")
 
 
 @pytest.fixture
