@@ -203,6 +203,9 @@ GENERATION_TIP = "for faster speed, keep resolution upto 512x512"
 # (job sweep, credit renewal) and how many times a job may be started before it fails for good.
 WORKER_HEARTBEAT_INTERVAL = env.float("WORKER_HEARTBEAT_INTERVAL", default=5.0)
 WORKER_MAINTENANCE_INTERVAL = env.float("WORKER_MAINTENANCE_INTERVAL", default=30.0)
+# Compatible text2img jobs waiting on the same queue run in one pipeline call, up to this many jobs
+# (1: every job alone). Worth it on a GPU; on a CPU it saves little (bench/batching.py).
+WORKER_MAX_BATCH = env.int("WORKER_MAX_BATCH", default=1)
 JOB_MAX_RUNS = env.int("JOB_MAX_RUNS", default=2)
 # Retention: outputs (and inputs) of jobs finished longer ago are deleted by `manage.py expire_outputs`
 # (0 keeps them forever).

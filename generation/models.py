@@ -111,6 +111,13 @@ class Job(models.Model):
         """The RQ job of the current try: a re-queued job gets a new one, so a stale try can never touch it."""
         return f"job-{self.id}-{self.attempt}"
 
+    @staticmethod
+    def id_from_rq_job_id(rq_job_id: str) -> int | None:
+        """The job id in an RQ job id that `rq_job_id` made (None for any other id)."""
+        prefix, _, rest = rq_job_id.partition("-")
+        number, _, attempt = rest.partition("-")
+        return int(number) if prefix == "job" and number.isdigit() and attempt.isdigit() else None
+
     @property
     def thumbnail_url(self) -> str:
         return default_storage.url(self.thumbnail_name) if self.thumbnail_name else ""

@@ -104,6 +104,10 @@ class JobParams:
         """The model steps the worker will run (progress and ETAs count these)."""
         return 0
 
+    def batch_key(self) -> tuple | None:
+        """What jobs that run in one pipeline call must share; None for a job that always runs alone."""
+        return None
+
     def work(self) -> float:
         """Relative work per step, to scale a learned timing to another size."""
         return float(self.width * self.height * self.samples)
@@ -153,6 +157,29 @@ class Text2ImgParams(JobParams):
 
     def denoising_steps(self) -> int:
         return 2 * self.steps - 1 if self.scheduler in SECOND_ORDER else self.steps
+
+    def batch_key(self) -> tuple | None:
+        """text2img jobs batch when everything but their prompts, seeds and image counts is the same
+        (and their negative prompts are all given or all empty: an empty one is encoded differently)."""
+        if self.kind != "text2img":
+            return None
+        return (
+            self.checkpoint,
+            self.width,
+            self.height,
+            self.steps,
+            self.guidance_scale,
+            self.scheduler,
+            tuple(sorted(self.scheduler_options.items())),
+            self.clip_skip,
+            self.self_attention,
+            self.upscale,
+            tuple((lora["id"], lora["strength"]) for lora in self.loras),
+            tuple(self.embeddings),
+            self.vae_id,
+            self.safety_checker,
+            bool(self.negative_prompt),
+        )
 
 
 @dataclass(kw_only=True)

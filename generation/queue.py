@@ -62,6 +62,21 @@ def enqueue(job, timeout: int):
         pipe.execute()
 
 
+def waiting_ids(name: str, limit: int) -> list[str]:
+    """The RQ job ids at the head of queue `name`, next first."""
+    return queue(name).get_job_ids(0, limit)
+
+
+def take(name: str, rq_job_id: str) -> bool:
+    """Take one try off queue `name` for the worker that runs it with another (a batch); True when this
+    call removed it, so no other worker can get it."""
+    conn = connection()
+    if not conn.lrem(queue_key(name), 1, rq_job_id):
+        return False
+    conn.delete(RQJob.key_for(rq_job_id))
+    return True
+
+
 def position(job) -> int | None:
     """`job`'s index on its RQ queue counted from the tail (jobs ahead of it), None when it is not there."""
     return connection().lpos(queue_key(job.queue_name), job.rq_job_id, rank=-1)

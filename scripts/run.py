@@ -106,6 +106,7 @@ def main():
     try:
         env = dict(os.environ, REDIS_URL=ensure_redis(children), DJANGO_SETTINGS_MODULE="config.settings")
         env.setdefault("UPSCALER_DEMO", "true")  # a plain resize stands in for missing upscaler .pth files
+        env.setdefault("WORKER_MAX_BATCH", "4")  # compatible waiting jobs share one pipeline call
         manage("migrate", "--noinput", "-v", "0", env=env)
         manage("collectstatic", "--noinput", "-v", "0", env=env)
         step("Database: migrated")

@@ -85,13 +85,13 @@ SDXL_LATENT_RGB_BIAS = (0.1084, -0.0175, -0.0011)
 PREVIEW_SIZE = 256
 
 
-def latent_preview(latents) -> Image.Image | None:
-    """A rough RGB picture of the first image of a batch from its latents (None for a latent space
-    that is not SDXL's four channels)."""
+def latent_preview(latents, index: int = 0) -> Image.Image | None:
+    """A rough RGB picture of image `index` of a batch from its latents (None for a latent space that
+    is not SDXL's four channels)."""
     if latents.ndim != 4 or latents.shape[1] != 4:
         return None
     factors = torch.tensor(SDXL_LATENT_RGB, dtype=torch.float32)
-    rgb = torch.einsum("chw,cr->hwr", latents[0].float().cpu(), factors) + torch.tensor(SDXL_LATENT_RGB_BIAS)
+    rgb = torch.einsum("chw,cr->hwr", latents[index].float().cpu(), factors) + torch.tensor(SDXL_LATENT_RGB_BIAS)
     array = ((rgb + 1) / 2).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
     image = Image.fromarray(array)
     scale = PREVIEW_SIZE / max(image.size)
@@ -183,33 +183,61 @@ class SDXLPredictor:
         acceleration.warm_up(self, self.options)
 
     def predict(self, params: Text2ImgParams, on_step=None) -> Prediction:
-        """Generate `params.samples` images; image i uses seed + i. `on_step(done, total)` reports progress."""
+        """Generate `params.samples` images; image i uses seed + i. `on_step(done, total, preview)` reports
+        progress."""
+        result = self._predict([params], on_step)[0]
+        if isinstance(result, GenerationError):
+            raise result
+        return result
+
+    def predict_batch(self, batch: list[Text2ImgParams], on_step=None) -> list:
+        """Several text2img jobs with one `batch_key()` in one pipeline call, with one generator per
+        image, so that each image is the one its job gets alone. One entry per job: its Prediction, or
+        the GenerationError of a job whose images stayed invalid (the others are unaffected).
+        `on_step(done, total, preview)` as for `predict`, with `preview(i)` picturing image i of the batch."""
+        return self._predict(batch, on_step)
+
+    def _predict(self, batch: list[Text2ImgParams], on_step) -> list:
         self.setup()
         started = time.perf_counter()
-        pipe = (self.pag_pipelines if params.self_attention else self.pipelines)[params.kind]
-        # 1. a fresh scheduler per job, so no job's scheduler leaks into the next
-        pipe.scheduler = self._scheduler(params.scheduler, params.scheduler_options)
+        first = batch[0]
+        pipe = (self.pag_pipelines if first.self_attention else self.pipelines)[first.kind]
+        # 1. a fresh scheduler per call, so no job's scheduler leaks into the next
+        pipe.scheduler = self._scheduler(first.scheduler, first.scheduler_options)
 
         # 2. progress from the real number of scheduler steps (second-order schedulers run more), with
         #    a preview decoded from the latents only when the caller asks for one
         def step_end(pipeline, step, timestep, callback_kwargs):
             if on_step is not None:
-                on_step(step + 1, pipeline.num_timesteps, preview=lambda: latent_preview(callback_kwargs["latents"]))
+                latents = callback_kwargs["latents"]
+                on_step(step + 1, pipeline.num_timesteps, preview=lambda index=0: latent_preview(latents, index))
             return callback_kwargs
 
-        # 3. the pipeline call, one generator per image (image i uses seed + i); an image that came out
-        #    NaN or all black (fp16 overflow, a numeric fault) is generated once more, then the job fails
-        inputs = _image_inputs(params)
-        with self._models(params):
-            for attempt in range(1, OUTPUT_ATTEMPTS + 1):
-                arrays = self._call(pipe, params, inputs, step_end)
-                if all(_valid_image(array) for array in arrays):
-                    break
-                logger.warning(
-                    "Invalid (NaN or black) output for seeds %s, try %d of %d", params.seeds, attempt, OUTPUT_ATTEMPTS
-                )
-            else:
-                raise GenerationError("Failed, Try Again (the model produced an invalid image)")
+        # 3. the pipeline call, one generator per image (image i of a job uses its seed + i); a job whose
+        #    image came out NaN or all black (fp16 overflow, a numeric fault) is generated once more
+        #    alone, then fails
+        inputs = _image_inputs(first)
+        with self._models(first):
+            arrays = self._call(pipe, batch, inputs, step_end)
+            per_job, offset = [], 0
+            for params in batch:
+                per_job.append(arrays[offset : offset + params.samples])
+                offset += params.samples
+            for index, params in enumerate(batch):
+                for attempt in range(2, OUTPUT_ATTEMPTS + 1):
+                    if all(_valid_image(array) for array in per_job[index]):
+                        break
+                    logger.warning("Invalid (NaN or black) output for seeds %s, try %d", params.seeds, attempt)
+                    per_job[index] = self._call(pipe, [params], inputs, step_end if len(batch) == 1 else None)
+        seconds = time.perf_counter() - started
+        return [
+            self._finish(params, arrays, seconds)
+            if all(_valid_image(array) for array in arrays)
+            else GenerationError("Failed, Try Again (the model produced an invalid image)")
+            for params, arrays in zip(batch, per_job)
+        ]
+
+    def _finish(self, params: Text2ImgParams, arrays: list, seconds: float) -> Prediction:
         images = [Image.fromarray((array * 255).round().clip(0, 255).astype("uint8")) for array in arrays]
         # 4. optional NSFW filter: flagged images become black
         nsfw = None
@@ -219,7 +247,7 @@ class SDXLPredictor:
         if params.upscale > 1:
             upscaler = predictor_for("super_resolution")
             images = [upscaler.enlarge(image, params.upscale) for image in images]
-        return Prediction(images=images, seeds=params.seeds, seconds=time.perf_counter() - started, nsfw=nsfw)
+        return Prediction(images=images, seeds=params.seeds, seconds=seconds, nsfw=nsfw)
 
     @contextmanager
     def _models(self, params: Text2ImgParams):
@@ -330,15 +358,27 @@ class SDXLPredictor:
             self.schedulers[key] = build_scheduler(name, options, self.base_scheduler_config)
         return copy.deepcopy(self.schedulers[key])
 
-    def _call(self, pipe, params: Text2ImgParams, inputs: dict, step_end) -> list:
-        generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in params.seeds]
+    def _call(self, pipe, batch: list[Text2ImgParams], inputs: dict, step_end) -> list:
+        """One pipeline call for the jobs of `batch` (one job: its prompt, `samples` images of it)."""
+        params = batch[0]
+        generators = [torch.Generator(device="cpu").manual_seed(seed) for job in batch for seed in job.seeds]
+        if len(batch) == 1:
+            prompts = {"prompt": params.prompt, "negative_prompt": params.negative_prompt or None}
+            per_prompt = params.samples
+        else:  # one prompt per image; batch_key() makes the negative prompts all given or all empty
+            prompts = {
+                "prompt": [job.prompt for job in batch for _ in job.seeds],
+                "negative_prompt": [job.negative_prompt for job in batch for _ in job.seeds]
+                if params.negative_prompt
+                else None,
+            }
+            per_prompt = 1
         with torch.inference_mode():
             result = pipe(
-                prompt=params.prompt,
-                negative_prompt=params.negative_prompt or None,
+                **prompts,
                 num_inference_steps=params.steps,
                 guidance_scale=params.guidance_scale,
-                num_images_per_prompt=params.samples,
+                num_images_per_prompt=per_prompt,
                 generator=generators,
                 output_type="np",
                 callback_on_step_end=step_end,

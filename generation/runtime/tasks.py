@@ -6,9 +6,11 @@ import socket
 import time
 
 import redis
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from generation import estimates, jobs, monitoring, queue, redis_client, storage
+from generation.models import Job
 from generation.runtime import heartbeat
 from generation.runtime.predictors import GenerationError, predictor_for
 
@@ -72,9 +74,31 @@ class StepMonitor:
         storage.delete_names([name for name in names if name])
 
 
+class BatchMonitor:
+    """`on_step` of a batch: each job's StepMonitor with a preview of its own first image. A canceled
+    job is left out from then on; the batch stops only when every job in it was canceled."""
+
+    def __init__(self, batch, monitors):
+        self.monitors, self.canceled = monitors, set()
+        self.offsets = [sum(job.parameters.samples for job in batch[:index]) for index in range(len(batch))]
+
+    def __call__(self, step: int, total: int, preview=None):
+        for index, monitor in enumerate(self.monitors):
+            if index in self.canceled:
+                continue
+            own_preview = (lambda offset=self.offsets[index]: preview(offset)) if preview else None
+            try:
+                monitor(step, total, preview=own_preview)
+            except JobCanceled:
+                self.canceled.add(index)
+        if len(self.canceled) == len(self.monitors):
+            raise JobCanceled()
+
+
 def run_job(job_id: int, attempt: int = 1):
-    """Run one try of a queued job to success or failure. Never raises for a job's own failure; a
-    cold shutdown of the worker in the middle puts the job back on its queue."""
+    """Run one try of a queued job to success or failure, with the compatible jobs waiting behind it on
+    its queue when WORKER_MAX_BATCH allows (one pipeline call; each job settled on its own). Never raises
+    for a job's own failure; a cold shutdown of the worker in the middle puts the jobs back on their queue."""
     close_old_connections()
     try:
         job = jobs.start(job_id, attempt, worker_name=heartbeat.current_worker_name() or socket.gethostname())
@@ -84,32 +108,77 @@ def run_job(job_id: int, attempt: int = 1):
         return
     if job is None:
         return  # no longer queued for this try (re-queued, failed by a sweep, already run)
-    heartbeat.set_current_job(job.id, job.predicted_seconds)
+    batch = [job, *_companions(job)]
+    heartbeat.set_current_job(job.id, sum(member.predicted_seconds for member in batch))
     started = time.perf_counter()
-    monitor = StepMonitor(job)
-    params = job.parameters
+    monitors = [StepMonitor(member) for member in batch]
     try:
         _, checkpoint = queue.split_queue_name(job.queue_name)
-        prediction = predictor_for(job.kind, checkpoint).predict(params, on_step=monitor)
-        names = storage.save_images(job, prediction.images)
-        thumbnail = storage.save_thumbnail(job, prediction.images[0])
+        predictor = predictor_for(job.kind, checkpoint)
+        if len(batch) == 1:
+            predictions = [predictor.predict(job.parameters, on_step=monitors[0])]
+        else:
+            on_step = BatchMonitor(batch, monitors)
+            predictions = predictor.predict_batch([member.parameters for member in batch], on_step=on_step)
+            predictions = [None if i in on_step.canceled else p for i, p in enumerate(predictions)]
     except JobCanceled:
-        logger.info("Job %s stopped: canceled", job.id)
+        logger.info("Job(s) %s stopped: canceled", [member.id for member in batch])
         return
     except GenerationError as exc:
-        jobs.fail(job.id, str(exc), attempt=attempt)
-        return
+        predictions = [exc] * len(batch)
     except Exception:
-        logger.exception("Job %s failed", job.id)
-        jobs.fail(job.id, jobs.FAILED_MESSAGE, attempt=attempt)
-        return
+        logger.exception("Job(s) %s failed", [member.id for member in batch])
+        predictions = [GenerationError(jobs.FAILED_MESSAGE)] * len(batch)
     except BaseException:  # SystemExit / KeyboardInterrupt: the worker is going away
-        jobs.retry_or_fail(job, "worker shut down")
+        for member in batch:
+            jobs.retry_or_fail(member, "worker shut down")
         raise
     finally:
         heartbeat.set_current_job(None, publish=False)  # the next beat says it; the ETA allows for it
-        monitor.discard()
+        for monitor in monitors:
+            monitor.discard()
     seconds = time.perf_counter() - started
+    images = sum(member.parameters.samples for member in batch)
+    for member, monitor, prediction in zip(batch, monitors, predictions):
+        if prediction is None:  # canceled while its batch ran: its images are dropped
+            continue
+        if isinstance(prediction, GenerationError):
+            jobs.fail(member.id, str(prediction), attempt=member.attempt)
+            continue
+        _settle(member, prediction, seconds, monitor, share=member.parameters.samples / images)
+
+
+def _companions(job) -> list:
+    """Compatible jobs waiting behind `job` on its queue, taken off it and started, up to
+    WORKER_MAX_BATCH in all. Only from the same queue, so that a batch never puts a lower-priority job
+    before a higher-priority one; each is taken with one atomic removal, so no other worker gets it."""
+    key = job.parameters.batch_key()
+    if settings.WORKER_MAX_BATCH < 2 or key is None:
+        return []
+    waiting = queue.waiting_ids(job.queue_name, 4 * settings.WORKER_MAX_BATCH)
+    ids = [Job.id_from_rq_job_id(rq_id) for rq_id in waiting]
+    queued = Job.objects.filter(pk__in=[i for i in ids if i], status=Job.Status.QUEUED, queue_name=job.queue_name)
+    candidates = {candidate.rq_job_id: candidate for candidate in queued}
+    companions = []
+    for rq_id in waiting:
+        candidate = candidates.get(rq_id)
+        if candidate is None or candidate.parameters.batch_key() != key:
+            continue
+        if queue.take(job.queue_name, rq_id):
+            started = jobs.start(candidate.id, candidate.attempt, worker_name=job.worker_name)
+            if started is not None:
+                companions.append(started)
+        if len(companions) + 1 >= settings.WORKER_MAX_BATCH:
+            break
+    return companions
+
+
+def _settle(job, prediction, seconds: float, monitor: StepMonitor, share: float):
+    """Store a job's images and record its success and its timing: its `share` of the call's time (its
+    images' part of a batch), so that learned timings, and so ETAs, follow how jobs really run."""
+    params = job.parameters
+    names = storage.save_images(job, prediction.images)
+    thumbnail = storage.save_thumbnail(job, prediction.images[0])
     if jobs.succeed(
         job,
         names,
@@ -120,10 +189,11 @@ def run_job(job_id: int, attempt: int = 1):
         steps=monitor.total,
         pipeline_time=prediction.seconds,
     ):
+        step_seconds = monitor.step_seconds * share if monitor.step_seconds is not None else None
         try:
             with redis_client.connection().pipeline(transaction=False) as pipe:
-                monitoring.observe_generation(pipe, job.kind, seconds)
-                estimates.learn(pipe, params, seconds, monitor.step_seconds)
+                monitoring.observe_generation(pipe, job.kind, seconds * share)
+                estimates.learn(pipe, params, seconds * share, step_seconds)
                 pipe.execute()
         except redis.RedisError:
             logger.warning("Could not record the timing of job %s", job.id)

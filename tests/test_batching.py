@@ -1,0 +1,91 @@
+"""Batching (WORKER_MAX_BATCH): compatible text2img jobs waiting on one queue run in one pipeline call,
+each image the one its job gets alone, each job settled, charged and cancelable on its own."""
+
+import django_rq
+import numpy as np
+import pytest
+from django.conf import settings
+
+from billing.models import CreditEntry
+from generation import jobs
+from generation.models import Job
+from generation.runtime.sdxl import SDXLPredictor
+from tests.conftest import paused, start_worker, step_until, stop_worker
+from tests.test_fetch import _params
+from tests.test_recovery import fresh, wait_until
+from tests.test_text2img import decode
+
+TOLERANCE = 2  # of 255: a batched convolution may round differently from a lone one
+
+
+@pytest.fixture
+def spare_queue(worker):
+    """The "isolated" queue, served only by the batching worker a test starts; emptied afterwards."""
+    queue = django_rq.get_queue("isolated")
+    queue.empty()
+    yield queue
+    queue.empty()
+
+
+def submit(user, api, queue_name="isolated", **changes):
+    params = _params(**{"width": 64, "height": 64, "steps": 4, **changes})
+    return jobs.submit(user=user, params=params, base_url=api.base_url, queue_name=queue_name)
+
+
+def ledger(job):
+    return sorted(CreditEntry.objects.filter(job=job).values_list("kind", flat=True))
+
+
+def test_compatible_jobs_run_in_one_call_and_each_gets_its_own_images(api, account, spare_queue):
+    """Here "isolated" plays the high-priority queue and "parked" the low one."""
+    user, _ = account
+    batched = [
+        submit(user, api, "parked", prompt="a red door", seed=11),
+        submit(user, api, "parked", prompt="a blue boat", seed=22, samples=2),
+        submit(user, api, "parked", prompt="a green hill", seed=33),
+    ]
+    other_size = submit(user, api, "parked", prompt="a red door", seed=11, width=96)  # not compatible: alone
+    urgent = submit(user, api, "isolated", prompt="a yellow kite", seed=44)  # compatible, higher priority
+    worker = start_worker("batcher", queues=["isolated", "parked"], WORKER_MAX_BATCH="4")
+    try:
+        for job in [*batched, other_size, urgent]:
+            wait_until(lambda job=job: fresh(job).status == Job.Status.SUCCESS, timeout=60)
+    finally:
+        stop_worker(worker)
+
+    # one pipeline call for the three; the other size alone; the higher-priority job first, alone
+    assert len({job.generation_time for job in batched}) == 1
+    assert other_size.generation_time != batched[0].generation_time != urgent.generation_time
+    assert urgent.started_at < min(job.started_at for job in batched)
+    alone = SDXLPredictor(model=settings.SDXL_MODEL)
+    for job in batched:
+        assert ledger(job) == ["charge", "reserve"] and job.seeds == job.parameters.seeds
+        expected = alone.predict(job.parameters).images
+        got = [decode(url) for url in api.post(f"/api/v3/fetch/{job.id}")["output"]]
+        assert len(got) == len(expected) == job.parameters.samples
+        for image, reference in zip(got, expected):
+            difference = np.abs(np.asarray(image, dtype=int) - np.asarray(reference, dtype=int)).max()
+            assert difference <= TOLERANCE, (job.id, difference)
+
+
+@pytest.mark.postgres_only  # a paused worker may hold SQLite's one write lock
+def test_canceling_one_job_of_a_batch_drops_only_its_images(api, account, spare_queue):
+    user, _ = account
+    batch = [submit(user, api, prompt=f"job {i}", seed=i, steps=40) for i in range(3)]
+    worker = start_worker("batcher", queues=["isolated"], WORKER_MAX_BATCH="4")
+    try:
+        with paused(worker):  # in slices until all three run (one batch), then cancel the second
+            step_until(
+                worker,
+                lambda: tuple(fresh(job).status for job in batch),
+                lambda seen: seen[-1] == (Job.Status.RUNNING,) * 3,
+            )
+            assert api.post(f"/api/v3/cancel/{batch[1].id}")["canceled"] is True
+        for job in (batch[0], batch[2]):
+            wait_until(lambda job=job: fresh(job).status == Job.Status.SUCCESS, timeout=60)
+    finally:
+        stop_worker(worker)
+    canceled = fresh(batch[1])
+    assert canceled.status == Job.Status.CANCELED and canceled.output_names == []
+    assert ledger(canceled) == ["refund", "reserve"]
+    assert all(ledger(job) == ["charge", "reserve"] and len(job.output_names) == 1 for job in (batch[0], batch[2]))
