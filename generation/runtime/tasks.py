@@ -155,21 +155,26 @@ def _companions(job) -> list:
     key = job.parameters.batch_key()
     if settings.WORKER_MAX_BATCH < 2 or key is None:
         return []
-    waiting = queue.waiting_ids(job.queue_name, 4 * settings.WORKER_MAX_BATCH)
-    ids = [Job.id_from_rq_job_id(rq_id) for rq_id in waiting]
-    queued = Job.objects.filter(pk__in=[i for i in ids if i], status=Job.Status.QUEUED, queue_name=job.queue_name)
-    candidates = {candidate.rq_job_id: candidate for candidate in queued}
     companions = []
-    for rq_id in waiting:
-        candidate = candidates.get(rq_id)
-        if candidate is None or candidate.parameters.batch_key() != key:
-            continue
-        if queue.take(job.queue_name, rq_id):
-            started = jobs.start(candidate.id, candidate.attempt, worker_name=job.worker_name)
-            if started is not None:
-                companions.append(started)
-        if len(companions) + 1 >= settings.WORKER_MAX_BATCH:
-            break
+    try:
+        waiting = queue.waiting_ids(job.queue_name, 4 * settings.WORKER_MAX_BATCH)
+        ids = [Job.id_from_rq_job_id(rq_id) for rq_id in waiting]
+        queued = Job.objects.filter(pk__in=[i for i in ids if i], status=Job.Status.QUEUED, queue_name=job.queue_name)
+        candidates = {candidate.rq_job_id: candidate for candidate in queued}
+        for rq_id in waiting:
+            candidate = candidates.get(rq_id)
+            if candidate is None or candidate.parameters.batch_key() != key:
+                continue
+            if queue.take(job.queue_name, rq_id):
+                started = jobs.start(candidate.id, candidate.attempt, worker_name=job.worker_name)
+                if started is not None:
+                    companions.append(started)
+            if len(companions) + 1 >= settings.WORKER_MAX_BATCH:
+                break
+    except (redis.RedisError, OperationalError, InterfaceError):
+        # Redis or the database away for a moment: run what was taken; a job taken off its queue but
+        # not started is found by the sweep (queued, not on its queue) and queued again
+        logger.warning("Could not gather a batch for job %s; running %d job(s)", job.id, len(companions) + 1)
     return companions
 
 
