@@ -13,7 +13,7 @@ from billing import credits
 from billing.models import Plan
 from tests.conftest import make_account
 
-EXAMPLES_PER_OPERATION = 150  # 11 operations: about 1,650 requests
+EXAMPLES_PER_OPERATION = 120  # 11 operations: about 1,300 requests
 STATUSES = {"success", "processing", "error", "failed", "ok"}
 
 schema = schemathesis.openapi.from_dict(

@@ -36,6 +36,7 @@ class MakeRun:
             LOG_DIR=str(self.log_dir),
             DJANGO_SETTINGS_MODULE="config.settings",
             WORKER_HEARTBEAT_INTERVAL="0.5",
+            WEB_CONCURRENCY="1",  # one web process is enough to hold 32 slow clients
         )
         self.process = subprocess.Popen(
             [sys.executable, "scripts/run.py"],
