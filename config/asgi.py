@@ -3,6 +3,7 @@
 import os
 import warnings
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -11,15 +12,14 @@ django_application = get_asgi_application()
 # Stored images are read in a worker thread as FileResponse chunks; Django warns about it on every one.
 warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
 
-from django.conf import settings  # noqa: E402  (after Django is set up)
-
 
 class BodyLimit:
     """Stop reading a request body one byte past DATA_UPLOAD_MAX_MEMORY_SIZE.
 
     Django's ASGI handler spools the whole body to a temporary file before any view looks at it, so a
-    client could fill the disk. Past the cap the rest is left unread; Django then refuses the request
-    as it does under WSGI (the API answers "Request body too large" in its envelope)."""
+    client could fill the disk. Past the cap the body ends for Django, which refuses the request as it
+    does under WSGI (the API answers "Request body too large" in its envelope); whatever else the client
+    sends is read and dropped, never stored."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
