@@ -266,8 +266,8 @@ INPUT_IMAGE_MAX_PIXELS = env.int("INPUT_IMAGE_MAX_PIXELS", default=4096 * 4096)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=2 * INPUT_IMAGE_MAX_BYTES * 4 // 3 + 1024 * 1024)
 # Upscalers (super_resolution): `<model id>.pth` files here; in demo mode a missing one is a plain resize.
 UPSCALER_DIR = env("UPSCALER_DIR", default=str(VAR_DIR / "models" / "upscalers"))
-# Demo mode (make run sets it): random-weight networks of the same architecture stand in for missing
-# official .pth files, and answers say so. Off: a missing file is an error before anything is charged.
+# Demo mode (make run sets it): a plain Lanczos resize stands in for a missing official .pth file, and
+# answers say so. Off: a missing file is an error before anything is charged.
 UPSCALER_DEMO = env.bool("UPSCALER_DEMO", default=False)
 # The model library (generation/library.py): where workers keep copies of model files held in storage;
 # which checkpoints a worker holds (ids; empty: the default checkpoint); its LoRA cache's bounds; how long
