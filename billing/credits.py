@@ -56,16 +56,19 @@ def default_plan() -> Plan:
     return plan
 
 
-def next_month(moment: datetime) -> datetime:
-    """The same day and time one calendar month later (clamped to the month's last day)."""
-    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+def _months_later(moment: datetime, months: int) -> datetime:
+    """The same day and time `months` calendar months later (clamped to the month's last day)."""
+    year, month = divmod(moment.year * 12 + moment.month - 1 + months, 12)
+    month += 1
     return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def next_month(moment: datetime) -> datetime:
+    return _months_later(moment, 1)
 
 
 def previous_month(moment: datetime) -> datetime:
-    """The same day and time one calendar month earlier (clamped to the month's last day)."""
-    year, month = (moment.year - 1, 12) if moment.month == 1 else (moment.year, moment.month - 1)
-    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+    return _months_later(moment, -1)
 
 
 def period_start(account: Account, now: datetime | None = None) -> datetime:

@@ -157,6 +157,15 @@ def worker(django_db_setup, django_db_blocker, redis_connection):
     stop_worker(process)
 
 
+@pytest.fixture
+def spare_queue(worker):
+    """The "isolated" queue, served only by the workers a test starts; emptied afterwards."""
+    queue = django_rq.get_queue("isolated")
+    queue.empty()
+    yield queue
+    queue.empty()
+
+
 class Api:
     """A client of the v3 API over real HTTP."""
 

@@ -1,7 +1,6 @@
 """Batching (WORKER_MAX_BATCH): compatible text2img jobs waiting on one queue run in one pipeline call,
 each image the one its job gets alone, each job settled, charged and cancelable on its own."""
 
-import django_rq
 import numpy as np
 import pytest
 from django.conf import settings
@@ -16,15 +15,6 @@ from tests.test_recovery import fresh, wait_until
 from tests.test_text2img import decode
 
 TOLERANCE = 2  # of 255: a batched convolution may round differently from a lone one
-
-
-@pytest.fixture
-def spare_queue(worker):
-    """The "isolated" queue, served only by the batching worker a test starts; emptied afterwards."""
-    queue = django_rq.get_queue("isolated")
-    queue.empty()
-    yield queue
-    queue.empty()
 
 
 def submit(user, api, queue_name="isolated", **changes):

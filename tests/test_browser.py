@@ -45,6 +45,17 @@ def shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def sign_up(page, base, email, before_submit=None):
+    """Fill the sign-up form (already open) and submit it; on the dashboard when this returns."""
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password1]", "a-long-passphrase-42")
+    page.fill("input[name=password2]", "a-long-passphrase-42")
+    if before_submit:
+        before_submit()
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/dashboard/")
+
+
 def test_sign_up_to_first_image_to_revoked_key(page, live_server):
     base = live_server.url
     page.goto(base + "/")
@@ -52,12 +63,7 @@ def test_sign_up_to_first_image_to_revoked_key(page, live_server):
 
     # sign up
     page.click("text=Sign up")
-    page.fill("input[name=email]", "newcomer@example.com")
-    page.fill("input[name=password1]", "a-long-passphrase-42")
-    page.fill("input[name=password2]", "a-long-passphrase-42")
-    shot(page, "02-signup")
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/dashboard/")
+    sign_up(page, base, "newcomer@example.com", before_submit=lambda: shot(page, "02-signup"))
     assert "newcomer@example.com" in page.text_content("#confirm-email")  # and where the email went
     assert "Create an API key" in page.text_content("#first-steps")
     shot(page, "03-dashboard-empty")
@@ -124,11 +130,7 @@ def test_pick_a_plan_pay_and_see_the_credits(plans, stripe_server, live_server, 
     # `plans` first: rows made inside Playwright's greenlet would use a connection the teardown never closes
     base = live_server.url
     page.goto(base + "/accounts/signup/")
-    page.fill("input[name=email]", "buyer@example.com")
-    page.fill("input[name=password1]", "a-long-passphrase-42")
-    page.fill("input[name=password2]", "a-long-passphrase-42")
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/dashboard/")
+    sign_up(page, base, "buyer@example.com")
     page.click("header >> text=Billing")
     free_credits = int(page.text_content("#balance"))
     shot(page, "12-billing-free")
@@ -149,11 +151,7 @@ def test_playground_preview_download_and_send_to_img2img(page, live_server, work
     downloads the image, and "Send to img2img" runs img2img on this server's own output URL."""
     base = live_server.url
     page.goto(base + "/accounts/signup/")
-    page.fill("input[name=email]", "painter@example.com")
-    page.fill("input[name=password1]", "a-long-passphrase-42")
-    page.fill("input[name=password2]", "a-long-passphrase-42")
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/dashboard/")
+    sign_up(page, base, "painter@example.com")
     page.click("header >> text=Playground")
     page.fill("input[name=width]", "128")
     page.fill("input[name=height]", "128")

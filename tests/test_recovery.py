@@ -7,7 +7,6 @@ import signal
 import time
 from pathlib import Path
 
-import django_rq
 import pytest
 from django.core.files.storage import default_storage
 from PIL import Image
@@ -31,15 +30,6 @@ def wait_until(predicate, timeout=60, interval=0.1):
 def fresh(job):
     job.refresh_from_db()
     return job
-
-
-@pytest.fixture
-def spare_queue(worker):
-    """The "isolated" queue, served only by the workers a test starts; emptied afterwards."""
-    queue = django_rq.get_queue("isolated")
-    queue.empty()
-    yield queue
-    queue.empty()
 
 
 @pytest.fixture

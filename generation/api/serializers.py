@@ -34,6 +34,9 @@ from generation.params import (
 MAX_SEED = 2**32 - 1
 
 
+NOT_APPLIED = "Not applied here (listed in meta.not_applied)."
+
+
 class JobSerializer(serializers.Serializer):
     """Fields every kind of job accepts: delivery and request options."""
 
@@ -174,7 +177,7 @@ class GenerationSerializer(JobSerializer):
         integer=True,
         default=None,
         help_text="Empty or negative: random; meta.seeds gives each image's seed.",
-    )  # negative: random
+    )
     scheduler = LenientTextField(
         max_length=100,
         required=False,
@@ -198,7 +201,7 @@ class GenerationSerializer(JobSerializer):
     # the hosted service's later fields: applied, or named in meta.not_applied (see `not_applied`)
     steps = LenientNumberField(
         minimum=1, maximum=50, integer=True, default=None, help_text="An alias of num_inference_steps."
-    )  # num_inference_steps
+    )
     upscale = UpscaleField(help_text='"yes" (2x) or 2-4: the images are upscaled by Real-ESRGAN in the same job.')
     enhance_prompt = LenientBooleanField(
         default=False, help_text='"yes": adds PROMPT_ENHANCEMENT to the prompt (meta.prompt shows the prompt used).'
@@ -209,16 +212,16 @@ class GenerationSerializer(JobSerializer):
     clip_skip = LenientNumberField(
         minimum=1, maximum=12, integer=True, default=None, help_text="Text-encoder layers to skip, 1-12."
     )
-    tomesd = LenientBooleanField(default=False, help_text="Not applied here (listed in meta.not_applied).")
-    panorama = LenientBooleanField(default=False, help_text="Not applied here (listed in meta.not_applied).")
-    multi_lingual = LenientBooleanField(default=False, help_text="Not applied here (listed in meta.not_applied).")
-    face_enhance = LenientBooleanField(default=False, help_text="Not applied here (listed in meta.not_applied).")
-    temp = LenientBooleanField(default=False, help_text="Not applied here (listed in meta.not_applied).")
+    tomesd = LenientBooleanField(default=False, help_text=NOT_APPLIED)
+    panorama = LenientBooleanField(default=False, help_text=NOT_APPLIED)
+    multi_lingual = LenientBooleanField(default=False, help_text=NOT_APPLIED)
+    face_enhance = LenientBooleanField(default=False, help_text=NOT_APPLIED)
+    temp = LenientBooleanField(default=False, help_text=NOT_APPLIED)
     model_id = LenientTextField(
         max_length=200,
         required=False,
         default=None,
-        help_text="A checkpoint of the model library (v4/v6/v7/v1 paths; v3 uses the default model); on super_resolution, the upscaler.",
+        help_text="A checkpoint of the model library (v4/v6/v7/v1 paths; v3 uses the default model).",
     )
     lora_model = LenientTextField(
         max_length=2000, required=False, default=None, help_text="Comma-separated LoRA ids of the model library."
@@ -328,7 +331,7 @@ class SuperResolutionSerializer(JobSerializer):
         default=None,
         help_text="The upscaler: RealESRGAN_x4plus (default), RealESRNet_x4plus, RealESRGAN_x4plus_anime_6B, RealESRGAN_x2plus or realesr-general-x4v3.",
     )
-    face_enhance = LenientBooleanField(default=False, help_text="Not applied here (listed in meta.not_applied).")
+    face_enhance = LenientBooleanField(default=False, help_text=NOT_APPLIED)
 
     def validate(self, data):
         given = data["url"] or data["init_image"]
