@@ -132,8 +132,9 @@ def _output_files(job, names: list[str], thumbnail: str) -> list[str]:
 
 
 def preview_url(job) -> str | None:
-    """The latest preview of a running job, when its worker made one."""
-    return absolute_url(job.base_url, job.preview_name) if job.preview_name else None
+    """The latest preview of a running job, when its worker made one (None once the job has ended)."""
+    running = job.status == Job.Status.RUNNING and job.preview_name
+    return absolute_url(job.base_url, job.preview_name) if running else None
 
 
 def input_names(job) -> list[str]:

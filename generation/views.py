@@ -169,7 +169,7 @@ def _job_status(user, job_id) -> dict:
         "status": job.status,
         "seeds": job.seeds,
         "size": [job.params.get("width"), job.params.get("height")],
-        "preview": storage.preview_url(job) if job.status == Job.Status.RUNNING else None,
+        "preview": storage.preview_url(job),
         "queue_position": selectors.queue_position(job),
         "progress": selectors.progress(job),
         "eta": None if finished else selectors.eta_seconds(job),

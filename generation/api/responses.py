@@ -129,8 +129,8 @@ def _standing(job: Job) -> dict:
         "queue_position": position,
         "progress": selectors.progress(job),
     }
-    if job.status == Job.Status.RUNNING and job.preview_name:
-        standing["preview"] = storage.preview_url(job)
+    if preview := storage.preview_url(job):
+        standing["preview"] = preview
     return standing
 
 
