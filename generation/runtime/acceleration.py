@@ -3,7 +3,8 @@
 Each option is a setting (off on CPU unless set); `apply()` runs once at load, on the modules the
 text2img, img2img and inpaint pipelines share, and `warm_up()` runs the first (compiling) calls at
 worker start so no user request pays for them. The recipe follows PyTorch's "Diffusion, Fast":
-bf16/fp16 (with an fp16-safe VAE for fp16), SDPA attention, channels_last, fused QKV, torch.compile.
+bf16 (fp16 on GPUs without bf16, where diffusers decodes the stock VAE in fp32 so it cannot overflow),
+SDPA attention, channels_last, fused QKV, torch.compile.
 """
 
 import logging
@@ -25,24 +26,35 @@ class Options:
     compile_mode: str  # "" (off), "default", "reduce-overhead", "max-autotune"
     vae_tiling: bool
     warmup_sizes: tuple  # ((width, height), ...)
+    warmup_batch: int = 1  # a compiled worker that batches also compiles its batch shapes at start
 
 
 def _flag(value: str, on_cuda: bool) -> bool:
     return on_cuda if value == "auto" else value.lower() in ("1", "true", "yes", "on")
 
 
+def half_precision() -> str:
+    """bf16 where the GPU has it (Ampere and later): fp16's speed, fp32's range, so the VAE needs no
+    upcast to decode without overflowing; fp16 on older GPUs."""
+    import torch
+
+    return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
+
+
 def options_for(device: str) -> Options:
     """The configured options for `device` (`auto` means on for CUDA, off elsewhere)."""
     cuda = device.startswith("cuda")
-    dtype = settings.SDXL_DTYPE if settings.SDXL_DTYPE != "auto" else ("float16" if cuda else "float32")
+    dtype = settings.SDXL_DTYPE if settings.SDXL_DTYPE != "auto" else (half_precision() if cuda else "float32")
+    compile_mode = "" if settings.SDXL_COMPILE in ("", "off", "no", "false", "0") else settings.SDXL_COMPILE
     sizes = tuple(tuple(int(side) for side in size.lower().split("x")) for size in settings.SDXL_WARMUP_SIZES if size)
     return Options(
         dtype={"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}.get(dtype, dtype),
         channels_last=_flag(settings.SDXL_CHANNELS_LAST, cuda),
         fuse_qkv=_flag(settings.SDXL_FUSE_QKV, cuda),
-        compile_mode="" if settings.SDXL_COMPILE in ("", "off", "no", "false", "0") else settings.SDXL_COMPILE,
+        compile_mode=compile_mode,
         vae_tiling=_flag(settings.SDXL_VAE_TILING, True),
         warmup_sizes=sizes,
+        warmup_batch=settings.WORKER_MAX_BATCH if compile_mode else 1,
     )
 
 
@@ -75,8 +87,14 @@ def apply_compile(pipe, mode: str):
 
 
 def warm_up(predictor, options: Options):
-    """Run the first calls (compilation, cuDNN autotuning) at start, for each configured size."""
+    """Run the first calls (compilation, cuDNN autotuning) at start, for each configured size: one image,
+    then, for a compiled worker that batches, its largest batch. torch.compile specialises on the first
+    batch size and compiles a graph for any batch size at the second, so every batch a job can meet
+    later is compiled before the first job."""
     for width, height in options.warmup_sizes:
         started = time.perf_counter()
-        predictor.predict(Text2ImgParams(prompt="warm-up", width=width, height=height, steps=2))
+        params = Text2ImgParams(prompt="warm-up", width=width, height=height, steps=2)
+        predictor.predict(params)
+        if options.warmup_batch > 1:
+            predictor.predict_batch([params] * options.warmup_batch)
         logger.info("Warmed up %dx%d in %.1fs", width, height, time.perf_counter() - started)
