@@ -43,6 +43,19 @@ def embedding(path: Path, seed: int, vectors: int = 2) -> Path:
     return path
 
 
+def broken_embedding(path: Path) -> Path:
+    """An embedding of huge alternating values (a broken file that passes the library's checks): the
+    text encoders overflow on its token, so a prompt that uses it gets NaN images; other prompts don't."""
+    pipe = StableDiffusionXLPipeline.from_pretrained(demo_model(), add_watermarker=False, use_safetensors=True)
+    vectors = {}
+    for key, encoder in (("clip_l", pipe.text_encoder), ("clip_g", pipe.text_encoder_2)):
+        values = torch.full((1, encoder.config.hidden_size), 1e30)
+        values[:, ::2] *= -1
+        vectors[key] = values
+    save_file(vectors, path)
+    return path
+
+
 def vae(folder: Path, seed: int) -> Path:
     """A VAE of the demo model's architecture with other weights."""
     torch.manual_seed(seed)

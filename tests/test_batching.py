@@ -9,8 +9,10 @@ from billing.models import CreditEntry
 from generation import jobs
 from generation.models import Job
 from generation.runtime.sdxl import SDXLPredictor
+from tests import model_files
 from tests.conftest import paused, start_worker, step_until, stop_worker
 from tests.test_fetch import _params
+from tests.test_model_library import add
 from tests.test_recovery import fresh, wait_until
 from tests.test_text2img import decode
 
@@ -79,3 +81,26 @@ def test_canceling_one_job_of_a_batch_drops_only_its_images(api, account, spare_
     assert canceled.status == Job.Status.CANCELED and canceled.output_names == []
     assert ledger(canceled) == ["refund", "reserve"]
     assert all(ledger(job) == ["charge", "reserve"] and len(job.output_names) == 1 for job in (batch[0], batch[2]))
+
+
+def test_a_job_whose_images_come_out_invalid_fails_alone_and_its_batch_succeeds(api, account, spare_queue, tmp_path):
+    """All three jobs use one library embedding; only the second's prompt has its token, and the
+    embedding is broken (NaN out): that job is generated again alone, then failed and refunded, while
+    the other two are stored and charged from the batch's one call."""
+    user, _ = account
+    add(model_files.broken_embedding(tmp_path / "broken.safetensors"), "brokenemb", "embedding")
+    prompts = ["a red door", "a blue boat, brokenemb", "a green hill"]
+    batch = [submit(user, api, prompt=prompt, seed=i, embeddings=["brokenemb"]) for i, prompt in enumerate(prompts)]
+    worker = start_worker("batcher", queues=["isolated"], WORKER_MAX_BATCH="4")
+    try:
+        for job in batch:
+            wait_until(lambda job=job: fresh(job).status in (Job.Status.SUCCESS, Job.Status.FAILED), timeout=60)
+    finally:
+        stop_worker(worker)
+    good, broken = [fresh(batch[0]), fresh(batch[2])], fresh(batch[1])
+    answer = api.post(f"/api/v3/fetch/{broken.id}")
+    assert answer["status"] == "failed" and "invalid image" in answer["message"], answer
+    assert broken.output_names == [] and ledger(broken) == ["refund", "reserve"]
+    assert all(job.status == Job.Status.SUCCESS and ledger(job) == ["charge", "reserve"] for job in good)
+    assert good[0].generation_time == good[1].generation_time  # one call for the batch
+    assert all(len(api.post(f"/api/v3/fetch/{job.id}")["output"]) == 1 for job in good)
