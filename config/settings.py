@@ -189,8 +189,8 @@ SDXL_MODEL = env("SDXL_MODEL", default=str(VAR_DIR / "models" / "tiny-sdxl"))
 SDXL_VAE = env("SDXL_VAE", default="")  # optional separate VAE folder or id (e.g. an fp16-safe VAE)
 SDXL_DEVICE = env("SDXL_DEVICE", default="auto")  # auto, cpu, cuda, cuda:1, mps
 DEMO_MODEL_PATH = VAR_DIR / "models" / "tiny-sdxl"
-# The GPU fast path (generation/acceleration.py); "auto" is on for CUDA, off on CPU.
-SDXL_DTYPE = env("SDXL_DTYPE", default="auto")  # auto (bf16 on CUDA, fp16 where it lacks bf16, fp32 on CPU), fp16, bf16, fp32
+# The GPU fast path (generation/runtime/acceleration.py); "auto" is on for CUDA, off on CPU.
+SDXL_DTYPE = env("SDXL_DTYPE", default="auto")  # auto (bf16 on CUDA, else fp16; fp32 on CPU), fp16, bf16, fp32
 SDXL_CHANNELS_LAST = env("SDXL_CHANNELS_LAST", default="auto")
 SDXL_FUSE_QKV = env("SDXL_FUSE_QKV", default="auto")
 SDXL_COMPILE = env("SDXL_COMPILE", default="")  # "", default, reduce-overhead, max-autotune
