@@ -6,7 +6,7 @@ PORT   ?= 8000
 # The CPU build on these machines. For CUDA: make run TORCH="torch==2.13.0 --index-url <your CUDA wheel index>"
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run lint test bench clean
+.PHONY: install run lint test bench gpu-wheels clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench: install
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/eta.py
+
+# .whl/: what an offline GPU machine with Python 3.12 and torch lacks, for bench/gpu_device.sh there
+gpu-wheels: install
+	$(BIN)/python bench/gpu_wheels.py
 
 clean:
 	rm -rf var/test-media var/test.sqlite3 var/test-*.log
