@@ -40,6 +40,10 @@ def test_options_are_off_on_cpu_unless_asked(settings):
     assert acceleration.options_for("cuda").dtype == acceleration.half_precision()
     assert acceleration.half_precision() in ("bfloat16", "float16")
     assert acceleration.options_for("cuda").channels_last and acceleration.options_for("cuda").fuse_qkv
+    settings.SDXL_COMPILE = "default"  # a compiled worker warms up a batch too: its largest, at least 2
+    assert acceleration.options_for("cuda").warmup_batch == 2
+    settings.WORKER_MAX_BATCH = 6
+    assert acceleration.options_for("cuda").warmup_batch == 6
 
 
 def test_channels_last_and_fused_qkv_give_the_same_image(settings, baseline):
@@ -65,8 +69,8 @@ def test_vae_tiling_decodes_large_images(settings):
 
 def test_torch_compile_warms_up_at_load_and_gives_the_same_image(settings, baseline):
     """The slowest test (inductor builds C++ kernels for the CPU), kept because compilation is the
-    option most likely to change an image. A worker that batches compiles its batch shapes at load
-    too: no job, alone or in a batch of any size up to WORKER_MAX_BATCH, compiles anything later."""
+    option most likely to change an image. The worker compiles its batch shapes at load too: no job,
+    alone, of several samples or in a batch of any size up to WORKER_MAX_BATCH, compiles anything later."""
     settings.WORKER_MAX_BATCH = 3
     settings.SDXL_COMPILE, settings.SDXL_WARMUP_SIZES = "default", ["64x64"]
     predictor = SDXLPredictor(model=settings.SDXL_MODEL)
@@ -75,5 +79,6 @@ def test_torch_compile_warms_up_at_load_and_gives_the_same_image(settings, basel
     with torch.compiler.set_stance("fail_on_recompile"):
         alone = predictor.predict(PARAMS).images[0]
         batch = predictor.predict_batch([PARAMS, replace(PARAMS, prompt="a harbour", seed=4)])
+        predictor.predict(replace(PARAMS, samples=4))
     assert np.abs(np.asarray(alone, dtype=np.int16) - baseline).max() <= 2
     assert np.abs(np.asarray(batch[0].images[0], dtype=np.int16) - baseline).mean() <= 2

@@ -26,7 +26,7 @@ class Options:
     compile_mode: str  # "" (off), "default", "reduce-overhead", "max-autotune"
     vae_tiling: bool
     warmup_sizes: tuple  # ((width, height), ...)
-    warmup_batch: int = 1  # a compiled worker that batches also compiles its batch shapes at start
+    warmup_batch: int = 1  # a compiled worker also compiles a batch of this many images at start
 
 
 def _flag(value: str, on_cuda: bool) -> bool:
@@ -54,7 +54,7 @@ def options_for(device: str) -> Options:
         compile_mode=compile_mode,
         vae_tiling=_flag(settings.SDXL_VAE_TILING, True),
         warmup_sizes=sizes,
-        warmup_batch=settings.WORKER_MAX_BATCH if compile_mode else 1,
+        warmup_batch=max(2, settings.WORKER_MAX_BATCH) if compile_mode else 1,
     )
 
 
@@ -88,9 +88,9 @@ def apply_compile(pipe, mode: str):
 
 def warm_up(predictor, options: Options):
     """Run the first calls (compilation, cuDNN autotuning) at start, for each configured size: one image,
-    then, for a compiled worker that batches, its largest batch. torch.compile specialises on the first
-    batch size and compiles a graph for any batch size at the second, so every batch a job can meet
-    later is compiled before the first job."""
+    then, when compiled, `warmup_batch` images (a worker's largest batch of jobs). torch.compile
+    specialises on the first batch size and compiles a graph for any batch size at the second, so no
+    job compiles anything later: neither a batch of jobs nor a job of several `samples`."""
     for width, height in options.warmup_sizes:
         started = time.perf_counter()
         params = Text2ImgParams(prompt="warm-up", width=width, height=height, steps=2)
