@@ -33,6 +33,7 @@ import tempfile
 import time
 import traceback
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,7 +97,7 @@ class Bench:
 
     def generate(self, pipe, batch: int, steps: int, row: Row | None = None) -> float:
         """One pipeline call as the worker makes it (a CPU generator per image, numpy out); seconds."""
-        from generation.runtime.sdxl import _valid_image
+        from generation.runtime.sdxl import valid_image
 
         torch = self.torch
         size = self.args.size
@@ -116,7 +117,7 @@ class Bench:
         seconds = time.perf_counter() - started
         if row is not None:
             row.images += len(images)
-            row.invalid += sum(not _valid_image(image) for image in images)
+            row.invalid += sum(not valid_image(image) for image in images)
         if steps >= 10:
             self.step_cost = seconds / (batch * steps)
         return seconds
@@ -301,7 +302,13 @@ def worker_figure(bench: Bench, model: Path, key: str, batch: int, bare: Row):
     port = redis_server.free_port()
     web = common.start_web(port, workers=1)
     worker = common.start_worker(
-        "default", SDXL_MODEL=str(model), SDXL_DTYPE="bf16", SDXL_COMPILE="", WORKER_MAX_BATCH=str(batch)
+        "default",
+        SDXL_MODEL=str(model),
+        SDXL_DTYPE="bf16",
+        SDXL_CHANNELS_LAST="on",
+        SDXL_FUSE_QKV="on",
+        SDXL_COMPILE="",
+        WORKER_MAX_BATCH=str(batch),
     )
     try:
         conn = common.connect(port, key)
@@ -332,9 +339,10 @@ def worker_figure(bench: Bench, model: Path, key: str, batch: int, bare: Row):
         span = (max(j.finished_at for j in jobs) - min(j.started_at for j in jobs)).total_seconds()
     finally:
         common.stop(web, worker)
+    batches = sorted(Counter(job.generation_time for job in jobs).values(), reverse=True)  # one time per call
     worker_rate, bare_rate = len(jobs) / span, bare.per_second.get((batch, steps))
     bench.say(
-        f"worker through the API: {len(jobs)} jobs after the first, in batches of {batch}: "
+        f"worker through the API: {len(jobs)} jobs after the first, run in batches of {batches}: "
         f"{worker_rate:.2f} images/s (first start to last finish)"
         + (
             f" against the bare pipeline's {bare_rate:.2f} at batch {batch}: {worker_rate / bare_rate:.2f}x"

@@ -34,4 +34,4 @@ def test_the_gpu_benchmark_runs_through_on_the_demo_model(tmp_path):
     ]
     invalid = header.index("invalid images")
     assert all(row[invalid].startswith("0/") and "–" not in row for row in rows), rows
-    assert any(line.startswith("worker through the API: 8 jobs after the first, in batches of 4") for line in lines)
+    assert any(line.startswith("worker through the API: 8 jobs after the first, run in batches") for line in lines)

@@ -38,7 +38,7 @@ OUTPUT_ATTEMPTS = 2  # an invalid image is generated once more before the job fa
 BLACK_LEVEL = 1 / 255
 
 
-def _valid_image(array) -> bool:
+def valid_image(array) -> bool:
     """Finite values and not all black."""
     return bool(np.isfinite(array).all()) and float(array.max()) > BLACK_LEVEL
 
@@ -225,14 +225,14 @@ class SDXLPredictor:
                 offset += params.samples
             for index, params in enumerate(batch):
                 for attempt in range(2, OUTPUT_ATTEMPTS + 1):
-                    if all(_valid_image(array) for array in per_job[index]):
+                    if all(valid_image(array) for array in per_job[index]):
                         break
                     logger.warning("Invalid (NaN or black) output for seeds %s, try %d", params.seeds, attempt)
                     per_job[index] = self._call(pipe, [params], inputs, step_end if len(batch) == 1 else None)
         seconds = time.perf_counter() - started
         return [
             self._finish(params, arrays, seconds)
-            if all(_valid_image(array) for array in arrays)
+            if all(valid_image(array) for array in arrays)
             else GenerationError("Failed, Try Again (the model produced an invalid image)")
             for params, arrays in zip(batch, per_job)
         ]
