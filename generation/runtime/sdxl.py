@@ -223,18 +223,20 @@ class SDXLPredictor:
             for params in batch:
                 per_job.append(arrays[offset : offset + params.samples])
                 offset += params.samples
+            valid = [all(valid_image(array) for array in arrays) for arrays in per_job]
             for index, params in enumerate(batch):
                 for attempt in range(2, OUTPUT_ATTEMPTS + 1):
-                    if all(valid_image(array) for array in per_job[index]):
+                    if valid[index]:
                         break
                     logger.warning("Invalid (NaN or black) output for seeds %s, try %d", params.seeds, attempt)
                     per_job[index] = self._call(pipe, [params], inputs, step_end if len(batch) == 1 else None)
+                    valid[index] = all(valid_image(array) for array in per_job[index])
         seconds = time.perf_counter() - started
         return [
             self._finish(params, arrays, seconds)
-            if all(valid_image(array) for array in arrays)
+            if ok
             else GenerationError("Failed, Try Again (the model produced an invalid image)")
-            for params, arrays in zip(batch, per_job)
+            for params, arrays, ok in zip(batch, per_job, valid)
         ]
 
     def _finish(self, params: Text2ImgParams, arrays: list, seconds: float) -> Prediction:
