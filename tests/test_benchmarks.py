@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_gpu_benchmark_runs_through_on_the_demo_model(tmp_path):
-    env = {name: value for name, value in os.environ.items() if name not in ("DJANGO_SETTINGS_MODULE",)}
+    env = {name: value for name, value in os.environ.items() if name != "DJANGO_SETTINGS_MODULE"}
     out = tmp_path / "gpu.md"
     finished = subprocess.run(
         [sys.executable, "bench/gpu.py", "--smoke", "--compile", "", "--repeat", "1", "--out", str(out)],
