@@ -22,7 +22,7 @@ def main():
     args = parser.parse_args()
     common.setup()
     from generation import queue
-    from generation.runtime.sdxl import SDXLPredictor
+    from generation.runtime.predictors import JobInput
 
     # 1. nothing to batch: the only extra work is one look at the head of the job's queue
     started = time.perf_counter()
@@ -31,18 +31,21 @@ def main():
     look_ms = (time.perf_counter() - started) * 1000 / 200
 
     # 2. `batch` compatible jobs: one call against one call each (interleaved rounds)
-    predictor = SDXLPredictor()
-    predictor.setup()
+    predictor = common.demo_predictor()
     jobs = [
-        common.raw_params(prompt=f"a lighthouse, view {i}", width=args.size, height=args.size, steps=args.steps, seed=i)
+        JobInput(
+            common.raw_params(
+                prompt=f"a lighthouse, view {i}", width=args.size, height=args.size, steps=args.steps, seed=i
+            )
+        )
         for i in range(args.batch)
     ]
     predictor.predict(jobs[0])  # warm-up
     one_by_one, together = [], []
     for _ in range(args.rounds):
         started = time.perf_counter()
-        for params in jobs:
-            predictor.predict(params)
+        for job in jobs:
+            predictor.predict(job)
         one_by_one.append(time.perf_counter() - started)
         started = time.perf_counter()
         predictor.predict_batch(jobs)

@@ -155,3 +155,14 @@ def raw_params(**overrides):
     from generation.params import Text2ImgParams
 
     return Text2ImgParams(**{"prompt": TINY["prompt"], "width": 64, "height": 64, "steps": 1, "seed": 1, **overrides})
+
+
+def demo_predictor():
+    """The SDXL predictor on SDXL_MODEL (the demo model by default), set up as a worker sets it up."""
+    from django.conf import settings
+
+    from generation.runtime.sdxl import SDXLPredictor
+
+    predictor = SDXLPredictor(device=settings.SDXL_DEVICE)
+    predictor.setup()
+    return predictor

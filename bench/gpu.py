@@ -193,12 +193,14 @@ def configure(**values):
 
 def load(bench: Bench, model: Path, **values):
     """A predictor loaded as the worker loads it, with these settings; (predictor, seconds)."""
+    from django.conf import settings
+
     from generation.runtime.sdxl import SDXLPredictor
 
     configure(**values)
     bench.reset_peak()
     started = time.perf_counter()
-    predictor = SDXLPredictor(model=str(model))
+    predictor = SDXLPredictor(device=settings.SDXL_DEVICE, weights=model)
     predictor.setup()
     bench.sync()
     return predictor, time.perf_counter() - started

@@ -38,24 +38,25 @@ if {mode!r} == "bare":
         pipe(prompt="a lighthouse", width=size, height=size, num_inference_steps=4, output_type="np")
     out["rss"] = rss()
 else:
-    from django.core.files.storage import default_storage
     from dataclasses import asdict
-    from generation import storage
     from generation.params import Img2ImgParams, InpaintParams, SuperResolutionParams
+    from generation.runtime.predictors import JobInput
     from generation.runtime.sdxl import SDXLPredictor
     from generation.runtime.upscale import UpscalePredictor
-    predictor = SDXLPredictor(); predictor.setup()
-    image = storage.store_input(Image.new("RGB", (size, size), (120, 80, 200)))
-    predictor.predict(params)
-    predictor.predict(Img2ImgParams(**asdict(params), init_image=image, strength=0.7))
-    predictor.predict(InpaintParams(**asdict(params), init_image=image, mask_image=image, strength=0.7))
+    predictor = SDXLPredictor(device="cpu"); predictor.setup()
+    image = Image.new("RGB", (size, size), (120, 80, 200))
+    predictor.predict(JobInput(params))
+    predictor.predict(JobInput(Img2ImgParams(**asdict(params), strength=0.7), images={{"init_image": image}}))
+    inpaint = InpaintParams(**asdict(params), strength=0.7)
+    predictor.predict(JobInput(inpaint, images={{"init_image": image, "mask_image": image}}))
     out["rss"] = rss()
     tensors = {{p.data_ptr() for pipe in predictor.pipelines.values() for name, module in pipe.components.items()
                if hasattr(module, "parameters") for p in module.parameters()}}
     single = {{p.data_ptr() for name, module in predictor.pipelines["text2img"].components.items()
               if hasattr(module, "parameters") for p in module.parameters()}}
     out["tensors"], out["tensors_one_pipeline"] = len(tensors), len(single)
-    UpscalePredictor("cpu").predict(SuperResolutionParams(image=image, scale=4, width=size, height=size))
+    upscale = SuperResolutionParams(scale=4, width=size, height=size)
+    UpscalePredictor(device="cpu").predict(JobInput(upscale, images={{"image": image}}))
     out["rss_after_upscale"] = rss()
 print(json.dumps(out))
 """

@@ -32,11 +32,11 @@ def tensor_bytes(predictors) -> int:
     return total
 
 
-def timed(predictor, params, rounds: int) -> float:
+def timed(predictor, job, rounds: int) -> float:
     times = []
     for _ in range(rounds):
         started = time.perf_counter()
-        predictor.predict(params)
+        predictor.predict(job)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -50,7 +50,7 @@ def main():
     common.setup()
     from django.core.management import call_command
 
-    from generation.runtime.sdxl import SDXLPredictor
+    from generation.runtime import bridge
     from tests import model_files
 
     folder = common.ROOT / "var" / "bench-models"
@@ -68,11 +68,12 @@ def main():
         call_command("addmodel", str(files[source]), "--id", model_id, "--kind", kind, stdout=open("/dev/null", "w"))
 
     before = rss_mib()
-    base = SDXLPredictor()
+    base = bridge.predictor("text2img")
     base.setup()
-    params = common.raw_params(width=args.size, height=args.size, steps=args.steps)
-    with_a = replace(params, loras=[{"id": "lora_a", "strength": 1.0}])
-    with_b = replace(params, loras=[{"id": "lora_b", "strength": 1.0}])
+    raw = common.raw_params(width=args.size, height=args.size, steps=args.steps)
+    params = bridge.resolve(raw)  # the LoRAs resolved to their files, as the worker does before a job
+    with_a = bridge.resolve(replace(raw, loras=[{"id": "lora_a", "strength": 1.0}]))
+    with_b = bridge.resolve(replace(raw, loras=[{"id": "lora_b", "strength": 1.0}]))
     timed(base, params, 3)  # warm-up
     plain = timed(base, params, args.rounds)
 
@@ -88,7 +89,7 @@ def main():
         switching.append(time.perf_counter() - started)
     switching = statistics.median(switching)
 
-    second = SDXLPredictor(checkpoint="second")
+    second = bridge.predictor("text2img", "second")
     second.setup()
     second.predict(params)
     held = tensor_bytes([base, second])

@@ -23,16 +23,15 @@ import common
 
 
 def raw_pipeline(n):
-    from generation.runtime.sdxl import SDXLPredictor
+    from generation.runtime.predictors import JobInput
 
-    predictor = SDXLPredictor()
-    predictor.setup()
+    predictor = common.demo_predictor()
     for _ in range(10):
-        predictor.predict(common.raw_params())
+        predictor.predict(JobInput(common.raw_params()))
     times = []
     for _ in range(n):
         started = time.perf_counter()
-        predictor.predict(common.raw_params())
+        predictor.predict(JobInput(common.raw_params()))
         times.append(time.perf_counter() - started)
     return times
 

@@ -24,7 +24,8 @@ def main():
     import torch
 
     from generation import storage
-    from generation.runtime.sdxl import SDXLPredictor, latent_preview
+    from generation.runtime.predictors import JobInput
+    from generation.runtime.sdxl import latent_preview
     from generation.runtime.tasks import PROGRESS_INTERVAL
 
     latents = torch.randn(1, 4, 128, 128)  # a 1024x1024 image's
@@ -40,9 +41,8 @@ def main():
         storage.delete_names([storage.save_preview(job, image)])
     store_ms = (time.perf_counter() - started) * 50
 
-    predictor = SDXLPredictor()
-    predictor.setup()
-    params = common.raw_params(width=args.size, height=args.size, steps=args.steps)
+    predictor = common.demo_predictor()
+    params = JobInput(common.raw_params(width=args.size, height=args.size, steps=args.steps))
 
     def without(step, total, preview=None):
         pass

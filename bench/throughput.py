@@ -29,13 +29,12 @@ def main():
     from accounts.models import User
     from generation import jobs
     from generation.models import Job
-    from generation.runtime.sdxl import SDXLPredictor
+    from generation.runtime.predictors import JobInput
 
     user = User.objects.get(email="bench@example.com")
     params = common.raw_params(width=args.size, height=args.size, steps=args.steps, output_format="png")
-    predictor = SDXLPredictor()
-    predictor.setup()
-    predictor.predict(params)
+    predictor = common.demo_predictor()
+    predictor.predict(JobInput(params))
     worker = common.start_worker("default")
 
     def through_worker(seeds):
@@ -58,7 +57,7 @@ def main():
             seeds = range(round_ * args.per_round, (round_ + 1) * args.per_round)
             started = time.perf_counter()
             for seed in seeds:
-                predictor.predict(replace(params, seed=seed))
+                predictor.predict(JobInput(replace(params, seed=seed)))
             bare_total += time.perf_counter() - started
             seconds, done = through_worker(seeds)
             worker_total += seconds
@@ -67,10 +66,10 @@ def main():
         for _ in range(2):
             started = time.perf_counter()
             for seed in range(4):
-                predictor.predict(replace(params, seed=seed))
+                predictor.predict(JobInput(replace(params, seed=seed)))
             single += time.perf_counter() - started
             started = time.perf_counter()
-            predictor.predict(replace(params, samples=4))
+            predictor.predict(JobInput(replace(params, samples=4)))
             batched += time.perf_counter() - started
     finally:
         common.stop(worker)

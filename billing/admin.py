@@ -36,7 +36,7 @@ class AccountForm(forms.ModelForm):
 
 class CreditEntryInline(admin.TabularInline):
     model = CreditEntry
-    fields = ["created_at", "kind", "amount", "job", "reason"]
+    fields = ["created_at", "entry_type", "amount", "job", "reason"]
     readonly_fields = fields
     ordering = ["-id"]
     extra = 0
@@ -104,8 +104,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class CreditEntryAdmin(ReadOnlyAdmin):
     """The ledger is append-only: entries are read here, never edited."""
 
-    list_display = ["created_at", "account", "kind", "amount", "job", "reason", "external_id"]
-    list_filter = ["kind"]
+    list_display = ["created_at", "account", "entry_type", "amount", "job", "reason", "external_id"]
+    list_filter = ["entry_type"]
     search_fields = ["account__user__email", "external_id", "reason"]
 
 

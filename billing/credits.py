@@ -105,8 +105,8 @@ def account_for(user, loaded: bool = False) -> Account:
     return Account.objects.select_related("plan").get(pk=account.pk)
 
 
-def _add(account: Account, kind: str, amount: int, **fields) -> CreditEntry:
-    entry = CreditEntry.objects.create(account=account, kind=kind, amount=amount, **fields)
+def _add(account: Account, entry_type: str, amount: int, **fields) -> CreditEntry:
+    entry = CreditEntry.objects.create(account=account, entry_type=entry_type, amount=amount, **fields)
     if amount:
         Account.objects.filter(pk=account.pk).update(balance=F("balance") + amount)
     return entry
@@ -117,7 +117,7 @@ def grant(account: Account, amount: int, reason: str = "", external_id: str = ""
     """Add credits; a grant for an `external_id` already granted (a Stripe invoice) is skipped (None)."""
     try:
         with transaction.atomic():
-            return _add(account, CreditEntry.Kind.GRANT, amount, reason=reason[:200], external_id=external_id)
+            return _add(account, CreditEntry.EntryType.GRANT, amount, reason=reason[:200], external_id=external_id)
     except IntegrityError:
         if external_id and CreditEntry.objects.filter(external_id=external_id).exists():
             return None
@@ -155,7 +155,7 @@ def admit(account: Account, cost: int):
 
 def record_reservation(job, cost: int):
     """The ledger entry for what `admit` took for `job` (same transaction)."""
-    CreditEntry.objects.create(account_id=job.user_id, kind=CreditEntry.Kind.RESERVE, amount=-cost, job=job)
+    CreditEntry.objects.create(account_id=job.user_id, entry_type=CreditEntry.EntryType.RESERVE, amount=-cost, job=job)
 
 
 def _one_slot_freed():
@@ -166,21 +166,25 @@ def _one_slot_freed():
 def charge(job):
     """The job succeeded: its reservation becomes final and its slot is free. Called once per job, by
     the state change that finished it (a second settlement would break a unique constraint)."""
-    reservation = CreditEntry.objects.filter(job=job, kind=CreditEntry.Kind.RESERVE).first()
+    reservation = CreditEntry.objects.filter(job=job, entry_type=CreditEntry.EntryType.RESERVE).first()
     reserved = -reservation.amount if reservation else 0
     CreditEntry.objects.create(
-        account_id=job.user_id, kind=CreditEntry.Kind.CHARGE, amount=0, job=job, reason=f"{reserved} credits"
+        account_id=job.user_id, entry_type=CreditEntry.EntryType.CHARGE, amount=0, job=job, reason=f"{reserved} credits"
     )
     Account.objects.filter(pk=job.user_id).update(unfinished_jobs=_one_slot_freed())
 
 
 def refund(job, reason: str = ""):
     """The job failed or was canceled: its reservation comes back and its slot is free (once per job)."""
-    reservation = CreditEntry.objects.filter(job=job, kind=CreditEntry.Kind.RESERVE).first()
+    reservation = CreditEntry.objects.filter(job=job, entry_type=CreditEntry.EntryType.RESERVE).first()
     if reservation is None:
         return  # never admitted (made by hand): nothing to give back
     CreditEntry.objects.create(
-        account_id=job.user_id, kind=CreditEntry.Kind.REFUND, amount=-reservation.amount, job=job, reason=reason[:200]
+        account_id=job.user_id,
+        entry_type=CreditEntry.EntryType.REFUND,
+        amount=-reservation.amount,
+        job=job,
+        reason=reason[:200],
     )
     Account.objects.filter(pk=job.user_id).update(
         balance=F("balance") - reservation.amount, unfinished_jobs=_one_slot_freed()
@@ -196,9 +200,9 @@ def used_since(account: Account, since: datetime) -> int:
     """Credits spent on successful jobs queued since `since`."""
     spent = CreditEntry.objects.filter(
         account=account,
-        kind=CreditEntry.Kind.RESERVE,
+        entry_type=CreditEntry.EntryType.RESERVE,
         created_at__gte=since,
-        job__credit_entries__kind=CreditEntry.Kind.CHARGE,
+        job__credit_entries__entry_type=CreditEntry.EntryType.CHARGE,
     )
     return -(spent.aggregate(total=Sum("amount"))["total"] or 0)
 
@@ -213,9 +217,9 @@ def renew(account: Account, now: datetime | None = None) -> bool:
         return False
     reason = f"{account.plan.name} plan: month from {now:%Y-%m-%d}"
     if account.balance:
-        _add(account, CreditEntry.Kind.EXPIRE, -account.balance, reason=reason)
+        _add(account, CreditEntry.EntryType.EXPIRE, -account.balance, reason=reason)
     if account.plan.monthly_credits:
-        _add(account, CreditEntry.Kind.GRANT, account.plan.monthly_credits, reason=reason)
+        _add(account, CreditEntry.EntryType.GRANT, account.plan.monthly_credits, reason=reason)
     renew_at = account.credits_renew_at
     while renew_at <= now:
         renew_at = next_month(renew_at)

@@ -74,7 +74,7 @@ class Account(models.Model):
 class CreditEntry(models.Model):
     """Append-only credits ledger. A job has one reserve and at most one settlement: a charge or a refund."""
 
-    class Kind(models.TextChoices):
+    class EntryType(models.TextChoices):
         GRANT = "grant"
         RESERVE = "reserve"
         CHARGE = "charge"
@@ -82,7 +82,7 @@ class CreditEntry(models.Model):
         EXPIRE = "expire"
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="entries")
-    kind = models.CharField(max_length=16, choices=Kind.choices)
+    entry_type = models.CharField(max_length=16, choices=EntryType.choices)
     amount = models.IntegerField(help_text="change of the balance: negative for reserve/expire")
     job = models.ForeignKey(
         "generation.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="credit_entries"
@@ -96,10 +96,10 @@ class CreditEntry(models.Model):
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["job", "kind"], condition=models.Q(job__isnull=False), name="one_entry_per_job_and_kind"
+                fields=["job", "entry_type"], condition=models.Q(job__isnull=False), name="one_entry_per_job_and_type"
             ),
             models.UniqueConstraint(
-                fields=["job"], condition=models.Q(kind__in=["charge", "refund"]), name="one_settlement_per_job"
+                fields=["job"], condition=models.Q(entry_type__in=["charge", "refund"]), name="one_settlement_per_job"
             ),
             models.UniqueConstraint(
                 fields=["external_id"], condition=~models.Q(external_id=""), name="one_entry_per_external_id"
@@ -107,25 +107,25 @@ class CreditEntry(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.kind} {self.amount:+d} ({self.account.user})"
+        return f"{self.entry_type} {self.amount:+d} ({self.account.user})"
 
     @property
     def summary(self) -> str:
         """The entry as a person would say it: "Job #34 · 2 images · 2 credits reserved"."""
         credits = _count(abs(self.amount), "credit")
         if self.job_id is None:
-            what = {self.Kind.GRANT: f"{credits} added", self.Kind.EXPIRE: f"{credits} expired unused"}
-            text = what.get(self.kind, f"{self.get_kind_display()} {credits}")
+            what = {self.EntryType.GRANT: f"{credits} added", self.EntryType.EXPIRE: f"{credits} expired unused"}
+            text = what.get(self.entry_type, f"{self.get_entry_type_display()} {credits}")
             return f"{text} · {self.reason}" if self.reason else text
         job = f"Job #{self.job_id}"
-        if self.kind == self.Kind.RESERVE:
+        if self.entry_type == self.EntryType.RESERVE:
             images = _count(self.job.params.get("samples", 1), "image") if self.job else ""
             return f"{job} · {images} · {credits} reserved" if images else f"{job} · {credits} reserved"
-        if self.kind == self.Kind.CHARGE:
+        if self.entry_type == self.EntryType.CHARGE:
             return f"{job} done · its reserved credits spent"
-        if self.kind == self.Kind.REFUND:
+        if self.entry_type == self.EntryType.REFUND:
             return f"{job} {self.reason or 'failed'} · {credits} back"
-        return f"{job} · {self.get_kind_display()} {credits}"
+        return f"{job} · {self.get_entry_type_display()} {credits}"
 
 
 def _count(number: int, word: str) -> str:

@@ -166,7 +166,7 @@ class LibraryModelForm(forms.ModelForm):
         model = LibraryModel
         fields = [
             "public_id",
-            "kind",
+            "model_type",
             "name",
             "description",
             "source",
@@ -178,11 +178,11 @@ class LibraryModelForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        if data.get("is_default") and data.get("kind") != LibraryModel.Kind.CHECKPOINT:
+        if data.get("is_default") and data.get("model_type") != LibraryModel.ModelType.CHECKPOINT:
             self.add_error("is_default", "Only a checkpoint can be the default.")
-        if data.get("source") and data.get("kind"):
+        if data.get("source") and data.get("model_type"):
             try:
-                self.instance.content_hash, self.instance.size_bytes = library.check(data["source"], data["kind"])
+                self.instance.content_hash, self.instance.size_bytes = library.check(data["source"], data["model_type"])
             except library.InvalidModelFile as exc:
                 self.add_error("source", f"Refused: {exc}.")
         return data
@@ -193,8 +193,17 @@ class LibraryModelAdmin(admin.ModelAdmin):
     """The model library: checkpoints, LoRAs, embeddings and VAEs that requests choose by id."""
 
     form = LibraryModelForm
-    list_display = ["public_id", "kind", "name", "is_default", "is_public", "credit_multiplier", "size", "created_at"]
-    list_filter = ["kind", "is_public", "plans"]
+    list_display = [
+        "public_id",
+        "model_type",
+        "name",
+        "is_default",
+        "is_public",
+        "credit_multiplier",
+        "size",
+        "created_at",
+    ]
+    list_filter = ["model_type", "is_public", "plans"]
     search_fields = ["public_id", "name"]
     readonly_fields = ["content_hash", "size_bytes", "created_at"]
     filter_horizontal = ["plans"]

@@ -29,11 +29,11 @@ PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl", ".pickle"}
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 LORA_MARKERS = ("lora_A", "lora_B", "lora_down", "lora_up", "lora.down", "lora.up")
 
-Kind = LibraryModel.Kind
+ModelType = LibraryModel.ModelType
 
 
 class InvalidModelFile(Exception):
-    """A file or folder that is not usable as its kind of model (the message says why)."""
+    """A file or folder that is not usable as its type of model (the message says why)."""
 
 
 # 1. checking files -------------------------------------------------------------------------------
@@ -164,10 +164,10 @@ def _check_embedding(source: str):
 
 
 CHECKS = {
-    Kind.CHECKPOINT: _check_checkpoint,
-    Kind.VAE: _check_vae,
-    Kind.LORA: _check_lora,
-    Kind.EMBEDDING: _check_embedding,
+    ModelType.CHECKPOINT: _check_checkpoint,
+    ModelType.VAE: _check_vae,
+    ModelType.LORA: _check_lora,
+    ModelType.EMBEDDING: _check_embedding,
 }
 
 
@@ -194,11 +194,11 @@ def _digest(digest, handle) -> int:
     return size
 
 
-def check(source: str, kind: str) -> tuple[str, int]:
-    """Refuse `source` unless it is usable as `kind`; its (SHA-256, bytes) when it is."""
+def check(source: str, model_type: str) -> tuple[str, int]:
+    """Refuse `source` unless it is usable as `model_type`; its (SHA-256, bytes) when it is."""
     if Path(source).suffix.lower() in PICKLE_SUFFIXES:
         raise InvalidModelFile("pickle files (.ckpt, .bin, .pt, .pth) are code, not data: use .safetensors")
-    CHECKS[kind](source)
+    CHECKS[model_type](source)
     return fingerprint(source)
 
 
@@ -231,7 +231,7 @@ def default_checkpoint() -> LibraryModel:
             is_default=True,
             defaults={
                 "public_id": deployment_model(),
-                "kind": Kind.CHECKPOINT,
+                "model_type": ModelType.CHECKPOINT,
                 "name": deployment_model(),
                 "source": str(settings.SDXL_MODEL),
             },
@@ -239,9 +239,9 @@ def default_checkpoint() -> LibraryModel:
     return default
 
 
-def _entry(model_id: str, kind: str, field: str, plan, found: dict) -> LibraryModel:
+def _entry(model_id: str, model_type: str, field: str, plan, found: dict) -> LibraryModel:
     entry = found.get(model_id)
-    if entry is None or entry.kind != kind:
+    if entry is None or entry.model_type != model_type:
         raise InvalidInput(field, f"The {field.replace('_', ' ')} {model_id!r} does not exist.")
     allowed = {allowed.pk for allowed in entry.plans.all()}
     if allowed and plan.pk not in allowed:
@@ -258,11 +258,11 @@ def choose(params, plan) -> tuple[Decimal, bool]:
     models = LibraryModel.objects.filter(public_id__in=wanted).prefetch_related("plans")
     found = {entry.public_id: entry for entry in models}
     found.setdefault(default.public_id, default)
-    chosen = [_entry(params.checkpoint or default.public_id, Kind.CHECKPOINT, "model_id", plan, found)]
-    chosen += [_entry(lora["id"], Kind.LORA, "lora_model", plan, found) for lora in params.loras]
-    chosen += [_entry(name, Kind.EMBEDDING, "embeddings_model", plan, found) for name in params.embeddings]
+    chosen = [_entry(params.checkpoint or default.public_id, ModelType.CHECKPOINT, "model_id", plan, found)]
+    chosen += [_entry(lora["id"], ModelType.LORA, "lora_model", plan, found) for lora in params.loras]
+    chosen += [_entry(name, ModelType.EMBEDDING, "embeddings_model", plan, found) for name in params.embeddings]
     if params.vae_id:
-        chosen.append(_entry(params.vae_id, Kind.VAE, "vae", plan, found))
+        chosen.append(_entry(params.vae_id, ModelType.VAE, "vae", plan, found))
     params.checkpoint = chosen[0].public_id
     return math.prod((entry.credit_multiplier for entry in chosen), start=Decimal(1)), chosen[0] == default
 

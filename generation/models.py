@@ -11,7 +11,7 @@ from generation import params as job_params
 class Job(models.Model):
     """One API request for images: the source of truth for its state, parameters and outputs."""
 
-    Kind = models.TextChoices("Kind", [(name.upper(), name) for name in job_params.KINDS])
+    Kind = models.TextChoices("Kind", [(name.upper(), name) for name in job_params.JOB_KINDS])
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -152,7 +152,7 @@ class LibraryModel(models.Model):
     saved (generation/library.py), so a bad upload is refused in the admin, never at a user's first request.
     """
 
-    class Kind(models.TextChoices):
+    class ModelType(models.TextChoices):
         CHECKPOINT = "checkpoint"
         LORA = "lora"
         EMBEDDING = "embedding"
@@ -165,7 +165,7 @@ class LibraryModel(models.Model):
         help_text="what clients send (model_id, lora_model, embeddings_model, vae); for an embedding, also the "
         "token its prompts use",
     )
-    kind = models.CharField(max_length=16, choices=Kind.choices)
+    model_type = models.CharField(max_length=16, choices=ModelType.choices)
     name = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
     source = models.CharField(
@@ -188,15 +188,16 @@ class LibraryModel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["kind", "public_id"]
+        ordering = ["model_type", "public_id"]
         constraints = [
             models.UniqueConstraint(
                 fields=["is_default"], condition=models.Q(is_default=True), name="one_default_model"
             ),
             models.CheckConstraint(
-                condition=models.Q(is_default=False) | models.Q(kind="checkpoint"), name="only_checkpoints_are_default"
+                condition=models.Q(is_default=False) | models.Q(model_type="checkpoint"),
+                name="only_checkpoints_are_default",
             ),
         ]
 
     def __str__(self):
-        return f"{self.public_id} ({self.kind})"
+        return f"{self.public_id} ({self.model_type})"

@@ -1,10 +1,11 @@
-"""Typed parameters per kind of job, and the table of kinds: one place that says what each kind
-accepts (its parameters), costs, runs (its predictor) and answers (the shape of `output`).
+"""Typed parameters per kind of job, and the table of job kinds: one place that says what each kind
+accepts (its parameters), costs and answers (the shape of `output`).
 
 Parameters are what the API's serializers produce, what `Job.params` stores (as a plain dict) and what
-estimates, predictors and responses read. Request options that are not parameters (waiting, the
-idempotency key) and results (seeds, NSFW flags) travel elsewhere. Adding a kind of job is one entry in
-KINDS plus its predictor (and, to accept it over the API, its serializer).
+estimates, predictors and answers read. Request options that are not parameters (waiting, the
+idempotency key) and results (seeds, NSFW flags) travel elsewhere. Kinds share fields through common
+bases (DiffusionParams, FromImageParams), never by one kind inheriting another. docs/adding-a-kind.md
+says what else a new kind needs.
 """
 
 from dataclasses import asdict, dataclass, field, fields
@@ -90,7 +91,7 @@ class JobParams:
         """Image i uses seed + i."""
         return [self.seed + i for i in range(self.samples)]
 
-    def upscaler(self) -> tuple[str, str] | None:
+    def upscaling(self) -> tuple[str, str] | None:
         """(the upscaler this job runs, the request field that asks for it), if it upscales."""
         return None
 
@@ -118,8 +119,9 @@ class JobParams:
 
 
 @dataclass(kw_only=True)
-class Text2ImgParams(JobParams):
-    kind: ClassVar[str] = "text2img"
+class DiffusionParams(JobParams):
+    """What the SDXL kinds share: prompt, size, steps, guidance, scheduler and the library models."""
+
     chooses_models: ClassVar[bool] = True
 
     prompt: str
@@ -138,7 +140,7 @@ class Text2ImgParams(JobParams):
     embeddings: list = field(default_factory=list)  # library ids; each is also the token prompts use
     vae_id: str = ""  # a library VAE instead of the checkpoint's own
 
-    def upscaler(self):
+    def upscaling(self):
         return (upscaler_for(self.upscale), "upscale") if self.upscale > 1 else None
 
     @property
@@ -158,11 +160,14 @@ class Text2ImgParams(JobParams):
     def denoising_steps(self) -> int:
         return 2 * self.steps - 1 if self.scheduler in SECOND_ORDER else self.steps
 
+
+@dataclass(kw_only=True)
+class Text2ImgParams(DiffusionParams):
+    kind: ClassVar[str] = "text2img"
+
     def batch_key(self) -> tuple | None:
         """text2img jobs batch when everything but their prompts, seeds and image counts is the same
         (and their negative prompts are all given or all empty: an empty one is encoded differently)."""
-        if self.kind != "text2img":
-            return None
         return (
             self.checkpoint,
             self.width,
@@ -183,10 +188,10 @@ class Text2ImgParams(JobParams):
 
 
 @dataclass(kw_only=True)
-class Img2ImgParams(Text2ImgParams):
-    """Width and height default to the init image's size (fit in 1024, multiples of 8)."""
+class FromImageParams(DiffusionParams):
+    """The kinds that start from an init image, repainting `strength` of it. Width and height default to
+    the init image's size (fit in 1024, multiples of 8)."""
 
-    kind: ClassVar[str] = "img2img"
     inputs: ClassVar[tuple[str, ...]] = ("init_image",)
 
     width: int | None = None
@@ -211,7 +216,12 @@ class Img2ImgParams(Text2ImgParams):
 
 
 @dataclass(kw_only=True)
-class InpaintParams(Img2ImgParams):
+class Img2ImgParams(FromImageParams):
+    kind: ClassVar[str] = "img2img"
+
+
+@dataclass(kw_only=True)
+class InpaintParams(FromImageParams):
     """White in the mask is repainted, black is kept; a mask of another size is resized to the image."""
 
     kind: ClassVar[str] = "inpaint"
@@ -233,11 +243,11 @@ class SuperResolutionParams(JobParams):
     width: int = 0  # the input's size
     height: int = 0
     scale: int = 4
-    model_id: str = UPSCALE_MODELS[0]
+    upscaler: str = UPSCALE_MODELS[0]  # the request's `model_id`
     face_enhance: bool = False
 
-    def upscaler(self):
-        return self.model_id, "model_id"
+    def upscaling(self):
+        return self.upscaler, "model_id"
 
     def complete(self, sizes):
         self.width, self.height = sizes["image"]
@@ -256,12 +266,12 @@ class SuperResolutionParams(JobParams):
 
 
 @dataclass(frozen=True)
-class Kind:
-    """One kind of job."""
+class JobKind:
+    """One kind of job: its parameters, its price and the shape of its answer. (Which predictor runs it
+    is the worker's business: generation/runtime/registry.py.)"""
 
     params: type[JobParams]
     cost_setting: str  # the setting with its credits per output image
-    predictor: str  # dotted path of the worker's Predictor class for it
     single_output: bool = False  # `output` is one URL string, not a list (and the answer has no meta)
 
     @property
@@ -269,27 +279,22 @@ class Kind:
         return self.params.kind
 
 
-KINDS = {
+JOB_KINDS = {
     kind.name: kind
     for kind in (
-        Kind(Text2ImgParams, "CREDITS_PER_IMAGE", "generation.runtime.sdxl.SDXLPredictor"),
-        Kind(Img2ImgParams, "CREDITS_PER_IMAGE", "generation.runtime.sdxl.SDXLPredictor"),
-        Kind(InpaintParams, "CREDITS_PER_IMAGE", "generation.runtime.sdxl.SDXLPredictor"),
-        Kind(
-            SuperResolutionParams,
-            "CREDITS_PER_UPSCALE",
-            "generation.runtime.upscale.UpscalePredictor",
-            single_output=True,
-        ),
+        JobKind(Text2ImgParams, "CREDITS_PER_IMAGE"),
+        JobKind(Img2ImgParams, "CREDITS_PER_IMAGE"),
+        JobKind(InpaintParams, "CREDITS_PER_IMAGE"),
+        JobKind(SuperResolutionParams, "CREDITS_PER_UPSCALE", single_output=True),
     )
 }
 
 
 def load(kind: str, data: dict) -> JobParams:
     """A job's stored parameters, typed."""
-    return KINDS[kind].params.from_dict(data)
+    return JOB_KINDS[kind].params.from_dict(data)
 
 
 def cost(params: JobParams) -> int:
     """Credits a job with these parameters costs."""
-    return getattr(settings, KINDS[params.kind].cost_setting) * params.samples
+    return getattr(settings, JOB_KINDS[params.kind].cost_setting) * params.samples

@@ -94,7 +94,7 @@ def _price_and_queue(params: JobParams, plan) -> tuple[int, str]:
 
 def _check_upscaler(params: JobParams):
     """A job that upscales needs its upscaler's weights installed, or demo mode (then `meta` says so)."""
-    if wanted := params.upscaler():
+    if wanted := params.upscaling():
         model_id, field = wanted
         state = library.upscaler_state(model_id)
         if state == "missing":

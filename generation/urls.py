@@ -76,6 +76,8 @@ urlpatterns = [
         for prefix, operations in FAMILIES.items()
         for path, view in operations.items()
     ),
+    path("docs/", pages.docs, name="docs"),
+    path("docs/<slug:page>/", pages.docs, name="docs-page"),
     re_path(r"^healthz/?$", pages.healthz, name="healthz"),
     re_path(r"^metrics/?$", pages.metrics, name="metrics"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
@@ -89,6 +91,7 @@ dashboard_patterns = [
     path("jobs/<int:job_id>/", pages.job_detail, name="dashboard-job"),
     path("jobs/<int:job_id>/status.json", pages.job_status, name="dashboard-job-status"),
     path("jobs/<int:job_id>/cancel/", pages.cancel_job, name="dashboard-job-cancel"),
+    path("jobs/<int:job_id>/inputs/<slug:field>.png", pages.job_input, name="dashboard-job-input"),
     path("playground/", pages.playground, name="dashboard-playground"),
     path("playground/run/", pages.playground_run, name="dashboard-playground-run"),
 ]

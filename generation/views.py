@@ -5,8 +5,11 @@ the signed-in user; they go through the same services as the API."""
 
 import hmac
 import json
+import re
+from functools import lru_cache
 from pathlib import PurePosixPath
 
+import markdown
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib import messages
@@ -23,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from billing import credits
 from billing.credits import InsufficientCredits, QueueFull
-from generation import library, monitoring, schedulers, selectors, services, storage
+from generation import library, monitoring, request_fields, schedulers, selectors, services, storage
 from generation.api import errors
 from generation.api.serializers import SERIALIZERS
 from generation.models import Job, LibraryModel
@@ -104,9 +107,9 @@ def job_status(request, job_id):
 
 @login_required
 def playground(request):
-    models = {kind: [] for kind in LibraryModel.Kind.values}
+    models = {model_type: [] for model_type in LibraryModel.ModelType.values}
     for model in library.listed(credits.account_for(request.user).plan):
-        models[model.kind].append(model)
+        models[model.model_type].append(model)
     return render(
         request,
         "dashboard/playground.html",
@@ -197,7 +200,7 @@ def _job_fields(job: Job) -> list[tuple[str, str]]:
         ("Scheduler", params.get("scheduler")),
         ("Strength", params.get("strength")),
         ("Scale", f"{params['scale']}×" if params.get("scale") else None),
-        ("Upscaler", params.get("model_id") if job.kind == Job.Kind.SUPER_RESOLUTION else None),
+        ("Upscaler", params.get("upscaler")),
         ("Model", params.get("checkpoint")),
         ("LoRAs", loras),
         ("Embeddings", ", ".join(params.get("embeddings") or [])),
@@ -211,24 +214,59 @@ def _job_fields(job: Job) -> list[tuple[str, str]]:
     return [(label, str(value)) for label, value in fields if value not in (None, "", [])]
 
 
+# the playground's image inputs, by the job parameter that names a stored input
+PLAYGROUND_IMAGES = {"init_image": "init_image", "mask_image": "mask_image", "image": "init_image"}
+
+
 def _playground_params(job: Job) -> dict:
-    """The job's parameters in the playground form's terms (for "open in playground")."""
-    params = job.params
-    keys = [
-        "prompt",
-        "negative_prompt",
-        "width",
-        "height",
-        "samples",
-        "steps",
-        "guidance_scale",
-        "seed",
-        "scheduler",
-        "strength",
-        "scale",
-        "model_id",
-    ]
-    return {"kind": job.kind, **{key: params[key] for key in keys if key in params}}
+    """What "run again in the playground" fills in: the request fields that ask for this job again (the
+    one map of generation/request_fields.py), and where its stored input images are read back."""
+    fields = request_fields.to_request(job.parameters)
+    for name in ("url", "init_image", "mask_image"):  # the stored inputs stand in for the URLs sent
+        fields.pop(name, None)
+    inputs = {
+        PLAYGROUND_IMAGES[field]: reverse("dashboard-job-input", args=[job.id, field])
+        for field in job.parameters.inputs
+        if job.params.get(field) and not job.expired_at
+    }
+    return {"kind": job.kind, "fields": fields, "inputs": inputs}
+
+
+@login_required
+def job_input(request, job_id, field):
+    """A stored input image of the user's own job (inputs are private: no public URL serves them)."""
+    job = get_object_or_404(Job, pk=job_id, user=request.user)
+    name = job.params.get(field) if field in job.parameters.inputs else None
+    data = storage.read_bytes(name) if name else None
+    if data is None:
+        raise Http404()
+    return HttpResponse(data, content_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+DOCS = {"": "api.md", "deploy": "deploy.md", "adding-a-kind": "adding-a-kind.md"}
+
+
+DOC_LINK = re.compile(r'href="([a-z-]+)\.md')
+
+
+@lru_cache(maxsize=len(DOCS))
+def _rendered(name: str, modified: float) -> str:
+    """A docs/ page as HTML (cached until the file changes), its links to sibling pages made /docs/ URLs."""
+    html = markdown.markdown((settings.BASE_DIR / "docs" / name).read_text(), extensions=["tables", "fenced_code"])
+    urls = {
+        file.removesuffix(".md"): reverse("docs-page", args=[slug]) if slug else reverse("docs")
+        for slug, file in DOCS.items()
+    }
+    return DOC_LINK.sub(lambda link: f'href="{urls[link[1]]}' if link[1] in urls else link[0], html)
+
+
+def docs(request, page=""):
+    """The reference a user reads (docs/api.md, and the pages it links to), with the OpenAPI browser
+    linked from it."""
+    if page not in DOCS:
+        raise Http404()
+    path = settings.BASE_DIR / "docs" / DOCS[page]
+    return render(request, "docs.html", {"html": _rendered(DOCS[page], path.stat().st_mtime)})
 
 
 def media(request, path):

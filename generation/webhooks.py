@@ -21,8 +21,7 @@ from django.db.models import Max
 from django.dispatch import receiver
 from django.utils import timezone
 
-from generation import safe_http
-from generation.api import responses
+from generation import answers, safe_http
 from generation.models import Job, WebhookAttempt
 from generation.redis_client import connection as redis_connection
 from generation.signals import job_finished
@@ -62,7 +61,7 @@ def headers_for(job: Job, body: bytes) -> dict:
 
 
 def payload(job: Job) -> dict:
-    body = responses.success(job) if job.status == Job.Status.SUCCESS else responses.failed(job)
+    body = answers.success(job) if job.status == Job.Status.SUCCESS else answers.failed(job)
     body.pop("webhook_status", None)
     return {**body, "track_id": job.params.get("track_id")}
 

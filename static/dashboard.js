@@ -124,11 +124,40 @@ function showFieldsFor(form) {
   });
 }
 
-function fillFromParams(form, params) {
-  for (const [name, value] of Object.entries(params)) {
-    const field = form.elements[name === "steps" ? "num_inference_steps" : name];
-    if (field && field.type !== "file" && value !== null) field.value = value;
+// A control of the form for `name` that the current kind shows (two kinds may name a field alike).
+function visibleField(form, name) {
+  const kind = form.elements.kind.value;
+  return Array.from(form.querySelectorAll("[name='" + name + "']")).find((field) => {
+    const block = field.closest("[data-for]");
+    return !block || block.dataset.for.split(" ").includes(kind);
+  });
+}
+
+// "Run again": the job's request fields into the form (a value a select lacks, such as two LoRAs, is
+// added as an option), and its stored input images into the file inputs.
+async function fillFromJob(form, saved) {
+  form.elements.kind.value = saved.kind;
+  showFieldsFor(form);
+  for (const [name, value] of Object.entries(saved.fields)) {
+    const field = visibleField(form, name);
+    if (!field || field.type === "file") continue;
+    if (field.tagName === "SELECT" && !Array.from(field.options).some((option) => option.value === String(value))) {
+      field.add(new Option(String(value), String(value)));
+    }
+    field.value = value;
   }
+  for (const [name, url] of Object.entries(saved.inputs)) {
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) continue;
+    const files = new DataTransfer();
+    files.items.add(new File([await response.blob()], name + ".png", { type: "image/png" }));
+    form.elements[name].files = files.files;
+    if (name === "init_image") form.elements.init_image_url.value = "";
+  }
+  const advanced = document.getElementById("advanced");
+  advanced.open = Array.from(advanced.querySelectorAll("select, input")).some((field) =>
+    field.tagName === "SELECT" ? field.selectedIndex !== 0 : field.value !== "");
+  form.dataset.filled = "true";
 }
 
 async function submitPlayground(event) {
@@ -139,6 +168,7 @@ async function submitPlayground(event) {
   for (const field of form.elements) {
     if (!field.name || field.name === "kind" || field.name === "csrfmiddlewaretoken" || field.type === "file") continue;
     if (field.closest("[data-for]") && field.closest("[data-for]").hidden) continue;
+    if (field.closest("#advanced") && (field.tagName === "SELECT" ? field.selectedIndex === 0 : field.value === "")) continue;
     if (field.value !== "") body[field.name] = field.value;
   }
   const imageField = kind === "super_resolution" ? "url" : "init_image";
@@ -179,12 +209,12 @@ async function submitPlayground(event) {
 document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("playground");
   if (form) {
+    showFieldsFor(form);
     const stored = sessionStorage.getItem("playground-params");
     if (stored) {
-      fillFromParams(form, JSON.parse(stored));
       sessionStorage.removeItem("playground-params");
+      fillFromJob(form, JSON.parse(stored));
     }
-    showFieldsFor(form);
     form.elements.kind.addEventListener("change", () => showFieldsFor(form));
     form.addEventListener("submit", submitPlayground);
   }

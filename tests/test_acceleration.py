@@ -10,6 +10,7 @@ import torch
 
 from generation.params import Text2ImgParams
 from generation.runtime import acceleration
+from generation.runtime.predictors import JobInput
 from generation.runtime.sdxl import SDXLPredictor
 
 PARAMS = Text2ImgParams(prompt="a lighthouse", width=64, height=64, steps=3, seed=3)
@@ -18,9 +19,9 @@ PARAMS = Text2ImgParams(prompt="a lighthouse", width=64, height=64, steps=3, see
 def image(settings, **options) -> np.ndarray:
     for name, value in options.items():
         setattr(settings, name, value)
-    predictor = SDXLPredictor(model=settings.SDXL_MODEL)
+    predictor = SDXLPredictor(device="cpu")
     predictor.setup()
-    return np.asarray(predictor.predict(PARAMS).images[0], dtype=np.int16), predictor
+    return np.asarray(predictor.predict(JobInput(PARAMS)).images[0], dtype=np.int16), predictor
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_bfloat16_stays_close(settings, baseline):
 def test_vae_tiling_decodes_large_images(settings):
     tiled, predictor = image(settings, SDXL_VAE_TILING="on")
     assert predictor.pipelines["text2img"].vae.use_tiling
-    large = predictor.predict(replace(PARAMS, width=1088, height=64, steps=1)).images[0]
+    large = predictor.predict(JobInput(replace(PARAMS, width=1088, height=64, steps=1))).images[0]
     assert large.size == (1088, 64)  # wider than the VAE's tile: decoded in tiles
 
 
@@ -73,12 +74,12 @@ def test_torch_compile_warms_up_at_load_and_gives_the_same_image(settings, basel
     alone, of several samples or in a batch of any size up to WORKER_MAX_BATCH, compiles anything later."""
     settings.WORKER_MAX_BATCH = 3
     settings.SDXL_COMPILE, settings.SDXL_WARMUP_SIZES = "default", ["64x64"]
-    predictor = SDXLPredictor(model=settings.SDXL_MODEL)
+    predictor = SDXLPredictor(device="cpu")
     predictor.setup()
     assert (predictor.options.compile_mode, predictor.options.warmup_batch) == ("default", 3)
     with torch.compiler.set_stance("fail_on_recompile"):
-        alone = predictor.predict(PARAMS).images[0]
-        batch = predictor.predict_batch([PARAMS, replace(PARAMS, prompt="a harbour", seed=4)])
-        predictor.predict(replace(PARAMS, samples=4))
+        alone = predictor.predict(JobInput(PARAMS)).images[0]
+        batch = predictor.predict_batch([JobInput(PARAMS), JobInput(replace(PARAMS, prompt="a harbour", seed=4))])
+        predictor.predict(JobInput(replace(PARAMS, samples=4)))
     assert np.abs(np.asarray(alone, dtype=np.int16) - baseline).max() <= 2
     assert np.abs(np.asarray(batch[0].images[0], dtype=np.int16) - baseline).mean() <= 2

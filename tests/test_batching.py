@@ -3,11 +3,11 @@ each image the one its job gets alone, each job settled, charged and cancelable 
 
 import numpy as np
 import pytest
-from django.conf import settings
 
 from billing.models import CreditEntry
 from generation import jobs
 from generation.models import Job
+from generation.runtime.predictors import JobInput
 from generation.runtime.sdxl import SDXLPredictor
 from tests import model_files
 from tests.conftest import paused, start_worker, step_until, stop_worker
@@ -25,7 +25,7 @@ def submit(user, api, queue_name="isolated", **changes):
 
 
 def ledger(job):
-    return sorted(CreditEntry.objects.filter(job=job).values_list("kind", flat=True))
+    return sorted(CreditEntry.objects.filter(job=job).values_list("entry_type", flat=True))
 
 
 def test_compatible_jobs_run_in_one_call_and_each_gets_its_own_images(api, account, spare_queue):
@@ -49,10 +49,10 @@ def test_compatible_jobs_run_in_one_call_and_each_gets_its_own_images(api, accou
     assert len({job.generation_time for job in batched}) == 1
     assert other_size.generation_time != batched[0].generation_time != urgent.generation_time
     assert urgent.started_at < min(job.started_at for job in batched)
-    alone = SDXLPredictor(model=settings.SDXL_MODEL)
+    alone = SDXLPredictor(device="cpu")
     for job in batched:
         assert ledger(job) == ["charge", "reserve"] and job.seeds == job.parameters.seeds
-        expected = alone.predict(job.parameters).images
+        expected = alone.predict(JobInput(job.parameters)).images
         got = [decode(url) for url in api.post(f"/api/v3/fetch/{job.id}")["output"]]
         assert len(got) == len(expected) == job.parameters.samples
         for image, reference in zip(got, expected):

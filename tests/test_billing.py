@@ -42,7 +42,7 @@ def test_sign_up_gives_the_default_plan_and_its_credits(transactional_db):
     user, _ = make_account("new@example.com")
     account = account_of(user)
     assert account.plan.is_default and account.balance == 25
-    assert list(account.entries.values_list("kind", "amount")) == [("grant", 25)]
+    assert list(account.entries.values_list("entry_type", "amount")) == [("grant", 25)]
 
 
 def test_success_is_reserved_then_charged_once(api, account):
@@ -51,7 +51,7 @@ def test_success_is_reserved_then_charged_once(api, account):
     body = api.post("/api/v3/text2img", {**REQUEST, "samples": 3, "instant_response": "no"})
     assert body["status"] == "success"
     assert account_of(user).balance == before - 3
-    kinds = list(CreditEntry.objects.filter(job_id=body["id"]).order_by("id").values_list("kind", "amount"))
+    kinds = list(CreditEntry.objects.filter(job_id=body["id"]).order_by("id").values_list("entry_type", "amount"))
     assert kinds == [("reserve", -3), ("charge", 0)]
     assert_ledger_balances(user)
 
@@ -77,7 +77,7 @@ def test_a_failed_job_is_refunded(api, account, monkeypatch):
 def test_insufficient_credits_is_refused_and_nothing_is_queued(api, account):
     user, _ = account
     account_row = account_of(user)
-    credits._add(account_row, CreditEntry.Kind.EXPIRE, -(account_row.balance - 1))  # one credit left
+    credits._add(account_row, CreditEntry.EntryType.EXPIRE, -(account_row.balance - 1))  # one credit left
     jobs_before = Job.objects.count()
     body = api.post("/api/v3/text2img", {**REQUEST, "samples": 2})
     assert body["status"] == "error"
@@ -111,7 +111,7 @@ def test_fifty_concurrent_requests_with_credits_for_ten(live_server, worker, tra
     finished = [api.wait_for(b["id"]) for b in accepted]
     assert all(b["status"] == "success" for b in finished)
     assert account_of(user).balance == 0
-    assert CreditEntry.objects.filter(account__user=user, kind="charge").count() == 10
+    assert CreditEntry.objects.filter(account__user=user, entry_type="charge").count() == 10
     assert_ledger_balances(user)
 
 
@@ -136,13 +136,13 @@ def test_free_credits_renew_monthly_and_unused_ones_expire(transactional_db):
     default_plan(monthly_credits=30)
     user, _ = make_account("monthly@example.com")
     account = account_of(user)
-    credits._add(account, CreditEntry.Kind.RESERVE, -12)
+    credits._add(account, CreditEntry.EntryType.RESERVE, -12)
     Account.objects.filter(pk=account.pk).update(credits_renew_at=timezone.now() - timedelta(days=1))
 
     call_command("renew_credits", stdout=io.StringIO())
     account = account_of(user)
     assert account.balance == 30 and account.credits_renew_at > timezone.now()
-    assert [e.kind for e in account.entries.order_by("id")][-2:] == ["expire", "grant"]
+    assert [e.entry_type for e in account.entries.order_by("id")][-2:] == ["expire", "grant"]
     assert credits.renew_due() == 0  # not due again until next month
     assert_ledger_balances(user)
 
@@ -170,7 +170,7 @@ def test_admin_assigns_a_plan_and_grants_credits(transactional_db):
     assert response.status_code == 302, response.content.decode()[:2000]
     account = account_of(user)
     assert account.plan == pro and account.balance == before + 250
-    assert account.entries.filter(kind="grant", reason__startswith="support ticket 42").exists()
+    assert account.entries.filter(entry_type="grant", reason__startswith="support ticket 42").exists()
     assert admin.get("/admin/billing/creditentry/").status_code == 200
     assert admin.get("/admin/billing/plan/").status_code == 200
 

@@ -2,13 +2,18 @@
 and a real worker: sign up, create a key, generate in the playground, see it in history, revoke the key.
 Screenshots of each page go to tests/artifacts/."""
 
+import base64
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from django.core.management import call_command
 
-from tests.conftest import Api, paused, step_until
+from tests import model_files
+from tests.conftest import ROOT, Api, make_account, paused, png_bytes, step_until
+from tests.test_text2img import decode
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -186,6 +191,74 @@ def test_playground_preview_download_and_send_to_img2img(page, live_server, work
     page.wait_for_selector("#result-status:text('success')")
     page.wait_for_selector("#result-outputs img")
     shot(page, "06c-playground-img2img")
+
+
+@pytest.fixture
+def lora_user(transactional_db):
+    """An account with a key, and a LoRA in the library (made before the browser starts: the database is
+    used from this thread, not from Playwright's)."""
+    lora = model_files.lora(ROOT / "var" / "test-models" / "lora-a", seed=1)
+    call_command("addmodel", str(lora), "--id", "ink-style", "--kind", "lora")
+    return make_account("again@example.com")
+
+
+def test_run_again_restores_every_field_and_gives_the_same_image(lora_user, live_server, page):
+    """A job made with a LoRA at 0.7, a seed, a size, a Karras scheduler and an init image: "Run again in
+    the playground" fills the form with all of them (the image too) and generating gives the same image."""
+    api = Api(live_server.url, lora_user[1])
+    init = "data:image/png;base64," + base64.b64encode(png_bytes((96, 64), (30, 90, 200))).decode()
+    request = {
+        "prompt": "a harbour at dawn",
+        "negative_prompt": "fog",
+        "init_image": init,
+        "width": 64,
+        "height": 64,
+        "num_inference_steps": 4,
+        "guidance_scale": 6,
+        "strength": 0.8,
+        "seed": 1234,
+        "scheduler": "DPM++ 2M Karras",
+        "lora_model": "ink-style",
+        "lora_strength": 0.7,
+        "instant_response": "yes",
+    }
+    first = api.wait_for(api.post("/api/v6/images/img2img", request)["id"])
+    assert first["status"] == "success", first
+
+    base = live_server.url
+    page.goto(base + "/accounts/login/")
+    page.fill("input[name=login]", "again@example.com")
+    page.fill("input[name=password]", "correct horse battery")
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/dashboard/")
+    page.goto(f"{base}/dashboard/jobs/{first['id']}/")
+    page.click("#open-in-playground")
+    page.wait_for_selector("#playground[data-filled=true]")
+    shot(page, "06d-playground-run-again")
+    expected = {
+        "select[name=kind]": "img2img",
+        "textarea[name=prompt]": "a harbour at dawn",
+        "input[name=negative_prompt]": "fog",
+        "input[name=width]": "64",
+        "input[name=height]": "64",
+        "input[name=num_inference_steps]": "4",
+        "input[name=guidance_scale]": "6",
+        "input[name=strength]": "0.8",
+        "input[name=seed]": "1234",
+        "select[name=scheduler]": "DPMSolverMultistepScheduler",
+        "select[name=use_karras_sigmas]": "yes",
+        "select[name=lora_model]": "ink-style",
+        "input[name=lora_strength]": "0.7",
+        "#model-pickers select[name=model_id]": first["meta"]["model_id"],
+    }
+    assert {selector: page.input_value(selector) for selector in expected} == expected
+    assert page.evaluate("document.querySelector('input[name=init_image]').files.length") == 1
+
+    page.click("#generate")
+    page.wait_for_selector("#result-status:text('success')")
+    again = page.get_attribute("#result-outputs img", "src")
+    assert again != first["output"][0]
+    assert np.array_equal(np.asarray(decode(again)), np.asarray(decode(first["output"][0])))
 
 
 @pytest.fixture

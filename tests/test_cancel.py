@@ -19,7 +19,7 @@ SLOW = {"prompt": "a long one", "width": 64, "height": 64, "num_inference_steps"
 
 
 def ledger(job_id):
-    return sorted(CreditEntry.objects.filter(job_id=job_id).values_list("kind", flat=True))
+    return sorted(CreditEntry.objects.filter(job_id=job_id).values_list("entry_type", flat=True))
 
 
 def test_cancel_a_queued_job(api, account):

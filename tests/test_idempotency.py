@@ -15,7 +15,7 @@ REQUEST = {"prompt": "once", "width": 64, "height": 64, "num_inference_steps": 1
 
 
 def reserves(user):
-    return CreditEntry.objects.filter(account__user=user, kind="reserve").count()
+    return CreditEntry.objects.filter(account__user=user, entry_type="reserve").count()
 
 
 def test_same_key_twice_gives_one_job_and_one_charge(api, account):

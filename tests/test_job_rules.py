@@ -21,7 +21,7 @@ def job(db):
 
 
 def ledger(job):
-    return sorted(CreditEntry.objects.filter(job=job).values_list("kind", "amount"))
+    return sorted(CreditEntry.objects.filter(job=job).values_list("entry_type", "amount"))
 
 
 def balance(job):

@@ -12,6 +12,7 @@ from accounts.models import User
 from billing.models import Account, CreditEntry, Plan
 from generation.models import Job, LibraryModel
 from generation.params import Text2ImgParams
+from generation.runtime.predictors import JobInput
 from generation.runtime.sdxl import SDXLPredictor
 from tests import model_files
 from tests.conftest import ROOT, Api, make_account, start_worker, stop_worker
@@ -96,9 +97,9 @@ def test_each_field_changes_the_image_and_nothing_leaks_into_the_next_job(api, l
 def test_a_job_after_a_lora_job_equals_a_fresh_predictors_image(api, library, settings):
     api.post(V6, {**BASE, "lora_model": "film_grain,more_details"})
     after = pixels(api.post(V6, BASE))
-    fresh = SDXLPredictor(model=settings.SDXL_MODEL)
+    fresh = SDXLPredictor(device="cpu")
     params = Text2ImgParams(prompt=BASE["prompt"], width=64, height=64, steps=BASE["num_inference_steps"], seed=21)
-    assert same(after, np.asarray(fresh.predict(params).images[0], dtype=np.int16))
+    assert same(after, np.asarray(fresh.predict(JobInput(params)).images[0], dtype=np.int16))
 
 
 def test_v3_paths_use_the_default_model_and_say_so(api, library):
@@ -126,7 +127,7 @@ def test_a_models_credit_multiplier_prices_the_job(api, account, library):
     LibraryModel.objects.filter(public_id="more_details").update(credit_multiplier=3)
     body = api.post(V6, {**BASE, "lora_model": "more_details", "samples": 2})
     assert body["status"] == "success"
-    reserve = CreditEntry.objects.get(job_id=body["id"], kind="reserve")
+    reserve = CreditEntry.objects.get(job_id=body["id"], entry_type="reserve")
     assert reserve.amount == -6
 
 
@@ -146,7 +147,7 @@ def test_model_list_gives_the_plans_models_in_the_hosted_shape(api, account, lib
 def admin_add(client, model_id, kind, source):
     response = client.post(
         "/admin/generation/librarymodel/add/",
-        {"public_id": model_id, "kind": kind, "source": str(source), "credit_multiplier": "1", "is_public": "on"},
+        {"public_id": model_id, "model_type": kind, "source": str(source), "credit_multiplier": "1", "is_public": "on"},
     )
     assert response.status_code == 302, response.content.decode()[-2000:]
 
@@ -208,7 +209,13 @@ def test_bad_files_are_refused_in_the_admin(files, transactional_db, kind, sourc
     client.force_login(User.objects.create_superuser(email="root@example.com", password="x"))
     response = client.post(
         "/admin/generation/librarymodel/add/",
-        {"public_id": "bad", "kind": kind, "source": str(files[source]), "credit_multiplier": "1", "is_public": "on"},
+        {
+            "public_id": "bad",
+            "model_type": kind,
+            "source": str(files[source]),
+            "credit_multiplier": "1",
+            "is_public": "on",
+        },
     )
     assert response.status_code == 200 and reason in response.content.decode()
     assert not LibraryModel.objects.filter(public_id="bad").exists()
@@ -219,7 +226,7 @@ def test_the_admin_adds_a_lora_with_its_fingerprint(files, transactional_db):
     client.force_login(User.objects.create_superuser(email="root@example.com", password="x"))
     response = client.post(
         "/admin/generation/librarymodel/add/",
-        {"public_id": "ok_lora", "kind": "lora", "source": str(files["lora"]), "credit_multiplier": "1"},
+        {"public_id": "ok_lora", "model_type": "lora", "source": str(files["lora"]), "credit_multiplier": "1"},
     )
     assert response.status_code == 302
     entry = LibraryModel.objects.get(public_id="ok_lora")

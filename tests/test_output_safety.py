@@ -33,7 +33,7 @@ def test_nan_output_fails_and_is_refunded(api, account, monkeypatch):
     body = api.post(f"/api/v3/fetch/{job.id}")
     assert body["status"] == "failed" and "invalid image" in body["message"]
     assert account_for(user).balance == balance
-    assert sorted(CreditEntry.objects.filter(job=job).values_list("kind", flat=True)) == ["refund", "reserve"]
+    assert sorted(CreditEntry.objects.filter(job=job).values_list("entry_type", flat=True)) == ["refund", "reserve"]
 
 
 def test_a_black_image_is_generated_again(api, account, monkeypatch):

@@ -1,13 +1,13 @@
 """Typed job parameters and the table of kinds: fast checks of each rule (no worker, no server)."""
 
 import dataclasses
+import inspect
 
 import pytest
-from django.utils.module_loading import import_string
 
 from generation.models import Job
 from generation.params import (
-    KINDS,
+    JOB_KINDS,
     Img2ImgParams,
     InpaintParams,
     InvalidInput,
@@ -18,21 +18,35 @@ from generation.params import (
     load,
 )
 from generation.runtime.predictors import Predictor
+from generation.runtime.registry import PREDICTORS
 
 
-def test_every_kind_has_its_params_predictor_cost_and_model_choice(settings):
-    assert sorted(Job.Kind.values) == sorted(KINDS)
-    for name, kind in KINDS.items():
+def test_every_kind_has_its_params_predictor_and_cost(settings):
+    assert sorted(Job.Kind.values) == sorted(JOB_KINDS) == sorted(PREDICTORS)
+    for name, kind in JOB_KINDS.items():
         assert kind.params.kind == name
-        predictor = import_string(kind.predictor)
-        assert callable(predictor.setup) and callable(predictor.predict)
-        assert isinstance(predictor(device="cpu"), Predictor)
         assert isinstance(getattr(settings, kind.cost_setting), int)
-    assert [name for name, kind in KINDS.items() if kind.single_output] == ["super_resolution"]
+    assert [name for name, kind in JOB_KINDS.items() if kind.single_output] == ["super_resolution"]
+
+
+@pytest.mark.parametrize("kind", sorted(PREDICTORS))
+def test_every_registered_predictor_keeps_the_contract(kind):
+    """What callers use is what the contract says: made with a device (and a checkpoint's weights), set up
+    once, predicting one job or a batch, naming its model and device; nothing loaded before setup()."""
+    cls = PREDICTORS[kind]
+    assert issubclass(cls, Predictor) and not inspect.isabstract(cls)
+    for method in ("__init__", "setup", "predict", "predict_batch"):
+        assert list(inspect.signature(getattr(cls, method)).parameters) == list(
+            inspect.signature(getattr(Predictor, method)).parameters
+        ), (cls, method)
+    assert isinstance(inspect.getattr_static(cls, "model_name"), property)
+    predictor = cls(device="cpu")
+    assert predictor.device == "cpu" and isinstance(predictor.model_name, str) and predictor.model_name
+    assert isinstance(cls.per_checkpoint, bool)
 
 
 def test_kinds_that_share_a_predictor_class_share_its_weights():
-    assert len({KINDS[name].predictor for name in ("text2img", "img2img", "inpaint")}) == 1
+    assert PREDICTORS["text2img"] is PREDICTORS["img2img"] is PREDICTORS["inpaint"]
 
 
 def test_stored_params_round_trip_and_older_keys_are_ignored():

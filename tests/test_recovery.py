@@ -81,7 +81,7 @@ def unblock(job):
 
 
 def entries(job):
-    return sorted(CreditEntry.objects.filter(job=job).values_list("kind", flat=True))
+    return sorted(CreditEntry.objects.filter(job=job).values_list("entry_type", flat=True))
 
 
 def test_killed_worker_job_is_requeued_and_finished_by_another(api, account, spare_queue, held_job):

@@ -105,7 +105,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_walk_sees_the_project():
     graph = _graph()
     assert "generation.jobs" in graph["generation.services"]
-    assert "generation.api.responses" in graph["generation.webhooks"]
+    assert "generation.answers" in graph["generation.webhooks"]
     assert len(MODULES) > 40
 
 
@@ -162,6 +162,32 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
             seen.add(module)
             todo.extend(graph.get(module, ()))
     return seen
+
+
+# The worker's side of Django: the RQ tasks and the bridge that resolves a job's inputs for its predictor.
+BRIDGE = {f"{RUNTIME}.tasks", f"{RUNTIME}.bridge"}
+LOOKUPS = {"generation.models", "generation.storage", "generation.library"}
+
+
+def test_only_the_bridge_looks_things_up_on_the_worker():
+    """Predictors only predict: no runtime module but the bridge imports the database models, storage or
+    the library, and what the predictors import does not reach them by any chain."""
+    graph = _graph()
+    runtime = [module for module in MODULES if module.startswith(RUNTIME + ".")]
+    assert BRIDGE <= set(runtime)
+    direct = {module: graph[module] & LOOKUPS for module in runtime if module not in BRIDGE}
+    assert {module: found for module, found in direct.items() if found} == {}
+    predictors = _reachable(graph, f"{RUNTIME}.registry")
+    assert {f"{RUNTIME}.sdxl", f"{RUNTIME}.upscale"} <= predictors
+    assert not predictors & (LOOKUPS | BRIDGE)
+
+
+def test_the_worker_never_reaches_the_api_package():
+    graph = _graph()
+    for module in MODULES:
+        if module.startswith(RUNTIME):
+            reached = {found for found in _reachable(graph, module) if found.startswith("generation.api")}
+            assert reached == set(), module
 
 
 def test_the_web_side_names_worker_code_only_by_string():

@@ -6,7 +6,7 @@ from diffusers import StableDiffusionXLPipeline
 
 from generation import jobs
 from generation.models import Job
-from generation.runtime.predictors import predictor_for
+from generation.runtime import bridge
 from generation.runtime.worker import GenerationWorker
 from tests.test_fetch import _params
 
@@ -49,7 +49,7 @@ def test_a_pipeline_error_ends_failed_and_fetch_says_so(api, isolated_job, monke
 
 
 def test_the_pipeline_is_loaded_once_and_progress_is_recorded(api, isolated_job):
-    predictor = predictor_for("text2img")
+    predictor = bridge.predictor("text2img")
     run_burst("isolated")
     pipe = predictor.pipelines["text2img"]
     second = jobs.submit(

@@ -12,6 +12,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from billing.credits import InsufficientCredits, QueueFull
+from generation.answers import message
 from generation.api.parsers import BodyTooLarge
 from generation.jobs import IdempotencyConflict
 from generation.params import InvalidInput
@@ -24,11 +25,6 @@ TIP = (
     "POST request with valid JSON. 3. Make sure your JSON does not have error, use jsonlint to validate "
     "json array. 4. Make sure you have valid API key."
 )
-
-
-def message(status: str, text, **extra) -> dict:
-    """A body carrying `text` under both `message` and the hosted API's `messege`."""
-    return {"status": status, "message": text, "messege": text, **extra}
 
 
 def invalid_key() -> dict:

@@ -6,13 +6,12 @@ admitted (services.request_generation); an inline (base64) image is decoded. `va
 "idempotency_key": str}.
 """
 
-import math
 import secrets
 
 from django.conf import settings
 from rest_framework import serializers
 
-from generation import safe_http, schedulers, services
+from generation import request_fields, safe_http, schedulers, services
 from generation.api.fields import (
     InputImageField,
     LenientBooleanField,
@@ -25,6 +24,7 @@ from generation.params import (
     UPSCALE_MODELS,
     Img2ImgParams,
     InpaintParams,
+    InvalidInput,
     SuperResolutionParams,
     Text2ImgParams,
     deployment_model,
@@ -128,27 +128,6 @@ def not_applied(data: dict, model_library: bool = False) -> list[dict]:
     ]
 
 
-def _ids(text: str | None) -> list[str]:
-    """A comma-separated list of library ids."""
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
-
-
-def _loras(data: dict) -> list[dict]:
-    """`lora_model` ids with their `lora_strength`: one value for all, or one per LoRA (default 1)."""
-    ids = _ids(data["lora_model"])
-    try:
-        strengths = [float(value) for value in _ids(data["lora_strength"])] or [1.0]
-    except ValueError as exc:
-        raise serializers.ValidationError(
-            {"lora_strength": ["The lora strength must be a number or a comma-separated list of numbers."]}
-        ) from exc
-    if len(strengths) == 1:
-        strengths *= len(ids)
-    if len(strengths) != len(ids) or not all(math.isfinite(value) for value in strengths):
-        raise serializers.ValidationError({"lora_strength": ["The lora strength must be one value, or one per LoRA."]})
-    return [{"id": lora, "strength": min(4.0, max(-4.0, value))} for lora, value in zip(ids, strengths)]
-
-
 def size_field(default=512, **kwargs):
     return LenientNumberField(minimum=64, maximum=1024, integer=True, multiple_of=8, default=default, **kwargs)
 
@@ -250,13 +229,17 @@ class GenerationSerializer(JobSerializer):
         if resolved is None:
             raise serializers.ValidationError({"scheduler": ["The selected scheduler is invalid."]})
         seed = data["seed"]
+        model_library = self.context.get("model_library", False)
+        try:
+            renamed = request_fields.to_parameters(data, model_library)
+        except InvalidInput as exc:
+            raise serializers.ValidationError({exc.field_name: [exc.message]}) from exc
         params = self.params_class(
             prompt=f"{data['prompt']}, {settings.PROMPT_ENHANCEMENT}" if data["enhance_prompt"] else data["prompt"],
             negative_prompt=data["negative_prompt"],
             width=data["width"],
             height=data["height"],
             samples=data["samples"],
-            steps=data["steps"] or data["num_inference_steps"],
             guidance_scale=float(data["guidance_scale"]),
             seed=seed if seed is not None and seed >= 0 else secrets.randbelow(MAX_SEED + 1),
             scheduler=resolved[0],
@@ -267,13 +250,9 @@ class GenerationSerializer(JobSerializer):
             clip_skip=data["clip_skip"],
             self_attention=data["self_attention"],
             upscale=data["upscale"],
-            not_applied=not_applied(data, self.context.get("model_library", False)),
+            not_applied=not_applied(data, model_library),
+            **renamed,
         )
-        if self.context.get("model_library"):
-            params.checkpoint = (data["model_id"] or "").strip()
-            params.loras = _loras(data)
-            params.embeddings = _ids(data["embeddings_model"])
-            params.vae_id = (data["vae"] or "").strip()
         return self.submission(data, params, self.image_inputs(data, params))
 
     def image_inputs(self, data, params) -> dict:
@@ -346,7 +325,7 @@ class SuperResolutionSerializer(JobSerializer):
         params = SuperResolutionParams(
             image_url=given.url,
             scale=data["scale"],
-            model_id=model_id,
+            upscaler=model_id,
             face_enhance=data["face_enhance"],
             not_applied=skipped,
         )

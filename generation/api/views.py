@@ -1,4 +1,4 @@
-"""v3 API views: validate with a serializer, call a service, render a body from responses."""
+"""v3 API views: validate with a serializer, call a service, render a body from answers."""
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -6,8 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import credits
-from generation import library, monitoring, selectors, services, storage
-from generation.api import responses
+from generation import answers, library, monitoring, selectors, services, storage
 from generation.api.authentication import ApiKeyAuthentication
 from generation.api.parsers import LenientRequest
 from generation.api.serializers import (
@@ -55,8 +54,8 @@ PROCESSING_EXAMPLE = OpenApiExample(
         "eta": 12.5,
         "id": 12202889,
         "output": [],
-        "message": responses.PROCESSING_MESSAGE,
-        "messege": responses.PROCESSING_MESSAGE,
+        "message": answers.PROCESSING_MESSAGE,
+        "messege": answers.PROCESSING_MESSAGE,
         "fetch_result": "https://host/api/v3/fetch/12202889",
         "future_links": ["https://host/media/generations/2f0c...-0.png"],
     },
@@ -113,7 +112,7 @@ class GenerationView(V3View):
     serializer_class = None
     throttle_classes = [GenerationRateThrottle]
 
-    def post(self, request, fetch_path=responses.V3_FETCH_PATH, model_library=False):
+    def post(self, request, fetch_path=answers.V3_FETCH_PATH, model_library=False):
         serializer = self.serializer_class(data=request.data, context={"model_library": model_library})
         serializer.is_valid(raise_exception=True)
         submission = serializer.validated_data
@@ -129,7 +128,7 @@ class GenerationView(V3View):
             request_hash=services.request_hash(submission["params"].kind, request.data) if idempotency_key else "",
         )
         return Response(
-            responses.for_request(job, fetch_path), headers={"Idempotent-Replayed": "true"} if job.replayed else None
+            answers.for_request(job, fetch_path), headers={"Idempotent-Replayed": "true"} if job.replayed else None
         )
 
 
@@ -179,7 +178,7 @@ class FetchView(V3View):
     @extend_schema(operation_id="fetch")
     def post(self, request, job_id=None, **kwargs):
         job = services.fetch_job(user=request.user, job_id=requested_job_id(request, job_id))
-        return Response(responses.for_fetch(job))
+        return Response(answers.for_fetch(job))
 
 
 class FetchByBodyView(FetchView):
@@ -214,7 +213,7 @@ class CancelView(V3View):
     @extend_schema(operation_id="cancel")
     def post(self, request, job_id=None, **kwargs):
         job = services.cancel_job(user=request.user, job_id=requested_job_id(request, job_id))
-        return Response(responses.for_fetch(job))
+        return Response(answers.for_fetch(job))
 
 
 class CancelByBodyView(CancelView):
@@ -319,4 +318,4 @@ class SystemDetailsView(V3View):
 )
 class ModelListView(V3View):
     def post(self, request, **kwargs):
-        return Response(responses.model_list(library.listed(credits.account_for(request.user, loaded=True).plan)))
+        return Response(answers.model_list(library.listed(credits.account_for(request.user, loaded=True).plan)))

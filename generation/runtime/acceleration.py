@@ -11,9 +11,12 @@ import logging
 import time
 from dataclasses import dataclass
 
+import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
 from django.conf import settings
 
 from generation.params import Text2ImgParams
+from generation.runtime.predictors import JobInput
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +39,6 @@ def _flag(value: str, on_cuda: bool) -> bool:
 def half_precision() -> str:
     """bf16 where the GPU has it (Ampere and later): fp16's speed, fp32's range, so the VAE needs no
     upcast to decode without overflowing; fp16 on older GPUs."""
-    import torch
-
     return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
 
 
@@ -60,9 +61,6 @@ def options_for(device: str) -> Options:
 
 def apply(pipe, options: Options):
     """Apply the options to the pipeline's shared modules (after it is on its device)."""
-    import torch
-    from diffusers.models.attention_processor import AttnProcessor2_0
-
     # 1. scaled-dot-product attention (flash / memory-efficient kernels where the GPU has them)
     pipe.unet.set_attn_processor(AttnProcessor2_0())
     pipe.vae.set_attn_processor(AttnProcessor2_0())
@@ -93,8 +91,8 @@ def warm_up(predictor, options: Options):
     job compiles anything later: neither a batch of jobs nor a job of several `samples`."""
     for width, height in options.warmup_sizes:
         started = time.perf_counter()
-        params = Text2ImgParams(prompt="warm-up", width=width, height=height, steps=2)
-        predictor.predict(params)
+        job = JobInput(Text2ImgParams(prompt="warm-up", width=width, height=height, steps=2))
+        predictor.predict(job)
         if options.warmup_batch > 1:
-            predictor.predict_batch([params] * options.warmup_batch)
+            predictor.predict_batch([job] * options.warmup_batch)
         logger.info("Warmed up %dx%d in %.1fs", width, height, time.perf_counter() - started)

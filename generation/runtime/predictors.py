@@ -1,18 +1,53 @@
-"""What the worker runs per kind of job: a Predictor (like a cog Predictor) is set up once per worker
-process and then predicts one job at a time. Which class serves which kind is the kind table's
-`predictor` (generation/params.py); kinds that share a class share its one instance and its weights."""
+"""The predictor contract (like cog's): what the worker runs for a kind of job, and what it is given.
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+A Predictor is made once per worker process (per checkpoint when `per_checkpoint`), `setup()` loads its
+weights once, and `predict()` runs one job from a JobInput: the job's parameters with everything
+resolved — input images decoded, library models as local paths. A predictor looks nothing up itself
+(no database, storage or library): the bridge (generation/runtime/bridge.py) does that before it runs.
+"""
 
-from django.conf import settings
-from django.utils.module_loading import import_string
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
-from generation.params import KINDS, JobParams
+import torch
+from PIL import Image
+
+from generation.params import JobParams
 
 
 class GenerationError(Exception):
     """A job failed for a reason worth showing to the user."""
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A library model resolved to weights on this worker: a .safetensors file or a diffusers folder."""
+
+    id: str
+    path: Path
+    content_hash: str = ""  # keys the predictor's caches, so a replaced file is never served stale
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class LoraChoice:
+    model: LocalModel
+    strength: float
+
+
+@dataclass
+class JobInput:
+    """One job, resolved: its parameters and what they name, ready to predict from."""
+
+    params: JobParams
+    images: dict[str, Image.Image] = field(default_factory=dict)  # input field -> decoded RGB image
+    loras: list[LoraChoice] = field(default_factory=list)
+    embeddings: list[LocalModel] = field(default_factory=list)
+    vae: LocalModel | None = None
+    upscaler: LocalModel | None = None  # an upscaler's weights; None: a plain resize stands in (demo mode)
 
 
 @dataclass
@@ -23,45 +58,49 @@ class Prediction:
     nsfw: list | None = None  # per image, when the safety checker ran
 
 
-@runtime_checkable
-class Predictor(Protocol):
-    per_checkpoint: bool  # one instance per library checkpoint (else one per process)
+# on_step(done, total, preview): called after each model step; may raise to stop the job. `preview`, when
+# given, is a callable returning a rough image of the result so far (of image i of a batch: preview(i)).
+StepCallback = Callable[..., None]
 
+
+class Predictor(ABC):
+    """Set up once per worker process, then predicts one job (or a batch of compatible jobs) at a time."""
+
+    per_checkpoint: ClassVar[bool] = False  # one instance per library checkpoint (else one per process)
+
+    def __init__(self, *, device: str, weights: Path | None = None):
+        """`device`: "auto", "cpu", "cuda", ...; `weights`: the checkpoint folder of a per-checkpoint
+        predictor. Nothing is loaded until setup()."""
+        self.device = device
+        self.weights = weights
+
+    @property
+    @abstractmethod
+    def model_name(self) -> str:
+        """What the worker advertises as its model."""
+
+    @abstractmethod
     def setup(self) -> None:
         """Load what every job needs (once per process; later calls do nothing)."""
 
-    def predict(self, params: JobParams, on_step=None) -> Prediction:
-        """Run one job. `on_step(done, total, preview)` is called after each model step and may raise to
-        stop it; `preview`, when given, is a callable that returns a rough image of the result so far."""
+    @abstractmethod
+    def predict(self, job: JobInput, on_step: StepCallback | None = None) -> Prediction:
+        """Run one job; GenerationError for a failure worth telling the user."""
+
+    def predict_batch(self, jobs: list[JobInput], on_step: StepCallback | None = None) -> list:
+        """Several jobs with one `batch_key()`: one entry per job, its Prediction or its GenerationError
+        (the others unaffected). Predictors that batch in one call override this; by default each runs
+        alone."""
+        results = []
+        for job in jobs:
+            try:
+                results.append(self.predict(job, on_step))
+            except GenerationError as exc:
+                results.append(exc)
+        return results
 
 
 def pick_device(requested: str = "auto") -> str:
-    import torch
-
     if requested != "auto":
         return requested
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-_instances: dict[tuple[str, str], Predictor] = {}
-
-
-def predictor_for(kind: str, checkpoint: str = "") -> Predictor:
-    """The process's predictor for `kind` on `checkpoint` (a library id; "" the default), created on
-    first use, not yet set up. A predictor class with `per_checkpoint` holds one checkpoint's weights."""
-    path = KINDS[kind].predictor
-    cls = import_string(path)
-    key = (path, checkpoint if cls.per_checkpoint else "")
-    if key not in _instances:
-        _instances[key] = cls(device=settings.SDXL_DEVICE, checkpoint=key[1])
-    return _instances[key]
-
-
-def setup_all(checkpoints: list[str]) -> list[Predictor]:
-    """Every predictor of the kind table on each of `checkpoints`, set up (the worker does this before its
-    first job)."""
-    every = (predictor_for(kind, checkpoint) for kind in KINDS for checkpoint in checkpoints)
-    predictors = list({id(p): p for p in every}.values())
-    for predictor in predictors:
-        predictor.setup()
-    return predictors

@@ -1,4 +1,4 @@
-"""The SDXL predictor: `setup()` once per worker process, `predict(params)` per job (like a cog Predictor)."""
+"""The SDXL predictor: `setup()` once per worker process, `predict(job)` per job (like a cog Predictor)."""
 
 import copy
 import inspect
@@ -26,11 +26,10 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import CLIPImageProcessor
 
-from generation import library, storage
-from generation.params import Img2ImgParams, InpaintParams, Text2ImgParams
+from generation.params import DiffusionParams
 from generation.runtime import acceleration
 from generation.runtime.demo_model import build_demo_model
-from generation.runtime.predictors import GenerationError, Prediction, pick_device, predictor_for
+from generation.runtime.predictors import GenerationError, JobInput, LocalModel, Prediction, Predictor, pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -98,17 +97,16 @@ def latent_preview(latents, index: int = 0) -> Image.Image | None:
     return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
 
 
-class SDXLPredictor:
-    """Holds one copy of one checkpoint's SDXL weights; text2img, img2img and inpaint share them. LoRAs
-    are named adapters kept in a bounded cache and switched per job; embeddings and another VAE are put
-    in for one job and taken out after it, so no job leaks into the next."""
+class SDXLPredictor(Predictor):
+    """Holds one copy of one checkpoint's SDXL weights (`weights`: its diffusers folder, or a model id in
+    the Hugging Face cache); text2img, img2img and inpaint share them. LoRAs are named adapters kept in a
+    bounded cache and switched per job; embeddings and another VAE are put in for one job and taken out
+    after it, so no job leaks into the next."""
 
     per_checkpoint = True
 
-    def __init__(self, model: str | None = None, device: str | None = None, checkpoint: str = ""):
-        self.model = model  # a diffusers folder or model id; None: the checkpoint's (or SDXL_MODEL)
-        self.checkpoint = checkpoint
-        self.device = device or settings.SDXL_DEVICE
+    def __init__(self, *, device: str, weights: Path | None = None):
+        super().__init__(device=device, weights=Path(weights or settings.SDXL_MODEL))
         self.pipelines = {}
         self.pag_pipelines = {}
         self.adapters = OrderedDict()  # adapter name -> bytes, least recently used first
@@ -125,31 +123,26 @@ class SDXLPredictor:
 
     @property
     def model_name(self) -> str:
-        return Path(self.model.rstrip("/")).name or self.model
+        return self.weights.name
 
     def setup(self):
         """Load the weights once. Builds the demo model first when it is the configured model and missing."""
         if self.loaded:
             return
-        if self.model is None:
-            entry = library.find(self.checkpoint) if self.checkpoint else library.default_checkpoint()
-            if entry is None:
-                raise GenerationError(f"Failed: the model {self.checkpoint!r} is not in the library")
-            self.model = str(library.local_path(entry))
         started = time.perf_counter()
-        # 1. where and in which precision (the fast-path options: generation/acceleration.py)
+        # 1. where and in which precision (the fast-path options: generation/runtime/acceleration.py)
         self.device = pick_device(self.device)
         self.options = acceleration.options_for(self.device)
         dtype = getattr(torch, self.options.dtype)
         # 2. the demo model is built locally on first use
-        if Path(self.model) == Path(settings.DEMO_MODEL_PATH) and not (Path(self.model) / "model_index.json").exists():
-            build_demo_model(Path(self.model))
+        if self.weights == Path(settings.DEMO_MODEL_PATH) and not (self.weights / "model_index.json").exists():
+            build_demo_model(self.weights)
         # 3. weights, through the same from_pretrained path for the demo model and real SDXL
         extra = {}
         if settings.SDXL_VAE:
             extra["vae"] = AutoencoderKL.from_pretrained(settings.SDXL_VAE, dtype=dtype, use_safetensors=True)
         pipe = StableDiffusionXLPipeline.from_pretrained(
-            self.model, dtype=dtype, add_watermarker=False, use_safetensors=True, **extra
+            str(self.weights), dtype=dtype, add_watermarker=False, use_safetensors=True, **extra
         )
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
@@ -174,7 +167,7 @@ class SDXLPredictor:
         acceleration.apply(pipe, self.options)
         logger.info(
             "Loaded %s on %s (%s) in %.2fs with %s",
-            self.model,
+            self.weights,
             self.device,
             dtype,
             time.perf_counter() - started,
@@ -182,24 +175,25 @@ class SDXLPredictor:
         )
         acceleration.warm_up(self, self.options)
 
-    def predict(self, params: Text2ImgParams, on_step=None) -> Prediction:
+    def predict(self, job: JobInput, on_step=None) -> Prediction:
         """Generate `params.samples` images; image i uses seed + i. `on_step(done, total, preview)` reports
         progress."""
-        result = self._predict([params], on_step)[0]
+        result = self._predict([job], on_step)[0]
         if isinstance(result, GenerationError):
             raise result
         return result
 
-    def predict_batch(self, batch: list[Text2ImgParams], on_step=None) -> list:
+    def predict_batch(self, jobs: list[JobInput], on_step=None) -> list:
         """Several text2img jobs with one `batch_key()` in one pipeline call, with one generator per
         image, so that each image is the one its job gets alone. One entry per job: its Prediction, or
         the GenerationError of a job whose images stayed invalid (the others are unaffected).
         `on_step(done, total, preview)` as for `predict`, with `preview(i)` picturing image i of the batch."""
-        return self._predict(batch, on_step)
+        return self._predict(jobs, on_step)
 
-    def _predict(self, batch: list[Text2ImgParams], on_step) -> list:
+    def _predict(self, jobs: list[JobInput], on_step) -> list:
         self.setup()
         started = time.perf_counter()
+        batch = [job.params for job in jobs]
         first = batch[0]
         pipe = (self.pag_pipelines if first.self_attention else self.pipelines)[first.kind]
         # 1. a fresh scheduler per call, so no job's scheduler leaks into the next
@@ -216,8 +210,8 @@ class SDXLPredictor:
         # 3. the pipeline call, one generator per image (image i of a job uses its seed + i); a job whose
         #    image came out NaN or all black (fp16 overflow, a numeric fault) is generated once more
         #    alone, then fails
-        inputs = _image_inputs(first)
-        with self._models(first):
+        inputs = _image_inputs(jobs[0])
+        with self._models(jobs[0]):
             arrays = self._call(pipe, batch, inputs, step_end)
             per_job, offset = [], 0
             for params in batch:
@@ -239,32 +233,23 @@ class SDXLPredictor:
             for params, arrays, ok in zip(batch, per_job, valid)
         ]
 
-    def _finish(self, params: Text2ImgParams, arrays: list, seconds: float) -> Prediction:
+    def _finish(self, params: DiffusionParams, arrays: list, seconds: float) -> Prediction:
         images = [Image.fromarray((array * 255).round().clip(0, 255).astype("uint8")) for array in arrays]
         # 4. optional NSFW filter: flagged images become black
         nsfw = None
         if params.safety_checker and settings.SAFETY_CHECKER_MODEL:
             images, nsfw = self._safety_filter(images)
-        # 5. `upscale`: through the Real-ESRGAN upscaler, in the same job
-        if params.upscale > 1:
-            upscaler = predictor_for("super_resolution")
-            images = [upscaler.enlarge(image, params.upscale) for image in images]
         return Prediction(images=images, seeds=params.seeds, seconds=seconds, nsfw=nsfw)
 
     @contextmanager
-    def _models(self, params: Text2ImgParams):
+    def _models(self, job: JobInput):
         """The job's LoRAs, embeddings and VAE in place for the pipeline call, and out again after it."""
-        wanted = {lora["id"] for lora in params.loras} | set(params.embeddings) | ({params.vae_id} - {""})
-        entries = library.find_all(wanted) if wanted else {}
-        missing = wanted - set(entries)
-        if missing:
-            raise GenerationError(f"Failed: the model {sorted(missing)[0]!r} was removed from the library")
-        self._set_loras([(entries[lora["id"]], lora["strength"]) for lora in params.loras])
+        self._set_loras(job.loras)
         tokens = []
         try:
-            for name in params.embeddings:
-                tokens.append(self._load_embedding(entries[name]))
-            self._set_vae(entries.get(params.vae_id))
+            for embedding in job.embeddings:
+                tokens.append(self._load_embedding(embedding))
+            self._set_vae(job.vae)
             yield
         finally:
             for loaded in tokens:
@@ -275,34 +260,32 @@ class SDXLPredictor:
         return (*self.pipelines.values(), *self.pag_pipelines.values())
 
     def _set_loras(self, chosen: list):
-        """Switch the shared modules to these (entry, strength) adapters; none: the base weights exactly."""
+        """Switch the shared modules to these LoRAs at their strengths; none: the base weights exactly."""
         pipe = self.pipelines["text2img"]
         if not chosen:
             if self.adapters:
                 pipe.disable_lora()
             return
         names, strengths = [], []
-        for entry, strength in chosen:
-            name = self._adapter(entry, keep=names)
+        for choice in chosen:
+            name = self._adapter(choice.model, keep=names)
             if name not in names:
                 names.append(name)
-                strengths.append(strength)
+                strengths.append(choice.strength)
         pipe.enable_lora()
         pipe.set_adapters(names, strengths)
 
-    def _adapter(self, entry, keep: list) -> str:
+    def _adapter(self, lora: LocalModel, keep: list) -> str:
         """The adapter of a library LoRA, loaded on first use; the least recently used ones (not in `keep`)
         are deleted while the cache is over LORA_CACHE_COUNT adapters or LORA_CACHE_BYTES."""
-        name = f"lora_{(entry.content_hash or entry.public_id)[:16]}"
+        name = f"lora_{(lora.content_hash or lora.id)[:16]}"
         if name in self.adapters:
             self.adapters.move_to_end(name)
             return name
         started = time.perf_counter()
-        self.pipelines["text2img"].load_lora_weights(
-            str(library.local_path(entry)), adapter_name=name, use_safetensors=True
-        )
-        self.adapters[name] = entry.size_bytes
-        logger.info("Loaded LoRA %s in %.2fs", entry.public_id, time.perf_counter() - started)
+        self.pipelines["text2img"].load_lora_weights(str(lora.path), adapter_name=name, use_safetensors=True)
+        self.adapters[name] = lora.size_bytes
+        logger.info("Loaded LoRA %s in %.2fs", lora.id, time.perf_counter() - started)
         for old in list(self.adapters):
             over = (
                 len(self.adapters) > settings.LORA_CACHE_COUNT
@@ -313,41 +296,41 @@ class SDXLPredictor:
                 del self.adapters[old]
         return name
 
-    def _load_embedding(self, entry) -> list[str]:
+    def _load_embedding(self, embedding: LocalModel) -> list[str]:
         """Put a library embedding's vectors into both text encoders under its id; the tokens it added."""
         pipe = self.pipelines["text2img"]
-        vectors = load_file(str(library.local_path(entry)))
+        vectors = load_file(str(embedding.path))
         for key, encoder, tokenizer in (
             ("clip_l", pipe.text_encoder, pipe.tokenizer),
             ("clip_g", pipe.text_encoder_2, pipe.tokenizer_2),
         ):
             try:
                 pipe.load_textual_inversion(
-                    vectors[key].to(encoder.dtype), token=entry.public_id, text_encoder=encoder, tokenizer=tokenizer
+                    vectors[key].to(encoder.dtype), token=embedding.id, text_encoder=encoder, tokenizer=tokenizer
                 )
             except ValueError as exc:  # its token is already a word of the tokenizer
-                raise GenerationError(f"Failed: the embedding {entry.public_id!r} cannot be loaded ({exc})") from exc
+                raise GenerationError(f"Failed: the embedding {embedding.id!r} cannot be loaded ({exc})") from exc
         count = vectors["clip_l"].shape[0]
-        return [entry.public_id] + [f"{entry.public_id}_{i}" for i in range(1, count)]
+        return [embedding.id] + [f"{embedding.id}_{i}" for i in range(1, count)]
 
     def _unload_embedding(self, tokens: list[str]):
         pipe = self.pipelines["text2img"]
         for encoder, tokenizer in ((pipe.text_encoder, pipe.tokenizer), (pipe.text_encoder_2, pipe.tokenizer_2)):
             pipe.unload_textual_inversion(tokens=tokens, tokenizer=tokenizer, text_encoder=encoder)
 
-    def _set_vae(self, entry):
+    def _set_vae(self, chosen: LocalModel | None):
         """A library VAE (loaded once, kept by content hash) on every pipeline; None: the checkpoint's own."""
         vae = self.base_vae
-        if entry is not None:
-            vae = self.vaes.get(entry.content_hash)
+        if chosen is not None:
+            vae = self.vaes.get(chosen.content_hash)
             if vae is None:
                 dtype = getattr(torch, self.options.dtype)
-                vae = AutoencoderKL.from_pretrained(str(library.local_path(entry)), dtype=dtype, use_safetensors=True)
+                vae = AutoencoderKL.from_pretrained(str(chosen.path), dtype=dtype, use_safetensors=True)
                 vae.to(self.device)
                 if self.options.vae_tiling:
                     vae.enable_tiling()
                 _pin(vae, torch.device(self.device), dtype)
-                self.vaes[entry.content_hash] = vae
+                self.vaes[chosen.content_hash] = vae
         if self.pipelines["text2img"].vae is not vae:
             for pipeline in self._all_pipelines():
                 pipeline.vae = vae
@@ -360,7 +343,7 @@ class SDXLPredictor:
             self.schedulers[key] = build_scheduler(name, options, self.base_scheduler_config)
         return copy.deepcopy(self.schedulers[key])
 
-    def _call(self, pipe, batch: list[Text2ImgParams], inputs: dict, step_end) -> list:
+    def _call(self, pipe, batch: list[DiffusionParams], inputs: dict, step_end) -> list:
         """One pipeline call for the jobs of `batch` (one job: its prompt, `samples` images of it)."""
         params = batch[0]
         generators = [torch.Generator(device="cpu").manual_seed(seed) for job in batch for seed in job.seeds]
@@ -389,7 +372,7 @@ class SDXLPredictor:
             )
         return list(result.images)
 
-    def _guidance(self, params: Text2ImgParams) -> dict:
+    def _guidance(self, params: DiffusionParams) -> dict:
         """`clip_skip` (at most the text encoder's depth less one) and the perturbed-attention scale."""
         options = {}
         if params.clip_skip:
@@ -413,16 +396,17 @@ class SDXLPredictor:
         return filtered, flags
 
 
-def _image_inputs(params: Text2ImgParams) -> dict:
-    """Size and image inputs per kind."""
+def _image_inputs(job: JobInput) -> dict:
+    """Size and image inputs: an init image (img2img, inpaint) with its strength, and a mask (inpaint)."""
+    params = job.params
     size = (params.width, params.height)
-    if not isinstance(params, Img2ImgParams):
+    if "init_image" not in job.images:
         return {"width": size[0], "height": size[1]}
     inputs = {
-        "image": storage.open_input(params.init_image).resize(size, Image.LANCZOS),
+        "image": job.images["init_image"].resize(size, Image.LANCZOS),
         "strength": params.effective_strength,
     }
-    if isinstance(params, InpaintParams):
-        inputs["mask_image"] = storage.open_input(params.mask_image).convert("L").resize(size, Image.NEAREST)
+    if "mask_image" in job.images:
+        inputs["mask_image"] = job.images["mask_image"].convert("L").resize(size, Image.NEAREST)
         inputs.update(width=size[0], height=size[1])  # else diffusers answers 1024x1024
     return inputs

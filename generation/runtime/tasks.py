@@ -1,5 +1,6 @@
-"""The RQ tasks (named by dotted path in generation/queue.py): run one job on the worker's resident
-predictor for its kind; RQ's failure callback."""
+"""The RQ tasks (named by dotted path in generation/queue.py): run one job (with the compatible jobs
+waiting behind it) on the worker's resident predictor for its kind, from its resolved inputs, and settle
+each job; RQ's failure callback. With generation/runtime/bridge.py, the worker's side of the database."""
 
 import logging
 import socket
@@ -11,8 +12,8 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 
 from generation import estimates, jobs, monitoring, queue, redis_client, storage
 from generation.models import Job
-from generation.runtime import heartbeat
-from generation.runtime.predictors import GenerationError, predictor_for
+from generation.runtime import bridge, heartbeat
+from generation.runtime.predictors import GenerationError
 
 logger = logging.getLogger(__name__)
 
@@ -113,22 +114,7 @@ def run_job(job_id: int, attempt: int = 1):
     started = time.perf_counter()
     monitors = [StepMonitor(member) for member in batch]
     try:
-        _, checkpoint = queue.split_queue_name(job.queue_name)
-        predictor = predictor_for(job.kind, checkpoint)
-        if len(batch) == 1:
-            predictions = [predictor.predict(job.parameters, on_step=monitors[0])]
-        else:
-            on_step = BatchMonitor(batch, monitors)
-            predictions = predictor.predict_batch([member.parameters for member in batch], on_step=on_step)
-            predictions = [None if i in on_step.canceled else p for i, p in enumerate(predictions)]
-    except JobCanceled:
-        logger.info("Job(s) %s stopped: canceled", [member.id for member in batch])
-        return
-    except GenerationError as exc:
-        predictions = [exc] * len(batch)
-    except Exception:
-        logger.exception("Job(s) %s failed", [member.id for member in batch])
-        predictions = [GenerationError(jobs.FAILED_MESSAGE)] * len(batch)
+        predictions = _predict(batch, monitors)
     except BaseException:  # SystemExit / KeyboardInterrupt: the worker is going away
         for member in batch:
             jobs.retry_or_fail(member, "worker shut down")
@@ -146,6 +132,41 @@ def run_job(job_id: int, attempt: int = 1):
             jobs.fail(member.id, str(prediction), attempt=member.attempt)
             continue
         _settle(member, prediction, seconds, monitor, share=member.parameters.samples / images)
+
+
+def _predict(batch: list, monitors: list) -> list:
+    """Resolve each job's inputs and run those that resolved in one predictor call. One entry per job:
+    its Prediction, its GenerationError, or None for a job canceled while it ran."""
+    results, resolved = {}, {}
+    for index, member in enumerate(batch):
+        try:
+            resolved[index] = bridge.resolve(member.parameters)
+        except GenerationError as exc:
+            results[index] = exc
+        except Exception:
+            logger.exception("Could not resolve the inputs of job %s", member.id)
+            results[index] = GenerationError(jobs.FAILED_MESSAGE)
+    runnable = list(resolved)
+    if runnable:
+        if len(runnable) == 1:
+            on_step = monitors[runnable[0]]
+        else:
+            on_step = BatchMonitor([batch[i] for i in runnable], [monitors[i] for i in runnable])
+        _, checkpoint = queue.split_queue_name(batch[0].queue_name)
+        try:
+            predictions = bridge.predict(batch[0].kind, checkpoint, [resolved[i] for i in runnable], on_step)
+        except JobCanceled:
+            logger.info("Job(s) %s stopped: canceled", [batch[i].id for i in runnable])
+            predictions = [None] * len(runnable)
+        except GenerationError as exc:
+            predictions = [exc] * len(runnable)
+        except Exception:
+            logger.exception("Job(s) %s failed", [batch[i].id for i in runnable])
+            predictions = [GenerationError(jobs.FAILED_MESSAGE)] * len(runnable)
+        canceled = on_step.canceled if isinstance(on_step, BatchMonitor) else set()
+        for position, (index, prediction) in enumerate(zip(runnable, predictions)):
+            results[index] = None if position in canceled else prediction
+    return [results[index] for index in range(len(batch))]
 
 
 def _companions(job) -> list:

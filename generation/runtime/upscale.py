@@ -4,11 +4,12 @@ The architectures are small and public (RRDBNet for the RealESRGAN/RealESRNet x4
 and x2plus models; SRVGGNetCompact for realesr-general-x4v3). Keeping them here avoids spandrel,
 which needs torchvision. State-dict keys match the official `.pth` files (`params_ema` or `params`),
 so real weights load unchanged. In demo mode (UPSCALER_DEMO) a missing network is replaced by a plain
-Lanczos resize, said as such in the answer.
+Lanczos resize (the bridge gives no weights), said as such in the answer.
 """
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,9 +18,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from generation import library, storage
-from generation.params import SuperResolutionParams, upscaler_for
-from generation.runtime.predictors import GenerationError, Prediction, pick_device
+from generation.runtime.predictors import JobInput, LocalModel, Prediction, Predictor, pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -120,18 +119,15 @@ def _network_for(state: dict, architecture: str, scale: int) -> nn.Module:
 
 
 class Upscaler:
-    """One loaded upscaling network; `upscale()` works in tiles so memory stays bounded. In demo mode,
-    without the network's file, a plain Lanczos resize (no network at all)."""
+    """One loaded upscaling network; `upscale()` works in tiles so memory stays bounded. Without weights
+    (demo mode), a plain Lanczos resize (no network at all)."""
 
-    def __init__(self, model_id: str, device: str):
+    def __init__(self, model_id: str, weights: LocalModel | None, device: str):
         architecture, self.native_scale = MODELS[model_id]
         self.device, self.model_id, self.network = device, model_id, None
-        state = library.upscaler_state(model_id)
-        if state == "missing":
-            raise GenerationError(f"Failed: the upscaler {model_id} is not installed on this deployment")
-        if state == "demo":
+        if weights is None:
             return
-        checkpoint = torch.load(library.upscaler_path(model_id), map_location="cpu", weights_only=True)
+        checkpoint = torch.load(weights.path, map_location="cpu", weights_only=True)
         state = checkpoint.get("params_ema") or checkpoint.get("params") or checkpoint
         self.network = _network_for(state, architecture, self.native_scale)
         self.network.load_state_dict(state, strict=True)
@@ -168,34 +164,32 @@ class Upscaler:
         return result
 
 
-class UpscalePredictor:
-    """The super_resolution predictor: each upscaling network is loaded on its first job and kept (a
-    worker that never upscales never loads one)."""
+class UpscalePredictor(Predictor):
+    """The super_resolution predictor (also a generation's `upscale` post-step): each upscaling network
+    is loaded on its first job and kept (a worker that never upscales never loads one)."""
 
-    per_checkpoint = False
+    def __init__(self, *, device: str, weights=None):
+        super().__init__(device=device, weights=weights)
+        self.upscalers: dict[tuple[str, Path | None], Upscaler] = {}
 
-    def __init__(self, device: str = "auto", checkpoint: str = ""):
-        self.device = device
-        self.upscalers: dict[str, Upscaler] = {}
+    @property
+    def model_name(self) -> str:
+        return "Real-ESRGAN"
 
     def setup(self):
         self.device = pick_device(self.device)
 
-    def upscaler(self, model_id: str) -> Upscaler:
-        if model_id not in self.upscalers:
-            self.upscalers[model_id] = Upscaler(model_id, self.device)
+    def _upscaler(self, model_id: str, weights: LocalModel | None) -> Upscaler:
+        key = (model_id, weights.path if weights else None)
+        if key not in self.upscalers:
+            self.upscalers[key] = Upscaler(model_id, weights, self.device)
             logger.info("Loaded upscaler %s on %s", model_id, self.device)
-        return self.upscalers[model_id]
+        return self.upscalers[key]
 
-    def enlarge(self, image: Image.Image, scale: int) -> Image.Image:
-        """`image` upscaled `scale` times (a generation's `upscale`): the x2 network for 2, else the x4 one."""
-        self.setup()
-        return self.upscaler(upscaler_for(scale)).upscale(image, scale)
-
-    def predict(self, params: SuperResolutionParams, on_step=None) -> Prediction:
-        """Upscale the job's stored input image."""
+    def predict(self, job: JobInput, on_step=None) -> Prediction:
+        """Upscale the job's input image by its `scale` with its upscaler."""
         self.setup()
         started = time.perf_counter()
-        image = storage.open_input(params.image)
-        result = self.upscaler(params.model_id).upscale(image, params.scale)
+        params = job.params
+        result = self._upscaler(params.upscaler, job.upscaler).upscale(job.images["image"], params.scale)
         return Prediction(images=[result], seeds=[0], seconds=time.perf_counter() - started)

@@ -4,13 +4,11 @@ import logging
 import os
 import socket
 
-from django.conf import settings
 from rq import Queue, SimpleWorker
 
 from billing import credits
-from generation import estimates, library, queue, recovery, webhooks
-from generation.runtime import heartbeat
-from generation.runtime.predictors import predictor_for, setup_all
+from generation import estimates, queue, recovery, webhooks
+from generation.runtime import bridge, heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +33,10 @@ class GenerationWorker(SimpleWorker):
     """
 
     def work(self, *args, **kwargs):
-        default = library.default_checkpoint().public_id
-        held = settings.WORKER_CHECKPOINTS or [default]
-        checkpoints = ["" if checkpoint == default else checkpoint for checkpoint in held]
+        held, checkpoints = bridge.held_checkpoints()
         self._serve(checkpoints)
-        setup_all(checkpoints)
-        predictor = predictor_for("text2img", checkpoints[0])
+        bridge.setup_all(checkpoints)
+        predictor = bridge.predictor("text2img", checkpoints[0])
         beat = heartbeat.Heartbeat(
             self.name,
             {

@@ -13,7 +13,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("source", help="a diffusers folder, a .safetensors file, or storage:<name>")
         parser.add_argument("--id", required=True, help="the id clients send")
-        parser.add_argument("--kind", required=True, choices=LibraryModel.Kind.values)
+        parser.add_argument("--kind", required=True, choices=LibraryModel.ModelType.values)
         parser.add_argument("--name", default="")
         parser.add_argument("--description", default="")
         parser.add_argument("--plans", default="", help="comma-separated plan slugs that may use it (default: all)")
@@ -24,13 +24,13 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, source, **options):
         entry = LibraryModel.objects.filter(public_id=options["id"]).first() or LibraryModel(public_id=options["id"])
-        entry.kind, entry.source = options["kind"], source
+        entry.model_type, entry.source = options["kind"], source
         entry.name, entry.description = options["name"] or options["id"], options["description"]
         entry.is_public, entry.is_default = not options["private"], options["default"]
         entry.credit_multiplier = options["credit_multiplier"]
         try:
             entry.full_clean(exclude=["content_hash"], validate_unique=False)
-            entry.content_hash, entry.size_bytes = library.check(source, entry.kind)
+            entry.content_hash, entry.size_bytes = library.check(source, entry.model_type)
         except (ValidationError, library.InvalidModelFile) as exc:
             raise CommandError(f"Refused: {exc}") from exc
         slugs = [slug.strip() for slug in options["plans"].split(",") if slug.strip()]
@@ -41,4 +41,4 @@ class Command(BaseCommand):
             library.make_default(entry)
         entry.save()
         entry.plans.set(plans)
-        self.stdout.write(f"Added {entry.public_id} ({entry.kind}, {entry.size_bytes / 2**20:.1f} MiB)")
+        self.stdout.write(f"Added {entry.public_id} ({entry.model_type}, {entry.size_bytes / 2**20:.1f} MiB)")

@@ -1,13 +1,19 @@
-"""Response bodies built from a Job, exactly as ../shared/api-v3.md spells them."""
+"""The answers about a job, built from the Job exactly as the hosted v3 API spells them: what a generation
+request, fetch and a webhook delivery send. Here, below the API package, so that webhooks (which the
+worker sends) use them without the worker importing the API."""
 
 from django.conf import settings
 
-from generation import selectors, storage
-from generation.api import errors
+from generation import request_fields, selectors, storage
 from generation.models import Job
-from generation.params import KINDS, Img2ImgParams, InpaintParams, deployment_model, deployment_vae
+from generation.params import JOB_KINDS, FromImageParams, InpaintParams, deployment_model, deployment_vae
 
 PROCESSING_MESSAGE = "Try to fetch request after given estimated time"
+
+
+def message(status: str, text, **extra) -> dict:
+    """A body carrying `text` under both `message` and the hosted API's `messege`."""
+    return {"status": status, "message": text, "messege": text, **extra}
 
 
 def _input_url(job: Job, url: str | None, name: str) -> str:
@@ -16,9 +22,12 @@ def _input_url(job: Job, url: str | None, name: str) -> str:
 
 
 def meta(job: Job) -> dict:
+    """v3's meta keys, after the request fields that would ask for this job again (beyond v3, named as a
+    request names them: `model_id`, `lora_model`, `num_inference_steps`, ...)."""
     params = job.parameters
     width, height = params.output_size
     body = {
+        **request_fields.to_request(params),
         "H": height,
         "W": width,
         "enable_attention_slicing": "true",
@@ -41,7 +50,7 @@ def meta(job: Job) -> dict:
         "embeddings": params.embeddings,
         **_notes(params),
     }
-    if isinstance(params, Img2ImgParams):
+    if isinstance(params, FromImageParams):
         body["init_image"] = _input_url(job, params.init_image_url, params.init_image)
         body["strength"] = params.strength
     if isinstance(params, InpaintParams):
@@ -90,7 +99,7 @@ def fetch_url(job: Job, fetch_path: str = V3_FETCH_PATH) -> str:
 
 
 def success(job: Job) -> dict:
-    if KINDS[job.kind].single_output:
+    if JOB_KINDS[job.kind].single_output:
         return {
             "status": "success",
             "generationTime": float(job.generation_time),
@@ -135,7 +144,7 @@ def _standing(job: Job) -> dict:
 
 
 def failed(job: Job) -> dict:
-    body = {**errors.message("failed", job.error or "Failed, Try Again"), "id": job.id, "output": [], **_extras(job)}
+    body = {**message("failed", job.error or "Failed, Try Again"), "id": job.id, "output": [], **_extras(job)}
     if job.status == Job.Status.CANCELED:
         body["canceled"] = True
     return body
@@ -144,7 +153,7 @@ def failed(job: Job) -> dict:
 def processing(job: Job, fetch_path: str = V3_FETCH_PATH) -> dict:
     """The answer to a generation request whose job is not finished yet."""
     body = {
-        **errors.message("processing", PROCESSING_MESSAGE),
+        **message("processing", PROCESSING_MESSAGE),
         "tip": settings.GENERATION_TIP,
         **_standing(job),
         "fetch_result": fetch_url(job, fetch_path),
@@ -153,13 +162,13 @@ def processing(job: Job, fetch_path: str = V3_FETCH_PATH) -> dict:
         "future_links": future_links(job),
         **_extras(job),
     }
-    body.update(_short_meta(job) if KINDS[job.kind].single_output else {"meta": meta(job)})
+    body.update(_short_meta(job) if JOB_KINDS[job.kind].single_output else {"meta": meta(job)})
     return body
 
 
 def fetch_processing(job: Job) -> dict:
     return {
-        **errors.message("processing", "Request processing"),
+        **message("processing", "Request processing"),
         "id": job.id,
         "output": [],
         **_standing(job),
@@ -177,7 +186,7 @@ def for_request(job: Job, fetch_path: str = V3_FETCH_PATH) -> dict:
 
 def expired(job: Job) -> dict:
     return {
-        **errors.message("error", "Request expired: its images were deleted after the retention period"),
+        **message("error", "Request expired: its images were deleted after the retention period"),
         "id": job.id,
         "output": [],
     }
@@ -202,8 +211,8 @@ def model_list(models) -> list[dict]:
         {
             "model_id": model.public_id,
             "model_name": model.name or model.public_id,
-            "model_category": MODEL_CATEGORIES[model.kind],
-            "kind": model.kind,
+            "model_category": MODEL_CATEGORIES[model.model_type],
+            "kind": model.model_type,  # the wire name
             "description": model.description,
             "status": "model_ready",
             "is_default": model.is_default,

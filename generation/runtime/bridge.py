@@ -1,0 +1,117 @@
+"""The worker's bridge between Django and the predictors. It resolves what a job names into a JobInput
+(its stored input images decoded, the library models it chose as local files, the upscaler's weights),
+keeps this process's predictor instances (a checkpoint's folder found in the library), and composes
+post-steps: a generation's `upscale` runs the upscaling predictor on its images. With the RQ tasks
+(generation/runtime/tasks.py), the only runtime module that reads the database, storage or the library:
+predictors only predict.
+"""
+
+import logging
+from dataclasses import replace
+
+from django.conf import settings
+
+from generation import library, storage
+from generation.params import DiffusionParams, JobParams, SuperResolutionParams, upscaler_for
+from generation.runtime.predictors import GenerationError, JobInput, LocalModel, LoraChoice, Prediction, Predictor
+from generation.runtime.registry import PREDICTORS
+
+logger = logging.getLogger(__name__)
+
+_instances: dict[tuple[type, str], Predictor] = {}
+
+
+def predictor(kind: str, checkpoint: str = "") -> Predictor:
+    """The process's predictor for `kind` on `checkpoint` (a library id; "" the default), created on
+    first use, not yet set up."""
+    cls = PREDICTORS[kind]
+    key = (cls, checkpoint if cls.per_checkpoint else "")
+    if key not in _instances:
+        weights = _checkpoint_folder(checkpoint) if cls.per_checkpoint else None
+        _instances[key] = cls(device=settings.SDXL_DEVICE, weights=weights)
+    return _instances[key]
+
+
+def _checkpoint_folder(checkpoint: str):
+    entry = library.find(checkpoint) if checkpoint else library.default_checkpoint()
+    if entry is None:
+        raise GenerationError(f"Failed: the model {checkpoint!r} is not in the library")
+    return library.local_path(entry)
+
+
+def held_checkpoints() -> tuple[list[str], list[str]]:
+    """(the library ids of the checkpoints this worker holds, as its queues name them: "" the default)."""
+    default = library.default_checkpoint().public_id
+    held = settings.WORKER_CHECKPOINTS or [default]
+    return held, ["" if checkpoint == default else checkpoint for checkpoint in held]
+
+
+def setup_all(checkpoints: list[str]) -> list[Predictor]:
+    """Every registered predictor on each of `checkpoints`, set up (the worker does this before its
+    first job)."""
+    every = (predictor(kind, checkpoint) for kind in PREDICTORS for checkpoint in checkpoints)
+    predictors = list({id(p): p for p in every}.values())
+    for each in predictors:
+        each.setup()
+    return predictors
+
+
+def resolve(params: JobParams) -> JobInput:
+    """What a job's parameters name, ready to predict from. GenerationError when a model it chose is gone."""
+    images = {field: storage.open_input(getattr(params, field)) for field in params.inputs if getattr(params, field)}
+    resolved = JobInput(params=params, images=images)
+    if isinstance(params, DiffusionParams):
+        wanted = {lora["id"] for lora in params.loras} | set(params.embeddings) | ({params.vae_id} - {""})
+        models = _local_models(wanted)
+        resolved.loras = [LoraChoice(models[lora["id"]], lora["strength"]) for lora in params.loras]
+        resolved.embeddings = [models[name] for name in params.embeddings]
+        resolved.vae = models.get(params.vae_id)
+    if upscaling := params.upscaling():
+        resolved.upscaler = _upscaler_weights(upscaling[0])
+    return resolved
+
+
+def _local_models(public_ids: set[str]) -> dict[str, LocalModel]:
+    entries = library.find_all(public_ids) if public_ids else {}
+    if missing := public_ids - set(entries):
+        raise GenerationError(f"Failed: the model {sorted(missing)[0]!r} was removed from the library")
+    return {
+        public_id: LocalModel(public_id, library.local_path(entry), entry.content_hash, entry.size_bytes)
+        for public_id, entry in entries.items()
+    }
+
+
+def _upscaler_weights(model_id: str) -> LocalModel | None:
+    """The upscaler's installed weights; None in demo mode without them (a plain resize stands in)."""
+    state = library.upscaler_state(model_id)
+    if state == "missing":
+        raise GenerationError(f"Failed: the upscaler {model_id} is not installed on this deployment")
+    return LocalModel(model_id, library.upscaler_path(model_id)) if state == "installed" else None
+
+
+def predict(kind: str, checkpoint: str, jobs: list[JobInput], on_step=None) -> list:
+    """Run resolved jobs of one kind (several: one batch) on their predictor, then their post-steps. One
+    entry per job: its Prediction or its GenerationError."""
+    runner = predictor(kind, checkpoint)
+    if len(jobs) == 1:
+        try:
+            results = [runner.predict(jobs[0], on_step=on_step)]
+        except GenerationError as exc:
+            results = [exc]
+    else:
+        results = runner.predict_batch(jobs, on_step=on_step)
+    return [_post_steps(job, result) for job, result in zip(jobs, results)]
+
+
+def _post_steps(job: JobInput, result):
+    """A generation's `upscale`: each image through the upscaling predictor, in the same job."""
+    params = job.params
+    if not isinstance(result, Prediction) or not isinstance(params, DiffusionParams) or params.upscale < 2:
+        return result
+    upscaler = predictor(SuperResolutionParams.kind)
+    scaling = SuperResolutionParams(scale=params.upscale, upscaler=upscaler_for(params.upscale))
+    images = [
+        upscaler.predict(JobInput(scaling, images={"image": image}, upscaler=job.upscaler)).images[0]
+        for image in result.images
+    ]
+    return replace(result, images=images)
