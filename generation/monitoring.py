@@ -61,7 +61,7 @@ class _Collector:
         yield requests
 
         depth = GaugeMetricFamily("sdxl_queue_depth", "Jobs waiting on each RQ queue", labels=["queue"])
-        for name in settings.GENERATION_QUEUES:
+        for name in sorted(set(settings.GENERATION_QUEUES) | set(queue.known_queue_names())):
             depth.add_metric([name], conn.llen(queue.queue_key(name)))
         yield depth
 

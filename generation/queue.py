@@ -39,6 +39,11 @@ def queue(name: str) -> Queue:
     return Queue(name, connection=connection())
 
 
+def known_queue_names() -> list[str]:
+    """Every queue RQ has seen a job on (the per-checkpoint ones too), sorted."""
+    return sorted(q.name for q in Queue.all(connection=connection()))
+
+
 def queue_key(name: str) -> str:
     """The Redis list behind an RQ queue."""
     return Queue.redis_queue_namespace_prefix + name

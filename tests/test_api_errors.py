@@ -1,4 +1,4 @@
-"""Error bodies from ../shared/api-v3.md: HTTP 200, `status` error, exact messages."""
+"""Error bodies of the hosted v3 API: HTTP 200, `status` error, exact messages."""
 
 import pytest
 

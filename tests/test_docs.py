@@ -39,3 +39,15 @@ def test_the_sample_images_make_an_inpaint_request(api):
         {"prompt": "a red sofa", "init_image": photo, "mask_image": mask, "width": 64, "height": 64, "steps": 2},
     )
     assert body["status"] == "success", body
+
+
+def test_the_reference_is_served_as_a_page_and_the_nav_opens_it(client):
+    page = client.get("/docs/").content.decode()
+    assert "<h1>API reference</h1>" in page and "<table>" in page
+    assert 'href="/api/docs"' in page  # the OpenAPI browser, linked from it
+    assert 'href="/docs/deploy/"' in page  # docs/api.md's link to deploy.md, as a page of this site
+    assert "<h1>Deploying" in client.get("/docs/deploy/").content.decode()
+    assert "<h1>Adding a kind of job</h1>" in client.get("/docs/adding-a-kind/").content.decode()
+    assert client.get("/docs/settings/").status_code == 404
+    home = client.get("/").content.decode()
+    assert '<a href="/docs/">Docs</a>' in home

@@ -3,7 +3,9 @@
 import requests
 
 from config import redis_server
+from generation import jobs
 from tests.conftest import ROOT
+from tests.test_fetch import _params
 
 TOKEN = {"Authorization": "Bearer test-metrics-token"}
 
@@ -42,7 +44,10 @@ def test_metrics_need_the_token(live_server):
     assert requests.get(live_server.url + "/metrics", headers=wrong, timeout=10).status_code == 401
 
 
-def test_metrics_expose_queues_jobs_generation_time_and_workers(api, live_server):
+def test_metrics_expose_queues_jobs_generation_time_and_workers(api, account, live_server):
+    waiting = jobs.submit(
+        user=account[0], params=_params(), base_url=api.base_url, queue_name="low.a-checkpoint-nobody-holds"
+    )
     assert (
         api.post("/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1})["status"]
         == "success"
@@ -53,6 +58,8 @@ def test_metrics_expose_queues_jobs_generation_time_and_workers(api, live_server
     text = response.text
     for queue in ("high", "default", "low"):
         assert f'sdxl_queue_depth{{queue="{queue}"}}' in text
+    assert 'sdxl_queue_depth{queue="low.a-checkpoint-nobody-holds"} 1.0' in text  # per-checkpoint queues too
+    assert waiting.status == "queued"
     assert 'sdxl_jobs{status="success"}' in text
     assert 'sdxl_api_requests_total{endpoint="text2img",status="success"}' in text
     assert 'sdxl_api_requests_total{endpoint="systemload",status="ok"}' in text
