@@ -5,6 +5,7 @@ import base64
 import io
 import re
 import uuid
+from contextlib import suppress
 from datetime import timedelta
 from urllib.parse import unquote, urlsplit
 
@@ -29,9 +30,27 @@ def encode(image, output_format: str) -> bytes:
     return buffer.getvalue()
 
 
+def save(name: str, data: bytes) -> str:
+    """Store `data` under `name` (a free name beside it if taken), all or nothing: a write that fails
+    half-way (a full disk) leaves no truncated file behind to be served. (An S3 upload is atomic anyway.)"""
+    name = default_storage.get_available_name(name)
+    try:
+        return default_storage.save(name, ContentFile(data))
+    except BaseException:
+        _discard([name])
+        raise
+
+
+def _discard(names: list[str]):
+    """Delete what a failed save left, without hiding why it failed."""
+    for name in names:
+        with suppress(Exception):
+            default_storage.delete(name)
+
+
 def store_input(image) -> str:
     """Save an input image (lossless) for the worker; return its storage name."""
-    return default_storage.save(f"inputs/{uuid.uuid4()}.png", ContentFile(encode(image, "png")))
+    return save(f"inputs/{uuid.uuid4()}.png", encode(image, "png"))
 
 
 def open_input(name: str):
@@ -43,18 +62,24 @@ def open_input(name: str):
 
 
 def save_images(job, images) -> list[str]:
-    """Store the images under the job's unguessable prefix; return their storage names.
+    """Store the images under the job's unguessable prefix; return their storage names. All or none: when
+    one cannot be stored, those already stored are deleted again.
 
     With `base64` the hosted API's `.base64` text files (a data URL each) are stored beside them.
     """
-    names = []
+    names, stored = [], []
     with_base64 = job.params.get("base64")
-    for index, image in enumerate(images):
-        data = encode(image, job.output_format)
-        names.append(default_storage.save(job.output_name(index), ContentFile(data)))
-        if with_base64:
-            data_url = f"data:{MIME[job.output_format]};base64,{base64.b64encode(data).decode()}"
-            default_storage.save(job.output_name(index, "base64"), ContentFile(data_url.encode()))
+    try:
+        for index, image in enumerate(images):
+            data = encode(image, job.output_format)
+            names.append(save(job.output_name(index), data))
+            stored.append(names[-1])
+            if with_base64:
+                data_url = f"data:{MIME[job.output_format]};base64,{base64.b64encode(data).decode()}"
+                stored.append(save(job.output_name(index, "base64"), data_url.encode()))
+    except BaseException:
+        _discard(stored)
+        raise
     return names
 
 
@@ -62,15 +87,13 @@ def save_thumbnail(job, image) -> str:
     """A small JPEG of the first output, made once on the worker for the dashboard and the gallery."""
     thumbnail = image.convert("RGB")
     thumbnail.thumbnail(THUMBNAIL_SIZE)
-    return default_storage.save(f"thumbnails/{job.file_prefix}.jpg", ContentFile(encode(thumbnail, "jpg")))
+    return save(f"thumbnails/{job.file_prefix}.jpg", encode(thumbnail, "jpg"))
 
 
 def save_preview(job, image) -> str:
     """A rough preview of the job's first image as it forms (a new name each time, so no cache shows
     an old one)."""
-    return default_storage.save(
-        f"previews/{job.file_prefix}-{uuid.uuid4().hex[:8]}.jpg", ContentFile(encode(image, "jpg"))
-    )
+    return save(f"previews/{job.file_prefix}-{uuid.uuid4().hex[:8]}.jpg", encode(image, "jpg"))
 
 
 def read_text(name: str) -> str:
@@ -150,9 +173,8 @@ def stored_names(job) -> list[str]:
 
 
 def delete_outputs(job, names: list[str], thumbnail: str):
-    """Delete images saved for a job that will not use them."""
-    for name in _output_files(job, names, thumbnail):
-        default_storage.delete(name)
+    """Delete images saved for a job that will not use them (what cannot be deleted is left)."""
+    _discard(_output_files(job, names, thumbnail))
 
 
 def delete_names(names: list[str]):

@@ -1,5 +1,7 @@
 """Test settings: real PostgreSQL and Redis when reachable, else SQLite and an embedded Redis."""
 
+import os
+
 from tests import environment
 
 environment.prepare()
@@ -19,3 +21,7 @@ RQ_QUEUES = {**RQ_QUEUES, "parked": RQ_QUEUES["default"], "isolated": RQ_QUEUES[
 # Static files straight from the app folders (no collectstatic before the tests).
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
+
+# The storage-failure tests start workers whose media disk runs out of room (tests/storage_faults.py).
+if os.environ.get("TORN_WRITES"):
+    STORAGES = {**STORAGES, "default": {"BACKEND": "tests.storage_faults.TornWrites"}}  # noqa: F405

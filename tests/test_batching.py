@@ -3,6 +3,7 @@ each image the one its job gets alone, each job settled, charged and cancelable 
 
 import numpy as np
 import pytest
+import requests
 
 from billing.models import CreditEntry
 from generation import jobs
@@ -104,3 +105,30 @@ def test_a_job_whose_images_come_out_invalid_fails_alone_and_its_batch_succeeds(
     assert all(job.status == Job.Status.SUCCESS and ledger(job) == ["charge", "reserve"] for job in good)
     assert good[0].generation_time == good[1].generation_time  # one call for the batch
     assert all(len(api.post(f"/api/v3/fetch/{job.id}")["output"]) == 1 for job in good)
+
+
+def test_a_full_disk_under_one_job_of_a_batch_fails_it_alone_and_leaves_no_torn_file(
+    api, account, spare_queue, tmp_path, settings
+):
+    """The worker's disk runs out of room on the first image of a batch of four: that job fails and is
+    refunded, its half-written file is deleted (never served); the other three end as if nothing happened."""
+    user, _ = account
+    batch = [submit(user, api, prompt=f"a boat {i}", seed=i, steps=1) for i in range(4)]
+    worker = start_worker(
+        "batcher", queues=["isolated"], WORKER_MAX_BATCH="4", TORN_WRITES="0", TORN_WRITES_COUNTER=str(tmp_path / "n")
+    )
+    try:
+        for job in batch:
+            wait_until(lambda job=job: fresh(job).is_finished, timeout=60)
+    finally:
+        stop_worker(worker)
+    torn, others = fresh(batch[0]), [fresh(job) for job in batch[1:]]
+    answer = api.post(f"/api/v3/fetch/{torn.id}")
+    assert answer["status"] == "failed" and "could not be stored" in answer["message"], answer
+    assert ledger(torn) == ["refund", "reserve"] and torn.output_names == []
+    assert not list((settings.MEDIA_ROOT / "generations").glob(f"{torn.file_prefix}*"))
+    assert requests.get(f"{api.base_url}/media/{torn.output_name(0)}", timeout=10).status_code == 404
+    assert len({job.generation_time for job in others}) == 1  # they ran in the one call with it
+    for job in others:
+        assert job.status == Job.Status.SUCCESS and ledger(job) == ["charge", "reserve"]
+        assert decode(api.post(f"/api/v3/fetch/{job.id}")["output"][0]).size == (64, 64)

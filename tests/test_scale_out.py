@@ -6,7 +6,9 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -122,6 +124,67 @@ def test_outputs_land_in_s3_and_download(api, account, s3_storage, spare_queues)
         f"generations/{job.file_prefix}-1.png",
         f"thumbnails/{job.file_prefix}.jpg",
     } <= keys
+
+
+class FailingS3:
+    """A real local HTTP server in front of the S3 endpoint that answers S3's InternalError to every upload
+    of keys ending with `failing` (as an overloaded or broken S3 does) and passes everything else on."""
+
+    def __init__(self, upstream: str, failing: str):
+        self.failed = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "PUT" and self.path.split("?")[0].endswith(failing):
+                    proxy.failed += 1
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                headers = {name: value for name, value in self.headers.items() if name.lower() != "host"}
+                answer = requests.request(self.command, upstream + self.path, headers=headers, data=body, timeout=30)
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(answer.content)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_job_whose_second_image_cannot_be_uploaded_leaves_nothing_in_s3(api, account, s3_storage, spare_queues):
+    """S3 uploads are atomic, so no object is ever torn; what the worker must do is delete the images it
+    had already uploaded for a job that then fails, so nothing of it is left or served."""
+    user, _ = account
+    proxy = FailingS3(s3_storage, failing="-1.png")
+    worker = start_worker("s3-failing", queues=["isolated"], AWS_S3_ENDPOINT_URL=proxy.url)
+    try:
+        job = jobs.submit(user=user, params=_params(samples=2), base_url=api.base_url, queue_name="isolated")
+        body = api.wait_for(job.id)
+    finally:
+        stop_worker(worker)
+        proxy.stop()
+    assert body["status"] == "failed" and "could not be stored" in body["message"], body
+    assert proxy.failed >= 1
+    listed = boto3.client("s3", endpoint_url=s3_storage, region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
+    assert not [item["Key"] for item in listed.get("Contents", []) if str(job.file_prefix) in item["Key"]]
 
 
 def test_workers_serve_their_own_queues_highest_first(api, account, spare_queues):

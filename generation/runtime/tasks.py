@@ -18,6 +18,7 @@ from generation.runtime.predictors import GenerationError
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes
+STORAGE_FAILED_MESSAGE = "Failed, Try Again (the images could not be stored)"
 CANCEL_CHECK_INTERVAL = 0.1  # seconds between looks at the job's cancel flag
 
 
@@ -126,12 +127,15 @@ def run_job(job_id: int, attempt: int = 1):
     seconds = time.perf_counter() - started
     images = sum(member.parameters.samples for member in batch)
     for member, monitor, prediction in zip(batch, monitors, predictions):
-        if prediction is None:  # canceled while its batch ran: its images are dropped
-            continue
-        if isinstance(prediction, GenerationError):
-            jobs.fail(member.id, str(prediction), attempt=member.attempt)
-            continue
-        _settle(member, prediction, seconds, monitor, share=member.parameters.samples / images)
+        try:  # each job of a batch ends, whatever happens to another's
+            if prediction is None:  # canceled while its batch ran: its images are dropped
+                continue
+            if isinstance(prediction, GenerationError):
+                jobs.fail(member.id, str(prediction), attempt=member.attempt)
+                continue
+            _settle(member, prediction, seconds, monitor, share=member.parameters.samples / images)
+        except Exception:
+            logger.exception("Could not settle job %s", member.id)
 
 
 def _predict(batch: list, monitors: list) -> list:
@@ -203,8 +207,15 @@ def _settle(job, prediction, seconds: float, monitor: StepMonitor, share: float)
     """Store a job's images and record its success and its timing: its `share` of the call's time (its
     images' part of a batch), so that learned timings, and so ETAs, follow how jobs really run."""
     params = job.parameters
-    names = storage.save_images(job, prediction.images)
-    thumbnail = storage.save_thumbnail(job, prediction.images[0])
+    names, thumbnail = [], ""
+    try:
+        names = storage.save_images(job, prediction.images)
+        thumbnail = storage.save_thumbnail(job, prediction.images[0])
+    except Exception:  # a full disk, storage unreachable: the job fails and is refunded, nothing is kept
+        logger.exception("Could not store the images of job %s", job.id)
+        storage.delete_outputs(job, names, thumbnail)
+        jobs.fail(job.id, STORAGE_FAILED_MESSAGE, attempt=job.attempt)
+        return
     if jobs.succeed(
         job,
         names,
