@@ -12,6 +12,7 @@ widths.
 import hashlib
 import json
 import math
+import os
 import shutil
 import struct
 import tempfile
@@ -19,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 
 from generation.models import LibraryModel
@@ -26,7 +28,12 @@ from generation.params import InvalidInput, deployment_model
 
 STORAGE_PREFIX = "storage:"
 PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl", ".pickle"}
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_HEADER_BYTES = 8 * 1024 * 1024  # a full SDXL checkpoint's tensor table is under 1 MB
+# bytes per element of each safetensors dtype
+DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
+    "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8,
+}  # fmt: skip
 LORA_MARKERS = ("lora_A", "lora_B", "lora_down", "lora_up", "lora.down", "lora.up")
 
 ModelType = LibraryModel.ModelType
@@ -39,36 +46,65 @@ class InvalidModelFile(Exception):
 # 1. checking files -------------------------------------------------------------------------------
 
 
-def read_header(handle) -> dict:
-    """The tensor table of a safetensors file ({name: {"dtype", "shape", ...}}), from an open binary file."""
+def read_header(handle, size: int) -> dict:
+    """The tensor table of a safetensors file ({name: {"dtype", "shape", "data_offsets"}}), from an open
+    binary file of `size` bytes, after checking that every tensor lies in the file with the bytes its
+    dtype and shape need: a file that would fail to load (or read past its end) is refused here."""
     prefix = handle.read(8)
     if len(prefix) != 8:
         raise InvalidModelFile("not a safetensors file (too short)")
     (length,) = struct.unpack("<Q", prefix)
-    if length > MAX_HEADER_BYTES:
+    if length > MAX_HEADER_BYTES or 8 + length > size:
         raise InvalidModelFile("not a safetensors file (header too large)")
     try:
         header = json.loads(handle.read(length))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidModelFile("not a safetensors file (unreadable header)") from exc
     if not isinstance(header, dict):
         raise InvalidModelFile("not a safetensors file")
     header.pop("__metadata__", None)
+    _check_layout(header, size - 8 - length)
     return header
 
 
+def _check_layout(header: dict, data_bytes: int):
+    """Each tensor's dtype and shape against its byte range, every range inside the data, none overlapping."""
+    ranges = []
+    for name, info in header.items():
+        try:
+            dtype, shape, (start, end) = info["dtype"], info["shape"], info["data_offsets"]
+            valid = dtype in DTYPE_BYTES and all(type(n) is int and n >= 0 for n in (*shape, start, end))
+        except (TypeError, KeyError, ValueError):
+            valid = False
+        if not valid:
+            raise InvalidModelFile(f"not a safetensors file (tensor {str(name)[:100]!r} is malformed)")
+        if not start <= end <= data_bytes or end - start != math.prod(shape) * DTYPE_BYTES[dtype]:
+            raise InvalidModelFile(f"is damaged: tensor {name[:100]!r} does not fit the file")
+        ranges.append((start, end))
+    ranges.sort()
+    if any(previous_end > start for (_, previous_end), (start, _) in zip(ranges, ranges[1:])):
+        raise InvalidModelFile("is damaged: its tensors overlap")
+
+
 def _open(source: str):
-    if source.startswith(STORAGE_PREFIX):
-        return default_storage.open(source.removeprefix(STORAGE_PREFIX), "rb")
-    return open(source, "rb")
+    """An open binary file and its size: a local path, or `storage:<name>` in the configured storage."""
+    if not source.startswith(STORAGE_PREFIX):
+        handle = open(source, "rb")
+        return handle, os.fstat(handle.fileno()).st_size
+    try:
+        handle = default_storage.open(source.removeprefix(STORAGE_PREFIX), "rb")
+    except SuspiciousFileOperation as exc:
+        raise InvalidModelFile("a storage name must stay inside the storage") from exc
+    return handle, handle.size
 
 
 def _file_header(source: str) -> dict:
     if not source.lower().endswith(".safetensors"):
         raise InvalidModelFile("weights must be a .safetensors file")
     try:
-        with _open(source) as handle:
-            return read_header(handle)
+        handle, size = _open(source)
+        with handle:
+            return read_header(handle, size)
     except OSError as exc:
         raise InvalidModelFile(f"cannot be read ({exc.__class__.__name__})") from exc
 
@@ -97,7 +133,7 @@ def _check_weights(folder: Path, parts: list[str]):
             raise InvalidModelFile(f"{part or 'the folder'} has no .safetensors weights")
         for path in files:
             with open(path, "rb") as handle:
-                read_header(handle)
+                read_header(handle, path.stat().st_size)
 
 
 def _default_folder() -> Path:
@@ -130,7 +166,7 @@ def _base_shapes() -> dict[str, list[int]]:
     for prefix, part in (("unet", "unet"), ("text_encoder", "text_encoder"), ("text_encoder_2", "text_encoder_2")):
         for path in (folder / part).glob("*.safetensors"):
             with open(path, "rb") as handle:
-                for name, info in read_header(handle).items():
+                for name, info in read_header(handle, path.stat().st_size).items():
                     shapes[f"{prefix}.{name}"] = info["shape"]
     return shapes
 
@@ -180,7 +216,8 @@ def fingerprint(source: str) -> tuple[str, int]:
             with open(path, "rb") as handle:
                 size += _digest(digest, handle)
     else:
-        with _open(source) as handle:
+        handle, _ = _open(source)
+        with handle:
             size = _digest(digest, handle)
     return digest.hexdigest(), size
 
@@ -286,7 +323,8 @@ def local_path(entry: LibraryModel) -> Path:
     path = cache / f"{entry.content_hash}.safetensors"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        with _open(entry.source) as source, tempfile.NamedTemporaryFile(dir=cache, delete=False) as target:
+        source, _ = _open(entry.source)
+        with source, tempfile.NamedTemporaryFile(dir=cache, delete=False) as target:
             shutil.copyfileobj(source, target, 1 << 20)
         if fingerprint(target.name)[0] != entry.content_hash:
             Path(target.name).unlink()

@@ -2,6 +2,9 @@
 v4/v6/v7 requests choose, that the worker switches per job without leaking into the next, and that are
 routed to the workers holding them. Every file is made here (tests/model_files.py)."""
 
+import json
+import struct
+
 import numpy as np
 import pytest
 from django.core.management import call_command
@@ -34,7 +37,45 @@ def files():
         "vae": model_files.vae(folder / "other-vae", seed=4),
         "pickle": model_files.pickle_checkpoint(folder / "model.ckpt"),
         "corrupt": _write(folder / "corrupt.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!"),
+        "truncated": _truncated(model_files.lora(folder / "lora-a", seed=1), folder / "truncated.safetensors"),
+        "wrong_size": _safetensors(folder / "wrong.safetensors", {"x.lora_A.weight": [[4, 4], 0, 8]}, 8),
+        "overlapping": _overlapping(model_files.lora(folder / "lora-a", seed=1), folder / "overlap.safetensors"),
+        "nested": _with_header(folder / "nested.safetensors", b"[" * 100_000 + b"]" * 100_000),
+        "huge_header": _with_header(folder / "huge.safetensors", b"{" + b" " * (9 * 2**20) + b"}"),
     }
+
+
+def _with_header(path, header: bytes, data: bytes = b""):
+    return _write(path, struct.pack("<Q", len(header)) + header + data)
+
+
+def _safetensors(path, tensors: dict, data_bytes: int):
+    """A file whose header says each tensor is [shape, start, end] (F32) over `data_bytes` of data."""
+    header = {
+        name: {"dtype": "F32", "shape": shape, "data_offsets": [start, end]}
+        for name, (shape, start, end) in tensors.items()
+    }
+    return _with_header(path, json.dumps(header).encode(), b"\0" * data_bytes)
+
+
+def _overlapping(source, path):
+    """A real LoRA whose header points two tensors of one shape at the same bytes."""
+    data = source.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    by_shape = {}
+    for name, info in header.items():
+        if name != "__metadata__":
+            by_shape.setdefault(tuple(info["shape"]), []).append(info)
+    first, second = next(infos for infos in by_shape.values() if len(infos) > 1)[:2]
+    second["data_offsets"] = first["data_offsets"]
+    return _with_header(path, json.dumps(header).encode(), data[8 + length :])
+
+
+def _truncated(source, path):
+    """A real file cut short: its header points past the end."""
+    data = source.read_bytes()
+    return _write(path, data[: len(data) - 100])
 
 
 def _write(path, data: bytes):
@@ -198,6 +239,11 @@ def test_an_admin_adds_models_and_a_v6_request_uses_them_on_the_worker_holding_t
         ("checkpoint", "pickle", "pickle"),
         ("lora", "pickle", "pickle"),
         ("lora", "corrupt", "not a safetensors file"),
+        ("lora", "truncated", "does not fit the file"),
+        ("lora", "wrong_size", "does not fit the file"),
+        ("lora", "overlapping", "overlap"),
+        ("lora", "nested", "unreadable header"),
+        ("lora", "huge_header", "header too large"),
         ("embedding", "lora", "not an SDXL embedding"),
         ("lora", "embedding", "not a LoRA"),
         ("vae", "lora", "diffusers folder"),
@@ -236,8 +282,12 @@ def test_the_admin_adds_a_lora_with_its_fingerprint(files, transactional_db):
 def test_model_ids_and_pickles_are_refused_by_addmodel(files, transactional_db):
     with pytest.raises(CommandError, match="pickle"):
         add(files["pickle"], "pickled", "checkpoint")
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandError, match="Letters, digits"):
         add(files["lora"], "../escape", "lora")
+    with pytest.raises(CommandError, match="must stay inside the storage"):
+        add("storage:../x.safetensors", "escaping", "lora")
+    with pytest.raises(CommandError, match="unreadable header"):
+        add(files["nested"], "nested", "lora")
     assert not LibraryModel.objects.exclude(is_default=True).exists()
 
 
