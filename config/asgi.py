@@ -14,12 +14,15 @@ warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume sy
 
 
 class BodyLimit:
-    """Stop reading a request body one byte past DATA_UPLOAD_MAX_MEMORY_SIZE.
+    """Stop reading a request body one byte past DATA_UPLOAD_MAX_MEMORY_SIZE, and give Django the length of
+    a chunked one.
 
     Django's ASGI handler spools the whole body to a temporary file before any view looks at it, so a
     client could fill the disk. Past the cap the body ends for Django, which refuses the request as it
     does under WSGI (the API answers "Request body too large" in its envelope); whatever else the client
-    sends is read and dropped, never stored."""
+    sends is read and dropped, never stored. Django reads as many bytes as Content-Length says, none
+    without it: a body sent with `Transfer-Encoding: chunked` is gathered first (within the same cap) and
+    handed on with its length."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -41,7 +44,27 @@ class BodyLimit:
                 message = {**message, "body": body, "more_body": not ended}
             return message
 
+        if _chunked(scope):
+            body, message = b"", {"more_body": True}
+            while message.get("more_body") and message.get("type", "http.request") == "http.request":
+                message = await capped_receive()
+                body += message.get("body", b"")
+            if message["type"] != "http.request":
+                return  # the client went away mid-body
+            headers = [(name, value) for name, value in scope["headers"] if name != b"transfer-encoding"]
+            scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+            replayed = [{"type": "http.request", "body": body, "more_body": False}]
+            return await self.app(scope, lambda: _next(replayed, receive), send)
         return await self.app(scope, capped_receive, send)
+
+
+def _chunked(scope) -> bool:
+    return any(name == b"transfer-encoding" and b"chunked" in value.lower() for name, value in scope["headers"])
+
+
+async def _next(replayed: list, receive):
+    """The gathered body once, then what the client sends next (its disconnect)."""
+    return replayed.pop() if replayed else await receive()
 
 
 application = BodyLimit(django_application, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)

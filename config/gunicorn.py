@@ -9,7 +9,7 @@ import os
 
 bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "config.web.Worker"  # uvicorn, with a bounded request head
 keepalive = 5
 graceful_timeout = 20
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None  # a path, or "-" for the terminal

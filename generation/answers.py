@@ -5,15 +5,11 @@ worker sends) use them without the worker importing the API."""
 from django.conf import settings
 
 from generation import request_fields, selectors, storage
+from generation.envelope import message
 from generation.models import Job
 from generation.params import JOB_KINDS, FromImageParams, InpaintParams, deployment_model, deployment_vae
 
 PROCESSING_MESSAGE = "Try to fetch request after given estimated time"
-
-
-def message(status: str, text, **extra) -> dict:
-    """A body carrying `text` under both `message` and the hosted API's `messege`."""
-    return {"status": status, "message": text, "messege": text, **extra}
 
 
 def _input_url(job: Job, url: str | None, name: str) -> str:

@@ -157,3 +157,75 @@ def test_a_killed_worker_is_started_again_and_the_web_server_stays_up(make_run):
     while "The worker stopped (exit code -9)" not in "".join(make_run.later) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "The worker stopped (exit code -9); starting a new one." in "".join(make_run.later)
+
+
+def _exchange(port: int, request: bytes) -> tuple[int, dict]:
+    """Send a raw request and read the answer until the server closes: (status, JSON body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def _descendants(pid: int) -> list[int]:
+    children = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children += [int(stat), *_descendants(int(stat))]
+    return children
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+def test_request_heads_are_bounded_and_refused_in_the_envelope(make_run):
+    """A header line of 200 MB is refused after the bound (64 KiB) without the web process growing, so are
+    a thousand small headers; a NUL in a header gets the envelope, not the server's plain text."""
+    web = [
+        pid for pid in _descendants(make_run.process.pid) if b"gunicorn" in open(f"/proc/{pid}/cmdline", "rb").read()
+    ]
+    before = {pid: _rss_mib(pid) for pid in web}
+    sent = 0
+    with socket.create_connection(("127.0.0.1", make_run.port), timeout=30) as sock:
+        sock.sendall(b"POST /api/v3/system_load HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+        try:
+            while sent < 200 << 20:
+                sock.sendall(b"a" * (1 << 20))
+                sent += 1 << 20
+        except OSError:  # the server closed the connection: the rest of the header was never read
+            pass
+    assert sent < 32 << 20, f"{sent >> 20} MiB of one header line were read"
+    assert max(_rss_mib(pid) - before[pid] for pid in web) < 16
+
+    many = b"".join(b"X-Header-%d: 1\r\n" % i for i in range(1000))
+    status, body = _exchange(
+        make_run.port, b"POST /api/v3/system_load HTTP/1.1\r\nHost: 127.0.0.1\r\n" + many + b"\r\n"
+    )
+    assert (status, body["status"], body["message"]) == (431, "error", "Request header fields too large")
+    nul = b"POST /api/v3/system_load HTTP/1.1\r\nHost: 127.0.0.1\r\nIdempotency-Key: a\x00b\r\nContent-Length: 2\r\n\r\n{}"
+    status, body = _exchange(make_run.port, nul)
+    assert status == 400 and body["status"] == "error" and body["message"].startswith("Invalid API Request")
+    answer = requests.post(make_run.url + "/api/v3/system_load", json={"key": make_run.key}, timeout=10)
+    assert answer.json()["status"] == "ok"
+
+
+def test_a_chunked_body_is_read(make_run):
+    """`Transfer-Encoding: chunked` (no Content-Length) carries the key like any body."""
+    body = json.dumps({"key": make_run.key}).encode()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]) for i in range(0, len(body), 7))
+    request = (
+        b"POST /api/v3/system_load HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks + b"0\r\n\r\n"
+    )
+    status, answer = _exchange(make_run.port, request)
+    assert status == 200 and answer["status"] == "ok" and answer["queue_num"] == 0

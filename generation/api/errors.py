@@ -12,8 +12,8 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from billing.credits import InsufficientCredits, QueueFull
-from generation.answers import message
 from generation.api.parsers import BodyTooLarge
+from generation.envelope import message
 from generation.jobs import IdempotencyConflict
 from generation.params import InvalidInput
 from generation.services import JobNotFound
