@@ -111,6 +111,6 @@ class CreditEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyAdmin):
-    list_display = ["event_id", "type", "created", "processed_at"]
+    list_display = ["event_id", "type", "created", "processed_at", "outcome"]
     list_filter = ["type"]
     search_fields = ["event_id"]

@@ -139,6 +139,7 @@ class StripeEvent(models.Model):
     type = models.CharField(max_length=100)
     created = models.IntegerField()
     processed_at = models.DateTimeField(auto_now_add=True)
+    outcome = models.CharField(max_length=200, blank=True, help_text='"malformed: why" for one that was refused')
 
     def __str__(self):
         return f"{self.type} {self.event_id}"

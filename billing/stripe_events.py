@@ -9,6 +9,7 @@
 
 import json
 import logging
+import time
 from datetime import UTC, datetime
 
 import stripe
@@ -24,44 +25,82 @@ logger = logging.getLogger(__name__)
 ENDED = {"canceled", "incomplete_expired", "unpaid"}
 
 
+TOLERANCE = 300  # seconds a signature's timestamp may be off, either way
+
+
 class InvalidEvent(Exception):
-    """Bad signature, stale timestamp, or not an event: answered 400, nothing changed."""
+    """Bad signature, a timestamp too old or in the future, or not an event: answered 400, nothing changed."""
+
+
+class MalformedEvent(Exception):
+    """A correctly signed event whose content cannot be applied: answered 400, recorded, nothing changed."""
 
 
 def verify(payload: bytes, signature: str | None) -> dict:
-    """The event in `payload` if `signature` (the Stripe-Signature header) is valid for our secret."""
+    """The event in `payload` if `signature` (the Stripe-Signature header) is valid for our secret and
+    was made within TOLERANCE seconds of now (Stripe's library checks only the past)."""
     if not settings.STRIPE_WEBHOOK_SECRET:
         raise InvalidEvent("webhooks are not configured")
     try:
         stripe.WebhookSignature.verify_header(
-            payload.decode("utf-8"), signature or "", settings.STRIPE_WEBHOOK_SECRET, tolerance=300
+            payload.decode("utf-8"), signature or "", settings.STRIPE_WEBHOOK_SECRET, tolerance=TOLERANCE
         )
         event = json.loads(payload)
     except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError) as exc:
         raise InvalidEvent(str(exc)) from exc
-    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or "data" not in event:
+    signed_at = max(
+        int(part[2:]) for part in (signature or "").split(",") if part.startswith("t=") and part[2:].isdigit()
+    )
+    if signed_at > time.time() + TOLERANCE:
+        raise InvalidEvent("the signature's timestamp is in the future")
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not 0 < len(event["id"]) <= 100:
         raise InvalidEvent("not an event")
     return event
 
 
-@transaction.atomic
 def process(event: dict) -> str:
-    """Apply a verified event once; returns what happened (for the log and the response)."""
-    _, created = StripeEvent.objects.get_or_create(
+    """Apply a verified event once; returns what happened (for the log and the response). MalformedEvent,
+    with nothing changed, when its content is not what its type carries."""
+    try:
+        return _apply(event)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MalformedEvent(f"{type(exc).__name__}: {exc}"[:200]) from exc
+
+
+def record_malformed(event: dict, reason: str):
+    """Keep a malformed event's id, type and why, for the admin (a redelivery is refused again)."""
+    created = event.get("created")
+    StripeEvent.objects.get_or_create(
         event_id=event["id"],
-        defaults={"type": str(event.get("type", ""))[:100], "created": int(event.get("created", 0))},
+        defaults={
+            "type": str(event.get("type", ""))[:100],
+            "created": created if type(created) is int and abs(created) < 2**31 else 0,
+            "outcome": f"malformed: {reason}"[:200],
+        },
+    )
+
+
+@transaction.atomic
+def _apply(event: dict) -> str:
+    data, created_at = event["data"], int(event.get("created", 0))
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise TypeError("data.object is not an object")
+    record, created = StripeEvent.objects.get_or_create(
+        event_id=event["id"], defaults={"type": str(event.get("type", ""))[:100], "created": created_at}
     )
     if not created:
+        if record.outcome.startswith("malformed"):
+            raise ValueError(record.outcome)
         return "duplicate"
     handler = HANDLERS.get(event.get("type"))
     if handler is None:
         return "ignored"
-    obj = event["data"]["object"]
+    obj = data["object"]
     account = _account(obj)
     if account is None:
         logger.warning("Stripe event %s (%s) names no known account", event["id"], event["type"])
         return "no account"
-    return handler(account, obj, int(event.get("created", 0)))
+    return handler(account, obj, created_at)
 
 
 def _id(value) -> str:

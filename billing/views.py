@@ -111,6 +111,11 @@ def stripe_webhook(request):
     except stripe_events.InvalidEvent as exc:
         logger.warning("Refused a Stripe webhook: %s", exc)
         return HttpResponse("invalid signature", status=400, content_type="text/plain")
-    outcome = stripe_events.process(event)
+    try:
+        outcome = stripe_events.process(event)
+    except stripe_events.MalformedEvent as exc:
+        stripe_events.record_malformed(event, str(exc))
+        logger.warning("Refused a malformed Stripe event %s (%s): %s", event["id"], event.get("type"), exc)
+        return HttpResponse("malformed event", status=400, content_type="text/plain")
     logger.info("Stripe event %s (%s): %s", event["id"], event.get("type"), outcome)
     return JsonResponse({"received": True, "outcome": outcome})

@@ -1,6 +1,7 @@
 """Stripe: Checkout, plan changes and the portal against a local stand-in for Stripe's API, and our
 webhook endpoint fed events signed with a test secret (bad signature, replay, out of order)."""
 
+import json
 import time
 
 import pytest
@@ -9,6 +10,7 @@ from django.test import Client
 
 from billing.models import Account, CreditEntry, StripeEvent
 from tests.conftest import make_account
+from tests.stripe_server import signature_header
 
 
 @pytest.fixture
@@ -101,6 +103,55 @@ def test_bad_signature_is_refused_and_changes_nothing(stripe_server, customer):
     unsigned = requests.post(stripe_server.webhook_url, data=b"{}", timeout=10)
     assert unsigned.status_code == 400
     assert account_of(user).balance == account.balance and StripeEvent.objects.count() == events_before
+
+
+def test_a_signature_from_the_future_is_refused(stripe_server, customer):
+    user, client = customer
+    subscribe(stripe_server, client)
+    account = account_of(user)
+    event = stripe_server.event(
+        "invoice.paid", stripe_server.invoice(stripe_server.subscriptions[account.stripe_subscription_id])
+    )
+    payload = json.dumps(event).encode()
+    for skew in (3600, -3600):  # an hour ahead is as suspect as an hour late
+        header = signature_header(payload, stripe_server.webhook_secret, int(time.time()) + skew)
+        answer = requests.post(
+            stripe_server.webhook_url, data=payload, headers={"Stripe-Signature": header}, timeout=10
+        )
+        assert answer.status_code == 400
+    assert account_of(user).balance == account.balance
+    assert stripe_server.deliver(event) == 200 and account_of(user).balance == account.balance + 5000
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        {"type": "invoice.paid", "data": "a string"},
+        {"type": "invoice.paid", "data": {"object": None}},
+        {"type": "invoice.paid", "data": {"object": {"customer": "CUSTOMER", "lines": {"data": []}}}},
+        {"type": "invoice.paid", "created": "abc", "data": {"object": {"id": "in_1", "customer": "CUSTOMER"}}},
+        {"type": "customer.subscription.updated", "data": {"object": {"customer": "CUSTOMER", "status": "active"}}},
+        {"type": "customer.subscription.deleted", "data": {"object": {"customer": "CUSTOMER"}}},
+    ],
+)
+def test_a_signed_but_malformed_event_is_refused_and_recorded(stripe_server, customer, malformed):
+    """Signed with our secret, so it is Stripe's (or a bug of ours): 400 so that it is retried, the event
+    recorded for the admin with why, and nothing changed."""
+    user, client = customer
+    subscribe(stripe_server, client)
+    account = account_of(user)
+    event = {"id": f"evt_bad_{time.time_ns()}", "object": "event", "created": int(time.time()), **malformed}
+    event = json.loads(json.dumps(event).replace("CUSTOMER", account.stripe_customer_id))
+    assert stripe_server.deliver(event) == 400
+    recorded = StripeEvent.objects.get(event_id=event["id"])
+    assert recorded.outcome.startswith("malformed: ") and recorded.type == event["type"]
+    after = account_of(user)
+    assert (after.balance, after.plan_id, after.subscription_status) == (
+        account.balance,
+        account.plan_id,
+        account.subscription_status,
+    )
+    assert stripe_server.deliver(event) == 400  # a redelivery is refused again, not taken as done
 
 
 def test_a_replayed_event_is_processed_once(stripe_server, customer):
