@@ -10,7 +10,7 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from generation import jobs, library, selectors, storage
 from generation.models import Job, LibraryModel, WebhookAttempt
@@ -35,6 +35,10 @@ class JobAdmin(admin.ModelAdmin):
     search_fields = ["=id", "user__email"]
     date_hierarchy = "queued_at"
     list_select_related = ["user"]
+
+    class Media:
+        css = {"all": ["admin.css"]}  # the pages' policy allows no inline style
+
     readonly_fields = [
         "preview_large",
         "user",
@@ -76,7 +80,7 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="image")
     def preview(self, job):
         return (
-            format_html('<img src="{}" alt="" style="height:48px;border-radius:4px">', job.thumbnail_url)
+            format_html('<img src="{}" alt="" class="job-thumbnail">', job.thumbnail_url)
             if job.thumbnail_name and not job.expired_at
             else "–"
         )
@@ -85,11 +89,10 @@ class JobAdmin(admin.ModelAdmin):
     def preview_large(self, job):
         if job.expired_at or not job.output_names:
             return "–"
-        return format_html(
-            "".join(
-                f'<a href="{url}"><img src="{url}" alt="" style="max-height:256px;margin:4px"></a>'
-                for url in storage.output_urls(job)
-            )
+        return format_html_join(
+            "",
+            '<a href="{}"><img src="{}" alt="" class="job-output"></a>',
+            ((url, url) for url in storage.output_urls(job)),
         )
 
     def delete_model(self, request, obj):

@@ -1,5 +1,5 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from generation import views as pages
 from generation.api import views
@@ -81,7 +81,7 @@ urlpatterns = [
     re_path(r"^healthz/?$", pages.healthz, name="healthz"),
     re_path(r"^metrics/?$", pages.metrics, name="metrics"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
-    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^api/docs/?$", views.OpenApiBrowserView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
 # under /dashboard/, beside the account pages of accounts/urls.py

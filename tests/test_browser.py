@@ -42,8 +42,16 @@ def page(live_server, worker, transactional_db):
         context = browser.new_context(viewport={"width": 1100, "height": 900})
         page = context.new_page()
         page.set_default_timeout(30000)
+        violations = []  # the pages must pass their Content-Security-Policy: no inline script or style
+        page.on(
+            "console",
+            lambda message: (
+                violations.append((page.url, message.text[:90])) if "Content Security Policy" in message.text else None
+            ),
+        )
         yield page
         browser.close()
+    assert violations == []
 
 
 def shot(page, name):
@@ -107,6 +115,7 @@ def test_sign_up_to_first_image_to_revoked_key(page, live_server):
     shot(page, "08-job")
     page.click("#open-in-playground")
     page.wait_for_url(base + "/dashboard/playground/")
+    page.wait_for_selector("#playground[data-filled=true]")
     assert page.input_value("input[name=seed]") == "7"
 
     # the ledger says what the credits went to
@@ -126,6 +135,7 @@ def test_sign_up_to_first_image_to_revoked_key(page, live_server):
     assert api.post("/api/v3/system_load")["message"] == "Invalid Api Key"
 
     page.click("header >> text=Dashboard")
+    assert "100%" in [bar.evaluate("(bar) => bar.style.height") for bar in page.query_selector_all(".bar")]
     shot(page, "10-dashboard")
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     shot(page, "11-dashboard-phone")
@@ -289,3 +299,8 @@ def test_admin_gallery_counts_images_and_the_jobs_table_fits_1280_px(staff, api,
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     assert page.evaluate("(r => r.scrollWidth <= r.clientWidth)(document.querySelector('.results'))")
     shot(page, "16-admin-jobs")
+    page.goto(base + "/admin/generation/librarymodel/add/")
+    page.goto(base + "/docs/")
+    page.click("#docs-links >> text=/api/docs/")
+    page.wait_for_selector(".swagger-ui .opblock")  # the OpenAPI browser runs under the pages' policy
+    shot(page, "17-openapi")

@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from generation.models import Job
+from tests.conftest import Api
 from tests.http_server import Route
 
 TINY = {"width": 64, "height": 64, "num_inference_steps": 1}
@@ -83,6 +84,16 @@ def test_control_characters_emoji_and_nul_bytes_generate(api):
     )
     assert body["status"] == "success", body
     assert body["meta"]["prompt"] == prompt.replace("\x00", "") and body["track_id"] == "id"
+
+
+def test_a_key_that_is_not_exactly_the_key_is_refused(api):
+    """NUL characters are dropped from the fields a prompt is made of, never from the key: with one
+    before, in or after it, it is not the key."""
+    for key in (api.key + "\x00", "\x00" + api.key, api.key[:10] + "\x00" + api.key[10:]):
+        assert Api(api.base_url, key).post("/api/v3/system_load")["message"] == "Invalid Api Key"
+    body = api.without_key().post("/api/v3/system_load", {"ke\x00y": api.key})
+    assert body["message"] == "Invalid Api Key"
+    assert api.post("/api/v3/system_load")["status"] == "ok"
 
 
 def test_negative_and_huge_sizes_are_clamped(api):

@@ -147,6 +147,9 @@ def test_security_headers(live_server, settings):
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers["Referrer-Policy"] == "same-origin"
         assert "Strict-Transport-Security" not in response.headers  # plain http: no HSTS
+    policy = dict(part.strip().split(" ", 1) for part in page.headers["Content-Security-Policy"].split(";"))
+    assert policy["script-src"] == policy["style-src"] == "'self'" and policy["frame-ancestors"] == "'none'"
+    assert policy["object-src"] == "'none'" and "https://checkout.stripe.com" in policy["form-action"]
     # behind a TLS proxy (HTTPS=true), on a fresh handler that reads these settings
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     settings.SECURE_HSTS_SECONDS = 31536000

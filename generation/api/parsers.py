@@ -58,9 +58,10 @@ class _DictSlot:
 class AnyJSONParser(BaseParser):
     """Parse the body as JSON whatever Content-Type says: real clients send JSON as text/plain,
     form-encoded (curl -d) or with no Content-Type at all. NaN and Infinity are not JSON and are
-    refused; see `clean` for the rest."""
+    refused; see `clean` for the rest, which the key is spared."""
 
     media_type = "*/*"
+    exact = "key"  # kept exactly as sent: a key with a NUL in it is not the key
 
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
@@ -73,7 +74,13 @@ class AnyJSONParser(BaseParser):
             data = json.loads(text, parse_constant=_no_constants)
         except (ValueError, RecursionError) as exc:
             raise ParseError("The body is not valid JSON.") from exc
-        return clean(data)
+        if not isinstance(data, dict):
+            return clean(data)
+        sent = data.get(self.exact)
+        data = clean(data)
+        if self.exact in data:
+            data[self.exact] = sent
+        return data
 
 
 class LenientRequest(Request):
