@@ -150,12 +150,13 @@ def _finish_unfinished(job_id: int, attempt: int | None, **fields) -> tuple[int,
     return moved, bool(was_queued)
 
 
-def record_progress(job_id: int, step: int, total: int, preview_name: str | None = None) -> bool:
-    """Step `step` of `total` (and the latest preview) of a running job; False once it is no longer running."""
+def record_progress(job_id: int, attempt: int, step: int, total: int, preview_name: str | None = None) -> bool:
+    """Step `step` of `total` (and the latest preview) of a job running this try; False once it is not
+    (canceled, or taken over by a later try: a worker resumed after it was given up must not write)."""
     fields = {"progress_step": step, "progress_total": total}
     if preview_name is not None:
         fields["preview_name"] = preview_name
-    return bool(Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(**fields))
+    return bool(Job.objects.filter(pk=job_id, attempt=attempt, status=Job.Status.RUNNING).update(**fields))
 
 
 @transaction.atomic

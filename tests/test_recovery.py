@@ -7,16 +7,19 @@ import signal
 import time
 from pathlib import Path
 
+import django_rq
 import pytest
 from django.core.files.storage import default_storage
 from PIL import Image
+from rq import Worker
 
 from billing.credits import account_for, ledger_total
 from billing.models import CreditEntry
-from generation import jobs, liveness
+from generation import jobs, liveness, redis_client
 from generation.models import Job
 from generation.params import Img2ImgParams
-from tests.conftest import png_bytes, start_worker, stop_worker
+from tests.conftest import pause, paused, png_bytes, resume, start_worker, step_until, stop_worker
+from tests.test_fetch import _params
 
 
 def wait_until(predicate, timeout=60, interval=0.1):
@@ -147,3 +150,41 @@ def test_second_sigterm_puts_the_job_back_on_its_queue(api, account, spare_queue
     assert fresh(job).status == Job.Status.QUEUED and job.attempt == 2
     wait_until(lambda: job.rq_job_id in spare_queue.get_job_ids(), timeout=5)
     assert entries(job) == ["reserve"]  # still reserved, not charged or refunded
+
+
+def _state(worker_name: str) -> str | None:
+    found = [w for w in Worker.all(connection=django_rq.get_connection("default")) if w.name == worker_name]
+    return found[0].get_state() if found else None
+
+
+@pytest.mark.postgres_only  # paused workers may hold SQLite's one write lock
+def test_a_worker_resumed_after_its_job_was_taken_over_writes_nothing_and_stops(api, account, spare_queue):
+    """A worker stopped (SIGSTOP) mid-job long enough for its heartbeat to lapse: the job is re-queued and
+    a second worker takes it. When the first is resumed, its next progress write is refused (it is not
+    that try's any more), so fetch never goes backwards, and it stops there instead of finishing."""
+    user, _ = account
+    job = jobs.submit(user=user, params=_params(steps=50), base_url=api.base_url, queue_name="isolated")
+    zombie = start_worker("zombie", queues=["isolated"])
+    rescuer = None
+    try:
+        with paused(zombie):
+            step_until(zombie, lambda: fresh(job).progress_step, lambda seen: seen[-1] >= 4)
+            zombie_name, zombie_step = fresh(job).worker_name, fresh(job).progress_step
+            redis_client.connection().delete(liveness.KEY.format(zombie_name))  # its heartbeat lapses
+            wait_until(lambda: fresh(job).attempt == 2, timeout=30)  # the other worker's sweep re-queued it
+            rescuer = start_worker("rescuer", queues=["isolated"])
+            with paused(rescuer):
+                step_until(rescuer, lambda: (fresh(job).attempt, fresh(job).progress_step), lambda s: s[-1][1] >= 1)
+                taken_over = fresh(job).progress_step
+                assert fresh(job).status == Job.Status.RUNNING and taken_over < zombie_step
+                resume(zombie)  # it steps on, then stops at its first refused write
+                wait_until(lambda: _state(zombie_name) == "idle", timeout=60)
+                assert fresh(job).progress_step == taken_over  # nothing written by the old try
+                pause(zombie)
+        body = api.wait_for(job.id, timeout=120)
+    finally:
+        for process in (zombie, rescuer):
+            if process is not None:
+                stop_worker(process)
+    assert body["status"] == "success" and fresh(job).worker_name.startswith("rescuer-")
+    assert entries(job) == ["charge", "reserve"]

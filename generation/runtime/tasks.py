@@ -23,13 +23,15 @@ CANCEL_CHECK_INTERVAL = 0.1  # seconds between looks at the job's cancel flag
 
 
 class JobCanceled(Exception):
-    """Raised between denoising steps once the job was canceled: the pipeline stops at once."""
+    """Raised between denoising steps once the job was canceled, or is no longer this try's (its worker
+    was stopped long enough for the job to be re-queued): the pipeline stops at once."""
 
 
 class StepMonitor:
     """Called after every denoising step: writes step i of n, with a preview of the image forming when
-    the predictor offers one, to the job every PROGRESS_INTERVAL seconds, and stops the job when it was
-    canceled (looked up every CANCEL_CHECK_INTERVAL seconds). Both are throttled, so a step costs a clock
+    the predictor offers one, to the job every PROGRESS_INTERVAL seconds (only while the job is running
+    this try), and stops the job when it was canceled (looked up every CANCEL_CHECK_INTERVAL seconds) or
+    its progress can no longer be written. Both are throttled, so a step costs a clock
     read, and a job shorter than the intervals costs nothing more (its final step count is written
     with its result; its preview is deleted when it ends)."""
 
@@ -58,7 +60,9 @@ class StepMonitor:
                 raise JobCanceled()
         if now - self.last_write >= PROGRESS_INTERVAL and step < total:
             self.last_write = now
-            jobs.record_progress(self.job_id, step, total, self._new_preview(preview))
+            preview_name = self._new_preview(preview)
+            if not jobs.record_progress(self.job_id, self.job.attempt, step, total, preview_name):
+                raise JobCanceled()  # canceled, or given up by this worker and re-queued meanwhile
 
     def _new_preview(self, preview) -> str | None:
         """Store the image `preview()` makes (a callable, so steps between writes never compute one)
