@@ -120,6 +120,15 @@ def _enqueue_or_fail(job: Job):
         job.refresh_from_db()
 
 
+def _enqueue_or_leave_queued(job: Job):
+    """Queue another try; when Redis is away, the job stays queued and the sweep queues it once Redis
+    is back (a lost connection is the infrastructure's fault, not the job's)."""
+    try:
+        queue.enqueue(job, timeout=settings.GENERATION_JOB_TIMEOUT)
+    except redis.RedisError:
+        logger.warning("Redis unavailable: job %s stays queued until the sweep queues it again", job.id)
+
+
 def start(job_id: int, attempt: int, worker_name: str) -> Job | None:
     """Move a queued job to running for this try; None if it is no longer queued for it.
 
@@ -245,7 +254,7 @@ def requeue(job: Job, reason: str) -> bool:
         if moved:
             logger.warning("Job %s re-queued: %s", job.pk, reason)
             fresh = Job.objects.get(pk=job.pk)
-            transaction.on_commit(lambda: _enqueue_or_fail(fresh))
+            transaction.on_commit(lambda: _enqueue_or_leave_queued(fresh))
     return bool(moved)
 
 

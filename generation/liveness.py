@@ -15,6 +15,7 @@ from generation.redis_client import connection
 
 KEY = "sdxl:worker:{}"
 REGISTRY = "sdxl:workers"
+EPOCH_KEY = "sdxl:epoch"  # when Redis's data began; gone = Redis lost its data (restarted, flushed)
 CHECKPOINTS_SEEN = "sdxl:checkpoints-seen"  # checkpoint id -> when a live worker last held it
 CACHE_SECONDS = 1.0
 
@@ -69,6 +70,23 @@ def live_workers_cached() -> dict[str, dict]:
         _cached["workers"] = live_workers()
         _cached["at"] = time.monotonic()
     return _cached["workers"]
+
+
+def begin_epoch(name: str) -> bool:
+    """Mark when Redis's data began, if no worker has yet; True for the worker that did (it runs the
+    data-loss recovery)."""
+    conn = connection()
+    return not conn.exists(EPOCH_KEY) and bool(conn.set(EPOCH_KEY, json.dumps([time.time(), name]), nx=True))
+
+
+def heartbeats_since() -> float:
+    """Since when a missing heartbeat means a dead worker: when Redis's data began (before that, and
+    until a worker marks it, every key was lost with the data and nobody can tell yet)."""
+    value = connection().get(EPOCH_KEY)
+    try:
+        return float(json.loads(value)[0]) if value else time.time()
+    except (ValueError, TypeError, IndexError):  # an epoch written before it carried its time
+        return 0.0
 
 
 def is_alive(worker_name: str) -> bool:

@@ -19,11 +19,16 @@ logger = logging.getLogger(__name__)
 LOST_AFTER_SECONDS = 30  # a queued job RQ does not know after this long was lost by Redis
 
 
-def _abandoned(job: Job, now, live_workers=None) -> bool:
-    """Running, but its worker's heartbeat is gone (checked after a grace period for slow starts)."""
+def _abandoned(job: Job, now, live_workers=None, heartbeats_since=None) -> bool:
+    """Running, but its worker's heartbeat is gone: checked one heartbeat lifetime after the job started
+    (a slow start) and after Redis's data began (a restarted Redis lost every heartbeat; live workers
+    publish theirs again within that time)."""
     if job.status != Job.Status.RUNNING or job.started_at is None:
         return False
-    if now - job.started_at < timedelta(seconds=liveness.ttl()):
+    since = max(
+        job.started_at.timestamp(), liveness.heartbeats_since() if heartbeats_since is None else heartbeats_since
+    )
+    if now.timestamp() - since < liveness.ttl():
         return False
     alive = job.worker_name in live_workers if live_workers is not None else liveness.is_alive(job.worker_name)
     return not alive
@@ -68,10 +73,10 @@ def sweep(lost_after: float = LOST_AFTER_SECONDS) -> dict:
     """Recover every job nobody will finish; returns how many jobs it re-queued or recovered.
     `lost_after`: how long a queued job may be unknown to RQ (0 once Redis is known to have lost its data)."""
     now = timezone.now()
-    live = liveness.live_workers()
+    live, since = liveness.live_workers(), liveness.heartbeats_since()
     counts = {"recovered": 0, "requeued": 0}
     for job in Job.objects.filter(status=Job.Status.RUNNING).exclude(worker_name__in=list(live)):
-        if _abandoned(job, now, live):
+        if _abandoned(job, now, live, since):
             counts["recovered"] += _recover(job)
     cutoff = now - timedelta(seconds=lost_after)
     waiting = list(Job.objects.filter(status=Job.Status.QUEUED, queued_at__lt=cutoff).order_by("id"))

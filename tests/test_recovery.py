@@ -2,20 +2,24 @@
 running, and credits are charged once or refunded."""
 
 import errno
+import json
 import os
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import django_rq
 import pytest
 from django.core.files.storage import default_storage
+from django.utils import timezone
 from PIL import Image
 from rq import Worker
 
 from billing.credits import account_for, ledger_total
 from billing.models import CreditEntry
-from generation import jobs, liveness, redis_client
+from config import redis_server
+from generation import jobs, liveness, recovery, redis_client
 from generation.models import Job
 from generation.params import Img2ImgParams
 from tests.conftest import pause, paused, png_bytes, resume, start_worker, step_until, stop_worker
@@ -188,3 +192,71 @@ def test_a_worker_resumed_after_its_job_was_taken_over_writes_nothing_and_stops(
                 stop_worker(process)
     assert body["status"] == "success" and fresh(job).worker_name.startswith("rescuer-")
     assert entries(job) == ["charge", "reserve"]
+
+
+@pytest.mark.postgres_only  # a paused worker may hold SQLite's one write lock
+def test_a_redis_restart_under_a_running_job_does_not_fail_it(api, account, settings, tmp_path, worker):
+    """Redis goes away (the job runs on without it) and comes back empty, every heartbeat lost with its
+    data: a lost connection is the infrastructure's fault, not the job's, and a worker that publishes its
+    heartbeat again is not taken for dead, so the job ends in success on its one try, charged once."""
+    user, _ = account
+    port = redis_server.free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    own = redis_server.start(port, tmp_path / "redis")
+    settings.REDIS_URL = url
+    settings.RQ_QUEUES = {name: {**config, "URL": url} for name, config in settings.RQ_QUEUES.items()}
+    restarted = None
+    try:
+        with paused(worker):  # the shared worker, on the other Redis, would take this job for lost
+            job = jobs.submit(user=user, params=_params(steps=40), base_url=api.base_url, queue_name="isolated")
+            restarted = start_worker("restart", queues=["isolated"], REDIS_URL=url)
+            with paused(restarted):
+                step_until(restarted, lambda: fresh(job).progress_step, lambda seen: seen[-1] >= 2)
+                own.terminate()
+                own.wait()
+                reached = fresh(job).progress_step
+            wait_until(lambda: fresh(job).progress_step > reached or fresh(job).is_finished)  # on, without Redis
+            own = redis_server.start(port, tmp_path / "redis")  # back, without its data
+            wait_until(lambda: fresh(job).is_finished, timeout=120)
+    finally:
+        if restarted is not None:
+            stop_worker(restarted)
+        own.terminate()
+        own.wait()
+    assert fresh(job).status == Job.Status.SUCCESS, fresh(job).error
+    assert (job.attempt, job.runs) == (1, 1)
+    assert entries(job) == ["charge", "reserve"]
+
+
+def test_a_job_given_another_try_while_redis_is_away_stays_queued_until_it_is_back(api, account, settings):
+    """Not failed and refunded for want of a queue: the sweep queues it once Redis answers again."""
+    user, _ = account
+    job = jobs.submit(user=user, params=_params(), base_url=api.base_url, queue_name="parked")
+    reachable = settings.RQ_QUEUES
+    nowhere = f"redis://127.0.0.1:{redis_server.free_port()}/0?socket_connect_timeout=1"
+    settings.RQ_QUEUES = {name: {**config, "URL": nowhere} for name, config in reachable.items()}
+    assert jobs.retry_or_fail(fresh(job), "its worker stopped")
+    assert (fresh(job).status, job.attempt, entries(job)) == (Job.Status.QUEUED, 2, ["reserve"])
+    settings.RQ_QUEUES = reachable
+    assert recovery.sweep(lost_after=0)["requeued"] == 1
+    assert fresh(job).status == Job.Status.QUEUED and job.rq_job_id in django_rq.get_queue("parked").get_job_ids()
+
+
+@pytest.mark.postgres_only  # the shared worker is paused: on SQLite it may hold the one write lock
+def test_after_redis_lost_its_data_no_running_job_is_taken_for_lost_until_heartbeats_could_return(api, account, worker):
+    """Every heartbeat went with Redis's data: a running job's worker is judged only one heartbeat lifetime
+    after the data began again, time enough for live workers to publish theirs."""
+    user, _ = account
+    job = jobs.submit(user=user, params=_params(), base_url=api.base_url, queue_name="parked")
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.RUNNING, started_at=timezone.now() - timedelta(minutes=5), worker_name="elsewhere-1"
+    )
+    conn = redis_client.connection()
+    with paused(worker):  # its own sweep would race this one
+        conn.delete(liveness.EPOCH_KEY)  # Redis lost its data
+        assert recovery.sweep()["recovered"] == 0
+        liveness.begin_epoch("tester")
+        assert recovery.sweep()["recovered"] == 0
+        conn.set(liveness.EPOCH_KEY, json.dumps([time.time() - liveness.ttl() - 1, "tester"]))
+        assert recovery.sweep()["recovered"] == 1
+    assert fresh(job).attempt == 2

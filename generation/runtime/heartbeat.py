@@ -20,7 +20,6 @@ from generation.redis_client import connection
 logger = logging.getLogger(__name__)
 
 MAINTENANCE_LOCK = "sdxl:maintenance-lock"
-EPOCH_KEY = "sdxl:epoch"  # gone = Redis lost its data (restarted without persistence, flushed)
 
 _current = None  # this process's Heartbeat
 
@@ -94,8 +93,7 @@ class Heartbeat:
 
     def check_epoch(self) -> bool:
         """True (and the data-loss recovery run) when this worker is the first to see Redis empty."""
-        conn = connection()
-        if conn.exists(EPOCH_KEY) or not conn.set(EPOCH_KEY, self.name, nx=True):
+        if not liveness.begin_epoch(self.name):
             return False
         logger.warning("Redis has no epoch (first start, or it lost its data): re-queuing queued jobs it does not know")
         if self.on_data_loss:

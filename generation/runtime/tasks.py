@@ -56,13 +56,21 @@ class StepMonitor:
         self.total = total
         if now - self.last_check >= CANCEL_CHECK_INTERVAL:
             self.last_check = now
-            if queue.cancel_requested(self.job_id):
+            if self._cancel_requested():
                 raise JobCanceled()
         if now - self.last_write >= PROGRESS_INTERVAL and step < total:
             self.last_write = now
             preview_name = self._new_preview(preview)
             if not jobs.record_progress(self.job_id, self.job.attempt, step, total, preview_name):
                 raise JobCanceled()  # canceled, or given up by this worker and re-queued meanwhile
+
+    def _cancel_requested(self) -> bool:
+        """The cancel flag; while Redis is away the job runs on (a cancel also ends it in the database,
+        where the next progress write finds it)."""
+        try:
+            return queue.cancel_requested(self.job_id)
+        except redis.RedisError:
+            return False
 
     def _new_preview(self, preview) -> str | None:
         """Store the image `preview()` makes (a callable, so steps between writes never compute one)
