@@ -110,6 +110,19 @@ def start_worker(*queues, **env) -> subprocess.Popen:
     return process
 
 
+def drain():
+    """Drop every job still queued (an acceptance test leaves thousands), so the next round starts empty."""
+    import django_rq
+
+    from generation import queue
+    from generation.models import Job
+
+    Job.objects.filter(status__in=["queued", "running"]).update(status="canceled", error="bench: drained")
+    for name in ("high", "default", "low"):
+        django_rq.get_queue(name).empty()
+    queue.reset_backlog({})
+
+
 def stop(*processes):
     for process in processes:
         if process.poll() is None:

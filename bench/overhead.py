@@ -7,6 +7,7 @@
     (wrk when installed, else Python clients) while no worker competes for the cores.
 
     .venv/bin/python bench/overhead.py [--requests 200] [--seconds 10] [--web-workers 4]
+        [--servers asgi,wsgi --rounds 2]   # the web tiers alternated, ratios in one run
 """
 
 import argparse
@@ -125,18 +126,9 @@ def acceptance_rate(port, key, seconds, connections):
     ) / seconds, f"{connections} Python client processes, {sum(e for _, e in counts)} errors"
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--web-workers", type=int, default=4)
-    args = parser.parse_args()
-
-    key = common.setup()
-    raw = raw_pipeline(args.requests)
-    web = common.start_web(args.port, args.web_workers)
+def one_round(args, key, server, raw_p50):
+    """(b) and (c) through `server` ("asgi": as `make run` serves; "wsgi": gunicorn's threads)."""
+    web = common.start_web(args.port, args.web_workers, server=server)
     worker = common.start_worker()
     try:
         latencies, generation, pipeline = end_to_end(args.port, key, args.requests)
@@ -144,19 +136,42 @@ def main():
         rate, how = acceptance_rate(args.port, key, args.seconds, args.connections)
     finally:
         common.stop(web, worker)
-
-    p50_raw = statistics.median(raw)
-    print()
-    common.report("(a) raw pipeline, in-process", raw)
+        common.drain()
+    print(f"\n[{server}]")
     common.report("(b) end-to-end API latency", latencies)
     common.report("    generationTime on the worker", generation)
     common.report("    of which the pipeline, on the worker", pipeline)
-    common.report("    overhead per job: (b) - p50(a)", [t - p50_raw for t in latencies])
+    common.report("    overhead per job: (b) - p50(a)", [t - raw_p50 for t in latencies])
     common.report("    overhead per job: (b) - its own pipeline time", [t - p for t, p in zip(latencies, pipeline)])
     print(
         f"(c) text2img accepted with instant_response: {rate:.0f} requests/s "
         f"({args.web_workers} gunicorn workers; {how})"
     )
+    print(
+        f"ratios: end-to-end p50 / raw p50 {common.percentile(latencies, 50) / raw_p50:.2f}x; "
+        f"worker pipeline p50 / raw p50 {common.percentile(pipeline, 50) / raw_p50:.2f}x"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--web-workers", type=int, default=4)
+    parser.add_argument("--servers", default="asgi", help='comma-separated, alternated: "asgi,wsgi"')
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+
+    key = common.setup()
+    raw = raw_pipeline(args.requests)
+    p50_raw = statistics.median(raw)
+    print()
+    common.report("(a) raw pipeline, in-process", raw)
+    for _ in range(args.rounds):
+        for server in args.servers.split(","):
+            one_round(args, key, server, p50_raw)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
-"""The ASGI application that config/gunicorn.py serves: Django, behind a cap on request bodies."""
+"""The ASGI application that config/gunicorn.py serves: Django, behind a cap on request bodies, with what
+its views hand over to the event loop carried out (generation/waiting.py: waiting for a job, streaming its
+events), so that a request that waits holds no thread."""
 
+import json
 import os
 import warnings
 
@@ -9,6 +12,9 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DB_POOL", "true")  # a thread per request: connections come from a pool (settings)
 django_application = get_asgi_application()
+
+from generation import waiting  # noqa: E402  (the project's modules load once Django is set up)
+
 # Stored images are read in a worker thread as FileResponse chunks; Django warns about it on every one.
 warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
 
@@ -67,4 +73,35 @@ async def _next(replayed: list, receive):
     return replayed.pop() if replayed else await receive()
 
 
-application = BodyLimit(django_application, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+class Continuations:
+    """Lets Django views hand the rest of a request to the event loop: a response carrying
+    waiting.CONTINUE_HEADER is held back, and its plan carried out (generation/waiting.py) once Django is
+    done with the request, its thread and database connection returned."""
+
+    marker = waiting.CONTINUE_HEADER.lower().encode()
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        held = {}
+
+        async def hold(message):
+            if message["type"] == "http.response.start":
+                plan = [value for name, value in message["headers"] if name.lower() == self.marker]
+                if plan:
+                    headers = [(name, value) for name, value in message["headers"] if name.lower() != self.marker]
+                    held.update(plan=json.loads(plan[0]), start={**message, "headers": headers})
+                    return
+            if held:
+                return  # the placeholder body of a held response
+            await send(message)
+
+        await self.app({**scope, waiting.SCOPE_FLAG: True}, receive, hold)
+        if held:
+            await waiting.carry_out(held["plan"], held["start"], receive, send)
+
+
+application = BodyLimit(Continuations(django_application), settings.DATA_UPLOAD_MAX_MEMORY_SIZE)

@@ -198,6 +198,35 @@ def for_fetch(job: Job) -> dict:
     return fetch_processing(job)
 
 
+def dashboard_status(job: Job) -> dict:
+    """The job page's and playground's view of a job: status, position, progress 0..1, ETA, outputs."""
+    finished = job.is_finished
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "seeds": job.seeds,
+        "size": [job.params.get("width"), job.params.get("height")],
+        "preview": storage.preview_url(job),
+        "queue_position": selectors.queue_position(job),
+        "progress": selectors.progress(job),
+        "eta": None if finished else selectors.eta_seconds(job),
+        "outputs": storage.output_urls(job) if job.status == Job.Status.SUCCESS else [],
+        "error": job.error,
+        "generation_time": job.generation_time,
+    }
+
+
+def stream_progress(event: dict, form: str, running: bool = True) -> dict:
+    """The fields of a streamed job's state that a worker's progress event changes, in the stream's form
+    (its preview only when the event has one: the last one stays)."""
+    fields = {"progress": event["progress"], "queue_position": 0}
+    fields.update((name, event[name]) for name in ("eta", "preview") if event.get(name) is not None)
+    if form == "dashboard" and running:
+        fields["status"] = Job.Status.RUNNING
+    return fields
+
+
 MODEL_CATEGORIES = {"checkpoint": "stable_diffusion_xl", "lora": "lora", "embedding": "embeddings", "vae": "vae"}
 
 

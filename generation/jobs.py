@@ -145,7 +145,7 @@ def start(job_id: int, attempt: int, worker_name: str) -> Job | None:
     )
     if not moved:
         return None
-    queue.remove_from_backlog(moved[0])
+    queue.remove_from_backlog(moved[0], started=True)
     return moved[0]
 
 

@@ -1,7 +1,9 @@
 """The Redis side of jobs: RQ queues (worker tasks named by dotted path, so the web side never imports
-the worker's code), each queue's backlog counters, the cancel flag and the finished signal that wakes a
-waiting request."""
+the worker's code), each queue's backlog counters, the cancel flag, the finished signal that wakes a
+waiting request, and each job's events (queued, running, progress, finished) published for the requests
+that wait on it or stream it (generation/waiting.py)."""
 
+import json
 import logging
 
 import redis
@@ -20,6 +22,7 @@ FINISHED_TTL = 300
 CANCEL_KEY = "sdxl:cancel:{}"
 CANCEL_TTL = 24 * 3600
 BACKLOG_KEY = "sdxl:backlog"
+EVENTS = "sdxl:events:"  # + "job:<id>" (a job's events) or "queue:<name>" (a job left that queue)
 GIVEN_UP = ("failed", "stopped", "canceled")  # RQ states of a try that will not run again
 
 
@@ -64,7 +67,26 @@ def enqueue(job, timeout: int):
             pipeline=pipe,
         )
         add_to_backlog(pipe, job.queue_name, job.predicted_seconds)
+        publish_job_event(pipe, job.id, {"event": "queued"})
         pipe.execute()
+
+
+def job_channel(job_id: int) -> str:
+    return f"{EVENTS}job:{job_id}"
+
+
+def queue_channel(name: str) -> str:
+    return f"{EVENTS}queue:{name}"
+
+
+def publish_job_event(pipe, job_id: int, event: dict):
+    """Tell whoever waits on or streams the job (on `pipe`: a client or a pipeline)."""
+    pipe.publish(job_channel(job_id), json.dumps(event))
+
+
+def publish_progress(job_id: int, event: dict):
+    """A running job's step (and preview, ETA), for its event streams."""
+    publish_job_event(connection(), job_id, {"event": "progress", **event})
 
 
 def waiting_ids(name: str, limit: int) -> list[str]:
@@ -124,6 +146,7 @@ def signal_finished(job_id: int):
     with connection().pipeline() as pipe:
         pipe.lpush(key, 1)
         pipe.expire(key, FINISHED_TTL)
+        publish_job_event(pipe, job_id, {"event": "finished"})
         pipe.execute()
 
 
@@ -148,10 +171,13 @@ def add_to_backlog(pipe, queue_name: str, seconds: float, count: int = 1):
     pipe.hincrbyfloat(BACKLOG_KEY, f"{queue_name}:seconds", seconds * count)
 
 
-def remove_from_backlog(job):
-    """A queued job left its queue (started, canceled, failed)."""
+def remove_from_backlog(job, started: bool = False):
+    """A queued job left its queue (started, canceled, failed): the jobs behind it moved up."""
     with connection().pipeline(transaction=False) as pipe:
         add_to_backlog(pipe, job.queue_name, job.predicted_seconds, count=-1)
+        pipe.publish(queue_channel(job.queue_name), job.id)
+        if started:
+            publish_job_event(pipe, job.id, {"event": "running"})
         pipe.execute()
 
 

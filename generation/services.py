@@ -13,7 +13,19 @@ from contextlib import contextmanager
 from django.conf import settings
 
 from billing import credits
-from generation import images, jobs, library, liveness, queue, recovery, redis_client, safe_http, storage
+from generation import (
+    answers,
+    images,
+    jobs,
+    library,
+    liveness,
+    monitoring,
+    queue,
+    recovery,
+    redis_client,
+    safe_http,
+    storage,
+)
 from generation.models import Job
 from generation.params import InvalidInput, JobParams, cost
 
@@ -31,11 +43,12 @@ def request_generation(
     base_url: str,
     inputs: dict | None = None,
     api_key=None,
-    instant: bool = False,
+    wait_seconds: float = 0.0,
     idempotency_key: str = "",
     request_hash: str = "",
 ) -> Job:
-    """Queue a job and wait a short while for it, unless the client asked for no wait (`instant`).
+    """Queue a job and wait up to `wait_seconds` for it here (in this thread: a WSGI server; the ASGI web
+    tier waits on its event loop instead, generation/waiting.py, and passes 0).
 
     Used by the API (with the key) and by the dashboard playground (signed in, no key). In order, so
     that a refused or replayed request does no work: a retry with the same idempotency key gets the
@@ -45,7 +58,7 @@ def request_generation(
     """
     idempotency_key = idempotency_key.strip()[:200]
     if idempotency_key and (earlier := jobs.replayed(user, idempotency_key, request_hash)):
-        return wait(earlier, 0 if instant else settings.GENERATION_WAIT_SECONDS)
+        return wait(earlier, wait_seconds)
     account = credits.account_for(user, loaded=True)
     plan = account.plan
     params.clamp_to_plan(plan.max_resolution, plan.max_samples)
@@ -68,7 +81,7 @@ def request_generation(
         price=price,
         queue_name=queue_name,
     )
-    return wait(job, 0 if instant else settings.GENERATION_WAIT_SECONDS)
+    return wait(job, wait_seconds)
 
 
 def request_hash(kind: str, body: dict) -> str:
@@ -174,6 +187,33 @@ def _own_job(user, job_id) -> Job:
 def fetch_job(*, user, job_id) -> Job:
     """The user's job, re-queued or failed first when nobody would finish it."""
     return recovery.reconcile(_own_job(user, job_id))
+
+
+def answer_after_wait(job_id: int, fetch_path: str, endpoint: str) -> dict:
+    """A generation request's answer once its wait on the event loop ended (finished or not), counted
+    for /metrics under its `endpoint`."""
+    body = answers.for_request(Job.objects.get(pk=job_id), fetch_path)
+    monitoring.count_request(endpoint, body["status"])
+    return body
+
+
+def stream_snapshot(job_id: int, form: str) -> dict:
+    """Where a streamed job stands (a lost one re-queued or failed first, as fetch does): its body in the
+    stream's `form` ("api": fetch's answer; "dashboard": the job page's status), the event that carries
+    it, and what the stream needs to follow it."""
+    job = recovery.reconcile(Job.objects.get(pk=job_id))
+    if form == "dashboard":
+        body, name = answers.dashboard_status(job), "status"
+    else:
+        body, name = answers.for_fetch(job), "result" if job.is_finished else "processing"
+    return {
+        "body": body,
+        "event": (name, body),
+        "finished": job.is_finished,
+        "format": form,
+        "queue_name": job.queue_name,
+        "rq_job_id": job.rq_job_id,
+    }
 
 
 def cancel_job(*, user, job_id) -> Job:

@@ -66,6 +66,7 @@ urlpatterns = [
     endpoint("api/v3/cancel", views.CancelByBodyView, "v3-cancel-body"),
     endpoint(rf"api/v3/cancel/{JOB_ID}", views.CancelView, "v3-cancel"),
     endpoint("api/v3/account", views.AccountView, "v3-account"),
+    endpoint(rf"api/v3/jobs/{JOB_ID}/events", views.JobEventsView, "v3-job-events"),
     *(
         endpoint(
             f"{prefix}/{path}".rstrip("/"),
@@ -90,6 +91,7 @@ dashboard_patterns = [
     path("history/", pages.history, name="dashboard-history"),
     path("jobs/<int:job_id>/", pages.job_detail, name="dashboard-job"),
     path("jobs/<int:job_id>/status.json", pages.job_status, name="dashboard-job-status"),
+    path("jobs/<int:job_id>/events/", pages.job_events, name="dashboard-job-events"),
     path("jobs/<int:job_id>/cancel/", pages.cancel_job, name="dashboard-job-cancel"),
     path("jobs/<int:job_id>/inputs/<slug:field>.png", pages.job_input, name="dashboard-job-input"),
     path("playground/", pages.playground, name="dashboard-playground"),

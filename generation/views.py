@@ -26,7 +26,17 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from billing import credits
 from billing.credits import InsufficientCredits, QueueFull
-from generation import library, monitoring, request_fields, schedulers, selectors, services, storage
+from generation import (
+    answers,
+    library,
+    monitoring,
+    request_fields,
+    schedulers,
+    selectors,
+    services,
+    storage,
+    waiting,
+)
 from generation.api import errors
 from generation.api.serializers import SERIALIZERS
 from generation.models import Job, LibraryModel
@@ -106,6 +116,16 @@ def job_status(request, job_id):
 
 
 @login_required
+def job_events(request, job_id):
+    """The job's status as Server-Sent Events for its page and the playground (carried out on the event
+    loop, generation/waiting.py); 501 where the server cannot (the pages then poll status.json)."""
+    job = get_object_or_404(Job, pk=job_id, user=request.user)
+    if not waiting.can_continue(request):
+        return HttpResponse("event streams need the ASGI web server", status=501, content_type="text/plain")
+    return HttpResponse(headers=waiting.continuation(stream=job.id, format="dashboard"))
+
+
+@login_required
 def playground(request):
     models = {model_type: [] for model_type in LibraryModel.ModelType.values}
     for model in library.listed(credits.account_for(request.user).plan):
@@ -145,7 +165,7 @@ def playground_run(request):
             params=submission["params"],
             inputs=submission["inputs"],
             base_url=storage.base_url_for(request),
-            instant=True,
+            wait_seconds=0,
         )
     except (QueueFull, InsufficientCredits, InvalidInput) as exc:
         return JsonResponse(errors.refused(exc, request))
@@ -160,26 +180,12 @@ def playground_run(request):
 
 
 def _job_status(user, job_id) -> dict:
-    """Progress for the dashboard's polling: status, position, progress 0..1, ETA, outputs."""
+    """The job's status for the dashboard's polling (answers.dashboard_status)."""
     try:
         job = services.fetch_job(user=user, job_id=job_id)
     except services.JobNotFound as exc:
         raise Http404() from exc
-    finished = job.is_finished
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "status": job.status,
-        "seeds": job.seeds,
-        "size": [job.params.get("width"), job.params.get("height")],
-        "preview": storage.preview_url(job),
-        "queue_position": selectors.queue_position(job),
-        "progress": selectors.progress(job),
-        "eta": None if finished else selectors.eta_seconds(job),
-        "outputs": storage.output_urls(job) if job.status == Job.Status.SUCCESS else [],
-        "error": job.error,
-        "generation_time": job.generation_time,
-    }
+    return answers.dashboard_status(job)
 
 
 def _job_fields(job: Job) -> list[tuple[str, str]]:

@@ -20,6 +20,7 @@ from accounts.models import User
 from billing.models import Plan
 from generation import jobs, liveness, queue, redis_client
 from generation.models import Job
+from tests.asgi_server import AsgiServer
 from tests.http_server import LocalServer, Route
 from tests.stripe_server import FakeStripe
 
@@ -130,6 +131,14 @@ def stop_worker(process: subprocess.Popen):
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server(django_db_setup, django_db_blocker):
+    """The ASGI web tier in this process (tests/asgi_server.py), in place of pytest-django's WSGI one."""
+    server = AsgiServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

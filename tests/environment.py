@@ -41,6 +41,7 @@ def prepare():
         print(f"tests: Redis not reachable at {redis_url}, started an embedded one on port {port}", file=sys.stderr)
     os.environ.setdefault("MEDIA_ROOT", str(VAR / "test-media"))
     os.environ.setdefault("GENERATION_WAIT_SECONDS", "10")
+    os.environ.setdefault("CONN_MAX_AGE", "0")  # the ASGI test server runs each request in a thread of its own
     # Tests serve input images and receive webhooks on 127.0.0.1; the SSRF tests switch this off.
     os.environ.setdefault("SAFE_HTTP_ALLOWED_NETWORKS", "127.0.0.1/32")
     os.environ.setdefault("WEBHOOK_RETRY_DELAYS", "0.2,0.4,0.8")

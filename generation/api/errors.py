@@ -78,6 +78,11 @@ def not_found() -> dict:
     return message("error", "Request not found")
 
 
+def streams_unavailable() -> dict:
+    """An event stream asked of a server that cannot hold one without a thread (WSGI)."""
+    return message("error", "Event streams need the ASGI web server (config/asgi.py); poll fetch instead")
+
+
 def server_error() -> dict:
     return message("error", "Something went wrong, try again")
 

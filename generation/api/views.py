@@ -1,13 +1,16 @@
 """v3 API views: validate with a serializer, call a service, render a body from answers."""
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import credits
-from generation import answers, library, monitoring, selectors, services, storage
+from generation import answers, library, monitoring, selectors, services, storage, waiting
+from generation.api import errors
 from generation.api.authentication import ApiKeyAuthentication
 from generation.api.parsers import LenientRequest
 from generation.api.serializers import (
@@ -100,15 +103,23 @@ class V3View(APIView):
             parser_context=self.get_parser_context(request),
         )
 
+    @property
+    def endpoint(self) -> str:
+        """The name requests are counted under (/metrics)."""
+        return type(self).__name__.removesuffix("View").lower()
+
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        status = response.data.get("status", "") if isinstance(response.data, dict) else ""
-        monitoring.count_request(type(self).__name__.removesuffix("View").lower(), status)
+        if not response.has_header(waiting.CONTINUE_HEADER):  # counted once its answer is known
+            status = response.data.get("status", "") if isinstance(response.data, dict) else ""
+            monitoring.count_request(self.endpoint, status)
         return response
 
 
 class GenerationView(V3View):
-    """Queue a job, wait a short while for it, answer success or processing."""
+    """Queue a job, wait up to GENERATION_WAIT_SECONDS for it (unless `instant_response`), answer success
+    or processing. The ASGI web tier does the waiting on its event loop (generation/waiting.py): this view
+    only admits the job and hands the wait over."""
 
     serializer_class = None
     throttle_classes = [GenerationRateThrottle]
@@ -118,19 +129,28 @@ class GenerationView(V3View):
         serializer.is_valid(raise_exception=True)
         submission = serializer.validated_data
         idempotency_key = request.headers.get("Idempotency-Key", "") or submission["idempotency_key"]
+        wait = 0.0 if submission["instant"] else settings.GENERATION_WAIT_SECONDS
+        on_loop = waiting.can_continue(request)
         job = services.request_generation(
             user=request.user,
             api_key=request.auth,
             params=submission["params"],
             inputs=submission["inputs"],
             base_url=storage.base_url_for(request),
-            instant=submission["instant"],
+            wait_seconds=0.0 if on_loop else wait,
             idempotency_key=idempotency_key,
             request_hash=services.request_hash(submission["params"].kind, request.data) if idempotency_key else "",
         )
-        return Response(
-            answers.for_request(job, fetch_path), headers={"Idempotent-Replayed": "true"} if job.replayed else None
-        )
+        headers = {"Idempotent-Replayed": "true"} if job.replayed else {}
+        if on_loop and wait and not job.is_finished:
+            return Response(
+                {},
+                headers={
+                    **headers,
+                    **waiting.continuation(wait=job.id, timeout=wait, fetch_path=fetch_path, endpoint=self.endpoint),
+                },
+            )
+        return Response(answers.for_request(job, fetch_path), headers=headers or None)
 
 
 def generation_schema(serializer, summary):
@@ -221,6 +241,35 @@ class CancelByBodyView(CancelView):
     @extend_schema(operation_id="cancel_by_request_id", summary="Cancel a request (id as request_id; beyond v3)")
     def post(self, request, job_id=None, **kwargs):
         return super().post(request, job_id, **kwargs)
+
+
+class AnyAccept(BaseContentNegotiation):
+    """JSON whatever the client accepts: an event-stream client gets its refusals in the envelope."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+@extend_schema(
+    request=None,
+    responses={(200, "text/event-stream"): str},
+    summary="The job's progress as Server-Sent Events (beyond v3)",
+    description="`GET` with the key in a header (`Authorization: Bearer`, `Key` or `X-API-Key`; never in the "
+    "URL). Events: `processing` (where the job stands: `queue_position`, `progress`, `eta`, `preview`, sent "
+    "at once and on every change) and `result` (the body fetch answers), then the stream ends. A comment "
+    "line every 15 s keeps it open. A stream holds no thread or database connection while it waits.",
+)
+class JobEventsView(V3View):
+    content_negotiation_class = AnyAccept
+
+    def get(self, request, job_id):
+        job = services.fetch_job(user=request.user, job_id=job_id)
+        if not waiting.can_continue(request):
+            return Response(errors.streams_unavailable())
+        return Response({}, headers=waiting.continuation(stream=job.id, format="api"))
 
 
 @extend_schema(

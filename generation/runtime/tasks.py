@@ -63,6 +63,19 @@ class StepMonitor:
             preview_name = self._new_preview(preview)
             if not jobs.record_progress(self.job_id, self.job.attempt, step, total, preview_name):
                 raise JobCanceled()  # canceled, or given up by this worker and re-queued meanwhile
+            self._publish(step, total)
+
+    def _publish(self, step: int, total: int):
+        """The step, ETA and preview for the job's event streams (nobody listening costs one PUBLISH)."""
+        remaining = (total - step) * self.step_seconds if self.step_seconds is not None else None
+        preview = storage.absolute_url(self.job.base_url, self.preview_name) if self.preview_name else None
+        event = {"progress": round(step / total, 3), "step": step, "total": total, "preview": preview}
+        if remaining is not None:
+            event["eta"] = round(max(0.1, remaining), 2)
+        try:
+            queue.publish_progress(self.job_id, event)
+        except redis.RedisError:
+            pass  # the progress is in the database; streams catch up at the next event
 
     def _cancel_requested(self) -> bool:
         """The cancel flag; while Redis is away the job runs on (a cancel also ends it in the database,
