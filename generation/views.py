@@ -174,6 +174,7 @@ def playground_run(request):
             "status": "queued",
             "id": job.id,
             "status_url": reverse("dashboard-job-status", args=[job.id]),
+            "events_url": reverse("dashboard-job-events", args=[job.id]),
             "detail_url": reverse("dashboard-job", args=[job.id]),
         }
     )

@@ -1,4 +1,4 @@
-// The dashboard's only script: the playground form, live job progress (polling) and the usage chart.
+// The dashboard's only script: the playground form, live job progress (its event stream) and the usage chart.
 "use strict";
 
 function csrfToken() {
@@ -64,15 +64,16 @@ function outputFigure(url, seed, index, job) {
   return figure;
 }
 
-// Poll a job's status URL and show status, queue position, progress, ETA, a live preview and outputs.
-function followJob(statusUrl, ids) {
+// Follow a job: its events stream (Server-Sent Events) while it is queued or running, or, where the server
+// streams none, its status URL polled. Shows status, queue position, progress, ETA, a live preview, outputs.
+function followJob(urls, ids) {
   const el = (name) => document.getElementById(ids + "-" + name);
-  async function tick() {
-    const response = await fetch(statusUrl, { credentials: "same-origin" });
-    const job = await response.json();
+  let job = {};
+  function show(change) {
+    job = { ...job, ...change };
     el("status").textContent = job.status;
     el("position").textContent = job.status === "queued" ? "· position " + job.queue_position : "";
-    el("eta").textContent = job.eta !== null ? "· about " + job.eta.toFixed(1) + " s" : "";
+    el("eta").textContent = job.eta !== null && job.eta !== undefined ? "· about " + job.eta.toFixed(1) + " s" : "";
     el("progress").value = job.progress;
     el("error").textContent = job.status === "failed" || job.status === "canceled" ? job.error : "";
     const cancel = document.getElementById(ids + "-cancel");
@@ -99,9 +100,22 @@ function followJob(statusUrl, ids) {
         details.textContent = seeds + size + (job.generation_time || 0).toFixed(2) + " s";
       }
     }
-    if (job.status === "queued" || job.status === "running") setTimeout(tick, 500);
   }
-  tick();
+  const unfinished = () => job.status === "queued" || job.status === "running";
+  async function poll() {
+    const response = await fetch(urls.status, { credentials: "same-origin" });
+    show(await response.json());
+    if (unfinished()) setTimeout(poll, 500);
+  }
+  const stream = new EventSource(urls.events);
+  stream.addEventListener("status", (event) => {
+    show(JSON.parse(event.data));
+    if (!unfinished()) stream.close();
+  });
+  stream.onerror = () => {  // no stream here (a WSGI server), or it broke: poll instead
+    stream.close();
+    if (!job.status || unfinished()) poll();
+  };
 }
 
 // The same request as the API takes it (the v6 paths honour the model fields), with a placeholder key
@@ -203,7 +217,7 @@ async function submitPlayground(event) {
   const link = document.getElementById("result-link");
   link.textContent = "#" + answer.id;
   link.href = answer.detail_url;
-  followJob(answer.status_url, "result");
+  followJob({ status: answer.status_url, events: answer.events_url }, "result");
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -222,7 +236,7 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   const job = document.getElementById("job");
   if (job && (job.dataset.status === "queued" || job.dataset.status === "running")) {
-    followJob(job.dataset.statusUrl, "job");
+    followJob({ status: job.dataset.statusUrl, events: job.dataset.eventsUrl }, "job");
   }
   document.querySelectorAll(".copy-seed[data-seed]").forEach((node) => {
     node.addEventListener("click", () => navigator.clipboard.writeText(node.dataset.seed));

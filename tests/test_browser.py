@@ -171,6 +171,8 @@ def test_playground_preview_download_and_send_to_img2img(page, live_server, work
     page.fill("input[name=width]", "128")
     page.fill("input[name=height]", "128")
     page.fill("input[name=num_inference_steps]", "40")
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
     with paused(worker):
         page.click("#generate")
         page.wait_for_selector("#result-status:text('queued')")
@@ -181,6 +183,8 @@ def test_playground_preview_download_and_send_to_img2img(page, live_server, work
 
         seen = step_until(worker, preview_source, lambda sources: len(set(sources) - {None}) >= 2, gap=0.8)
     assert len(set(seen) - {None}) >= 2  # the preview changed while it ran
+    assert any(url.endswith("/events/") for url in requested)  # followed by its event stream,
+    assert not any("status.json" in url for url in requested)  # not by polling
     shot(page, "06b-playground-preview")
     page.wait_for_selector("#result-status:text('success')")
     assert "/api/v6/images/text2img" in page.text_content("#result-curl")
