@@ -3,27 +3,44 @@
 A key is `PREFIX + SECRET`: a 12-character public prefix used to find the row and a 40-character
 random secret. Keys carry ~238 bits of entropy, so a plain SHA-256 is the right hash: a slow
 password hash would add milliseconds to every API call without adding safety.
+
+What authentication loads (the key, its user, account and plan) is kept in Redis, as JSON, for
+KEY_CACHE_SECONDS (through the process's one connection pool: Django's cache opens a connection per
+thread, and the ASGI tier runs each request in a thread of its own), so that a request that needs nothing else (fetch of a finished job) costs no database
+query; it is forgotten at once when the key, its user or account changes (a revoked key is refused at
+once), and a plan's edit reaches its keys within KEY_CACHE_SECONDS.
 """
 
 import functools
 import hashlib
 import hmac
+import json
+import logging
 import secrets
 import string
 from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from accounts.models import ApiKey, User
 from billing.models import Account, Plan
+from generation import redis_client
 
 PREFIX_LENGTH = 12
 SECRET_LENGTH = 40
 _ALPHABET = string.ascii_letters + string.digits
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+KEY_CACHE_SECONDS = 60
+NOT_CACHED = {"password"}  # left out of the cache: loaded from the database if ever read
+
+logger = logging.getLogger(__name__)
 
 
 def _random(length):
@@ -63,14 +80,94 @@ def authenticate_key(raw_key) -> ApiKey | None:
     last use (at most once a minute)."""
     if not isinstance(raw_key, str) or len(raw_key) != PREFIX_LENGTH + SECRET_LENGTH:
         return None
-    api_key = _active_key(raw_key[:PREFIX_LENGTH])
-    if api_key is None or not hmac.compare_digest(api_key.hashed_key, hash_key(raw_key)):
+    prefix = raw_key[:PREFIX_LENGTH]
+    api_key = _recalled(prefix)
+    if api_key is None:
+        api_key = _active_key(prefix)
+        if api_key is None:
+            return None
+        _remember(api_key)
+    if not hmac.compare_digest(api_key.hashed_key, hash_key(raw_key)):
         return None
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
+        _remember(api_key)
     return api_key
+
+
+def _cache_key(prefix: str) -> str:
+    return f"sdxl:apikey:{prefix}"
+
+
+def _remember(api_key: ApiKey):
+    """Keep what `_active_key` loaded, as JSON (never raises for the cache)."""
+    user = api_key.user
+    account = getattr(user, "billing", None)
+    instances = (api_key, user, account, account.plan if account else None)
+    rows = [
+        None if instance is None else {name: getattr(instance, name) for name in _cached_fields(type(instance))}
+        for instance in instances
+    ]
+    try:
+        redis_client.connection().set(
+            _cache_key(api_key.prefix), json.dumps(rows, cls=DjangoJSONEncoder), ex=KEY_CACHE_SECONDS
+        )
+    except redis.RedisError:
+        logger.warning("Could not cache API key %s", api_key.prefix)
+
+
+def _recalled(prefix: str) -> ApiKey | None:
+    """The key, user, account and plan as `_active_key` loads them, from the cache (None if not there)."""
+    try:
+        cached = redis_client.connection().get(_cache_key(prefix))
+    except redis.RedisError:
+        return None
+    if cached is None:
+        return None
+    instances = []
+    for (model, _), row in zip(_KEY_TABLES, json.loads(cached)):
+        if row is None:
+            instances.append(None)
+            continue
+        fields = [model._meta.get_field(name) for name in _cached_fields(model)]
+        values = [field.to_python(row[field.attname]) for field in fields]
+        instances.append(model.from_db(connection.alias, [field.attname for field in fields], values))
+    api_key, user, account, plan = instances
+    api_key.user = user
+    if account is not None:
+        account.plan = plan
+        user.billing = account
+    return api_key
+
+
+@functools.cache
+def _cached_fields(model) -> list[str]:
+    return [field.attname for field in model._meta.concrete_fields if field.name not in NOT_CACHED]
+
+
+def forget(*prefixes: str):
+    """Drop cached keys (revoked, or their user or account changed)."""
+    try:
+        redis_client.connection().delete(*(_cache_key(prefix) for prefix in prefixes))
+    except redis.RedisError:
+        logger.warning("Could not forget cached API keys %s", prefixes)
+
+
+@receiver(post_save, sender=ApiKey)
+@receiver(post_delete, sender=ApiKey)
+def _key_changed(sender, instance, **kwargs):
+    forget(instance.prefix)
+
+
+@receiver(post_save, sender=User)
+@receiver(post_save, sender=Account)
+def _owner_changed(sender, instance, **kwargs):
+    user_id = instance.pk if sender is User else instance.user_id
+    prefixes = list(ApiKey.objects.filter(user_id=user_id).values_list("prefix", flat=True))
+    if prefixes:
+        forget(*prefixes)
 
 
 def _active_key(prefix: str) -> ApiKey | None:

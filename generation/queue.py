@@ -5,6 +5,7 @@ that wait on it or stream it (generation/waiting.py)."""
 
 import json
 import logging
+from contextlib import suppress
 
 import redis
 from rq import Callback, Queue
@@ -22,6 +23,8 @@ FINISHED_TTL = 300
 CANCEL_KEY = "sdxl:cancel:{}"
 CANCEL_TTL = 24 * 3600
 BACKLOG_KEY = "sdxl:backlog"
+ANSWER_KEY = "sdxl:answer:{}"  # a finished job's fetch answer, with its owner
+ANSWER_TTL = 3600
 EVENTS = "sdxl:events:"  # + "job:<id>" (a job's events) or "queue:<name>" (a job left that queue)
 GIVEN_UP = ("failed", "stopped", "canceled")  # RQ states of a try that will not run again
 
@@ -163,6 +166,33 @@ def wait_finished(job_id: int, timeout: float) -> bool:
     except redis.RedisError:
         logger.warning("Waiting for job %s failed; answering processing", job_id, exc_info=True)
         return False
+
+
+def cached_answer(job_id: int, user_id: int) -> dict | None:
+    """The finished job's fetch answer, when it is cached and `user_id`'s (never raises for Redis)."""
+    try:
+        cached = connection().get(ANSWER_KEY.format(job_id))
+    except redis.RedisError:
+        return None
+    if cached is None:
+        return None
+    owner, body = json.loads(cached)
+    return body if owner == user_id else None
+
+
+def cache_answer(job_id: int, user_id: int, body: dict, seconds: float = ANSWER_TTL):
+    """Keep a finished job's fetch answer (until `seconds` pass or `forget_answer`)."""
+    if seconds >= 1:
+        with suppress(redis.RedisError):
+            connection().set(ANSWER_KEY.format(job_id), json.dumps([user_id, body]), ex=int(seconds))
+
+
+def forget_answer(*job_ids: int):
+    """The jobs' answers changed (a webhook delivered, files deleted, the job deleted)."""
+    try:
+        connection().delete(*(ANSWER_KEY.format(job_id) for job_id in job_ids))
+    except redis.RedisError:  # it expires within ANSWER_TTL
+        logger.warning("Could not forget the cached answers of jobs %s", job_ids)
 
 
 def add_to_backlog(pipe, queue_name: str, seconds: float, count: int = 1):

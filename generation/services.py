@@ -59,7 +59,7 @@ def request_generation(
     idempotency_key = idempotency_key.strip()[:200]
     if idempotency_key and (earlier := jobs.replayed(user, idempotency_key, request_hash)):
         return wait(earlier, wait_seconds)
-    account = credits.account_for(user, loaded=True)
+    account = credits.account_for(user)  # its balance now, not as authentication found it
     plan = account.plan
     params.clamp_to_plan(plan.max_resolution, plan.max_samples)
     price, queue_name = _price_and_queue(params, plan)
@@ -214,6 +214,18 @@ def stream_snapshot(job_id: int, form: str) -> dict:
         "queue_name": job.queue_name,
         "rq_job_id": job.rq_job_id,
     }
+
+
+def fetch_answer(*, user, job_id) -> dict:
+    """What fetch answers for the user's job. A finished job's answer is kept in Redis, so fetching it
+    again costs no database query (forgotten when it changes: generation/queue.py's forget_answer)."""
+    if job_id and int(job_id) <= MAX_JOB_ID and (cached := queue.cached_answer(int(job_id), user.pk)):
+        return cached
+    job = fetch_job(user=user, job_id=job_id)
+    body = answers.for_fetch(job)
+    if job.is_finished:
+        queue.cache_answer(job.id, user.pk, body, seconds=min(queue.ANSWER_TTL, storage.seconds_kept(job)))
+    return body
 
 
 def cancel_job(*, user, job_id) -> Job:

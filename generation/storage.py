@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image
 
+from generation import queue
 from generation.models import Job
 
 FORMATS = {"png": ("PNG", {"compress_level": 1}), "jpg": ("JPEG", {"quality": 92})}
@@ -183,8 +184,16 @@ def delete_names(names: list[str]):
 
 
 def delete_files(job):
-    """Delete the job's files from storage (missing ones are fine)."""
+    """Delete the job's files from storage (missing ones are fine), and the answer that links them."""
     delete_names(stored_names(job))
+    queue.forget_answer(job.id)
+
+
+def seconds_kept(job) -> float:
+    """Seconds until retention deletes the finished job's files (OUTPUT_RETENTION_DAYS)."""
+    if job.finished_at is None:
+        return 0.0
+    return (job.finished_at + timedelta(days=settings.OUTPUT_RETENTION_DAYS) - timezone.now()).total_seconds()
 
 
 def expire_old_outputs(days: int) -> int:

@@ -21,7 +21,7 @@ from django.db.models import Max
 from django.dispatch import receiver
 from django.utils import timezone
 
-from generation import answers, safe_http
+from generation import answers, queue, safe_http
 from generation.models import Job, WebhookAttempt
 from generation.redis_client import connection as redis_connection
 from generation.signals import job_finished
@@ -132,8 +132,10 @@ def deliver(job_id: int) -> bool:
         )
         if status_code is not None and 200 <= status_code < 300:
             Job.objects.filter(pk=job.pk).update(webhook_status="delivered")
+            queue.forget_answer(job.pk)
             return True
         if retry < len(delays):
             time.sleep(delays[retry])
     Job.objects.filter(pk=job.pk).update(webhook_status="failed")
+    queue.forget_answer(job.pk)
     return False

@@ -34,7 +34,8 @@ def test_a_key_brings_its_user_account_and_plan_as_stored(db):
     account = api_key.user.billing
     assert (account.balance, account.plan.name, account.plan.max_queued_jobs) == (321, "Pro", 7)
 
-    User.objects.filter(pk=user.pk).update(is_active=False)
+    user.is_active = False  # saved: the key cached by the first use is forgotten at once
+    user.save()
     assert authenticate_key(raw_key) is None
 
 

@@ -1,7 +1,12 @@
 """POST /api/v3/fetch/{id}: own jobs only, every state, never processing forever."""
 
-import django_rq
+from contextlib import contextmanager
 
+import django_rq
+from django.db.backends.signals import connection_created
+from django.test import Client
+
+from accounts.models import User
 from generation import jobs
 from generation.models import Job
 from generation.params import Text2ImgParams
@@ -87,3 +92,38 @@ def test_a_try_rq_gave_up_on(api, account):
 def _params(**changes) -> Text2ImgParams:
     """A small, fast text2img job's parameters."""
     return Text2ImgParams(**{"prompt": "p", "width": 64, "height": 64, "steps": 1, "seed": 1, **changes})
+
+
+@contextmanager
+def database_queries():
+    """Every SQL statement any thread of this process runs meanwhile (the ASGI test server's included):
+    each new connection gets a wrapper that notes them (Django's execute_wrapper)."""
+    seen = []
+
+    def note(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    def wrap(sender, connection, **kwargs):
+        connection.execute_wrappers.append(note)
+
+    connection_created.connect(wrap)
+    try:
+        yield seen
+    finally:
+        connection_created.disconnect(wrap)
+
+
+def test_fetch_of_a_finished_job_costs_no_database_query_after_the_first(api, settings):
+    job_id = api.post(
+        "/api/v3/text2img", {"prompt": "x", "width": 64, "height": 64, "steps": 1, "instant_response": "yes"}
+    )["id"]
+    first = api.wait_for(job_id)
+    assert first["status"] == "success"
+    with database_queries() as queries:
+        assert [api.post(f"/api/v3/fetch/{job_id}") for _ in range(3)] == [first] * 3
+    assert queries == []
+    admin = Client()
+    admin.force_login(User.objects.create_superuser(email="root@example.com", password="x"))
+    assert admin.post(f"/admin/generation/job/{job_id}/delete/", {"post": "yes"}).status_code == 302
+    assert api.post(f"/api/v3/fetch/{job_id}")["message"] == "Request not found"  # not the cached answer

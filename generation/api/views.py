@@ -198,8 +198,7 @@ def requested_job_id(request, job_id=None):
 class FetchView(V3View):
     @extend_schema(operation_id="fetch")
     def post(self, request, job_id=None, **kwargs):
-        job = services.fetch_job(user=request.user, job_id=requested_job_id(request, job_id))
-        return Response(answers.for_fetch(job))
+        return Response(services.fetch_answer(user=request.user, job_id=requested_job_id(request, job_id)))
 
 
 class FetchByBodyView(FetchView):
