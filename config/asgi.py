@@ -2,18 +2,53 @@
 its views hand over to the event loop carried out (generation/waiting.py: waiting for a job, streaming its
 events), so that a request that waits holds no thread."""
 
+import asyncio
+import contextvars
 import json
 import os
 import warnings
 
+import django
 from django.conf import settings
-from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DB_POOL", "true")  # a thread per request: connections come from a pool (settings)
-django_application = get_asgi_application()
+django.setup(set_prefix=False)
 
 from generation import waiting  # noqa: E402  (the project's modules load once Django is set up)
+
+_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+_holding = contextvars.ContextVar("holding_a_slot", default=False)
+
+
+class BoundedASGIHandler(ASGIHandler):
+    """Django's ASGI handler with at most WEB_MAX_CONCURRENT_REQUESTS requests in its sync code at once.
+
+    Django runs each request's sync code in a thread of its own, with no bound: a thousand clients at once
+    meant a thousand threads, each wanting a database and a Redis connection. Here a request takes a slot
+    once its body is in (a slow client holds none) and gives it back as soon as Django has answered —
+    before any wait the answer hands to the event loop — so the rest queue as coroutines, not threads."""
+
+    async def read_body(self, receive):
+        body = await super().read_body(receive)
+        loop = asyncio.get_running_loop()
+        if loop not in _slots:
+            _slots[loop] = asyncio.Semaphore(settings.WEB_MAX_CONCURRENT_REQUESTS)
+        await _slots[loop].acquire()
+        _holding.set(True)
+        return body
+
+    async def handle(self, scope, receive, send):
+        _holding.set(False)
+        try:
+            await super().handle(scope, receive, send)
+        finally:
+            if _holding.get():
+                _slots[asyncio.get_running_loop()].release()
+
+
+django_application = BoundedASGIHandler()
 
 # Stored images are read in a worker thread as FileResponse chunks; Django warns about it on every one.
 warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")

@@ -117,6 +117,9 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     if env.bool("DB_POOL", default=False):
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": env.int("DB_POOL_MAX", default=16)}
+# Requests inside Django at once per web process (config/asgi.py); the others wait as coroutines. As many
+# as the pool has connections, so that none waits for one.
+WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=env.int("DB_POOL_MAX", default=16))
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 CONTINUE_HEADER = "X-Sdxl-Continue"  # set by a view, removed by config/asgi.py before the answer leaves
 SCOPE_FLAG = "sdxl.continuations"  # in the ASGI scope when config/asgi.py carries continuations out
 KEEPALIVE_SECONDS = 15.0  # an event stream sends a comment this often, so proxies keep it open
+POSITIONS_EVERY = 0.05  # seconds: a queue's moves are looked up at most this often, for all its streams
+POSITION = "position"  # the inbox channel of a stream's new queue position
 
 
 def can_continue(request) -> bool:
@@ -49,10 +51,25 @@ class Events:
     wait on them (each an asyncio queue: no thread, no polling)."""
 
     def __init__(self):
-        self.redis = aioredis.Redis.from_url(settings.REDIS_CLIENT_URL)
+        pool = aioredis.BlockingConnectionPool.from_url(settings.REDIS_CLIENT_URL, max_connections=32, timeout=30)
+        self.redis = aioredis.Redis(connection_pool=pool)  # a burst waits for a connection, never fails
         self.inboxes: dict[str, set[asyncio.Queue]] = defaultdict(set)
+        self.tracked: dict[str, dict[asyncio.Queue, str]] = defaultdict(dict)  # queue -> inbox -> RQ job id
+        self.refreshing: set[str] = set()
         self.connected = asyncio.Event()
         self.task = asyncio.get_running_loop().create_task(self._listen())
+
+    @contextmanager
+    def positions(self, queue_name: str, rq_job_id: str, inbox: asyncio.Queue):
+        """While the block runs, `inbox` gets (POSITION, jobs ahead) whenever a job leaves `queue_name`:
+        the queue is read once for every stream on it, not once per stream."""
+        self.tracked[queue_name][inbox] = rq_job_id
+        try:
+            yield
+        finally:
+            self.tracked[queue_name].pop(inbox, None)
+            if not self.tracked[queue_name]:
+                del self.tracked[queue_name]
 
     @contextmanager
     def inbox(self, *channels: str):
@@ -102,6 +119,26 @@ class Events:
     def _deliver(self, channel: str, data: bytes):
         for inbox in self.inboxes.get(channel, ()):
             inbox.put_nowait((channel, data))
+        if channel.startswith(queue.EVENTS + "queue:"):
+            name = channel.removeprefix(queue.EVENTS + "queue:")
+            if name in self.tracked and name not in self.refreshing:
+                self.refreshing.add(name)
+                asyncio.get_running_loop().call_later(POSITIONS_EVERY, self._refresh, name)
+
+    def _refresh(self, name: str):
+        asyncio.ensure_future(self._positions(name))
+
+    async def _positions(self, name: str):
+        """Hand each stream on queue `name` its job's place in it (one LRANGE for them all)."""
+        self.refreshing.discard(name)
+        try:
+            waiting_ids = await self.redis.lrange(queue.queue_key(name), 0, -1)
+        except redis.RedisError:
+            return
+        ahead = {rq_job_id.decode(): index for index, rq_job_id in enumerate(waiting_ids)}
+        for inbox, rq_job_id in list(self.tracked.get(name, {}).items()):
+            if rq_job_id in ahead:
+                inbox.put_nowait((POSITION, ahead[rq_job_id]))
 
 
 _events: dict[asyncio.AbstractEventLoop, Events] = {}
@@ -206,9 +243,11 @@ async def _stream(job_id: int, form: str, start: dict, send, gone: asyncio.Futur
     headers = _headers(start, b"text/event-stream", [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")])
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     snapshot = await _returning_connection(services.stream_snapshot)(job_id, form)
-    channels = (queue.job_channel(job_id), queue.queue_channel(snapshot["queue_name"]))
     try:
-        with hub.inbox(*channels) as inbox:
+        with (
+            hub.inbox(queue.job_channel(job_id)) as inbox,
+            hub.positions(snapshot["queue_name"], snapshot["rq_job_id"], inbox),
+        ):
             await hub.ready(KEEPALIVE_SECONDS)
             # looked at again once subscribed, so that no event falls between the two
             snapshot = await _returning_connection(services.stream_snapshot)(job_id, form)
@@ -221,12 +260,12 @@ async def _stream(job_id: int, form: str, start: dict, send, gone: asyncio.Futur
                 if data is None:
                     await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
                     continue
-                change = await _change(hub, channel, data, snapshot)
+                change = _change(channel, data, snapshot)
                 if change == "look again":
                     snapshot = await _returning_connection(services.stream_snapshot)(job_id, form)
                     state = snapshot["body"]
                     await _send_event(send, *snapshot["event"])
-                elif change:
+                elif change and any(state.get(name) != value for name, value in change.items()):
                     state = {**state, **change}
                     await _send_event(send, snapshot["event"][0], state)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -234,12 +273,11 @@ async def _stream(job_id: int, form: str, start: dict, send, gone: asyncio.Futur
         pass
 
 
-async def _change(hub: Events, channel: str, data: bytes, snapshot: dict):
+def _change(channel: str, data, snapshot: dict):
     """What an event changes in the stream's state: fields to send, "look again" (the job ended, was
     queued again, or events may have been missed) or None."""
-    if channel.startswith(queue.EVENTS + "queue:"):  # a job left the queue: this one moved up
-        position = await hub.redis.lpos(queue.queue_key(snapshot["queue_name"]), snapshot["rq_job_id"], rank=-1)
-        return {"queue_position": position} if position is not None else None
+    if channel == POSITION:  # a job left the queue: this one moved up
+        return {"queue_position": data}
     event = json.loads(data)
     kind = event.pop("event", "")
     if kind == "progress":
