@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import credits
-from generation import estimates, queue, storage
+from generation import answers, estimates, queue, storage
 from generation.models import Job
 from generation.params import JobParams, cost
 from generation.signals import job_finished
@@ -267,8 +267,13 @@ def retry_or_fail(job: Job, reason: str) -> bool:
 
 
 def _announce_finished(job_id: int, has_webhook: bool, left_queue: Job | None = None):
-    """Wake the waiting requests and tell the listeners (webhooks), once the job is final."""
+    """Keep the final job's answer in Redis (the requests waiting on it and fetch read it there, without
+    the database), wake the waiting requests and tell the listeners (webhooks)."""
+    job = Job.objects.get(pk=job_id)
     try:
+        queue.cache_answer(
+            job_id, job.user_id, answers.for_fetch(job), min(queue.ANSWER_TTL, storage.seconds_kept(job))
+        )
         if left_queue is not None:
             queue.remove_from_backlog(left_queue)
         queue.signal_finished(job_id)

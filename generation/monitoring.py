@@ -31,10 +31,15 @@ def _bucket_label(bound: float) -> str:
     return "+Inf" if bound == math.inf else repr(float(bound))
 
 
+def request_count(endpoint: str, status: str) -> tuple[str, str, int]:
+    """The HINCRBY arguments that count one answer (for a client of either kind)."""
+    return REQUESTS_KEY, f"{endpoint}|{status}", 1
+
+
 def count_request(endpoint: str, status: str):
     """One API answer; never lets a Redis hiccup break the request it counts."""
     try:
-        redis_client.connection().hincrby(REQUESTS_KEY, f"{endpoint}|{status}", 1)
+        redis_client.connection().hincrby(*request_count(endpoint, status))
     except redis.RedisError:
         pass
 

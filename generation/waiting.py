@@ -22,7 +22,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
-from generation import answers, queue, services
+from generation import answers, monitoring, queue, services
 
 logger = logging.getLogger(__name__)
 
@@ -205,15 +205,29 @@ async def carry_out(plan: dict, start: dict, receive, send):
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
         if "wait" in plan:
-            await wait_finished(plan["wait"], plan["timeout"], gone)
-            body = await _returning_connection(services.answer_after_wait)(
-                plan["wait"], plan["fetch_path"], plan["endpoint"]
-            )
+            finished = await wait_finished(plan["wait"], plan["timeout"], gone)
+            body = await _cached_answer(plan["wait"]) if finished else None
+            if body is None:  # not finished (the answer says where it stands), or Redis lost it
+                body = await _returning_connection(services.answer_after_wait)(
+                    plan["wait"], plan["fetch_path"], plan["endpoint"]
+                )
+            else:
+                with suppress(redis.RedisError):
+                    await events().redis.hincrby(*monitoring.request_count(plan["endpoint"], body["status"]))
             await _send_json(start, body, send)
         else:
             await _stream(plan["stream"], plan["format"], start, send, gone)
     finally:
         gone.cancel()
+
+
+async def _cached_answer(job_id: int) -> dict | None:
+    """The finished job's answer as its worker kept it (generation/jobs.py), without the database."""
+    try:
+        cached = await events().redis.get(queue.ANSWER_KEY.format(job_id))
+    except redis.RedisError:
+        return None
+    return json.loads(cached)[1] if cached else None
 
 
 async def _disconnected(receive):
