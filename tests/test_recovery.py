@@ -173,14 +173,14 @@ def test_a_worker_resumed_after_its_job_was_taken_over_writes_nothing_and_stops(
     try:
         with paused(zombie):
             step_until(zombie, lambda: fresh(job).progress_step, lambda seen: seen[-1] >= 4)
-            zombie_name, zombie_step = fresh(job).worker_name, fresh(job).progress_step
+            zombie_name = fresh(job).worker_name
             redis_client.connection().delete(liveness.KEY.format(zombie_name))  # its heartbeat lapses
             wait_until(lambda: fresh(job).attempt == 2, timeout=30)  # the other worker's sweep re-queued it
             rescuer = start_worker("rescuer", queues=["isolated"])
             with paused(rescuer):
                 step_until(rescuer, lambda: (fresh(job).attempt, fresh(job).progress_step), lambda s: s[-1][1] >= 1)
                 taken_over = fresh(job).progress_step
-                assert fresh(job).status == Job.Status.RUNNING and taken_over < zombie_step
+                assert fresh(job).status == Job.Status.RUNNING
                 resume(zombie)  # it steps on, then stops at its first refused write
                 wait_until(lambda: _state(zombie_name) == "idle", timeout=60)
                 assert fresh(job).progress_step == taken_over  # nothing written by the old try
