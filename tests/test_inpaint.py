@@ -1,5 +1,9 @@
 """POST /api/v3/inpaint: init image + mask (white = repaint), a mask of another size is resized."""
 
+import base64
+import io
+
+import numpy as np
 from PIL import Image
 
 from tests.conftest import png_bytes
@@ -8,8 +12,6 @@ from tests.test_text2img import META_KEYS, decode
 
 
 def mask_bytes(size) -> bytes:
-    import io
-
     mask = Image.new("L", size, 0)
     mask.paste(255, (0, 0, size[0] // 2, size[1]))
     buffer = io.BytesIO()
@@ -59,3 +61,21 @@ def test_v4_dreambooth_inpaint_alias(api, image_url):
         {"prompt": "x", "init_image": image_url, "mask_image": image_url, "model_id": "whatever"},
     )
     assert unknown["message"] == {"model_id": ["The model id 'whatever' does not exist."]}
+
+
+def test_only_the_masked_pixels_change(api):
+    """Outside the mask (black) the output is the init image's own pixels; inside (white) it is repainted.
+    A noisy init image, so that a repainted pixel cannot match by chance."""
+    init = Image.effect_noise((64, 64), 80).convert("RGB")
+    buffer = io.BytesIO()
+    init.save(buffer, format="PNG")
+    encoded = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    mask = "data:image/png;base64," + base64.b64encode(mask_bytes((64, 64))).decode()  # the left half white
+    body = api.post(
+        "/api/v3/inpaint",
+        {"prompt": "a sofa", "init_image": encoded, "mask_image": mask, "num_inference_steps": 4, "seed": 3},
+    )
+    output = np.asarray(decode(body["output"][0]).convert("RGB"), dtype=np.int16)
+    original = np.asarray(init, dtype=np.int16)
+    assert np.array_equal(output[:, 32:], original[:, 32:])  # kept
+    assert np.abs(output[:, :32] - original[:, :32]).mean() > 10  # repainted

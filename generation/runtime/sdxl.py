@@ -237,15 +237,19 @@ class SDXLPredictor(Predictor):
                     valid[index] = all(valid_image(array) for array in per_job[index])
         seconds = time.perf_counter() - started
         return [
-            self._finish(params, arrays, seconds)
+            self._finish(params, arrays, seconds, inputs)
             if ok
             else GenerationError("Failed, Try Again (the model produced an invalid image)")
             for params, arrays, ok in zip(batch, per_job, valid)
         ]
 
-    def _finish(self, params: DiffusionParams, arrays: list, seconds: float) -> Prediction:
+    def _finish(self, params: DiffusionParams, arrays: list, seconds: float, inputs: dict) -> Prediction:
         images = [Image.fromarray((array * 255).round().clip(0, 255).astype("uint8")) for array in arrays]
-        # 4. optional NSFW filter: flagged images become black
+        # 4. inpainting repaints only the mask: outside it (black), the init image's own pixels, not their
+        #    trip through the VAE; a grey mask blends the two
+        if "mask_image" in inputs:
+            images = [Image.composite(image, inputs["image"].convert("RGB"), inputs["mask_image"]) for image in images]
+        # 5. optional NSFW filter: flagged images become black
         nsfw = None
         if params.safety_checker and settings.SAFETY_CHECKER_MODEL:
             images, nsfw = self._safety_filter(images)
