@@ -37,10 +37,14 @@ def test_options_are_off_on_cpu_unless_asked(settings):
         False,
         "",
     )
-    # bf16 where the GPU has it (no VAE upcast needed), else fp16; this machine may have either or none
-    assert acceleration.options_for("cuda").dtype == acceleration.half_precision()
-    assert acceleration.half_precision() in ("bfloat16", "float16")
+    # "auto": bf16 where the GPU has it (no VAE upcast needed), else fp16 (CI has no GPU: fp16)
+    expected = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
+    assert acceleration.options_for("cuda").dtype == expected
     assert acceleration.options_for("cuda").channels_last and acceleration.options_for("cuda").fuse_qkv
+    for setting, dtype in (("fp16", "float16"), ("bf16", "bfloat16"), ("fp32", "float32")):
+        settings.SDXL_DTYPE = setting  # what is asked for wins, on any device
+        assert acceleration.options_for("cuda").dtype == acceleration.options_for("cpu").dtype == dtype
+    settings.SDXL_DTYPE = "auto"
     settings.SDXL_COMPILE = "default"  # a compiled worker warms up a batch too: its largest, at least 2
     assert acceleration.options_for("cuda").warmup_batch == 2
     settings.WORKER_MAX_BATCH = 6
@@ -61,11 +65,18 @@ def test_bfloat16_stays_close(settings, baseline):
     assert np.abs(half - baseline).mean() < 4
 
 
-def test_vae_tiling_decodes_large_images(settings):
-    tiled, predictor = image(settings, SDXL_VAE_TILING="on")
-    assert predictor.pipelines["text2img"].vae.use_tiling
-    large = predictor.predict(JobInput(replace(PARAMS, width=1088, height=64, steps=1))).images[0]
-    assert large.size == (1088, 64)  # wider than the VAE's tile: decoded in tiles
+def test_vae_tiling_decodes_large_images_in_tiles_and_small_ones_whole(settings):
+    wide = replace(PARAMS, width=1088, height=64, steps=1)  # wider than the VAE's tile
+    images = {}
+    for tiling in ("on", "off"):
+        _, predictor = image(settings, SDXL_VAE_TILING=tiling)
+        assert predictor.pipelines["text2img"].vae.use_tiling == (tiling == "on")
+        images[tiling] = [
+            np.asarray(predictor.predict(JobInput(job)).images[0], dtype=np.int16) for job in (PARAMS, wide)
+        ]
+    assert np.array_equal(images["on"][0], images["off"][0])  # a small image is decoded whole either way
+    assert images["on"][1].shape == (64, 1088, 3)
+    assert not np.array_equal(images["on"][1], images["off"][1])  # a large one in blended tiles
 
 
 def test_torch_compile_warms_up_at_load_and_gives_the_same_image(settings, baseline):

@@ -73,3 +73,40 @@ def test_the_image_follows_the_init_image_and_the_strength(api):
     assert np.abs(request((30, 30, 220), 0.3) - red).mean() > 1
     assert np.abs(request((220, 30, 30), 1.0) - red).mean() > 1
     assert np.array_equal(request((220, 30, 30), 0.3), red)
+
+
+def test_explicit_size_and_same_seed_same_image(api, image_url):
+    request = {"prompt": "x", "init_image": image_url, "width": 128, "height": 72, "num_inference_steps": 2, "seed": 9}
+    first, second = api.post("/api/v3/img2img", request), api.post("/api/v3/img2img", request)
+    assert decode(first["output"][0]).size == (128, 72)
+    assert download(first["output"][0]) == download(second["output"][0])
+
+
+def test_missing_init_image(api):
+    body = api.post("/api/v3/img2img", {"prompt": "x"})
+    assert body["message"] == {"init_image": ["The init image field is required."]}
+
+
+def test_init_image_that_is_not_an_image(api, http_server):
+    http_server.routes["/page.html"] = Route(body=b"<html>hello</html>", headers={"Content-Type": "image/png"})
+    body = api.post("/api/v3/img2img", {"prompt": "x", "init_image": f"{http_server.url}/page.html"})
+    assert body["status"] == "error"
+    assert body["message"] == {"init_image": ["The init image must be a PNG, JPEG or WebP image."]}
+    garbage = api.post("/api/v3/img2img", {"prompt": "x", "init_image": "not an image at all"})
+    assert garbage["message"] == {"init_image": ["The init image must be a valid URL or base64 image."]}
+
+
+def test_an_output_of_this_server_is_read_from_storage_not_fetched(api, settings):
+    """ "Send to img2img": an output URL of this deployment works even where loopback is refused (as on
+    a local install); other URLs of this host still go through the SSRF-safe fetcher and are refused."""
+    settings.SAFE_HTTP_ALLOWED_NETWORKS = []
+    first = api.post("/api/v3/text2img", {"prompt": "a red door", "width": 96, "height": 64, "num_inference_steps": 1})
+    output = first["output"][0]
+    again = api.post("/api/v3/img2img", {"prompt": "a blue door", "init_image": output, "num_inference_steps": 2})
+    assert again["status"] == "success", again
+    assert (again["meta"]["W"], again["meta"]["H"]) == (96, 64) and again["meta"]["init_image"] == output
+
+    missing = api.post("/api/v3/img2img", {"prompt": "x", "init_image": output.replace("-0.png", "-9.png")})
+    assert missing["status"] == "error" and "no such image here" in str(missing["message"])
+    elsewhere = api.post("/api/v3/img2img", {"prompt": "x", "init_image": api.base_url + "/healthz"})
+    assert elsewhere["status"] == "error" and "could not be fetched" in str(elsewhere["message"])

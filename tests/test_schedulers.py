@@ -52,20 +52,15 @@ def test_options_resolve():
     assert schedulers.resolve("Nope") is None
 
 
-def test_karras_and_algorithm_options_run(api):
-    body = api.post(
-        "/api/v3/text2img",
-        {
-            "prompt": "x",
-            "width": 64,
-            "height": 64,
-            "num_inference_steps": 3,
-            "scheduler": "DPMSolverMultistepScheduler",
-            "use_karras_sigmas": "yes",
-            "algorithm_type": "dpmsolver+++",
-        },
-    )
-    assert body["status"] == "success", body
+def test_karras_and_algorithm_options_reach_the_scheduler(api):
+    request = {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 3, "seed": 8}
+    request["scheduler"] = "DPMSolverMultistepScheduler"
+    plain = api.post("/api/v3/text2img", request)
+    karras = api.post("/api/v3/text2img", {**request, "use_karras_sigmas": "yes"})
+    sde = api.post("/api/v3/text2img", {**request, "algorithm_type": "dpmsolver+++"})
+    assert (karras["meta"]["use_karras_sigmas"], sde["meta"]["algorithm_type"]) == ("yes", "sde-dpmsolver++")
+    images = [download(body["output"][0]) for body in (plain, karras, sde)]
+    assert len(set(images)) == 3  # each option changed the image
 
 
 def test_a_jobs_scheduler_does_not_leak_into_the_next(api):

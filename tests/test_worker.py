@@ -11,9 +11,13 @@ from generation.runtime.worker import GenerationWorker
 from tests.test_fetch import _params
 
 
-def run_burst(queue_name: str):
+def in_process_worker(queue_name: str = "isolated") -> GenerationWorker:
     queue = django_rq.get_queue(queue_name)
-    GenerationWorker([queue], connection=queue.connection).work(burst=True)
+    return GenerationWorker([queue], connection=queue.connection)
+
+
+def run_burst(queue_name: str):
+    in_process_worker(queue_name).work(burst=True)
 
 
 @pytest.fixture
@@ -28,7 +32,8 @@ def test_a_pipeline_error_ends_failed_and_fetch_says_so(api, isolated_job, monke
         raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(StableDiffusionXLPipeline, "__call__", out_of_memory)
-    run_burst("isolated")
+    worker = in_process_worker()
+    worker.work(burst=True)
 
     body = api.post(f"/api/v3/fetch/{isolated_job.id}")
     assert body == {
@@ -43,9 +48,9 @@ def test_a_pipeline_error_ends_failed_and_fetch_says_so(api, isolated_job, monke
         user=isolated_job.user, api_key=None, params=_params(), base_url=api.base_url, queue_name="isolated"
     )
     monkeypatch.undo()
-    run_burst("isolated")
+    worker.work(burst=True)  # the same worker, its pipeline as it was
     good.refresh_from_db()
-    assert good.status == Job.Status.SUCCESS
+    assert good.status == Job.Status.SUCCESS and good.worker_name == worker.name
 
 
 def test_the_pipeline_is_loaded_once_and_progress_is_recorded(api, isolated_job):
