@@ -22,7 +22,6 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
-from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.db.models.signals import post_delete, post_save
@@ -58,9 +57,7 @@ class KeyLimitReached(Exception):
 def create_api_key_limited(user, name: str = "") -> tuple[ApiKey, str]:
     """create_api_key for the dashboard: at most KEY_CREATIONS_PER_HOUR new keys an hour and
     MAX_ACTIVE_KEYS active ones per user (a stolen session cannot mint keys by the thousand)."""
-    window = f"key-creations:{user.pk}:{int(timezone.now().timestamp() // 3600)}"
-    cache.add(window, 0, timeout=3600)
-    if cache.incr(window) > settings.KEY_CREATIONS_PER_HOUR:
+    if redis_client.within_rate(f"sdxl:key-creations:{user.pk}", settings.KEY_CREATIONS_PER_HOUR, 3600):
         raise KeyLimitReached(f"At most {settings.KEY_CREATIONS_PER_HOUR} keys can be created an hour.")
     if ApiKey.objects.filter(user=user, revoked=False).count() >= settings.MAX_ACTIVE_KEYS:
         raise KeyLimitReached(f"At most {settings.MAX_ACTIVE_KEYS} keys can be active; revoke one first.")

@@ -1,6 +1,9 @@
 """This process's Redis clients: one connection pool per URL, shared by its threads (a new client per
 call would open a TCP connection each time), and one without a read timeout for blocking waits."""
 
+import time
+import uuid
+
 import redis
 from django.conf import settings
 
@@ -25,3 +28,21 @@ def blocking_connection() -> redis.Redis:
     if client is None:
         client = _blocking[url] = redis.Redis.from_url(url, socket_timeout=None, socket_connect_timeout=5)
     return client
+
+
+def within_rate(key: str, limit: int, window: float) -> float:
+    """Count one event under `key` if fewer than `limit` were counted in the last `window` seconds (a
+    sliding window: no burst of twice the limit across a boundary, no reset at one); 0 when it was
+    counted, else the seconds until it would be."""
+    now, event = time.time(), uuid.uuid4().hex
+    with connection().pipeline() as pipe:
+        pipe.zremrangebyscore(key, 0, now - window)
+        pipe.zadd(key, {event: now})
+        pipe.zcard(key)
+        pipe.zrange(key, 0, 0, withscores=True)
+        pipe.expire(key, int(window) + 1)
+        _, _, count, oldest, _ = pipe.execute()
+    if count <= limit:
+        return 0.0
+    connection().zrem(key, event)  # a refused event does not count
+    return max(0.001, oldest[0][1] + window - now)

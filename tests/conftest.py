@@ -18,7 +18,7 @@ from rq import Worker
 from accounts.keys import create_api_key
 from accounts.models import User
 from billing.models import Plan
-from generation import jobs, liveness, queue, redis_client
+from generation import jobs, liveness, queue, redis_client, waiting
 from generation.models import Job
 from tests.asgi_server import AsgiServer
 from tests.http_server import LocalServer, Route
@@ -28,13 +28,30 @@ ROOT = Path(__file__).resolve().parent.parent
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 
 
+POSTGRES_SKIP = "needs PostgreSQL; this run uses SQLite"
+
+
 def pytest_collection_modifyitems(config, items):
     if ON_POSTGRES:
         return
-    skip = pytest.mark.skip(reason="needs PostgreSQL; this run uses SQLite")
+    skip = pytest.mark.skip(reason=POSTGRES_SKIP)
     for item in items:
         if "postgres_only" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say it loudly when PostgreSQL-only tests did not run (`.ci/run` fails on it)."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", []) if POSTGRES_SKIP in str(report.longrepr)]
+    if skipped:
+        terminalreporter.section("NOT TESTED", sep="!", red=True, bold=True)
+        terminalreporter.write_line(
+            f"{len(skipped)} PostgreSQL-only tests were skipped (running a job cancelled, in a batch, live "
+            "progress, previews, the credit race, waiting without a connection...): this run used SQLite. "
+            "Start PostgreSQL (see the README) to run them.",
+            red=True,
+            bold=True,
+        )
 
 
 def _database_url() -> str:
@@ -124,6 +141,27 @@ def step_until(process: subprocess.Popen, observe, done, key=None, gap: float = 
     return observations
 
 
+class WorkerLog:
+    """What a worker started with `start_worker(log_name)` writes from now on (its log file is appended to)."""
+
+    def __init__(self, log_name: str = "worker"):
+        self.path = ROOT / "var" / f"test-{log_name}.log"
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def text(self) -> str:
+        with open(self.path, "rb") as log:
+            log.seek(self.offset)
+            return log.read().decode(errors="replace")
+
+    def says(self, words: str) -> bool:
+        return words in self.text()
+
+
+def waiters(job_id: int) -> int:
+    """Requests and streams of the in-process web tier waiting on the job's events (generation/waiting.py)."""
+    return sum(len(hub.inboxes.get(queue.job_channel(job_id), ())) for hub in waiting._events.values())
+
+
 def stop_worker(process: subprocess.Popen):
     process.terminate()
     try:
@@ -184,7 +222,9 @@ class Api:
 
     def post(self, path: str, body: dict | None = None, **kwargs) -> dict:
         sent = {"key": self.key, **(body or {})} if self.key else dict(body or {})
-        response = requests.post(self.base_url + path, json=sent, timeout=60, **kwargs)
+        response = requests.post(
+            self.base_url + path, json=sent, timeout=settings.GENERATION_WAIT_SECONDS + 30, **kwargs
+        )
         assert response.status_code == 200, response.text
         assert response.headers["Content-Type"].startswith("application/json")
         return response.json()
@@ -194,7 +234,7 @@ class Api:
         return Api(self.base_url, None)
 
     def post_raw(self, path: str, **kwargs) -> requests.Response:
-        return requests.post(self.base_url + path, timeout=60, **kwargs)
+        return requests.post(self.base_url + path, timeout=settings.GENERATION_WAIT_SECONDS + 30, **kwargs)
 
     def wait_for(self, job_id: int, timeout: float = 60) -> dict:
         """Poll fetch until the job is no longer processing."""

@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import User
-from generation import jobs
+from generation import jobs, liveness
 from generation.models import Job
 from tests.conftest import make_account
 from tests.test_fetch import _params
@@ -47,7 +47,8 @@ def test_queue_page_shows_queues_workers_and_throughput(admin_client, finished, 
     assert overview["succeeded_last_hour"] >= 2 and overview["mean_generation_time"] > 0
     assert overview["queued"] == 1  # the parked job
     worker = overview["workers"][0]
-    assert worker["model"] == "tiny-sdxl" and worker["device"] == "cpu" and worker["heartbeat_age"] < 5
+    assert worker["model"] == "tiny-sdxl" and worker["device"] == "cpu"
+    assert 0 <= worker["heartbeat_age"] < liveness.ttl()  # else its heartbeat would have lapsed
     assert worker["queues"] == ["high", "default", "low"]
     assert overview["eta_new_job"] >= 0 and all(queue["wait"] >= 0 for queue in overview["queues"])
     assert 'id="throughput">' in html and "/admin/django-rq/" in html

@@ -2,6 +2,7 @@
 machine gets is not spent on a broken script: every setting's row, the worker through the API."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,4 +35,9 @@ def test_the_gpu_benchmark_runs_through_on_the_demo_model(tmp_path):
     ]
     invalid = header.index("invalid images")
     assert all(row[invalid].startswith("0/") and "–" not in row for row in rows), rows
-    assert any(line.startswith("worker through the API: 8 jobs after the first, run in batches") for line in lines)
+    worker = next(
+        re.match(r"worker through the API: (\d+) jobs after the first, run in batches of \[([\d, ]*)\]", line)
+        for line in lines
+        if line.startswith("worker through the API")
+    )
+    assert worker and int(worker[1]) == sum(int(size) for size in worker[2].split(",")) > 0  # every job ran

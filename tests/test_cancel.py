@@ -1,7 +1,5 @@
 """POST /api/v3/cancel/{id} (beyond v3): queued, running and finished jobs; refunds; isolation."""
 
-import time
-
 import django_rq
 import pytest
 from django.core.files.storage import default_storage
@@ -10,7 +8,7 @@ from billing.credits import account_for
 from billing.models import CreditEntry
 from generation import jobs, liveness
 from generation.models import Job
-from tests.conftest import Api, make_account, paused, step_until
+from tests.conftest import Api, WorkerLog, make_account, paused, step_until
 from tests.test_fetch import _params
 from tests.test_recovery import wait_until
 
@@ -42,6 +40,7 @@ def test_cancel_a_queued_job(api, account):
 def test_cancel_a_running_job_stops_it_within_a_few_steps(api, account, worker):
     user, _ = account
     balance = account_for(user).balance
+    log = WorkerLog()
     with paused(worker):  # let run in slices until it is seen mid-way, on any machine
         job_id = api.post("/api/v3/text2img", SLOW)["id"]
         job = Job.objects.get(pk=job_id)
@@ -52,13 +51,12 @@ def test_cancel_a_running_job_stops_it_within_a_few_steps(api, account, worker):
         )
         assert job.status == Job.Status.RUNNING
         assert api.post(f"/api/v3/cancel/{job_id}") == {**CANCELED, "id": job_id}
-    canceled_at = time.monotonic()
 
     def worker_moved_on():
         return all(info.get("job_id") != job_id for info in liveness.live_workers().values())
 
-    wait_until(worker_moved_on, timeout=10, interval=0.02)
-    assert time.monotonic() - canceled_at < 2  # a step is at most a few hundred ms here
+    wait_until(worker_moved_on, interval=0.02)
+    assert log.says(f"Job(s) [{job_id}] stopped: canceled")  # its pipeline stopped mid-way, not at the end
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELED and job.progress_step < 50
     assert account_for(user).balance == balance and ledger(job_id) == ["refund", "reserve"]

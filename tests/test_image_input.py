@@ -16,6 +16,7 @@ from billing.models import Account
 from generation import safe_http
 from tests.conftest import Api, make_account, png_bytes
 from tests.http_server import LocalServer, Route
+from tests.test_recovery import wait_until
 
 
 def img2img(api, init_image):
@@ -191,10 +192,11 @@ def test_ipv6_forms_of_public_addresses_and_public_ipv6_are_allowed(no_private):
 def test_a_server_that_sends_one_byte_at_a_time_is_cut_off_at_the_total_deadline(api, http_server, settings):
     """Each byte restarts the read timeout; the total deadline still bounds the whole fetch."""
     settings.SAFE_HTTP_TOTAL_TIMEOUT = 1.5
-    http_server.routes["/slow.png"] = Route(body=png_bytes(), headers={"Content-Type": "image/png"}, trickle=0.1)
+    body = png_bytes()
+    http_server.routes["/slow.png"] = Route(body=body, headers={"Content-Type": "image/png"}, trickle=0.1)
     started = time.monotonic()
     assert "took too long" in error_of(img2img(api, f"{http_server.url}/slow.png"))
-    assert time.monotonic() - started < 5  # the body alone would take 20 s
+    assert time.monotonic() - started < len(body) * 0.1 / 2  # well before the body could have come
 
 
 def test_an_account_fetches_few_urls_at_once_and_others_are_still_answered(api, http_server, settings, live_server):
@@ -204,11 +206,9 @@ def test_an_account_fetches_few_urls_at_once_and_others_are_still_answered(api, 
     _, other_key = make_account("unrelated@example.com")
     with ThreadPoolExecutor(max_workers=6) as pool:
         slow = [pool.submit(img2img, api, f"{http_server.url}/slow.png") for _ in range(6)]
-        time.sleep(0.5)
-        started = time.monotonic()
+        wait_until(lambda: len(http_server.requests) == 2)  # the account's two slots are fetching
         assert Api(live_server.url, other_key).post("/api/v3/system_load")["status"] == "ok"
-        unrelated = time.monotonic() - started
+        assert sum(not future.done() for future in slow) >= 2  # answered while those two still trickled
         errors = [error_of(future.result()) for future in slow]
-    assert unrelated < 1.5
     assert len(http_server.requests) == 2  # only the account's two slots reached the slow server
     assert sum("Too many images are being fetched" in error for error in errors) == 4

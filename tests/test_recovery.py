@@ -22,7 +22,7 @@ from config import redis_server
 from generation import jobs, liveness, recovery, redis_client
 from generation.models import Job
 from generation.params import Img2ImgParams
-from tests.conftest import pause, paused, png_bytes, resume, start_worker, step_until, stop_worker
+from tests.conftest import WorkerLog, pause, paused, png_bytes, resume, start_worker, step_until, stop_worker
 from tests.test_fetch import _params
 
 
@@ -135,9 +135,10 @@ def test_job_out_of_tries_fails_and_is_refunded(api, account, spare_queue, held_
 
 def test_sigterm_finishes_the_current_job_then_exits(api, account, spare_queue, held_job):
     process = start_worker("graceful", queues=["isolated"])
+    log = WorkerLog("graceful")
     job = running(held_job)
     process.send_signal(signal.SIGTERM)
-    time.sleep(0.5)  # the signal is handled while the job waits for its input
+    wait_until(lambda: log.says("arm shut down requested"))  # handled while the job waits for its input
     let_go(job)
     assert process.wait(timeout=120) == 0
     assert fresh(job).status == Job.Status.SUCCESS and job.attempt == 1
@@ -146,9 +147,11 @@ def test_sigterm_finishes_the_current_job_then_exits(api, account, spare_queue, 
 
 def test_second_sigterm_puts_the_job_back_on_its_queue(api, account, spare_queue, held_job):
     process = start_worker("cold", queues=["isolated"])
+    log = WorkerLog("cold")
     job = running(held_job)
     process.send_signal(signal.SIGTERM)
-    time.sleep(1.2)  # RQ ignores a second signal within a second of the first
+    wait_until(lambda: log.says("arm shut down requested"))
+    time.sleep(1.1)  # RQ's own rule: a second signal within a second of the first is ignored
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
     assert fresh(job).status == Job.Status.QUEUED and job.attempt == 2

@@ -17,6 +17,7 @@ from django.conf import settings
 
 from config import redis_server
 from tests.conftest import ROOT
+from tests.test_recovery import wait_until
 
 
 class MakeRun:
@@ -93,15 +94,16 @@ def test_the_terminal_shows_steps_and_a_banner_and_the_logs_go_to_files(make_run
     assert len(make_run.banner) < 25, printed
     assert str(make_run.log_dir) in printed
     requests.get(make_run.url + "/healthz", timeout=10)
-    time.sleep(0.5)
-    assert "/healthz" in (make_run.log_dir / "access.log").read_text()
+    access_log = make_run.log_dir / "access.log"
+    wait_until(lambda: access_log.exists() and "/healthz" in access_log.read_text())  # written after the answer
     assert "Loaded" in (make_run.log_dir / "worker.log").read_text()  # the worker's own output
 
 
-def _slow_body(port: int, stop: threading.Event):
-    """A request whose body arrives one byte a second, until the test ends."""
+def _slow_body(port: int, sent: threading.Semaphore, stop: threading.Event):
+    """A request whose body arrives one byte a second, until the test ends (`sent` once its head is out)."""
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"POST /api/v3/text2img HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{")
+        sent.release()
         while not stop.wait(1):
             sock.sendall(b" ")
 
@@ -109,12 +111,13 @@ def _slow_body(port: int, stop: threading.Event):
 def test_slow_clients_hold_no_thread_of_the_web_server(make_run):
     """Thirty-two clients send their bodies a byte at a time, for longer than the test waits: other
     requests are still answered (under gunicorn's threads they waited for a free thread)."""
-    stop = threading.Event()
-    clients = [threading.Thread(target=_slow_body, args=(make_run.port, stop)) for _ in range(32)]
+    stop, sent = threading.Event(), threading.Semaphore(0)
+    clients = [threading.Thread(target=_slow_body, args=(make_run.port, sent, stop)) for _ in range(32)]
     for client in clients:
         client.start()
     try:
-        time.sleep(1)
+        for _ in clients:  # every one of them is in the middle of its body
+            assert sent.acquire(timeout=60)
         for _ in range(3):
             answer = requests.post(make_run.url + "/api/v3/system_load", json={"key": make_run.key}, timeout=10)
             assert answer.json()["status"] == "ok"
@@ -138,8 +141,8 @@ def test_a_body_over_the_cap_is_answered_without_reading_the_rest(make_run):
             sock.sendall(chunk)
         sock.settimeout(30)
         reply = b""
-        while b"}" not in reply:
-            reply += sock.recv(65536)
+        while b"}" not in reply and (chunk := sock.recv(65536)):
+            reply += chunk
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert json.loads(body)["message"].startswith("Request body too large")
