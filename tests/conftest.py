@@ -64,6 +64,7 @@ def _database_url() -> str:
 
 def worker_environment(**overrides) -> dict:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=_database_url())
+    env.pop("DB_POOL", None)  # the web tier's pool (config/asgi.py set it in this process), not a worker's
     env.update(overrides)
     return env
 

@@ -1,5 +1,6 @@
 """A real local HTTP server for tests: serves canned responses and records every request it gets."""
 
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -79,3 +80,44 @@ class LocalServer:
         self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class TcpRelay:
+    """A local TCP port that passes connections on to `target` (host, port) once `open()` is called; before
+    that nothing listens there, as when the server behind it is down."""
+
+    def __init__(self, target: tuple[str, int], port: int):
+        self.target, self.port, self.listener = target, port, None
+
+    def open(self):
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while self.listener is not None:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        if self.listener is not None:
+            listener, self.listener = self.listener, None
+            listener.close()

@@ -1,8 +1,15 @@
 """Error bodies of the hosted v3 API: HTTP 200, `status` error, exact messages."""
 
 import pytest
+import redis
 
+from billing.credits import account_for
+from billing.models import CreditEntry
+from config import redis_server
+from generation import jobs
 from generation.api.errors import TIP
+from generation.models import Job
+from tests.test_fetch import _params
 
 
 @pytest.fixture
@@ -71,3 +78,37 @@ def test_get_is_answered_in_the_envelope(api):
     response = requests.get(api.base_url + "/api/v3/system_load", timeout=10)
     assert response.status_code == 200
     assert response.json()["status"] == "error"
+
+
+def dead_redis(settings):
+    """This process (the web tier's, in tests) talks to a Redis that is not there."""
+    nowhere = f"redis://127.0.0.1:{redis_server.free_port()}/0?socket_connect_timeout=1"
+    settings.RQ_QUEUES = {name: {**config, "URL": nowhere} for name, config in settings.RQ_QUEUES.items()}
+
+
+def test_redis_down_is_answered_service_temporarily_unavailable(api, settings):
+    dead_redis(settings)
+    response = api.post_raw("/api/v3/system_load", json={"key": api.key})
+    assert response.status_code == 200 and response.headers["Retry-After"] == "5"
+    text = "Service temporarily unavailable, try again in a few seconds"
+    assert response.json() == {"status": "error", "message": text, "messege": text}
+
+
+def test_a_job_that_cannot_be_queued_fails_at_once_with_its_credits_back(account, settings, tmp_path):
+    """Redis answers reads but refuses writes (out of memory) when the admitted job is to be queued."""
+    user, _ = account
+    balance = account_for(user).balance
+    port = redis_server.free_port()
+    full = redis_server.start(port, tmp_path / "redis")
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        redis.Redis.from_url(url).config_set("maxmemory", 1)  # noeviction: every write is refused
+        settings.RQ_QUEUES = {name: {**config, "URL": url} for name, config in settings.RQ_QUEUES.items()}
+        job = jobs.submit(user=user, params=_params(), base_url="http://testserver", queue_name="default")
+    finally:
+        full.terminate()
+        full.wait()
+    job.refresh_from_db()
+    assert (job.status, job.error) == (Job.Status.FAILED, "Queue unavailable, try again")
+    assert account_for(user).balance == balance
+    assert sorted(CreditEntry.objects.filter(job=job).values_list("entry_type", flat=True)) == ["refund", "reserve"]

@@ -19,7 +19,7 @@ from rq import Worker
 from billing.credits import account_for, ledger_total
 from billing.models import CreditEntry
 from config import redis_server
-from generation import jobs, liveness, recovery, redis_client
+from generation import jobs, liveness, queue, recovery, redis_client
 from generation.models import Job
 from generation.params import Img2ImgParams
 from tests.conftest import WorkerLog, pause, paused, png_bytes, resume, start_worker, step_until, stop_worker
@@ -39,12 +39,10 @@ def fresh(job):
     return job
 
 
-@pytest.fixture
-def held_job(api, account):
+def hold_job(api, user):
     """An img2img job on "isolated" whose stored input image is a named pipe: the worker that takes it
     blocks reading it, so the job stays running until the test lets it go, on any machine. Start the
     worker for "isolated" after this, so that no worker reads the input before it is a pipe."""
-    user, _ = account
     job = jobs.submit(
         user=user,
         params=Img2ImgParams(prompt="held", width=64, height=64, steps=2, seed=1),
@@ -56,9 +54,15 @@ def held_job(api, account):
     pipe.unlink()
     os.mkfifo(pipe)
     job.input_pipe = pipe
+    return job
+
+
+@pytest.fixture
+def held_job(api, account):
+    job = hold_job(api, account[0])
     yield job
-    if pipe.is_fifo():
-        pipe.unlink()
+    if job.input_pipe.is_fifo():
+        job.input_pipe.unlink()
 
 
 def running(job):
@@ -263,3 +267,35 @@ def test_after_redis_lost_its_data_no_running_job_is_taken_for_lost_until_heartb
         conn.set(liveness.EPOCH_KEY, json.dumps([time.time() - liveness.ttl() - 1, "tester"]))
         assert recovery.sweep()["recovered"] == 1
     assert fresh(job).attempt == 2
+
+
+def test_a_job_past_its_timeout_fails_timed_out_and_is_refunded(api, account, spare_queue, settings):
+    """GENERATION_JOB_TIMEOUT bounds a try: a job stuck on its input (a pipe nobody writes) ends
+    "Timed out", refunded, and its worker takes the next job."""
+    user, _ = account
+    settings.GENERATION_JOB_TIMEOUT = 2
+    job = hold_job(api, user)
+    worker = start_worker("timeout", queues=["isolated"])
+    try:
+        wait_until(lambda: fresh(job).is_finished)
+        assert api.post(f"/api/v3/fetch/{job.id}")["message"] == "Timed out"
+        assert entries(job) == ["refund", "reserve"]
+        settings.GENERATION_JOB_TIMEOUT = 900
+        after = jobs.submit(user=user, params=_params(), base_url=api.base_url, queue_name="isolated")
+        wait_until(lambda: fresh(after).status == Job.Status.SUCCESS)
+    finally:
+        stop_worker(worker)
+        job.input_pipe.unlink()
+
+
+def test_redis_losing_its_data_queues_what_it_lost_at_once(api, account, worker):
+    """A queued job whose RQ entry vanished with Redis's data is queued again by the first worker that sees
+    the epoch gone, not half a minute later by the periodic sweep."""
+    user, _ = account
+    log = WorkerLog()
+    job = jobs.submit(user=user, params=_params(), base_url=api.base_url, queue_name="parked")
+    conn = redis_client.connection()
+    conn.delete(queue.queue_key("parked"), f"rq:job:{job.rq_job_id}", liveness.EPOCH_KEY)  # the data is gone
+    wait_until(lambda: fresh(job).attempt == 2)
+    assert job.rq_job_id in django_rq.get_queue("parked").get_job_ids()
+    assert log.says("Redis has no epoch") and log.says(f"Job {job.id} re-queued: not on its queue")

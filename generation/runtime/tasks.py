@@ -9,6 +9,7 @@ import time
 import redis
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
+from rq.timeouts import JobTimeoutException
 
 from generation import estimates, jobs, monitoring, queue, redis_client, storage
 from generation.models import Job
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes
 STORAGE_FAILED_MESSAGE = "Failed, Try Again (the images could not be stored)"
+TIMED_OUT_MESSAGE = "Timed out"
 CANCEL_CHECK_INTERVAL = 0.1  # seconds between looks at the job's cancel flag
 
 
@@ -141,6 +143,9 @@ def run_job(job_id: int, attempt: int = 1):
     monitors = [StepMonitor(member) for member in batch]
     try:
         predictions = _predict(batch, monitors)
+    except JobTimeoutException:  # GENERATION_JOB_TIMEOUT passed: every job of the batch ends, refunded
+        logger.warning("Job(s) %s timed out", [member.id for member in batch])
+        predictions = [GenerationError(TIMED_OUT_MESSAGE)] * len(batch)
     except BaseException:  # SystemExit / KeyboardInterrupt: the worker is going away
         for member in batch:
             jobs.retry_or_fail(member, "worker shut down")
@@ -172,6 +177,8 @@ def _predict(batch: list, monitors: list) -> list:
             resolved[index] = bridge.resolve(member.parameters)
         except GenerationError as exc:
             results[index] = exc
+        except JobTimeoutException:
+            raise
         except Exception:
             logger.exception("Could not resolve the inputs of job %s", member.id)
             results[index] = GenerationError(jobs.FAILED_MESSAGE)
@@ -189,6 +196,8 @@ def _predict(batch: list, monitors: list) -> list:
             predictions = [None] * len(runnable)
         except GenerationError as exc:
             predictions = [exc] * len(runnable)
+        except JobTimeoutException:
+            raise
         except Exception:
             logger.exception("Job(s) %s failed", [batch[i].id for i in runnable])
             predictions = [GenerationError(jobs.FAILED_MESSAGE)] * len(runnable)
@@ -269,4 +278,6 @@ def on_rq_failure(rq_job, connection, exc_type, exc_value, traceback):
     job_id, attempt = rq_job.args
     if exc_type.__name__ == "AbandonedJobError":
         return
-    jobs.fail(job_id, "Timed out" if "Timeout" in exc_type.__name__ else jobs.FAILED_MESSAGE, attempt=attempt)
+    jobs.fail(
+        job_id, TIMED_OUT_MESSAGE if issubclass(exc_type, JobTimeoutException) else jobs.FAILED_MESSAGE, attempt=attempt
+    )

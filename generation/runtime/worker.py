@@ -3,7 +3,9 @@
 import logging
 import os
 import socket
+import time
 
+from django.db import InterfaceError, OperationalError, close_old_connections
 from rq import Queue, SimpleWorker
 
 from billing import credits
@@ -33,9 +35,8 @@ class GenerationWorker(SimpleWorker):
     """
 
     def work(self, *args, **kwargs):
-        held, checkpoints = bridge.held_checkpoints()
+        held, checkpoints = self._load()
         self._serve(checkpoints)
-        bridge.setup_all(checkpoints)
         predictor = bridge.predictor("text2img", checkpoints[0])
         beat = heartbeat.Heartbeat(
             self.name,
@@ -60,6 +61,21 @@ class GenerationWorker(SimpleWorker):
             return super().work(*args, **kwargs)
         finally:
             beat.stop()
+
+    def _load(self) -> tuple[list[str], list[str]]:
+        """Find the held checkpoints in the library and set up their predictors, waiting for the database
+        when it is not there yet (a worker started before it, or during its restart) rather than dying."""
+        delay = 1.0
+        while True:
+            try:
+                held, checkpoints = bridge.held_checkpoints()
+                bridge.setup_all(checkpoints)
+                return held, checkpoints
+            except (OperationalError, InterfaceError) as exc:
+                logger.warning("Database unavailable at start (%s); trying again in %.0fs", exc, delay)
+                close_old_connections()
+                time.sleep(delay)
+                delay = min(30.0, delay * 2)
 
     def _serve(self, checkpoints: list[str]):
         """Listen on each given queue of each held checkpoint ("" the default), in the given order of
