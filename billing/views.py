@@ -6,6 +6,7 @@ import stripe
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -113,6 +114,9 @@ def stripe_webhook(request):
         return HttpResponse("invalid signature", status=400, content_type="text/plain")
     try:
         outcome = stripe_events.process(event)
+    except DatabaseError as exc:  # nothing was recorded: Stripe retries, and the retry is applied
+        logger.warning("Stripe event %s (%s) not applied, for now: %s", event["id"], event.get("type"), exc)
+        return HttpResponse("try again", status=503, content_type="text/plain")
     except stripe_events.MalformedEvent as exc:
         stripe_events.record_malformed(event, str(exc))
         logger.warning("Refused a malformed Stripe event %s (%s): %s", event["id"], event.get("type"), exc)

@@ -147,6 +147,27 @@ def test_free_credits_renew_monthly_and_unused_ones_expire(transactional_db):
     assert_ledger_balances(user)
 
 
+def test_renewal_skips_subscribers_and_catches_up_missed_months_in_one(transactional_db):
+    """A subscriber's credits come with its invoices, not here. An account whose renewal was missed for
+    three months (the server was off) gets one new month, dated from now, not three grants."""
+    default_plan(monthly_credits=30)
+    subscriber, _ = make_account("subscriber@example.com")
+    late, _ = make_account("late@example.com")
+    due = timezone.now() - timedelta(days=95)
+    Account.objects.filter(user=subscriber).update(
+        stripe_subscription_id="sub_1", subscription_status="active", credits_renew_at=due, balance=7
+    )
+    Account.objects.filter(user=late).update(credits_renew_at=due)
+    assert credits.renew_due() == 1
+    assert account_of(subscriber).balance == 7 and account_of(subscriber).credits_renew_at == due
+    account = account_of(late)
+    grants = account.entries.filter(entry_type="grant", reason__contains="month from")
+    assert grants.count() == 1 and account.balance == 30
+    assert timezone.now() < account.credits_renew_at < timezone.now() + timedelta(days=32)
+    assert credits.renew_due() == 0
+    assert_ledger_balances(late)
+
+
 def test_admin_assigns_a_plan_and_grants_credits(transactional_db):
     user, _ = make_account("customer@example.com")
     pro = Plan.objects.create(slug="pro", name="Pro", monthly_credits=5000, stripe_price_id="price_pro")

@@ -1,8 +1,10 @@
 """Idempotency-Key (header or body, beyond v3): a retried request gets the original job, charged once."""
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import requests
+from django.utils import timezone
 
 from billing.models import CreditEntry
 from generation import jobs
@@ -100,3 +102,13 @@ def test_a_key_reused_for_a_different_request_is_an_error_that_says_so(api, acco
         refused = api.post(path, body, headers={"Idempotency-Key": "reused"})
         assert refused["status"] == "error" and refused["message"].startswith("Idempotency-Key already used"), path
     assert Job.objects.filter(user=user).count() == 1 and reserves(user) == 1
+
+
+def test_a_key_is_given_up_after_24_hours(api, account):
+    user, _ = account
+    first = api.post("/api/v3/text2img", REQUEST, headers={"Idempotency-Key": "daily"})
+    Job.objects.filter(pk=first["id"]).update(queued_at=timezone.now() - timedelta(hours=24, minutes=1))
+    again = api.post_raw("/api/v3/text2img", json={"key": api.key, **REQUEST}, headers={"Idempotency-Key": "daily"})
+    assert again.json()["id"] != first["id"] and "Idempotent-Replayed" not in again.headers  # a new job
+    assert Job.objects.get(pk=first["id"]).idempotency_key == ""  # the old one let the key go
+    assert reserves(user) == 2

@@ -139,6 +139,19 @@ def test_key_creation_is_rate_limited(transactional_db, settings):
     assert ApiKey.objects.filter(user=user).count() == 3
 
 
+def test_active_keys_are_limited_and_a_revoked_one_makes_room(transactional_db, settings):
+    settings.MAX_ACTIVE_KEYS = 2
+    user = User.objects.create_user(email=f"{secrets.token_hex(4)}@example.com", password="x")
+    client = Client()
+    client.force_login(user)
+    assert [client.post("/dashboard/keys/", {"name": f"k{i}"}).status_code for i in range(3)] == [200, 200, 429]
+    assert "At most 2 keys can be active; revoke one first." in client.post("/dashboard/keys/").content.decode()
+    first = ApiKey.objects.filter(user=user).first()
+    assert client.post(f"/dashboard/keys/{first.pk}/revoke/").status_code == 302
+    assert client.post("/dashboard/keys/", {"name": "again"}).status_code == 200
+    assert ApiKey.objects.filter(user=user, revoked=False).count() == 2
+
+
 def test_security_headers(live_server, settings):
     page = requests.get(live_server.url + "/", timeout=10)
     api = requests.post(live_server.url + "/api/v3/system_load", json={}, timeout=10)

@@ -4,8 +4,10 @@ webhook endpoint fed events signed with a test secret (bad signature, replay, ou
 import json
 import time
 
+import psycopg
 import pytest
 import requests
+from django.db import connection
 from django.test import Client
 
 from billing.models import Account, CreditEntry, StripeEvent
@@ -204,3 +206,76 @@ def test_payment_failed_shows_past_due(stripe_server, customer):
     stripe_server.send("invoice.payment_failed", {**stripe_server.invoice(sub), "status": "open"})
     assert account_of(user).subscription_status == "past_due"
     assert "past_due" in client.get("/billing/").content.decode()
+
+
+def test_an_event_for_a_customer_we_do_not_know_changes_nothing(stripe_server, customer):
+    user, client = customer
+    subscribe(stripe_server, client)
+    before = account_of(user)
+    stranger = stripe_server.subscription("cus_nobody", "price_studio")
+    for kind, obj in (
+        ("customer.subscription.updated", stranger),
+        ("invoice.paid", stripe_server.invoice(stranger)),
+        ("customer.subscription.deleted", {**stranger, "status": "canceled"}),
+    ):
+        assert stripe_server.deliver(stripe_server.event(kind, obj)) == 200  # acknowledged, so not resent
+    after = account_of(user)
+    assert (after.plan_id, after.balance, after.stripe_subscription_id) == (
+        before.plan_id,
+        before.balance,
+        before.stripe_subscription_id,
+    )
+
+
+def test_an_older_subscriptions_deletion_does_not_downgrade_the_newer_one(stripe_server, customer, plans):
+    """The customer switched: a new subscription (studio) replaced the old one (pro), whose deletion comes
+    last."""
+    user, client = customer
+    subscribe(stripe_server, client)
+    old = dict(stripe_server.subscriptions[account_of(user).stripe_subscription_id])
+    new = stripe_server.subscription(account_of(user).stripe_customer_id, "price_studio")
+    stripe_server.subscriptions[new["id"]] = new
+    stripe_server.send("customer.subscription.created", new)
+    assert account_of(user).plan.slug == "studio"
+    stripe_server.send("customer.subscription.deleted", {**old, "status": "canceled"})
+    account = account_of(user)
+    assert account.plan.slug == "studio" and account.stripe_subscription_id == new["id"]
+
+
+@pytest.mark.parametrize("status", ["unpaid", "incomplete_expired"])
+def test_a_subscription_that_ends_unpaid_returns_to_the_free_plan(stripe_server, customer, status):
+    user, client = customer
+    subscribe(stripe_server, client)
+    sub = stripe_server.subscriptions[account_of(user).stripe_subscription_id]
+    stripe_server.send("customer.subscription.updated", {**sub, "status": status})
+    account = account_of(user)
+    assert account.plan.slug == "free" and not account.has_subscription and account.subscription_status == status
+    assert account.credits_renew_at is not None  # free months renew again
+
+
+@pytest.mark.postgres_only  # a row lock held from another connection, and PostgreSQL's lock_timeout
+def test_a_handler_that_fails_leaves_no_record_so_stripes_retry_is_applied(stripe_server, customer, live_server):
+    """The account's row is locked elsewhere: the handler gives up (503), its transaction — the record that
+    the event was seen included — rolls back, and Stripe's retry of the same event is applied once."""
+    user, client = customer
+    subscribe(stripe_server, client)
+    account = account_of(user)
+    event = stripe_server.event(
+        "invoice.paid", stripe_server.invoice(stripe_server.subscriptions[account.stripe_subscription_id])
+    )
+    db = connection.settings_dict
+    dsn = f"postgresql://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {db['NAME']} SET lock_timeout = '500ms'")  # for new connections
+        try:
+            with psycopg.connect(dsn) as holder:
+                holder.execute(
+                    f"SELECT 1 FROM billing_account WHERE {account._meta.pk.column} = %s FOR UPDATE", [account.pk]
+                )
+                assert stripe_server.deliver(event) == 503
+        finally:
+            admin.execute(f"ALTER DATABASE {db['NAME']} RESET lock_timeout")
+    assert not StripeEvent.objects.filter(event_id=event["id"]).exists() and account_of(user).balance == account.balance
+    assert stripe_server.deliver(event) == 200  # Stripe's retry
+    assert stripe_server.deliver(event) == 200  # and a duplicate of it
+    assert account_of(user).balance == account.balance + 5000

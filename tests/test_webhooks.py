@@ -173,3 +173,43 @@ def test_deliveries_carry_a_standard_webhooks_signature_over_id_timestamp_and_bo
     for changed in ({"webhook-timestamp": str(int(headers["webhook-timestamp"]) + 1)}, {"webhook-id": "job-0"}):
         with pytest.raises(WebhookVerificationError):  # both are signed: a capture cannot be re-dated or re-labelled
             receiver.verify(request.body, {**headers, **changed})
+
+
+def test_a_canceled_job_tells_its_webhook(api, account, http_server):
+    user, _ = account
+    http_server.routes["/hook"] = Route(status=200)
+    job = jobs.submit(
+        user=user,
+        params=_params(webhook=f"{http_server.url}/hook", track_id=9),
+        base_url=api.base_url,
+        queue_name="parked",
+    )
+    assert api.post(f"/api/v3/cancel/{job.id}")["canceled"] is True
+    (request,) = wait_for_requests(http_server, 1)
+    body = json.loads(request.body)
+    assert (body["status"], body["id"], body["message"], body["canceled"], body["track_id"]) == (
+        "failed",
+        job.id,
+        "Canceled",
+        True,
+        9,
+    )
+    verify(request, user.webhook_secret)
+    assert wait_for_status(job.id) == "delivered"
+
+
+def test_a_receiver_that_redirects_is_not_followed(api, account, http_server):
+    """A redirect (to a loopback address, say) is a failed try, retried at the same URL; the Location is
+    never requested."""
+    http_server.routes["/hook"] = [Route(status=302, headers={"Location": f"{http_server.url}/elsewhere"})] * 2 + [
+        Route(status=200)
+    ]
+    http_server.routes["/elsewhere"] = Route(status=200)
+    body = api.post(
+        "/api/v3/text2img",
+        {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 1, "webhook": f"{http_server.url}/hook"},
+    )
+    assert wait_for_status(body["id"]) == "delivered"
+    assert [request.path for request in http_server.requests] == ["/hook"] * 3
+    codes = list(WebhookAttempt.objects.filter(job_id=body["id"]).values_list("status_code", flat=True))
+    assert codes == [302, 302, 200]
