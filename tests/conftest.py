@@ -237,8 +237,8 @@ class Api:
     def post_raw(self, path: str, **kwargs) -> requests.Response:
         return requests.post(self.base_url + path, timeout=settings.GENERATION_WAIT_SECONDS + 30, **kwargs)
 
-    def wait_for(self, job_id: int, timeout: float = 60) -> dict:
-        """Poll fetch until the job is no longer processing."""
+    def wait_for(self, job_id: int, timeout: float = 300) -> dict:
+        """Poll fetch until the job is no longer processing (or `timeout` passes: then it says processing)."""
         deadline = time.monotonic() + timeout
         while True:
             body = self.post(f"/api/v3/fetch/{job_id}")
