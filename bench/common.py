@@ -110,6 +110,20 @@ def start_worker(*queues, **env) -> subprocess.Popen:
     return process
 
 
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (gunicorn's workers under its master), from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
 def drain():
     """Drop every job still queued (an acceptance test leaves thousands), so the next round starts empty."""
     import django_rq

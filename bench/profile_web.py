@@ -19,19 +19,6 @@ import time
 import common
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
 def cpu_seconds(pid: int) -> float:
     stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
@@ -72,7 +59,7 @@ def main():
     body = {"key": key, **common.TINY}
     for _ in range(20):
         assert common.post(conn, "/api/v3/text2img", body)["status"] == "success"
-    (web_pid,) = children(web.pid)
+    (web_pid,) = common.children(web.pid)
     outputs = {name: tempfile.mktemp(suffix=f"-{name}.txt") for name in ("web", "worker")}
     spies = [
         subprocess.Popen(

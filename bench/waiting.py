@@ -27,19 +27,6 @@ def rss_mib(pid: int) -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 
 
-def web_processes(master: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == master:
-                found.append(int(entry))
-    return found
-
-
 def backends() -> int:
     from django.db import connection
 
@@ -90,7 +77,7 @@ async def hold(args, key, web, label, tasks, opened):
     while sum(event.is_set() for event in opened) < len(opened) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     await asyncio.sleep(2)  # settled
-    pids = web_processes(web.pid)
+    pids = common.children(web.pid)
     most_threads = max(threads(pid) for pid in pids)
     connections = await asyncio.to_thread(backends)
     latencies = await asyncio.to_thread(account_latencies, args.port, key, 50)
