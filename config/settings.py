@@ -280,6 +280,13 @@ MODEL_CACHE_DIR = env("MODEL_CACHE_DIR", default=str(VAR_DIR / "models" / "cache
 WORKER_CHECKPOINTS = env.list("WORKER_CHECKPOINTS", default=[])
 LORA_CACHE_COUNT = env.int("LORA_CACHE_COUNT", default=8)
 LORA_CACHE_BYTES = env.int("LORA_CACHE_BYTES", default=2 * 1024**3)
+# ControlNets a worker keeps loaded (least recently used out); an SDXL ControlNet is 2.5 GB in fp16
+CONTROLNET_CACHE_COUNT = env.int("CONTROLNET_CACHE_COUNT", default=4)
+CONTROLNET_CACHE_BYTES = env.int("CONTROLNET_CACHE_BYTES", default=12 * 1024**3)
+# `auto_hint` for canny ControlNets: OpenCV's Canny hysteresis thresholds (0-255), as A1111's and the
+# diffusers examples' canny preprocessors use them
+CANNY_LOW_THRESHOLD = env.int("CANNY_LOW_THRESHOLD", default=100)
+CANNY_HIGH_THRESHOLD = env.int("CANNY_HIGH_THRESHOLD", default=200)
 CHECKPOINT_STALE_SECONDS = env.int("CHECKPOINT_STALE_SECONDS", default=300)
 UPSCALER_TILE = env.int("UPSCALER_TILE", default=256)
 UPSCALER_TILE_PAD = env.int("UPSCALER_TILE_PAD", default=16)
@@ -306,6 +313,7 @@ MAX_QUEUED_JOBS = env.int("MAX_QUEUED_JOBS", default=10)
 # Billing. Credits per image by kind; the free plan's monthly credits when it is first created.
 CREDITS_PER_IMAGE = env.int("CREDITS_PER_IMAGE", default=1)  # each kind's cost: generation/params.py KINDS
 CREDITS_PER_UPSCALE = env.int("CREDITS_PER_UPSCALE", default=1)
+CREDITS_PER_CONTROLNET_IMAGE = env.int("CREDITS_PER_CONTROLNET_IMAGE", default=1)
 FREE_PLAN_CREDITS = env.int("FREE_PLAN_CREDITS", default=100)
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")

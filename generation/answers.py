@@ -7,7 +7,14 @@ from django.conf import settings
 from generation import request_fields, selectors, storage
 from generation.envelope import message
 from generation.models import Job
-from generation.params import JOB_KINDS, FromImageParams, InpaintParams, deployment_model, deployment_vae
+from generation.params import (
+    JOB_KINDS,
+    ControlNetParams,
+    FromImageParams,
+    InpaintParams,
+    deployment_model,
+    deployment_vae,
+)
 
 PROCESSING_MESSAGE = "Try to fetch request after given estimated time"
 
@@ -51,6 +58,25 @@ def meta(job: Job) -> dict:
         body["strength"] = params.strength
     if isinstance(params, InpaintParams):
         body["mask_image"] = _input_url(job, params.mask_image_url, params.mask_image)
+    if isinstance(params, ControlNetParams):
+        body.update(_controlnet_meta(job, params))
+    return body
+
+
+def _controlnet_meta(job: Job, params: ControlNetParams) -> dict:
+    """Its input images (as sent, else where they are stored) and, once it succeeded, `control_hints`:
+    the control images the models saw (after auto_hint)."""
+    body = {
+        name: _input_url(job, getattr(params, f"{name}_url"), getattr(params, name))
+        for name in ("init_image", "mask_image")
+        if getattr(params, name)
+    }
+    urls = params.control_image_urls
+    controls = [_input_url(job, url, name) for url, name in zip(urls, params.control_images)]
+    if controls:
+        body["control_image"] = controls[0] if len(controls) == 1 else controls
+    if job.status == Job.Status.SUCCESS:
+        body["control_hints"] = [storage.absolute_url(job.base_url, name) for name in storage.hint_names(job)]
     return body
 
 
@@ -227,7 +253,13 @@ def stream_progress(event: dict, form: str, running: bool = True) -> dict:
     return fields
 
 
-MODEL_CATEGORIES = {"checkpoint": "stable_diffusion_xl", "lora": "lora", "embedding": "embeddings", "vae": "vae"}
+MODEL_CATEGORIES = {
+    "checkpoint": "stable_diffusion_xl",
+    "lora": "lora",
+    "embedding": "embeddings",
+    "vae": "vae",
+    "controlnet": "controlnet",
+}
 
 
 def model_list(models) -> list[dict]:

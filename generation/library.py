@@ -6,7 +6,7 @@ Only safetensors weights are accepted: a pickle file (.ckpt, .bin, .pt, .pth) is
 read the files' headers (no torch): a checkpoint is an SDXL diffusers folder, a VAE a diffusers folder
 with the default checkpoint's latent channels, a LoRA a file whose layers fit the default checkpoint's
 UNet and text encoders, an embedding a file with `clip_l` and `clip_g` vectors of the text encoders'
-widths.
+widths, a ControlNet a diffusers ControlNetModel folder built for the default checkpoint's UNet.
 """
 
 import hashlib
@@ -24,7 +24,7 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 
 from generation.models import LibraryModel
-from generation.params import InvalidInput, deployment_model
+from generation.params import ControlNetParams, InvalidInput, deployment_model
 
 STORAGE_PREFIX = "storage:"
 PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl", ".pickle"}
@@ -160,6 +160,33 @@ def _check_vae(source: str):
     _check_weights(folder, [""])
 
 
+# what a ControlNet shares with the UNet it steers (its residuals are added to that UNet's blocks)
+CONTROLNET_UNET_FIELDS = (
+    "in_channels",
+    "block_out_channels",
+    "layers_per_block",
+    "transformer_layers_per_block",
+    "cross_attention_dim",
+    "addition_embed_type",
+    "addition_time_embed_dim",
+    "projection_class_embeddings_input_dim",
+)
+
+
+def _check_controlnet(source: str):
+    folder = _folder(source)
+    config = _config(folder, "config.json")
+    if config.get("_class_name") != "ControlNetModel":
+        raise InvalidModelFile("is not a diffusers ControlNet folder (config.json: ControlNetModel)")
+    unet = _config(_default_folder(), "unet/config.json")
+    for name in CONTROLNET_UNET_FIELDS:
+        if config.get(name) != unet.get(name):
+            raise InvalidModelFile(
+                f"does not fit this SDXL: its {name} is {config.get(name)!r}, the UNet's {unet.get(name)!r}"
+            )
+    _check_weights(folder, [""])
+
+
 def _base_shapes() -> dict[str, list[int]]:
     """Weight shapes of the default checkpoint's UNet and text encoders, by diffusers' LoRA prefixes."""
     folder, shapes = _default_folder(), {}
@@ -204,6 +231,7 @@ CHECKS = {
     ModelType.VAE: _check_vae,
     ModelType.LORA: _check_lora,
     ModelType.EMBEDDING: _check_embedding,
+    ModelType.CONTROLNET: _check_controlnet,
 }
 
 
@@ -291,7 +319,9 @@ def choose(params, plan) -> tuple[Decimal, bool]:
     default when none is named): (the credit multiplier of the models used, whether the checkpoint is
     the default one). InvalidInput names the field of an unknown or not-allowed model."""
     default = default_checkpoint()
-    wanted = {params.checkpoint, params.vae_id, *(lora["id"] for lora in params.loras), *params.embeddings} - {""}
+    controlnets = [model["id"] for model in params.controlnets] if isinstance(params, ControlNetParams) else []
+    wanted = {params.checkpoint, params.vae_id, *(lora["id"] for lora in params.loras), *params.embeddings}
+    wanted = (wanted | set(controlnets)) - {""}
     models = LibraryModel.objects.filter(public_id__in=wanted).prefetch_related("plans")
     found = {entry.public_id: entry for entry in models}
     found.setdefault(default.public_id, default)
@@ -300,6 +330,7 @@ def choose(params, plan) -> tuple[Decimal, bool]:
     chosen += [_entry(name, ModelType.EMBEDDING, "embeddings_model", plan, found) for name in params.embeddings]
     if params.vae_id:
         chosen.append(_entry(params.vae_id, ModelType.VAE, "vae", plan, found))
+    chosen += [_entry(name, ModelType.CONTROLNET, "controlnet_model", plan, found) for name in controlnets]
     params.checkpoint = chosen[0].public_id
     return math.prod((entry.credit_multiplier for entry in chosen), start=Decimal(1)), chosen[0] == default
 

@@ -160,14 +160,10 @@ class DiffusionParams(JobParams):
     def denoising_steps(self) -> int:
         return 2 * self.steps - 1 if self.scheduler in SECOND_ORDER else self.steps
 
-
-@dataclass(kw_only=True)
-class Text2ImgParams(DiffusionParams):
-    kind: ClassVar[str] = "text2img"
-
-    def batch_key(self) -> tuple | None:
-        """text2img jobs batch when everything but their prompts, seeds and image counts is the same
-        (and their negative prompts are all given or all empty: an empty one is encoded differently)."""
+    def shared_call_fields(self) -> tuple:
+        """What jobs that share one pipeline call must have in common: everything but their prompts, seeds
+        and image counts (and their negative prompts must be all given or all empty: an empty one is
+        encoded differently)."""
         return (
             self.checkpoint,
             self.width,
@@ -185,6 +181,19 @@ class Text2ImgParams(DiffusionParams):
             self.safety_checker,
             bool(self.negative_prompt),
         )
+
+
+def strength_steps(strength: float, steps: int) -> float:
+    """A strength at which at least one denoising step runs (diffusers fails on zero)."""
+    return min(1.0, max(strength, 1.000001 / steps))
+
+
+@dataclass(kw_only=True)
+class Text2ImgParams(DiffusionParams):
+    kind: ClassVar[str] = "text2img"
+
+    def batch_key(self) -> tuple | None:
+        return self.shared_call_fields()
 
 
 @dataclass(kw_only=True)
@@ -207,8 +216,7 @@ class FromImageParams(DiffusionParams):
 
     @property
     def effective_strength(self) -> float:
-        """At least one denoising step always runs (diffusers fails on zero)."""
-        return min(1.0, max(self.strength, 1.000001 / self.steps))
+        return strength_steps(self.strength, self.steps)
 
     def denoising_steps(self) -> int:
         steps = max(1, int(self.steps * self.effective_strength))
@@ -229,6 +237,78 @@ class InpaintParams(FromImageParams):
 
     mask_image: str = ""
     mask_image_url: str | None = None
+
+
+CONTROL_IMAGES = ("control_image", "control_image_2", "control_image_3")  # one per ControlNet at most
+MAX_CONTROLNETS = len(CONTROL_IMAGES)
+CANNY = "canny"  # the control type whose hint (auto_hint) this deployment makes itself
+# types whose hint needs an annotator model (depth estimation, pose detection, ...) none of which is installed
+ANNOTATED_TYPES = ("depth", "openpose", "lineart", "softedge", "mlsd", "normal", "scribble", "segmentation")
+CONTROL_TYPES = (CANNY, *ANNOTATED_TYPES, "tile", "inpaint", "qrcode", "shuffle", "ip2p")  # the others: as given
+
+
+@dataclass(kw_only=True)
+class ControlNetParams(DiffusionParams):
+    """SDXL steered by one or more library ControlNets (`controlnets`, each with its conditioning scale and
+    control type). The control image of ControlNet i is `control_image` (i = 0), `control_image_2`, ...,
+    the first one for every model when only one was given, and `init_image` when none was. With both an
+    init image and a control image the init image is also the img2img start (at `strength`); with a
+    mask it is ControlNet inpainting. Width and height default to the init (else control) image's size."""
+
+    kind: ClassVar[str] = "controlnet"
+    inputs: ClassVar[tuple[str, ...]] = ("init_image", "mask_image", *CONTROL_IMAGES)
+
+    width: int | None = None
+    height: int | None = None
+    controlnets: list = field(default_factory=list)  # [{"id": library id, "scale": float, "type": str}, ...]
+    auto_hint: bool = True  # a canny-type model gets the control image's canny edges
+    guess_mode: bool = False
+    strength: float = 0.55  # of the init image, when it is an img2img start
+    init_image: str = ""
+    init_image_url: str | None = None
+    mask_image: str = ""
+    mask_image_url: str | None = None
+    control_image: str = ""
+    control_image_2: str = ""
+    control_image_3: str = ""
+    control_image_urls: list = field(default_factory=list)  # the URLs the client sent (None: sent inline)
+
+    @property
+    def control_images(self) -> list[str]:
+        """The stored control images, in order (none: the init image is the control image)."""
+        return [getattr(self, name) for name in CONTROL_IMAGES if getattr(self, name)]
+
+    @property
+    def starts_from_image(self) -> bool:
+        """The init image is an img2img (or inpainting) start, not only the control image."""
+        return bool(self.init_image and (self.control_image or self.mask_image))
+
+    @property
+    def effective_strength(self) -> float:
+        return strength_steps(self.strength, self.steps)
+
+    def complete(self, sizes):
+        default_width, default_height = fit_size(*sizes.get("init_image") or sizes["control_image"])
+        self.width = self.width or default_width
+        self.height = self.height or default_height
+
+    def denoising_steps(self) -> int:
+        if not self.starts_from_image:
+            return super().denoising_steps()
+        steps = max(1, int(self.steps * self.effective_strength))
+        return 2 * steps - 1 if self.scheduler in SECOND_ORDER else steps
+
+    def batch_key(self) -> tuple | None:
+        """Single-ControlNet jobs from a control image alone batch like text2img (one control image per
+        prompt); diffusers takes one batch of conditionings for several ControlNets, and an init image
+        starts each job apart."""
+        if len(self.controlnets) != 1 or self.starts_from_image:
+            return None
+        model = self.controlnets[0]
+        return (*self.shared_call_fields(), model["id"], model["scale"], model["type"], self.auto_hint, self.guess_mode)
+
+    def shape(self) -> str:
+        return super().shape() + f":cn{len(self.controlnets)}" + (":img" if self.starts_from_image else "")
 
 
 @dataclass(kw_only=True)
@@ -285,6 +365,7 @@ JOB_KINDS = {
         JobKind(Text2ImgParams, "CREDITS_PER_IMAGE"),
         JobKind(Img2ImgParams, "CREDITS_PER_IMAGE"),
         JobKind(InpaintParams, "CREDITS_PER_IMAGE"),
+        JobKind(ControlNetParams, "CREDITS_PER_CONTROLNET_IMAGE"),
         JobKind(SuperResolutionParams, "CREDITS_PER_UPSCALE", single_output=True),
     )
 }

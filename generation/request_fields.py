@@ -11,6 +11,9 @@ again, field for field (tests/test_request_fields.py checks the round trip).
 import math
 
 from generation.params import (
+    CONTROL_TYPES,
+    MAX_CONTROLNETS,
+    ControlNetParams,
     DiffusionParams,
     FromImageParams,
     InpaintParams,
@@ -20,6 +23,7 @@ from generation.params import (
 )
 
 MAX_LORA_STRENGTH = 4.0
+CONDITIONING_SCALES = (0.1, 5.0)
 
 
 def library_ids(text: str | None) -> list[str]:
@@ -27,21 +31,62 @@ def library_ids(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
+def _per_model(text: str | None, count: int, field: str, default, parse=str) -> list:
+    """A comma-separated field with one value for all `count` models or one per model (`default` when
+    empty). InvalidInput names `field` when the values do not parse or do not match the models."""
+    try:
+        values = [parse(value) for value in library_ids(text)] or [default]
+    except ValueError as exc:
+        raise InvalidInput(
+            field, f"The {_label(field)} must be a number or a comma-separated list of numbers."
+        ) from exc
+    if len(values) == 1:
+        values *= count
+    if len(values) != count:
+        raise InvalidInput(field, f"The {_label(field)} must be one value, or one per model.")
+    return values
+
+
+def _label(field: str) -> str:
+    return field.replace("_", " ")
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
 def _loras(lora_model: str | None, lora_strength: str | None) -> list[dict]:
     """`lora_model` ids with their `lora_strength`: one value for all, or one per LoRA (default 1)."""
     ids = library_ids(lora_model)
-    try:
-        strengths = [float(value) for value in library_ids(lora_strength)] or [1.0]
-    except ValueError as exc:
-        raise InvalidInput(
-            "lora_strength", "The lora strength must be a number or a comma-separated list of numbers."
-        ) from exc
-    if len(strengths) == 1:
-        strengths *= len(ids)
-    if len(strengths) != len(ids) or not all(math.isfinite(value) for value in strengths):
-        raise InvalidInput("lora_strength", "The lora strength must be one value, or one per LoRA.")
+    strengths = _per_model(lora_strength, len(ids), "lora_strength", 1.0, _number)
     clamped = (min(MAX_LORA_STRENGTH, max(-MAX_LORA_STRENGTH, value)) for value in strengths)
     return [{"id": lora, "strength": strength} for lora, strength in zip(ids, clamped)]
+
+
+def controlnets(data: dict) -> list[dict]:
+    """`controlnet_model` ids with their `controlnet_conditioning_scale` (one for all or one each, clamped
+    to 0.1-5, default 1) and `controlnet_type` (one for all or one each; default: the model's id when that
+    names a type, as the hosted service's ids do)."""
+    ids = library_ids(data["controlnet_model"])
+    if not ids:
+        raise InvalidInput("controlnet_model", "The controlnet model field is required.")
+    if len(ids) > MAX_CONTROLNETS:
+        raise InvalidInput("controlnet_model", f"At most {MAX_CONTROLNETS} ControlNets can be combined.")
+    scales = _per_model(data["controlnet_conditioning_scale"], len(ids), "controlnet_conditioning_scale", 1.0, _number)
+    given_types = _per_model(data["controlnet_type"], len(ids), "controlnet_type", "")
+    types = [kind.lower() or (model if model in CONTROL_TYPES else "") for kind, model in zip(given_types, ids)]
+    if unknown := [kind for kind in types if kind and kind not in CONTROL_TYPES]:
+        raise InvalidInput(
+            "controlnet_type", f"Unknown controlnet type {unknown[0]!r}; the types are {', '.join(CONTROL_TYPES)}."
+        )
+    low, high = CONDITIONING_SCALES
+    return [
+        {"id": model, "scale": min(high, max(low, scale)), "type": kind}
+        for model, scale, kind in zip(ids, scales, types)
+    ]
 
 
 def to_parameters(data: dict, model_library: bool) -> dict:
@@ -110,4 +155,21 @@ def _diffusion_fields(params: DiffusionParams) -> dict:
         fields.update(strength=params.strength, init_image=params.init_image_url)
     if isinstance(params, InpaintParams):
         fields["mask_image"] = params.mask_image_url
+    if isinstance(params, ControlNetParams):
+        fields.update(_controlnet_fields(params))
     return fields
+
+
+def _controlnet_fields(params: ControlNetParams) -> dict:
+    urls = params.control_image_urls
+    return dict(
+        controlnet_model=",".join(model["id"] for model in params.controlnets),
+        controlnet_type=",".join(model["type"] for model in params.controlnets),
+        controlnet_conditioning_scale=",".join(str(model["scale"]) for model in params.controlnets),
+        auto_hint=_flag(params.auto_hint),
+        guess_mode=_flag(params.guess_mode),
+        strength=params.strength,
+        init_image=params.init_image_url,
+        mask_image=params.mask_image_url,
+        control_image=(urls[0] if len(urls) == 1 else urls) if urls and None not in urls else None,
+    )

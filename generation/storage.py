@@ -91,6 +91,23 @@ def save_thumbnail(job, image) -> str:
     return save(f"thumbnails/{job.file_prefix}.jpg", encode(thumbnail, "jpg"))
 
 
+def hint_names(job) -> list[str]:
+    """Where a ControlNet job's hints (the control images its models saw) are kept, one per model."""
+    return [f"hints/{job.file_prefix}-{index}.png" for index in range(len(job.params.get("controlnets", [])))]
+
+
+def save_hints(job, hints) -> list[str]:
+    """Store a ControlNet job's hints (lossless); all or none, like its images."""
+    stored = []
+    try:
+        for name, image in zip(hint_names(job), hints):
+            stored.append(save(name, encode(image, "png")))
+    except BaseException:
+        _discard(stored)
+        raise
+    return stored
+
+
 def save_preview(job, image) -> str:
     """A rough preview of the job's first image as it forms (a new name each time, so no cache shows
     an old one)."""
@@ -148,11 +165,11 @@ def output_urls(job) -> list[str]:
 
 
 def _output_files(job, names: list[str], thumbnail: str) -> list[str]:
-    """Images, their `.base64` twins and the thumbnail."""
+    """Images, their `.base64` twins, the thumbnail and a ControlNet job's hints."""
     files = list(names)
     if job.params.get("base64"):
         files += delivered_names(job, names)
-    return files + ([thumbnail] if thumbnail else [])
+    return files + ([thumbnail] if thumbnail else []) + hint_names(job)
 
 
 def preview_url(job) -> str | None:

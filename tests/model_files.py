@@ -1,10 +1,11 @@
 """Model files made in the tests (nothing downloaded): a second tiny checkpoint, LoRAs made with peft on
-the demo UNet and saved with diffusers' LoRA saver, an embedding of random vectors, a VAE."""
+the demo UNet and saved with diffusers' LoRA saver, an embedding of random vectors, a VAE, ControlNets
+made from the demo UNet."""
 
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionXLPipeline
 from django.conf import settings
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
@@ -67,3 +68,18 @@ def vae(folder: Path, seed: int) -> Path:
 def pickle_checkpoint(path: Path) -> Path:
     torch.save({"state_dict": {}}, path)
     return path
+
+
+def controlnet(folder: Path, seed: int) -> Path:
+    """A ControlNet of the demo UNet (diffusers' from_unet) whose zero layers are re-initialised, the
+    control image's embedding strongly enough that another control image gives another image."""
+    pipe = StableDiffusionXLPipeline.from_pretrained(demo_model(), add_watermarker=False, use_safetensors=True)
+    torch.manual_seed(seed)
+    model = ControlNetModel.from_unet(pipe.unet)
+    for parameter in model.controlnet_cond_embedding.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    for block in (*model.controlnet_down_blocks, model.controlnet_mid_block):
+        for parameter in block.parameters():
+            torch.nn.init.normal_(parameter, std=0.02)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -205,3 +205,28 @@ class InputImageField(LenientMixin, serializers.Field):
 
     def to_representation(self, value):
         return value
+
+
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+        "description": "an image (URL, base64 or data: URL), or a list of them",
+    }
+)
+class InputImageListField(InputImageField):
+    """One image or a list of up to `max_items`; yields a list of images.ImageSource, the first named after
+    the field and the others `<field>_2`, `<field>_3`, ... (as errors name them)."""
+
+    def __init__(self, *, max_items: int, **kwargs):
+        self.max_items = max_items
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        values = data if isinstance(data, list) else [data]
+        if not values or len(values) > self.max_items:
+            raise serializers.ValidationError(f"The {label(self)} must be one image or a list of 1-{self.max_items}.")
+        names = [self.field_name] + [f"{self.field_name}_{index}" for index in range(2, len(values) + 1)]
+        try:
+            return [images.parse(value, name) for value, name in zip(values, names)]
+        except images.ImageInputError as exc:
+            raise serializers.ValidationError(str(exc)) from exc

@@ -14,6 +14,7 @@ from rest_framework import serializers
 from generation import request_fields, safe_http, schedulers, services
 from generation.api.fields import (
     InputImageField,
+    InputImageListField,
     LenientBooleanField,
     LenientNumberField,
     LenientTextField,
@@ -21,7 +22,11 @@ from generation.api.fields import (
     UpscaleField,
 )
 from generation.params import (
+    ANNOTATED_TYPES,
+    CONTROL_IMAGES,
+    MAX_CONTROLNETS,
     UPSCALE_MODELS,
+    ControlNetParams,
     Img2ImgParams,
     InpaintParams,
     InvalidInput,
@@ -232,28 +237,29 @@ class GenerationSerializer(JobSerializer):
         model_library = self.context.get("model_library", False)
         try:
             renamed = request_fields.to_parameters(data, model_library)
+            params = self.params_class(
+                prompt=f"{data['prompt']}, {settings.PROMPT_ENHANCEMENT}" if data["enhance_prompt"] else data["prompt"],
+                negative_prompt=data["negative_prompt"],
+                width=data["width"],
+                height=data["height"],
+                samples=data["samples"],
+                guidance_scale=float(data["guidance_scale"]),
+                seed=seed if seed is not None and seed >= 0 else secrets.randbelow(MAX_SEED + 1),
+                scheduler=resolved[0],
+                scheduler_options=resolved[1],
+                output_format=OUTPUT_FORMATS.get(data["output_format"].strip().lower(), "png"),
+                base64=data["base64"],
+                safety_checker=data["safety_checker"],
+                clip_skip=data["clip_skip"],
+                self_attention=data["self_attention"],
+                upscale=data["upscale"],
+                not_applied=not_applied(data, model_library),
+                **renamed,
+            )
+            inputs = self.image_inputs(data, params)
         except InvalidInput as exc:
             raise serializers.ValidationError({exc.field_name: [exc.message]}) from exc
-        params = self.params_class(
-            prompt=f"{data['prompt']}, {settings.PROMPT_ENHANCEMENT}" if data["enhance_prompt"] else data["prompt"],
-            negative_prompt=data["negative_prompt"],
-            width=data["width"],
-            height=data["height"],
-            samples=data["samples"],
-            guidance_scale=float(data["guidance_scale"]),
-            seed=seed if seed is not None and seed >= 0 else secrets.randbelow(MAX_SEED + 1),
-            scheduler=resolved[0],
-            scheduler_options=resolved[1],
-            output_format=OUTPUT_FORMATS.get(data["output_format"].strip().lower(), "png"),
-            base64=data["base64"],
-            safety_checker=data["safety_checker"],
-            clip_skip=data["clip_skip"],
-            self_attention=data["self_attention"],
-            upscale=data["upscale"],
-            not_applied=not_applied(data, model_library),
-            **renamed,
-        )
-        return self.submission(data, params, self.image_inputs(data, params))
+        return self.submission(data, params, inputs)
 
     def image_inputs(self, data, params) -> dict:
         return {}
@@ -294,6 +300,86 @@ class InpaintSerializer(Img2ImgSerializer):
     def image_inputs(self, data, params):
         params.mask_image_url = data["mask_image"].url
         return {**super().image_inputs(data, params), "mask_image": data["mask_image"]}
+
+
+class ControlNetSerializer(GenerationSerializer):
+    """The control image is `control_image` (one, or one per ControlNet), else `init_image`; with both, the
+    init image is the img2img start; with `mask_image`, ControlNet inpainting."""
+
+    params_class = ControlNetParams
+    controlnet_model = LenientTextField(
+        max_length=2000, help_text=f"A ControlNet id of the model library, or up to {MAX_CONTROLNETS} comma-separated."
+    )
+    controlnet_type = LenientTextField(
+        max_length=200,
+        required=False,
+        default=None,
+        help_text="canny, depth, openpose, tile, ... (one, or one per model; default: the model id when it names a type).",
+    )
+    controlnet_conditioning_scale = LenientTextField(
+        max_length=200,
+        required=False,
+        default=None,
+        help_text="0.1-5 (default 1): one value, or comma-separated one per model.",
+    )
+    auto_hint = LenientBooleanField(
+        default=True, help_text='"yes" (default): a canny model gets the control image\'s canny edges.'
+    )
+    guess_mode = LenientBooleanField(default=False, help_text='"yes": diffusers\' guess mode (no prompt needed).')
+    init_image = InputImageField(
+        required=False, default=None, help_text="The control image when none is given, else the img2img start."
+    )
+    control_image = InputImageListField(
+        max_items=MAX_CONTROLNETS,
+        required=False,
+        default=None,
+        help_text="The control image, or a list with one per ControlNet.",
+    )
+    mask_image = InputImageField(
+        required=False, default=None, help_text="With init_image: ControlNet inpainting (white is repainted)."
+    )
+    width = size_field(default=None, help_text="64-1024, a multiple of 8 (default: the image's size).")
+    height = size_field(default=None, help_text="64-1024, a multiple of 8 (default: the image's size).")
+    strength = LenientNumberField(
+        minimum=0, maximum=1, default=0.55, help_text="How much of the init image to repaint, 0-1 (default 0.55)."
+    )
+
+    def image_inputs(self, data, params):
+        controls = data["control_image"] or []
+        if not controls and data["init_image"] is None:
+            raise InvalidInput("control_image", "The control image field is required (or an init image).")
+        if data["mask_image"] is not None and data["init_image"] is None:
+            raise InvalidInput("init_image", "The init image field is required with a mask image.")
+        params.controlnets = request_fields.controlnets(data)
+        if len(controls) not in (0, 1, len(params.controlnets)):
+            raise InvalidInput("control_image", "Give one control image, or one per ControlNet.")
+        params.auto_hint, params.guess_mode = data["auto_hint"], data["guess_mode"]
+        params.strength = float(data["strength"])
+        params.self_attention = False
+        params.not_applied += _controlnet_not_applied(data, params)
+        inputs = dict(zip(CONTROL_IMAGES, controls))
+        params.control_image_urls = [source.url for source in controls]
+        for name in ("init_image", "mask_image"):
+            if data[name] is not None:
+                inputs[name] = data[name]
+                setattr(params, f"{name}_url", data[name].url)
+        return inputs
+
+
+def _controlnet_not_applied(data, params: ControlNetParams) -> list[dict]:
+    skipped = []
+    if data["self_attention"]:
+        skipped.append(_reason("self_attention", "perturbed-attention guidance is not combined with ControlNet here"))
+    annotated = sorted({model["type"] for model in params.controlnets if model["type"] in ANNOTATED_TYPES})
+    if params.auto_hint and annotated:
+        skipped.append(
+            _reason(
+                "auto_hint",
+                f"no {', '.join(annotated)} annotator is installed on this deployment; the control image was used "
+                "as given (send a ready-made hint)",
+            )
+        )
+    return skipped
 
 
 class SuperResolutionSerializer(JobSerializer):
@@ -347,5 +433,6 @@ SERIALIZERS = {
     "text2img": Text2ImgSerializer,
     "img2img": Img2ImgSerializer,
     "inpaint": InpaintSerializer,
+    "controlnet": ControlNetSerializer,
     "super_resolution": SuperResolutionSerializer,
 }

@@ -14,6 +14,7 @@ from generation.api import errors
 from generation.api.authentication import ApiKeyAuthentication
 from generation.api.parsers import LenientRequest
 from generation.api.serializers import (
+    ControlNetSerializer,
     FetchSerializer,
     Img2ImgSerializer,
     InpaintSerializer,
@@ -175,6 +176,11 @@ class Img2ImgView(GenerationView):
 @generation_schema(InpaintSerializer, "Repaint the white part of a mask")
 class InpaintView(GenerationView):
     serializer_class = InpaintSerializer
+
+
+@generation_schema(ControlNetSerializer, "Generate images steered by ControlNets")
+class ControlNetView(GenerationView):
+    serializer_class = ControlNetSerializer
 
 
 @generation_schema(SuperResolutionSerializer, "Upscale an image 2-4x (output is one URL string)")

@@ -12,7 +12,7 @@ from dataclasses import replace
 from django.conf import settings
 
 from generation import library, storage
-from generation.params import DiffusionParams, JobParams, SuperResolutionParams, upscaler_for
+from generation.params import ControlNetParams, DiffusionParams, JobParams, SuperResolutionParams, upscaler_for
 from generation.runtime.predictors import GenerationError, JobInput, LocalModel, LoraChoice, Prediction, Predictor
 from generation.runtime.registry import PREDICTORS
 
@@ -61,11 +61,13 @@ def resolve(params: JobParams) -> JobInput:
     images = {field: storage.open_input(getattr(params, field)) for field in params.inputs if getattr(params, field)}
     resolved = JobInput(params=params, images=images)
     if isinstance(params, DiffusionParams):
+        controlnets = [model["id"] for model in params.controlnets] if isinstance(params, ControlNetParams) else []
         wanted = {lora["id"] for lora in params.loras} | set(params.embeddings) | ({params.vae_id} - {""})
-        models = _local_models(wanted)
+        models = _local_models(wanted | set(controlnets))
         resolved.loras = [LoraChoice(models[lora["id"]], lora["strength"]) for lora in params.loras]
         resolved.embeddings = [models[name] for name in params.embeddings]
         resolved.vae = models.get(params.vae_id)
+        resolved.controlnets = [models[name] for name in controlnets]
     if upscaling := params.upscaling():
         resolved.upscaler = _upscaler_weights(upscaling[0])
     return resolved

@@ -48,6 +48,7 @@ class JobInput:
     embeddings: list[LocalModel] = field(default_factory=list)
     vae: LocalModel | None = None
     upscaler: LocalModel | None = None  # an upscaler's weights; None: a plain resize stands in (demo mode)
+    controlnets: list[LocalModel] = field(default_factory=list)  # in the order of params.controlnets
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Prediction:
     seeds: list
     seconds: float  # in the model itself
     nsfw: list | None = None  # per image, when the safety checker ran
+    hints: list = field(default_factory=list)  # a ControlNet job's control images as its models saw them
 
 
 # on_step(done, total, preview): called after each model step; may raise to stop the job. `preview`, when

@@ -9,5 +9,6 @@ PREDICTORS: dict[str, type[Predictor]] = {
     "text2img": SDXLPredictor,
     "img2img": SDXLPredictor,
     "inpaint": SDXLPredictor,
+    "controlnet": SDXLPredictor,
     "super_resolution": UpscalePredictor,
 }

@@ -16,19 +16,25 @@ from diffusers import (
     AutoPipelineForImage2Image,
     AutoPipelineForInpainting,
     AutoPipelineForText2Image,
+    ControlNetModel,
+    StableDiffusionXLControlNetImg2ImgPipeline,
+    StableDiffusionXLControlNetInpaintPipeline,
+    StableDiffusionXLControlNetPipeline,
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLInpaintPipeline,
     StableDiffusionXLPipeline,
 )
+from diffusers.models import MultiControlNetModel
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from django.conf import settings
 from PIL import Image
 from safetensors.torch import load_file
 from transformers import CLIPImageProcessor
 
-from generation.params import DiffusionParams
+from generation.params import CONTROL_IMAGES, ControlNetParams, DiffusionParams
 from generation.runtime import acceleration
 from generation.runtime.demo_model import build_demo_model
+from generation.runtime.hints import control_hint
 from generation.runtime.predictors import GenerationError, JobInput, LocalModel, Prediction, Predictor, pick_device
 
 logger = logging.getLogger(__name__)
@@ -62,6 +68,13 @@ def _pin_execution_device(pipeline, device):
         cls.__name__, (cls,), {"_execution_device": property(lambda self: device), "__doc__": cls.__doc__}
     )
 
+
+# ControlNet pipelines by what a job starts from: a control image alone, an init image, an init image and mask
+CONTROLNET_PIPELINES = {
+    "text2img": StableDiffusionXLControlNetPipeline,
+    "img2img": StableDiffusionXLControlNetImg2ImgPipeline,
+    "inpaint": StableDiffusionXLControlNetInpaintPipeline,
+}
 
 # Options every job of a class gets (PNDM's Runge-Kutta warm-up fails below 4 steps; SD configs skip it).
 CLASS_DEFAULTS = {"PNDMScheduler": {"skip_prk_steps": True}}
@@ -108,9 +121,9 @@ def latent_preview(latents, index: int = 0) -> Image.Image | None:
 
 class SDXLPredictor(Predictor):
     """Holds one copy of one checkpoint's SDXL weights (`weights`: its diffusers folder, or a model id in
-    the Hugging Face cache); text2img, img2img and inpaint share them. LoRAs are named adapters kept in a
-    bounded cache and switched per job; embeddings and another VAE are put in for one job and taken out
-    after it, so no job leaks into the next."""
+    the Hugging Face cache); text2img, img2img, inpaint and ControlNet jobs share them. LoRAs are named
+    adapters and ControlNets loaded models, each kept in a bounded cache and switched per job; embeddings
+    and another VAE are put in for one job and taken out after it, so no job leaks into the next."""
 
     per_checkpoint = True
 
@@ -120,6 +133,8 @@ class SDXLPredictor(Predictor):
         self.pag_pipelines = {}
         self.adapters = OrderedDict()  # adapter name -> bytes, least recently used first
         self.vaes = {}  # content hash -> a loaded library VAE
+        self.controlnets = OrderedDict()  # content hash -> (ControlNetModel, bytes), least recently used first
+        self.controlnet_pipelines = {}  # "text2img" / "img2img" / "inpaint" -> pipeline, made on first use
         self.base_vae = None
         self.schedulers = {}
         self.base_scheduler_config = None
@@ -205,7 +220,7 @@ class SDXLPredictor(Predictor):
         started = time.perf_counter()
         batch = [job.params for job in jobs]
         first = batch[0]
-        pipe = (self.pag_pipelines if first.self_attention else self.pipelines)[first.kind]
+        pipe = self._pipeline(jobs[0])
         # 1. a fresh scheduler per call, so no job's scheduler leaks into the next
         pipe.scheduler = self._scheduler(first.scheduler, first.scheduler_options)
 
@@ -220,7 +235,8 @@ class SDXLPredictor(Predictor):
         # 3. the pipeline call, one generator per image (image i of a job uses its seed + i); a job whose
         #    image came out NaN or all black (fp16 overflow, a numeric fault) is generated once more
         #    alone, then fails
-        inputs = _image_inputs(jobs[0])
+        hints = [self._hints(job) for job in jobs]
+        inputs = _image_inputs(jobs, hints)
         with self._models(jobs[0]):
             arrays = self._call(pipe, batch, inputs, step_end)
             per_job, offset = [], 0
@@ -233,17 +249,82 @@ class SDXLPredictor(Predictor):
                     if valid[index]:
                         break
                     logger.warning("Invalid (NaN or black) output for seeds %s, try %d", params.seeds, attempt)
-                    per_job[index] = self._call(pipe, [params], inputs, step_end if len(batch) == 1 else None)
+                    alone = _image_inputs([jobs[index]], [hints[index]])
+                    per_job[index] = self._call(pipe, [params], alone, step_end if len(batch) == 1 else None)
                     valid[index] = all(valid_image(array) for array in per_job[index])
         seconds = time.perf_counter() - started
         return [
-            self._finish(params, arrays, seconds, inputs)
+            self._finish(params, arrays, seconds, inputs, job_hints)
             if ok
             else GenerationError("Failed, Try Again (the model produced an invalid image)")
-            for params, arrays, ok in zip(batch, per_job, valid)
+            for params, arrays, ok, job_hints in zip(batch, per_job, valid, hints)
         ]
 
-    def _finish(self, params: DiffusionParams, arrays: list, seconds: float, inputs: dict) -> Prediction:
+    def _pipeline(self, job: JobInput):
+        """The pipeline for a job's kind: PAG's for `self_attention`, a ControlNet one with the job's
+        ControlNets in place."""
+        params = job.params
+        if not isinstance(params, ControlNetParams):
+            return (self.pag_pipelines if params.self_attention else self.pipelines)[params.kind]
+        models = [self._controlnet(model, keep=job.controlnets) for model in job.controlnets]
+        controlnet = models[0] if len(models) == 1 else MultiControlNetModel(models)
+        mode = "inpaint" if params.mask_image else "img2img" if params.starts_from_image else "text2img"
+        if mode not in self.controlnet_pipelines:  # from the loaded modules: no second copy of the weights
+            base = self.pipelines["text2img"]
+            options = {} if mode == "text2img" else {"requires_aesthetics_score": False}
+            pipeline = CONTROLNET_PIPELINES[mode].from_pipe(
+                base,
+                controlnet=controlnet,
+                unet=base.unet,
+                vae=base.vae,
+                **options,  # pinned: passed by hand
+            )
+            pipeline.set_progress_bar_config(disable=True)
+            _pin_execution_device(pipeline, torch.device(self.device))
+            self.controlnet_pipelines[mode] = pipeline
+        pipeline = self.controlnet_pipelines[mode]
+        pipeline.controlnet = controlnet
+        return pipeline
+
+    def _controlnet(self, model: LocalModel, keep: list) -> ControlNetModel:
+        """A library ControlNet, loaded on first use; the least recently used ones (not in `keep`) are
+        dropped while the cache is over CONTROLNET_CACHE_COUNT models or CONTROLNET_CACHE_BYTES."""
+        key = model.content_hash or str(model.path)
+        if key in self.controlnets:
+            self.controlnets.move_to_end(key)
+            return self.controlnets[key][0]
+        started = time.perf_counter()
+        dtype = getattr(torch, self.options.dtype)
+        loaded = ControlNetModel.from_pretrained(str(model.path), dtype=dtype, use_safetensors=True).to(self.device)
+        _pin(loaded, torch.device(self.device), dtype)
+        self.controlnets[key] = (loaded, model.size_bytes)
+        logger.info("Loaded ControlNet %s in %.2fs", model.id, time.perf_counter() - started)
+        kept = {other.content_hash or str(other.path) for other in keep}
+        for old in list(self.controlnets):
+            over = (
+                len(self.controlnets) > settings.CONTROLNET_CACHE_COUNT
+                or sum(size for _, size in self.controlnets.values()) > settings.CONTROLNET_CACHE_BYTES
+            )
+            if over and old not in kept:
+                del self.controlnets[old]
+        return loaded
+
+    @staticmethod
+    def _hints(job: JobInput) -> list:
+        """A ControlNet job's hint per model, at the output size: its own control image (or the one
+        shared, or the init image), as auto_hint makes it."""
+        params = job.params
+        if not isinstance(params, ControlNetParams):
+            return []
+        sources = [job.images[name] for name in CONTROL_IMAGES if name in job.images] or [job.images["init_image"]]
+        sources *= len(params.controlnets) if len(sources) == 1 else 1
+        size = (params.width, params.height)
+        return [
+            control_hint(source.resize(size, Image.LANCZOS), model["type"], params.auto_hint)
+            for source, model in zip(sources, params.controlnets)
+        ]
+
+    def _finish(self, params: DiffusionParams, arrays: list, seconds: float, inputs: dict, hints: list) -> Prediction:
         images = [Image.fromarray((array * 255).round().clip(0, 255).astype("uint8")) for array in arrays]
         # 4. inpainting repaints only the mask: outside it (black), the init image's own pixels, not their
         #    trip through the VAE; a grey mask blends the two
@@ -253,7 +334,7 @@ class SDXLPredictor(Predictor):
         nsfw = None
         if params.safety_checker and settings.SAFETY_CHECKER_MODEL:
             images, nsfw = self._safety_filter(images)
-        return Prediction(images=images, seeds=params.seeds, seconds=seconds, nsfw=nsfw)
+        return Prediction(images=images, seeds=params.seeds, seconds=seconds, nsfw=nsfw, hints=hints)
 
     @contextmanager
     def _models(self, job: JobInput):
@@ -271,7 +352,7 @@ class SDXLPredictor(Predictor):
             self._set_vae(None)
 
     def _all_pipelines(self):
-        return (*self.pipelines.values(), *self.pag_pipelines.values())
+        return (*self.pipelines.values(), *self.pag_pipelines.values(), *self.controlnet_pipelines.values())
 
     def _set_loras(self, chosen: list):
         """Switch the shared modules to these LoRAs at their strengths; none: the base weights exactly."""
@@ -410,17 +491,45 @@ class SDXLPredictor(Predictor):
         return filtered, flags
 
 
-def _image_inputs(job: JobInput) -> dict:
-    """Size and image inputs: an init image (img2img, inpaint) with its strength, and a mask (inpaint)."""
-    params = job.params
+def _image_inputs(jobs: list[JobInput], hints: list) -> dict:
+    """Size and image inputs of a call: an init image (img2img, inpaint) with its strength, a mask
+    (inpaint), a ControlNet job's hints."""
+    params = jobs[0].params
     size = (params.width, params.height)
-    if "init_image" not in job.images:
+    if isinstance(params, ControlNetParams):
+        return _controlnet_inputs(jobs, hints, size)
+    if "init_image" not in jobs[0].images:
         return {"width": size[0], "height": size[1]}
+    return _start_inputs(jobs[0], size)
+
+
+def _start_inputs(job: JobInput, size: tuple) -> dict:
+    """The init image at the job's strength, and its mask when it has one."""
     inputs = {
         "image": job.images["init_image"].resize(size, Image.LANCZOS),
-        "strength": params.effective_strength,
+        "strength": job.params.effective_strength,
     }
     if "mask_image" in job.images:
         inputs["mask_image"] = job.images["mask_image"].convert("L").resize(size, Image.NEAREST)
         inputs.update(width=size[0], height=size[1])  # else diffusers answers 1024x1024
     return inputs
+
+
+def _controlnet_inputs(jobs: list[JobInput], hints: list, size: tuple) -> dict:
+    """The hints (one per model; in a batch, which has one model, one per image) with their scales, and
+    the init image and mask of a job that starts from one."""
+    params = jobs[0].params
+    scales = [model["scale"] for model in params.controlnets]
+    if len(jobs) > 1:
+        control = [job_hints[0] for job, job_hints in zip(jobs, hints) for _ in job.params.seeds]
+    else:
+        control = hints[0][0] if len(hints[0]) == 1 else hints[0]
+    inputs = {
+        "controlnet_conditioning_scale": scales[0] if len(scales) == 1 else scales,
+        "guess_mode": params.guess_mode,
+        "width": size[0],
+        "height": size[1],
+    }
+    if not params.starts_from_image:
+        return {**inputs, "image": control}
+    return {**inputs, **_start_inputs(jobs[0], size), "control_image": control}

@@ -245,6 +245,7 @@ def _settle(job, prediction, seconds: float, monitor: StepMonitor, share: float)
     try:
         names = storage.save_images(job, prediction.images)
         thumbnail = storage.save_thumbnail(job, prediction.images[0])
+        storage.save_hints(job, prediction.hints)
     except Exception:  # a full disk, storage unreachable: the job fails and is refunded, nothing is kept
         logger.exception("Could not store the images of job %s", job.id)
         storage.delete_outputs(job, names, thumbnail)
