@@ -53,6 +53,8 @@ def meta(job: Job) -> dict:
         "embeddings": params.embeddings,
         **_notes(params),
     }
+    if params.ip_adapter_image:
+        body["ip_adapter_image"] = _input_url(job, params.ip_adapter_image_url, params.ip_adapter_image)
     if isinstance(params, FromImageParams):
         body["init_image"] = _input_url(job, params.init_image_url, params.init_image)
         body["strength"] = params.strength
@@ -259,6 +261,7 @@ MODEL_CATEGORIES = {
     "embedding": "embeddings",
     "vae": "vae",
     "controlnet": "controlnet",
+    "ip_adapter": "ip_adapter",
 }
 
 

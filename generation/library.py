@@ -6,7 +6,8 @@ Only safetensors weights are accepted: a pickle file (.ckpt, .bin, .pt, .pth) is
 read the files' headers (no torch): a checkpoint is an SDXL diffusers folder, a VAE a diffusers folder
 with the default checkpoint's latent channels, a LoRA a file whose layers fit the default checkpoint's
 UNet and text encoders, an embedding a file with `clip_l` and `clip_g` vectors of the text encoders'
-widths, a ControlNet a diffusers ControlNetModel folder built for the default checkpoint's UNet.
+widths, a ControlNet a diffusers ControlNetModel folder built for the default checkpoint's UNet, an
+IP-Adapter a folder with its weights (one .safetensors file) and its CLIP image encoder (`image_encoder/`).
 """
 
 import hashlib
@@ -24,7 +25,7 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 
 from generation.models import LibraryModel
-from generation.params import ControlNetParams, InvalidInput, deployment_model
+from generation.params import IP_ADAPTER_WEIGHTS, ControlNetParams, InvalidInput, deployment_model
 
 STORAGE_PREFIX = "storage:"
 PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl", ".pickle"}
@@ -187,6 +188,25 @@ def _check_controlnet(source: str):
     _check_weights(folder, [""])
 
 
+def _check_ip_adapter(source: str):
+    folder = _folder(source)
+    encoder = _config(folder, "image_encoder/config.json")
+    if "CLIPVisionModelWithProjection" not in encoder.get("architectures", []):
+        raise InvalidModelFile("image_encoder/ is not a CLIPVisionModelWithProjection")
+    _check_weights(folder, ["image_encoder"])
+    path = folder / IP_ADAPTER_WEIGHTS
+    if not path.is_file():
+        raise InvalidModelFile(f"has no {IP_ADAPTER_WEIGHTS}")
+    with open(path, "rb") as handle:
+        header = read_header(handle, path.stat().st_size)
+    keys = [name for name in header if name.startswith("ip_adapter.") and name.endswith(".to_k_ip.weight")]
+    if not keys or not any(name.startswith("image_proj.") for name in header):
+        raise InvalidModelFile("is not an IP-Adapter (no image_proj and ip_adapter layers)")
+    width = _config(_default_folder(), "unet/config.json").get("cross_attention_dim")
+    if any(header[name]["shape"][-1] != width for name in keys):
+        raise InvalidModelFile(f"does not fit this SDXL: its layers are not of the UNet's width {width}")
+
+
 def _base_shapes() -> dict[str, list[int]]:
     """Weight shapes of the default checkpoint's UNet and text encoders, by diffusers' LoRA prefixes."""
     folder, shapes = _default_folder(), {}
@@ -232,6 +252,7 @@ CHECKS = {
     ModelType.LORA: _check_lora,
     ModelType.EMBEDDING: _check_embedding,
     ModelType.CONTROLNET: _check_controlnet,
+    ModelType.IP_ADAPTER: _check_ip_adapter,
 }
 
 
@@ -321,7 +342,7 @@ def choose(params, plan) -> tuple[Decimal, bool]:
     default = default_checkpoint()
     controlnets = [model["id"] for model in params.controlnets] if isinstance(params, ControlNetParams) else []
     wanted = {params.checkpoint, params.vae_id, *(lora["id"] for lora in params.loras), *params.embeddings}
-    wanted = (wanted | set(controlnets)) - {""}
+    wanted = (wanted | set(controlnets) | {params.ip_adapter_id}) - {""}
     models = LibraryModel.objects.filter(public_id__in=wanted).prefetch_related("plans")
     found = {entry.public_id: entry for entry in models}
     found.setdefault(default.public_id, default)
@@ -331,6 +352,8 @@ def choose(params, plan) -> tuple[Decimal, bool]:
     if params.vae_id:
         chosen.append(_entry(params.vae_id, ModelType.VAE, "vae", plan, found))
     chosen += [_entry(name, ModelType.CONTROLNET, "controlnet_model", plan, found) for name in controlnets]
+    if params.ip_adapter_id:
+        chosen.append(_entry(params.ip_adapter_id, ModelType.IP_ADAPTER, "ip_adapter_id", plan, found))
     params.checkpoint = chosen[0].public_id
     return math.prod((entry.credit_multiplier for entry in chosen), start=Decimal(1)), chosen[0] == default
 

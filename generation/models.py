@@ -146,7 +146,7 @@ class WebhookAttempt(models.Model):
 
 
 class LibraryModel(models.Model):
-    """A checkpoint, LoRA, textual-inversion embedding, VAE or ControlNet that requests choose by its public id.
+    """A checkpoint, LoRA, textual-inversion embedding, VAE, ControlNet or IP-Adapter that requests choose by its public id.
 
     Weights are safetensors only (a pickle file is code, not data). Files are checked when the entry is
     saved (generation/library.py), so a bad upload is refused in the admin, never at a user's first request.
@@ -158,12 +158,13 @@ class LibraryModel(models.Model):
         EMBEDDING = "embedding"
         VAE = "vae"
         CONTROLNET = "controlnet"
+        IP_ADAPTER = "ip_adapter"
 
     public_id = models.CharField(
         max_length=100,
         unique=True,
         validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Letters, digits, '.', '_' and '-' only.")],
-        help_text="what clients send (model_id, lora_model, embeddings_model, vae, controlnet_model); for an embedding, also the "
+        help_text="what clients send (model_id, lora_model, embeddings_model, vae, controlnet_model, ip_adapter_id); for an embedding, also the "
         "token its prompts use",
     )
     model_type = models.CharField(max_length=16, choices=ModelType.choices)
@@ -171,7 +172,7 @@ class LibraryModel(models.Model):
     description = models.TextField(blank=True)
     source = models.CharField(
         max_length=500,
-        help_text="a local diffusers folder (checkpoint, VAE, ControlNet) or .safetensors file (LoRA, embedding), or "
+        help_text="a local diffusers folder (checkpoint, VAE, ControlNet, IP-Adapter) or .safetensors file (LoRA, embedding), or "
         "storage:<name> for a .safetensors object in the configured storage",
     )
     content_hash = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the weights (keys worker caches)")

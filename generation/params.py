@@ -23,6 +23,7 @@ UPSCALE_MODELS = [
     "realesr-general-x4v3",
 ]
 MAX_SIDE = 1024
+IP_ADAPTER_WEIGHTS = "ip-adapter.safetensors"  # in a library IP-Adapter's folder, beside image_encoder/
 
 
 def upscaler_for(factor: int) -> str:
@@ -123,6 +124,7 @@ class DiffusionParams(JobParams):
     """What the SDXL kinds share: prompt, size, steps, guidance, scheduler and the library models."""
 
     chooses_models: ClassVar[bool] = True
+    inputs: ClassVar[tuple[str, ...]] = ("ip_adapter_image",)
 
     prompt: str
     negative_prompt: str = ""
@@ -139,6 +141,10 @@ class DiffusionParams(JobParams):
     loras: list = field(default_factory=list)  # [{"id": library id, "strength": float}, ...]
     embeddings: list = field(default_factory=list)  # library ids; each is also the token prompts use
     vae_id: str = ""  # a library VAE instead of the checkpoint's own
+    ip_adapter_id: str = ""  # a library IP-Adapter: `ip_adapter_image` prompts at `ip_adapter_scale`
+    ip_adapter_scale: float = 0.6
+    ip_adapter_image: str = ""
+    ip_adapter_image_url: str | None = None
 
     def upscaling(self):
         return (upscaler_for(self.upscale), "upscale") if self.upscale > 1 else None
@@ -182,6 +188,10 @@ class DiffusionParams(JobParams):
             bool(self.negative_prompt),
         )
 
+    def batches(self) -> bool:
+        """An image prompt (IP-Adapter) is one per call: such a job runs alone."""
+        return not self.ip_adapter_id
+
 
 def strength_steps(strength: float, steps: int) -> float:
     """A strength at which at least one denoising step runs (diffusers fails on zero)."""
@@ -193,7 +203,7 @@ class Text2ImgParams(DiffusionParams):
     kind: ClassVar[str] = "text2img"
 
     def batch_key(self) -> tuple | None:
-        return self.shared_call_fields()
+        return self.shared_call_fields() if self.batches() else None
 
 
 @dataclass(kw_only=True)
@@ -201,7 +211,7 @@ class FromImageParams(DiffusionParams):
     """The kinds that start from an init image, repainting `strength` of it. Width and height default to
     the init image's size (fit in 1024, multiples of 8)."""
 
-    inputs: ClassVar[tuple[str, ...]] = ("init_image",)
+    inputs: ClassVar[tuple[str, ...]] = ("init_image", "ip_adapter_image")
 
     width: int | None = None
     height: int | None = None
@@ -233,7 +243,7 @@ class InpaintParams(FromImageParams):
     """White in the mask is repainted, black is kept; a mask of another size is resized to the image."""
 
     kind: ClassVar[str] = "inpaint"
-    inputs: ClassVar[tuple[str, ...]] = ("init_image", "mask_image")
+    inputs: ClassVar[tuple[str, ...]] = ("init_image", "mask_image", "ip_adapter_image")
 
     mask_image: str = ""
     mask_image_url: str | None = None
@@ -256,7 +266,7 @@ class ControlNetParams(DiffusionParams):
     mask it is ControlNet inpainting. Width and height default to the init (else control) image's size."""
 
     kind: ClassVar[str] = "controlnet"
-    inputs: ClassVar[tuple[str, ...]] = ("init_image", "mask_image", *CONTROL_IMAGES)
+    inputs: ClassVar[tuple[str, ...]] = ("init_image", "mask_image", *CONTROL_IMAGES, "ip_adapter_image")
 
     width: int | None = None
     height: int | None = None
@@ -302,7 +312,7 @@ class ControlNetParams(DiffusionParams):
         """Single-ControlNet jobs from a control image alone batch like text2img (one control image per
         prompt); diffusers takes one batch of conditionings for several ControlNets, and an init image
         starts each job apart."""
-        if len(self.controlnets) != 1 or self.starts_from_image:
+        if len(self.controlnets) != 1 or self.starts_from_image or not self.batches():
             return None
         model = self.controlnets[0]
         return (*self.shared_call_fields(), model["id"], model["scale"], model["type"], self.auto_hint, self.guess_mode)

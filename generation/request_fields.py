@@ -99,6 +99,8 @@ def to_parameters(data: dict, model_library: bool) -> dict:
             loras=_loras(data["lora_model"], data["lora_strength"]),
             embeddings=library_ids(data["embeddings_model"]),
             vae_id=(data["vae"] or "").strip(),
+            ip_adapter_id=(data["ip_adapter_id"] or "").strip(),
+            ip_adapter_scale=float(data["ip_adapter_scale"] if data["ip_adapter_scale"] is not None else 0.6),
         )
     return values
 
@@ -151,6 +153,12 @@ def _diffusion_fields(params: DiffusionParams) -> dict:
         embeddings_model=",".join(params.embeddings),
         vae=params.vae_id,
     )
+    if params.ip_adapter_id:
+        fields.update(
+            ip_adapter_id=params.ip_adapter_id,
+            ip_adapter_scale=params.ip_adapter_scale,
+            ip_adapter_image=params.ip_adapter_image_url,
+        )
     if isinstance(params, FromImageParams):
         fields.update(strength=params.strength, init_image=params.init_image_url)
     if isinstance(params, InpaintParams):

@@ -10,6 +10,7 @@ from django.conf import settings
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from generation.runtime.demo_model import build_demo_model
 
@@ -82,4 +83,38 @@ def controlnet(folder: Path, seed: int) -> Path:
         for parameter in block.parameters():
             torch.nn.init.normal_(parameter, std=0.02)
     model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def ip_adapter(folder: Path, seed: int) -> Path:
+    """An IP-Adapter of the SDXL layout for the demo UNet, random weights: an image encoder (a tiny CLIP
+    vision model) in `image_encoder/` and `ip-adapter.safetensors` with the image projection and, for each
+    cross-attention layer in the UNet's order, its key and value projections of image tokens."""
+    pipe = StableDiffusionXLPipeline.from_pretrained(demo_model(), add_watermarker=False, use_safetensors=True)
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    )
+    CLIPVisionModelWithProjection(config).save_pretrained(folder / "image_encoder", safe_serialization=True)
+    width, tokens = pipe.unet.config.cross_attention_dim, 4
+    tensors = {
+        "image_proj.proj.weight": torch.randn(tokens * width, config.projection_dim) * 0.5,
+        "image_proj.proj.bias": torch.zeros(tokens * width),
+        "image_proj.norm.weight": torch.ones(width),
+        "image_proj.norm.bias": torch.zeros(width),
+    }
+    layers = [name for name in pipe.unet.attn_processors if name.endswith("attn2.processor")]
+    modules = dict(pipe.unet.named_modules())
+    for index, name in enumerate(layers):
+        attention = modules[name.removesuffix(".processor")]
+        for projection in ("to_k", "to_v"):
+            out_features = getattr(attention, projection).out_features
+            tensors[f"ip_adapter.{2 * index + 1}.{projection}_ip.weight"] = torch.randn(out_features, width) * 0.3
+    save_file(tensors, folder / "ip-adapter.safetensors")
     return folder

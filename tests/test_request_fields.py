@@ -45,6 +45,24 @@ REQUESTS = [
     ("img2img", {"prompt": "a harbour", "prompt_strength": "0.2", "width": 128, "height": 64}),
     ("inpaint", {"prompt": "a sofa", "seed": 9, "embeddings_model": "a,b", "vae": "v"}),
     ("super_resolution", {"scale": 2, "model_id": "RealESRGAN_x2plus"}),
+    (
+        "controlnet",
+        {"prompt": "a house", "controlnet_model": "canny", "control_image": "https://example.com/edges.png"},
+    ),
+    (
+        "controlnet",
+        {
+            "prompt": "a house",
+            "controlnet_model": "canny,tile",
+            "controlnet_type": "canny,tile",
+            "controlnet_conditioning_scale": "0.5,1.5",
+            "auto_hint": "no",
+            "guess_mode": "yes",
+            "strength": 0.3,
+            "control_image": ["https://example.com/a.png", "https://example.com/b.png"],
+            "lora_model": "ink-style",
+        },
+    ),
 ]
 
 

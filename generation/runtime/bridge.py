@@ -63,11 +63,12 @@ def resolve(params: JobParams) -> JobInput:
     if isinstance(params, DiffusionParams):
         controlnets = [model["id"] for model in params.controlnets] if isinstance(params, ControlNetParams) else []
         wanted = {lora["id"] for lora in params.loras} | set(params.embeddings) | ({params.vae_id} - {""})
-        models = _local_models(wanted | set(controlnets))
+        models = _local_models((wanted | set(controlnets) | {params.ip_adapter_id}) - {""})
         resolved.loras = [LoraChoice(models[lora["id"]], lora["strength"]) for lora in params.loras]
         resolved.embeddings = [models[name] for name in params.embeddings]
         resolved.vae = models.get(params.vae_id)
         resolved.controlnets = [models[name] for name in controlnets]
+        resolved.ip_adapter = models.get(params.ip_adapter_id)
     if upscaling := params.upscaling():
         resolved.upscaler = _upscaler_weights(upscaling[0])
     return resolved

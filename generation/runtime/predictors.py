@@ -49,6 +49,7 @@ class JobInput:
     vae: LocalModel | None = None
     upscaler: LocalModel | None = None  # an upscaler's weights; None: a plain resize stands in (demo mode)
     controlnets: list[LocalModel] = field(default_factory=list)  # in the order of params.controlnets
+    ip_adapter: LocalModel | None = None  # its folder: weights and image_encoder/
 
 
 @dataclass

@@ -31,7 +31,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import CLIPImageProcessor
 
-from generation.params import CONTROL_IMAGES, ControlNetParams, DiffusionParams
+from generation.params import CONTROL_IMAGES, IP_ADAPTER_WEIGHTS, ControlNetParams, DiffusionParams
 from generation.runtime import acceleration
 from generation.runtime.demo_model import build_demo_model
 from generation.runtime.hints import control_hint
@@ -122,8 +122,9 @@ def latent_preview(latents, index: int = 0) -> Image.Image | None:
 class SDXLPredictor(Predictor):
     """Holds one copy of one checkpoint's SDXL weights (`weights`: its diffusers folder, or a model id in
     the Hugging Face cache); text2img, img2img, inpaint and ControlNet jobs share them. LoRAs are named
-    adapters and ControlNets loaded models, each kept in a bounded cache and switched per job; embeddings
-    and another VAE are put in for one job and taken out after it, so no job leaks into the next."""
+    adapters and ControlNets loaded models, each kept in a bounded cache and switched per job; an
+    IP-Adapter's layers are loaded once and swapped in for the jobs that use it; embeddings and another
+    VAE are put in for one job and taken out after it, so no job leaks into the next."""
 
     per_checkpoint = True
 
@@ -135,6 +136,8 @@ class SDXLPredictor(Predictor):
         self.vaes = {}  # content hash -> a loaded library VAE
         self.controlnets = OrderedDict()  # content hash -> (ControlNetModel, bytes), least recently used first
         self.controlnet_pipelines = {}  # "text2img" / "img2img" / "inpaint" -> pipeline, made on first use
+        self.base_processors = None  # the UNet's own attention processors, kept when an IP-Adapter loads
+        self.ip_adapter = None  # (key, its attention processors, its image projection) once one is loaded
         self.base_vae = None
         self.schedulers = {}
         self.base_scheduler_config = None
@@ -340,6 +343,7 @@ class SDXLPredictor(Predictor):
     def _models(self, job: JobInput):
         """The job's LoRAs, embeddings and VAE in place for the pipeline call, and out again after it."""
         self._set_loras(job.loras)
+        self._set_ip_adapter(job.ip_adapter, job.params.ip_adapter_scale)
         tokens = []
         try:
             for embedding in job.embeddings:
@@ -390,6 +394,35 @@ class SDXLPredictor(Predictor):
                 self.pipelines["text2img"].delete_adapters(old)
                 del self.adapters[old]
         return name
+
+    def _set_ip_adapter(self, chosen: LocalModel | None, scale: float):
+        """A library IP-Adapter's layers in the UNet at `scale` (loaded on first use; another one replaces
+        it); none: the UNet's own attention processors, so the image is the one without any adapter."""
+        pipe = self.pipelines["text2img"]
+        unet = pipe.unet
+        if chosen is None:
+            if unet.encoder_hid_proj is not None:
+                unet.set_attn_processor(dict(self.base_processors))  # diffusers empties the dict it is given
+                unet.encoder_hid_proj = None
+                unet.config.encoder_hid_dim_type = None
+            return
+        key = chosen.content_hash or str(chosen.path)
+        if self.ip_adapter is None or self.ip_adapter[0] != key:
+            self._set_ip_adapter(None, 0.0)
+            self.base_processors = self.base_processors or dict(unet.attn_processors)
+            started = time.perf_counter()
+            pipe.load_ip_adapter(
+                str(chosen.path), subfolder="", weight_name=IP_ADAPTER_WEIGHTS, image_encoder_folder="image_encoder"
+            )
+            for pipeline in self._all_pipelines():  # the pipelines made from this one share its encoder
+                pipeline.register_modules(image_encoder=pipe.image_encoder, feature_extractor=pipe.feature_extractor)
+            self.ip_adapter = (key, dict(unet.attn_processors), unet.encoder_hid_proj)
+            logger.info("Loaded IP-Adapter %s in %.2fs", chosen.id, time.perf_counter() - started)
+        elif unet.encoder_hid_proj is None:
+            unet.set_attn_processor(dict(self.ip_adapter[1]))
+            unet.encoder_hid_proj = self.ip_adapter[2]
+            unet.config.encoder_hid_dim_type = "ip_image_proj"
+        pipe.set_ip_adapter_scale(scale)
 
     def _load_embedding(self, embedding: LocalModel) -> list[str]:
         """Put a library embedding's vectors into both text encoders under its id; the tokens it added."""
@@ -493,14 +526,15 @@ class SDXLPredictor(Predictor):
 
 def _image_inputs(jobs: list[JobInput], hints: list) -> dict:
     """Size and image inputs of a call: an init image (img2img, inpaint) with its strength, a mask
-    (inpaint), a ControlNet job's hints."""
+    (inpaint), a ControlNet job's hints, an IP-Adapter's image prompt (a job with one runs alone)."""
     params = jobs[0].params
     size = (params.width, params.height)
+    prompt = {"ip_adapter_image": jobs[0].images["ip_adapter_image"]} if params.ip_adapter_id else {}
     if isinstance(params, ControlNetParams):
-        return _controlnet_inputs(jobs, hints, size)
+        return {**_controlnet_inputs(jobs, hints, size), **prompt}
     if "init_image" not in jobs[0].images:
-        return {"width": size[0], "height": size[1]}
-    return _start_inputs(jobs[0], size)
+        return {"width": size[0], "height": size[1], **prompt}
+    return {**_start_inputs(jobs[0], size), **prompt}
 
 
 def _start_inputs(job: JobInput, size: tuple) -> dict:
