@@ -240,6 +240,9 @@ def dashboard_status(job: Job) -> dict:
         "progress": selectors.progress(job),
         "eta": None if finished else selectors.eta_seconds(job),
         "outputs": storage.output_urls(job) if job.status == Job.Status.SUCCESS else [],
+        "hints": [storage.absolute_url(job.base_url, name) for name in storage.hint_names(job)]
+        if job.status == Job.Status.SUCCESS
+        else [],
         "error": job.error,
         "generation_time": job.generation_time,
     }

@@ -40,7 +40,7 @@ from generation import (
 from generation.api import errors
 from generation.api.serializers import SERIALIZERS
 from generation.models import Job, LibraryModel
-from generation.params import UPSCALE_MODELS, InvalidInput
+from generation.params import CONTROL_TYPES, UPSCALE_MODELS, InvalidInput
 
 HISTORY_PAGE_SIZE = 20
 
@@ -138,6 +138,7 @@ def playground(request):
             "schedulers": schedulers.DIFFUSERS_SCHEDULERS + list(schedulers.A1111_SCHEDULERS),
             "default_scheduler": schedulers.DEFAULT_SCHEDULER,
             "upscale_models": UPSCALE_MODELS,
+            "control_types": CONTROL_TYPES,
         },
     )
 
@@ -197,6 +198,10 @@ def _job_fields(job: Job) -> list[tuple[str, str]]:
     if size and params.get("upscale", 1) > 1:
         size += f", upscaled {params['upscale']}×"
     loras = ", ".join(f"{lora['id']} ({lora['strength']:g})" for lora in params.get("loras") or [])
+    controlnets = ", ".join(
+        f"{model['id']} ({model['type'] or 'as given'}, {model['scale']:g})"
+        for model in params.get("controlnets") or []
+    )
     fields = [
         ("Prompt", params.get("prompt")),
         ("Negative prompt", params.get("negative_prompt")),
@@ -212,6 +217,13 @@ def _job_fields(job: Job) -> list[tuple[str, str]]:
         ("LoRAs", loras),
         ("Embeddings", ", ".join(params.get("embeddings") or [])),
         ("VAE", params.get("vae_id")),
+        ("ControlNets", controlnets),
+        ("Auto hint", ("on" if params.get("auto_hint") else "off") if controlnets else None),
+        ("Guess mode", "on" if params.get("guess_mode") else None),
+        (
+            "IP-Adapter",
+            f"{params['ip_adapter_id']} ({params['ip_adapter_scale']:g})" if params.get("ip_adapter_id") else None,
+        ),
         ("Perturbed-attention guidance", "on" if params.get("self_attention") else None),
         ("CLIP skip", params.get("clip_skip")),
         ("Format", (params.get("output_format") or "").upper() + (", base64" if params.get("base64") else "")),
@@ -222,19 +234,24 @@ def _job_fields(job: Job) -> list[tuple[str, str]]:
 
 
 # the playground's image inputs, by the job parameter that names a stored input
-PLAYGROUND_IMAGES = {"init_image": "init_image", "mask_image": "mask_image", "image": "init_image"}
+PLAYGROUND_IMAGES = {
+    "init_image": "init_image",
+    "mask_image": "mask_image",
+    "image": "init_image",
+    "control_image": "control_image",
+}
 
 
 def _playground_params(job: Job) -> dict:
     """What "run again in the playground" fills in: the request fields that ask for this job again (the
     one map of generation/request_fields.py), and where its stored input images are read back."""
     fields = request_fields.to_request(job.parameters)
-    for name in ("url", "init_image", "mask_image"):  # the stored inputs stand in for the URLs sent
+    for name in PLAYGROUND_IMAGES.keys() | {"url"}:  # the stored inputs stand in for the URLs sent
         fields.pop(name, None)
     inputs = {
         PLAYGROUND_IMAGES[field]: reverse("dashboard-job-input", args=[job.id, field])
         for field in job.parameters.inputs
-        if job.params.get(field) and not job.expired_at
+        if field in PLAYGROUND_IMAGES and job.params.get(field) and not job.expired_at
     }
     return {"kind": job.kind, "fields": fields, "inputs": inputs}
 

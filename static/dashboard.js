@@ -93,6 +93,7 @@ function followJob(urls, ids) {
     if (job.status === "success") {
       el("outputs").innerHTML = "";
       job.outputs.forEach((url, index) => el("outputs").appendChild(outputFigure(url, job.seeds[index], index, job)));
+      (job.hints || []).forEach((url, index) => el("outputs").appendChild(hintFigure(url, index)));
       const details = el("details");
       if (details) {
         const seeds = job.kind === "super_resolution" ? "" : "seed " + job.seeds.join(", ") + " · ";
@@ -116,6 +117,19 @@ function followJob(urls, ids) {
     stream.close();
     if (!job.status || unfinished()) poll();
   };
+}
+
+// A control image as a ControlNet saw it (after auto_hint), beside the outputs.
+function hintFigure(url, index) {
+  const figure = document.createElement("figure");
+  figure.className = "hint";
+  const img = document.createElement("img");
+  img.src = url;
+  img.alt = "control hint " + index;
+  const caption = document.createElement("figcaption");
+  caption.textContent = "Control hint " + (index + 1);
+  figure.append(img, caption);
+  return figure;
 }
 
 // The same request as the API takes it (the v6 paths honour the model fields), with a placeholder key
@@ -190,7 +204,9 @@ async function submitPlayground(event) {
   const init = (await readFile(form.elements.init_image)) || form.elements.init_image_url.value;
   if (init && kind !== "text2img") body[imageField] = init;
   const mask = await readFile(form.elements.mask_image);
-  if (mask && kind === "inpaint") body.mask_image = mask;
+  if (mask && (kind === "inpaint" || kind === "controlnet")) body.mask_image = mask;
+  const control = await readFile(form.elements.control_image);
+  if (control && kind === "controlnet") body.control_image = control;
 
   const result = document.getElementById("result");
   for (const name of ["status", "error", "details", "outputs", "position", "eta"]) {

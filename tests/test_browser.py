@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.core.management import call_command
+from PIL import Image
 
 from tests import model_files
 from tests.conftest import ROOT, Api, make_account, paused, png_bytes, step_until
@@ -308,3 +309,55 @@ def test_admin_gallery_counts_images_and_the_jobs_table_fits_1280_px(staff, api,
     page.click("#docs-links >> text=/api/docs/")
     page.wait_for_selector(".swagger-ui .opblock")  # the OpenAPI browser runs under the pages' policy
     shot(page, "17-openapi")
+
+
+@pytest.fixture
+def controlnet_user(transactional_db):
+    """An account and a canny ControlNet in the library (made before the browser starts)."""
+    controlnet = model_files.controlnet(ROOT / "var" / "test-models" / "controlnet-a", seed=1)
+    call_command("addmodel", str(controlnet), "--id", "canny", "--kind", "controlnet")
+    return make_account("edges@example.com")
+
+
+def test_the_playground_runs_a_controlnet_shows_its_hint_and_runs_it_again(
+    controlnet_user, live_server, page, tmp_path
+):
+    control = tmp_path / "control.png"
+    image = np.full((64, 64, 3), 90, dtype=np.uint8)
+    image[16:48, 16:48] = 240
+    Image.fromarray(image).save(control)
+    base = live_server.url
+    page.goto(base + "/accounts/login/")
+    page.fill("input[name=login]", "edges@example.com")
+    page.fill("input[name=password]", "correct horse battery")
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/dashboard/")
+    page.goto(base + "/dashboard/playground/")
+    page.select_option("select[name=kind]", "controlnet")
+    assert page.is_visible("select[name=controlnet_model]") and not page.is_hidden("input[name=control_image]")
+    page.set_input_files("input[name=control_image]", str(control))
+    page.fill("input[name=num_inference_steps]", "2")
+    page.fill("input[name=width]", "64")
+    page.fill("input[name=height]", "64")
+    page.fill("input[name=controlnet_conditioning_scale]", "0.8")
+    page.click("#generate")
+    page.wait_for_selector("#result-status:text('success')")
+    page.wait_for_selector("#result-outputs .hint img")
+    hint = decode(page.get_attribute("#result-outputs .hint img", "src"))
+    assert set(np.unique(np.asarray(hint.convert("L")))) == {0, 255}  # canny edges
+    assert "/api/v6/images/controlnet" in page.text_content("#result-curl")
+    shot(page, "06e-playground-controlnet")
+
+    page.click("#result-link")
+    page.wait_for_selector("#job-outputs .hint img")
+    page.click("#open-in-playground")
+    page.wait_for_selector("#playground[data-filled=true]")
+    expected = {
+        "select[name=kind]": "controlnet",
+        "select[name=controlnet_model]": "canny",
+        "select[name=controlnet_type]": "canny",
+        "input[name=controlnet_conditioning_scale]": "0.8",
+        "select[name=auto_hint]": "yes",
+    }
+    assert {selector: page.input_value(selector) for selector in expected} == expected
+    assert page.evaluate("document.querySelector('input[name=control_image]').files.length") == 1
