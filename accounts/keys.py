@@ -129,6 +129,8 @@ def _recalled(prefix: str) -> ApiKey | None:
             instances.append(None)
             continue
         fields = [model._meta.get_field(name) for name in _cached_fields(model)]
+        if any(field.attname not in row for field in fields):
+            return None  # cached by an older release (a field added since): loaded again
         values = [field.to_python(row[field.attname]) for field in fields]
         instances.append(model.from_db(connection.alias, [field.attname for field in fields], values))
     api_key, user, account, plan = instances
@@ -234,3 +236,9 @@ def _instances(row, layout) -> list:
                 values[index] = convert(values[index], column, connection)
         instances.append(model.from_db(connection.alias, attnames, values))
     return instances
+
+
+def set_default_checkpoint(api_key: ApiKey, public_id: str):
+    """The checkpoint of the key's A1111-API requests that name none (saved, so its cache is forgotten)."""
+    api_key.default_checkpoint = public_id
+    api_key.save(update_fields=["default_checkpoint"])

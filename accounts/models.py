@@ -54,6 +54,12 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked = models.BooleanField(default=False)
+    default_checkpoint = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="the library checkpoint of this key's AUTOMATIC1111-API requests that name none "
+        "(set by POST /sdapi/v1/options); empty: the library's default",
+    )
 
     class Meta:
         verbose_name = "API key"

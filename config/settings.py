@@ -301,6 +301,18 @@ PROMPT_ENHANCEMENT = env(
 )
 # `self_attention`: the strength of perturbed-attention guidance
 PAG_SCALE = env.float("PAG_SCALE", default=3.0)
+# The front-ends (OpenAI Images API, AUTOMATIC1111 API): how long a request waits for its images (their
+# clients cannot poll; the wait holds no thread), the size `"auto"` means, the denoising steps of OpenAI's
+# `quality` values, and OpenAI's own model names, which mean the default checkpoint.
+FRONTEND_WAIT_SECONDS = env.float("FRONTEND_WAIT_SECONDS", default=600.0)
+FRONTEND_DEFAULT_SIZE = env.int("FRONTEND_DEFAULT_SIZE", default=1024)
+OPENAI_QUALITY_STEPS = {
+    name: int(steps)
+    for name, steps in env.dict(
+        "OPENAI_QUALITY_STEPS", default={"low": 15, "standard": 25, "medium": 25, "auto": 25, "high": 40, "hd": 40}
+    ).items()
+}
+OPENAI_MODEL_ALIASES = env.list("OPENAI_MODEL_ALIASES", default=["dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini"])
 # Per-key and per-account limits (the billing plan overrides them).
 API_REQUESTS_PER_MINUTE = env.int("API_REQUESTS_PER_MINUTE", default=60)
 # fetch, cancel, system_load, account, model_list: per account, the larger of this and the plan's limit

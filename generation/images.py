@@ -85,8 +85,8 @@ def _format(data: bytes) -> str | None:
     return None
 
 
-def decode(data: bytes, label: str) -> Image.Image:
-    """Decode PNG/JPEG/WebP bytes into an upright RGB image, refusing decompression bombs."""
+def _open(data: bytes, label: str) -> Image.Image:
+    """PNG/JPEG/WebP bytes as an upright image of any mode, refusing decompression bombs."""
     if _format(data) is None:
         raise ImageInputError(f"The {label} must be a PNG, JPEG or WebP image.")
     try:
@@ -101,10 +101,28 @@ def decode(data: bytes, label: str) -> Image.Image:
         raise ImageInputError(f"The {label} has too many pixels.") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageInputError(f"The {label} is not a readable image.") from exc
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    return ImageOps.exif_transpose(image)
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def decode(data: bytes, label: str) -> Image.Image:
+    """Decode PNG/JPEG/WebP bytes into an upright RGB image (transparency flattened onto white)."""
+    image = _open(data, label)
+    if _has_alpha(image):
         rgba = image.convert("RGBA")
         flat = Image.new("RGB", rgba.size, (255, 255, 255))
         flat.paste(rgba, mask=rgba.getchannel("A"))
         return flat
     return image.convert("RGB")
+
+
+def transparent_mask(data: bytes, label: str) -> Image.Image:
+    """A mask from an image's transparency, as OpenAI's edits take one: transparent pixels white (to be
+    repainted), opaque ones black, partly transparent ones grey."""
+    image = _open(data, label)
+    if not _has_alpha(image):
+        raise ImageInputError(f"The {label} must be a PNG with transparency (transparent = repaint).")
+    return ImageOps.invert(image.convert("RGBA").getchannel("A")).convert("RGB")

@@ -187,3 +187,9 @@ def account_summary(user) -> dict:
         else None,
         "current_period_end": account.current_period_end.isoformat() if account.current_period_end else None,
     }
+
+
+def key_jobs_in_flight(api_key) -> list[Job]:
+    """The key's queued and running jobs, oldest first (what A1111's /progress and /interrupt act on)."""
+    unfinished = (Job.Status.QUEUED, Job.Status.RUNNING)
+    return list(Job.objects.filter(api_key=api_key, status__in=unfinished).order_by("id"))

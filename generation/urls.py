@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from generation import views as pages
 from generation.api import views
+from generation.frontends import a1111, openai
 
 
 def endpoint(pattern, view, name=None, **family):
@@ -49,6 +50,26 @@ FAMILIES = {
 }
 
 
+A1111 = {
+    "txt2img": a1111.Txt2ImgView,
+    "img2img": a1111.Img2ImgView,
+    "extra-single-image": a1111.ExtraSingleImageView,
+    "sd-models": a1111.ModelsView,
+    "options": a1111.OptionsView,
+    "samplers": a1111.SamplersView,
+    "schedulers": a1111.SchedulersView,
+    "upscalers": a1111.UpscalersView,
+    "sd-vae": a1111.VaesView,
+    "loras": a1111.LorasView,
+    "embeddings": a1111.EmbeddingsView,
+    "progress": a1111.ProgressView,
+    "interrupt": a1111.InterruptView,
+    "skip": a1111.InterruptView,
+    "cmd-flags": a1111.CmdFlagsView,
+    "scripts": a1111.ScriptsView,
+}
+
+
 def _fetch_path(prefix: str, operations: dict) -> str:
     """The family's own fetch path, or v3's for a family without one."""
     return f"/{prefix}/fetch/" if f"fetch/{JOB_ID}" in operations else "/api/v3/fetch/"
@@ -78,6 +99,13 @@ urlpatterns = [
         for prefix, operations in FAMILIES.items()
         for path, view in operations.items()
     ),
+    # the front-ends (generation/frontends/): the OpenAI Images API and the AUTOMATIC1111 API
+    re_path(r"^v1/images/generations/?$", openai.GenerationsView.as_view(), name="openai-generations"),
+    re_path(r"^v1/images/edits/?$", openai.EditsView.as_view(), name="openai-edits"),
+    re_path(r"^v1/images/variations/?$", openai.VariationsView.as_view(), name="openai-variations"),
+    re_path(r"^v1/models/?$", openai.ModelsView.as_view(), name="openai-models"),
+    re_path(r"^v1/models/(?P<model_id>[^/]+)/?$", openai.ModelsView.as_view(), name="openai-model"),
+    *(re_path(rf"^sdapi/v1/{name}/?$", view.as_view(), name=f"a1111-{name}") for name, view in A1111.items()),
     path("docs/", pages.docs, name="docs"),
     path("docs/<slug:page>/", pages.docs, name="docs-page"),
     re_path(r"^healthz/?$", pages.healthz, name="healthz"),

@@ -22,7 +22,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
-from generation import answers, monitoring, queue, services
+from generation import a1111_answers, answers, monitoring, openai_answers, queue, services
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ SCOPE_FLAG = "sdxl.continuations"  # in the ASGI scope when config/asgi.py carri
 KEEPALIVE_SECONDS = 15.0  # an event stream sends a comment this often, so proxies keep it open
 POSITIONS_EVERY = 0.05  # seconds: a queue's moves are looked up at most this often, for all its streams
 POSITION = "position"  # the inbox channel of a stream's new queue position
+# the front-ends' answers for a job waited for: (status, body) from (job id, the request's options)
+FRONTEND_ANSWERS = {"openai": openai_answers.after_wait, "a1111": a1111_answers.after_wait}
 
 
 def can_continue(request) -> bool:
@@ -41,8 +43,8 @@ def can_continue(request) -> bool:
 
 def continuation(**plan) -> dict:
     """The response header that hands the rest of a request to the event loop: `wait=<job id>` with
-    `timeout` and `fetch_path` (then the generation answer), or `stream=<job id>` with `format` ("api"
-    or "dashboard")."""
+    `timeout` and `fetch_path` (then the generation answer) or `answer` and `options` (then a
+    front-end's answer, FRONTEND_ANSWERS), or `stream=<job id>` with `format` ("api" or "dashboard")."""
     return {CONTINUE_HEADER: json.dumps(plan)}
 
 
@@ -204,7 +206,12 @@ async def carry_out(plan: dict, start: dict, receive, send):
     response `start`."""
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
-        if "wait" in plan:
+        if "answer" in plan:
+            await wait_finished(plan["wait"], plan["timeout"], gone)
+            answer = _returning_connection(FRONTEND_ANSWERS[plan["answer"]])
+            status, body = await answer(plan["wait"], plan["options"])
+            await _send_json({**start, "status": status}, body, send)
+        elif "wait" in plan:
             finished = await wait_finished(plan["wait"], plan["timeout"], gone)
             body = await _cached_answer(plan["wait"]) if finished else None
             if body is None:  # not finished (the answer says where it stands), or Redis lost it

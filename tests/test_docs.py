@@ -13,7 +13,8 @@ DOC = (ROOT / "docs" / "api.md").read_text()
 
 
 def test_every_path_in_the_reference_is_served():
-    paths = set(re.findall(r"`POST (/api/v\d[^`\s]*)`", DOC))
+    paths = set(re.findall(r"`(?:POST|GET) (/(?:api/v\d|v1|sdapi/v1)/[^`\s]*)`", DOC))
+    assert {"/v1/images/edits", "/sdapi/v1/txt2img", "/sdapi/v1/progress"} <= paths  # the front-ends too
     families = re.findall(r"^\| `(/api/[^|]+)` \| ([^|]+) \|", DOC, flags=re.MULTILINE)
     for prefixes, operations in families:
         for prefix in re.findall(r"`(/api/[^`]+)`", "`" + prefixes.strip("` ") + "`"):

@@ -12,6 +12,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from billing.credits import InsufficientCredits, QueueFull
+from generation import openai_answers
 from generation.api.parsers import BodyTooLarge
 from generation.envelope import message
 from generation.jobs import IdempotencyConflict
@@ -163,9 +164,15 @@ def bad_request_page(request, exception=None):
 
 
 def page_not_found(request, exception=None):
-    """Unknown URL: the contract's body under /api/ (clients never get an HTML page), Django's page elsewhere."""
+    """Unknown URL: the contract's body under /api/ (clients never get an HTML page), the front-ends' own
+    under /v1/ and /sdapi/, Django's page elsewhere."""
     if request.path.startswith("/api/"):
         return JsonResponse(unknown_endpoint(request.method, request.path))
+    if request.path.startswith("/v1/"):
+        status, body = openai_answers.error(404, f"Unknown path: {request.method} {request.path}", code="unknown_url")
+        return JsonResponse(body, status=status)
+    if request.path.startswith("/sdapi/"):
+        return JsonResponse({"detail": "Not Found"}, status=404)
     return defaults.page_not_found(request, exception)
 
 

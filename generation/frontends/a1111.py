@@ -1,0 +1,300 @@
+"""The AUTOMATIC1111 web UI API at `/sdapi/v1` (A1111's `--api --api-auth`: HTTP Basic with the API key
+as the password): txt2img and img2img (with inpainting), `<lora:id:weight>` in prompts, the model
+library as A1111 lists models, options per key, progress with the live preview, interrupt, and the
+upscaler as extra-single-image."""
+
+import re
+
+from PIL import ImageFilter, ImageOps
+from rest_framework.response import Response
+
+from accounts.keys import set_default_checkpoint
+from billing import credits
+from generation import a1111_answers, library, schedulers, selectors, services, storage
+from generation.api.serializers import (
+    Img2ImgSerializer,
+    InpaintSerializer,
+    SuperResolutionSerializer,
+    Text2ImgSerializer,
+)
+from generation.frontends.base import BasicOrBearerKey, FrontendView, GenerationFrontendView, Refused
+from generation.models import LibraryModel
+from generation.params import UPSCALE_MODELS
+
+LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^>]*))?>", re.IGNORECASE)
+# A1111's samplers (its labels without a schedule) and schedule types; "Karras" picks Karras sigmas
+SAMPLERS = [label for label in schedulers.A1111_SCHEDULERS if not label.endswith(" Karras")]
+SCHEDULE_TYPES = {"Automatic": None, "Uniform": False, "Karras": True}
+DEFAULT_SAMPLER = "UniPC"
+MAX_IMAGES = 4
+IMAGE_FIELDS = ("init_images", "mask", "image")  # left out of the `parameters` echoed back
+
+
+class A1111View(FrontendView):
+    answers = a1111_answers
+    answer_name = "a1111"
+    authentication_classes = [BasicOrBearerKey]
+    field_names = {
+        "model_id": "override_settings.sd_model_checkpoint",
+        "lora_model": "prompt",
+        "num_inference_steps": "steps",
+        "guidance_scale": "cfg_scale",
+        "samples": "batch_size",
+        "scheduler": "sampler_name",
+        "init_image": "init_images",
+        "mask_image": "mask",
+        "strength": "denoising_strength",
+        "url": "image",
+    }
+
+    def plan_models(self, model_type: str) -> list[LibraryModel]:
+        plan = credits.account_for(self.request.user, loaded=True).plan
+        return [entry for entry in library.listed(plan) if entry.model_type == model_type]
+
+
+class GenerateView(GenerationFrontendView, A1111View):
+    """txt2img and img2img: A1111's fields translated into the hosted API's."""
+
+    def fields(self, data) -> dict:
+        prompt, loras = _without_lora_tags(str(data.get("prompt") or ""))
+        batch = _integer(data, "batch_size", 1) * _integer(data, "n_iter", 1)
+        if not 1 <= batch <= MAX_IMAGES:
+            raise Refused(a1111_answers.invalid("batch_size", f"batch_size x n_iter must be 1-{MAX_IMAGES}."))
+        fields = {
+            "prompt": prompt,
+            "negative_prompt": data.get("negative_prompt") or "",
+            "seed": data.get("seed", -1),
+            "num_inference_steps": data.get("steps", 20),
+            "guidance_scale": data.get("cfg_scale", 7),
+            "width": data.get("width", 512),
+            "height": data.get("height", 512),
+            "samples": batch,
+            "scheduler": _scheduler(data.get("sampler_name") or data.get("sampler_index"), data.get("scheduler")),
+            "model_id": self._checkpoint(data),
+        }
+        if loras:
+            fields.update(lora_model=",".join(name for name, _ in loras), lora_strength=",".join(w for _, w in loras))
+        return fields
+
+    def _checkpoint(self, data) -> str | None:
+        overrides = data.get("override_settings") or {}
+        chosen = overrides.get("sd_model_checkpoint") if isinstance(overrides, dict) else None
+        return _model_id(chosen) if chosen else (self.request.auth.default_checkpoint or None)
+
+    def options(self, data) -> dict:
+        sampler = data.get("sampler_name") or data.get("sampler_index") or DEFAULT_SAMPLER
+        return {
+            "sampler_name": sampler,
+            "scheduler": data.get("scheduler") or "Automatic",
+            "batch_size": _integer(data, "batch_size", 1),
+            "n_iter": _integer(data, "n_iter", 1),
+            "send_images": data.get("send_images", True) is not False,
+            "parameters": {name: value for name, value in data.items() if name not in IMAGE_FIELDS},
+        }
+
+
+class Txt2ImgView(GenerateView):
+    def post(self, request):
+        submission = self.validated(Text2ImgSerializer, self.fields(request.data))
+        return self.generate(submission, self.options(request.data))
+
+
+class Img2ImgView(GenerateView):
+    def post(self, request):
+        data = request.data
+        init_images = data.get("init_images") or []
+        if not isinstance(init_images, list) or not init_images:
+            raise Refused(a1111_answers.invalid("init_images", "init_images needs one base64 image."))
+        fields = {**self.fields(data), "init_image": init_images[0], "strength": data.get("denoising_strength", 0.75)}
+        if not data.get("mask"):
+            return self.generate(self.validated(Img2ImgSerializer, fields), self.options(data))
+        submission = self.validated(InpaintSerializer, {**fields, "mask_image": data["mask"]})
+        mask = submission["inputs"]["mask_image"]
+        if mask.image is not None:  # A1111's mask options, applied as A1111 applies them
+            if data.get("inpainting_mask_invert") in (1, True, "1"):
+                mask.image = ImageOps.invert(mask.image)
+            if blur := _integer(data, "mask_blur", 4):
+                mask.image = mask.image.filter(ImageFilter.GaussianBlur(min(blur, 64)))
+        return self.generate(submission, self.options(data))
+
+
+class ExtraSingleImageView(GenerationFrontendView, A1111View):
+    def post(self, request):
+        data = request.data
+        upscaler = data.get("upscaler_1") if data.get("upscaler_1") in UPSCALE_MODELS else UPSCALE_MODELS[0]
+        fields = {"url": data.get("image"), "scale": data.get("upscaling_resize", 2), "model_id": upscaler}
+        return self.generate(self.validated(SuperResolutionSerializer, fields), {})
+
+
+class ModelsView(A1111View):
+    def get(self, request):
+        return Response([_sd_model(entry) for entry in self.plan_models(LibraryModel.ModelType.CHECKPOINT)])
+
+
+class OptionsView(A1111View):
+    """The options A1111 clients read and set; `sd_model_checkpoint` is this key's default checkpoint."""
+
+    def get(self, request):
+        checkpoint = request.auth.default_checkpoint or library.default_checkpoint().public_id
+        entry = library.find(checkpoint) or library.default_checkpoint()
+        return Response(
+            {
+                "sd_model_checkpoint": _sd_model(entry)["title"],
+                "sd_checkpoint_hash": entry.content_hash,
+                "sd_vae": "Automatic",
+                "CLIP_stop_at_last_layers": 1,
+                "samples_format": "png",
+                "save_images": True,
+            }
+        )
+
+    def post(self, request):
+        wanted = request.data.get("sd_model_checkpoint")
+        if wanted:
+            public_id = _model_id(wanted)
+            if public_id not in {entry.public_id for entry in self.plan_models(LibraryModel.ModelType.CHECKPOINT)}:
+                raise Refused(a1111_answers.invalid("sd_model_checkpoint", f"Unknown checkpoint {wanted!r}."))
+            set_default_checkpoint(request.auth, public_id)
+        return Response(None)
+
+
+class SamplersView(A1111View):
+    def get(self, request):
+        return Response([{"name": name, "aliases": [], "options": {}} for name in SAMPLERS])
+
+
+class SchedulersView(A1111View):
+    def get(self, request):
+        return Response(
+            [
+                {"name": label.lower(), "label": label, "aliases": None, "default_rho": -1, "need_inner_model": False}
+                for label in SCHEDULE_TYPES
+            ]
+        )
+
+
+class UpscalersView(A1111View):
+    def get(self, request):
+        scales = {"RealESRGAN_x2plus": 2}
+        return Response(
+            [{"name": "None", "model_name": None, "model_path": None, "model_url": None, "scale": 4}]
+            + [
+                {"name": name, "model_name": name, "model_path": None, "model_url": None, "scale": scales.get(name, 4)}
+                for name in UPSCALE_MODELS
+            ]
+        )
+
+
+class VaesView(A1111View):
+    def get(self, request):
+        return Response(
+            [{"model_name": entry.public_id, "filename": entry.public_id} for entry in self.plan_models("vae")]
+        )
+
+
+class LorasView(A1111View):
+    def get(self, request):
+        return Response(
+            [
+                {"name": entry.public_id, "alias": entry.public_id, "path": entry.public_id, "metadata": {}}
+                for entry in self.plan_models("lora")
+            ]
+        )
+
+
+class EmbeddingsView(A1111View):
+    def get(self, request):
+        loaded = {
+            entry.public_id: {
+                "step": None,
+                "sd_checkpoint": None,
+                "sd_checkpoint_name": None,
+                "shape": None,
+                "vectors": None,
+            }
+            for entry in self.plan_models("embedding")
+        }
+        return Response({"loaded": loaded, "skipped": {}})
+
+
+class ProgressView(A1111View):
+    """This key's job in flight: its steps, ETA and live preview (as base64)."""
+
+    def get(self, request):
+        jobs = selectors.key_jobs_in_flight(request.auth)
+        job = next((job for job in jobs if job.status == job.Status.RUNNING), jobs[0] if jobs else None)
+        if job is None:
+            return Response(a1111_answers.progress(None, 0, 0, None, None))
+        preview = storage.read_bytes(job.preview_name) if job.preview_name else None
+        body = a1111_answers.progress(job, job.progress_step, job.progress_total, selectors.eta_seconds(job), preview)
+        body["state"]["job_count"] = len(jobs)
+        return Response(body)
+
+
+class InterruptView(A1111View):
+    """interrupt and skip: this key's jobs in flight are canceled (and refunded)."""
+
+    def post(self, request):
+        for job in selectors.key_jobs_in_flight(request.auth):
+            services.cancel_job(user=request.user, job_id=job.id)
+        return Response({})
+
+
+class CmdFlagsView(A1111View):
+    def get(self, request):
+        return Response({"api": True, "api_auth": True, "nowebui": True, "listen": True, "medvram": False})
+
+
+class ScriptsView(A1111View):
+    def get(self, request):
+        return Response({"txt2img": [], "img2img": []})
+
+
+def _sd_model(entry: LibraryModel) -> dict:
+    short = entry.content_hash[:10]
+    return {
+        "title": f"{entry.public_id} [{short}]" if short else entry.public_id,
+        "model_name": entry.public_id,
+        "hash": short or None,
+        "sha256": entry.content_hash or None,
+        "filename": entry.public_id,
+        "config": None,
+    }
+
+
+def _model_id(title: str) -> str:
+    """A checkpoint's id from what A1111 clients send: the id, or its title `id [hash]`."""
+    return re.sub(r"\s*\[[0-9a-f]*\]\s*$", "", str(title).strip())
+
+
+def _without_lora_tags(prompt: str) -> tuple[str, list[tuple[str, str]]]:
+    """The prompt without its `<lora:id:weight>` tags, and the LoRAs they name (weight default 1)."""
+    loras = [(name.strip(), (weight or "1").strip() or "1") for name, weight in LORA_TAG.findall(prompt)]
+    return re.sub(r"\s{2,}", " ", LORA_TAG.sub("", prompt)).strip(" ,"), loras
+
+
+def _integer(data, name: str, default: int) -> int:
+    try:
+        return int(data.get(name, default))
+    except (TypeError, ValueError) as exc:
+        raise Refused(a1111_answers.invalid(name, f"{name} must be an integer.")) from exc
+
+
+def _scheduler(sampler, schedule) -> str:
+    """Our scheduler for A1111's sampler and schedule type ("DPM++ 2M" + "Karras"; older clients send
+    "DPM++ 2M Karras" as one name)."""
+    sampler = str(sampler or DEFAULT_SAMPLER).strip()
+    schedule = str(schedule or "Automatic").strip().capitalize()
+    if schedule not in SCHEDULE_TYPES:
+        names = ", ".join(SCHEDULE_TYPES)
+        raise Refused(
+            a1111_answers.invalid("scheduler", f"Unknown scheduler {schedule!r}; the schedulers are {names}.")
+        )
+    label = f"{sampler} Karras" if SCHEDULE_TYPES[schedule] and not sampler.endswith("Karras") else sampler
+    if schedulers.resolve(label) is None:
+        raise Refused(
+            a1111_answers.invalid(
+                "sampler_name", f"Unknown sampler {sampler!r}; the samplers are {', '.join(SAMPLERS)}."
+            )
+        )
+    return label

@@ -1,0 +1,155 @@
+"""What both front-ends share: keys taken the way their clients send them, each API's own error bodies,
+and submitting a translated request that then waits for its images on the event loop (these clients
+cannot poll)."""
+
+import base64
+import binascii
+
+import redis
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.keys import authenticate_key
+from billing.credits import InsufficientCredits, QueueFull
+from generation import services, storage, waiting
+from generation.api.parsers import BodyTooLarge
+from generation.api.throttling import AccountRateThrottle, GenerationRateThrottle
+from generation.params import InvalidInput
+
+
+class Refused(Exception):
+    """A request a front-end answers with one of its own error bodies: `answer` is (status, body)."""
+
+    def __init__(self, answer: tuple[int, dict]):
+        super().__init__(answer)
+        self.answer = answer
+
+
+class BearerKey(BaseAuthentication):
+    """`Authorization: Bearer <key>`, as OpenAI's SDKs and the front-ends built on them send it."""
+
+    def authenticate(self, request):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return _authenticated(token.strip() if scheme.lower() == "bearer" else "")
+
+    def authenticate_header(self, request):
+        return "Bearer"
+
+
+class BasicOrBearerKey(BearerKey):
+    """A1111's `--api-auth`: HTTP Basic with the API key as the password (any user name), or Bearer."""
+
+    def authenticate(self, request):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return super().authenticate(request)
+        try:
+            _, _, password = base64.b64decode(token.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise exceptions.AuthenticationFailed() from exc
+        return _authenticated(password)
+
+    def authenticate_header(self, request):
+        return 'Basic realm="sdapi"'
+
+
+def _authenticated(raw_key: str):
+    api_key = authenticate_key(raw_key) if raw_key else None
+    if api_key is None:
+        raise exceptions.AuthenticationFailed()
+    return api_key.user, api_key
+
+
+class FrontendView(APIView):
+    """A front-end endpoint: its API's authentication and error bodies (`answers`, a module with
+    `invalid_key`, `invalid`, `rate_limited`, `no_credits`, `unavailable`, `server_error` and
+    `after_wait`), requests per minute as the hosted API counts them."""
+
+    answers = None
+    answer_name = ""  # what generation/waiting.py builds the answer with once the job is done
+    field_names = {}  # a hosted-API field -> the name this API's clients know it by (in errors)
+    permission_classes = []
+    throttle_classes = [AccountRateThrottle]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_exception_handler(self):
+        return self.handle_error
+
+    def handle_error(self, exc, context) -> Response:
+        status, body = self.error_answer(exc)
+        headers = {}
+        if status == 401:
+            headers["WWW-Authenticate"] = self.get_authenticate_header(self.request) or "Bearer"
+        if isinstance(exc, exceptions.Throttled):
+            headers["Retry-After"] = str(int(exc.wait or 60))
+        return Response(body, status=status, headers=headers)
+
+    def error_answer(self, exc) -> tuple[int, dict]:
+        answers = self.answers
+        if isinstance(exc, Refused):
+            return exc.answer
+        if isinstance(exc, (exceptions.AuthenticationFailed, exceptions.NotAuthenticated)):
+            return answers.invalid_key()
+        if isinstance(exc, InvalidInput):
+            return self.invalid_field(exc.field_name, exc.message)
+        if isinstance(exc, exceptions.ValidationError):
+            field, messages = next(iter(exc.detail.items())) if isinstance(exc.detail, dict) else ("body", exc.detail)
+            return self.invalid_field(
+                field, " ".join(str(m) for m in (messages if isinstance(messages, list) else [messages]))
+            )
+        if isinstance(exc, (BodyTooLarge, exceptions.ParseError, exceptions.UnsupportedMediaType)):
+            return answers.invalid("body", "The request body could not be read (too large, or not valid).")
+        if isinstance(exc, exceptions.Throttled):
+            return answers.rate_limited()
+        if isinstance(exc, QueueFull):
+            return answers.rate_limited(f"Too many requests in flight: at most {exc.limit} queued at once.")
+        if isinstance(exc, InsufficientCredits):
+            billing = self.request.build_absolute_uri("/billing/")
+            return answers.no_credits(
+                f"Insufficient credits: this request needs {exc.needed} and your balance is {exc.balance}. "
+                f"Buy credits or upgrade your plan at {billing}"
+            )
+        if isinstance(exc, exceptions.MethodNotAllowed):
+            return answers.invalid("method", f"Method {exc.args[0] if exc.args else ''} not allowed.")
+        if isinstance(exc, (redis.RedisError, OperationalError, InterfaceError)):
+            return answers.unavailable()
+        if isinstance(exc, exceptions.APIException):
+            return answers.invalid("body", str(exc.detail))
+        return answers.server_error()
+
+    def invalid_field(self, field: str, text: str) -> tuple[int, dict]:
+        return self.answers.invalid(self.field_names.get(field, field), text)
+
+    def validated(self, serializer_class, data: dict) -> dict:
+        """The hosted API's serializer run on the translated request (the model library's paths)."""
+        serializer = serializer_class(data=data, context={"model_library": True})
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def generate(self, submission: dict, options: dict) -> Response:
+        """Queue the job, then answer once it ends: on the event loop when the server has one (no thread
+        held), else waiting here; FRONTEND_WAIT_SECONDS at most."""
+        request, wait = self.request, settings.FRONTEND_WAIT_SECONDS
+        on_loop = waiting.can_continue(request)
+        job = services.request_generation(
+            user=request.user,
+            api_key=request.auth,
+            params=submission["params"],
+            inputs=submission["inputs"],
+            base_url=storage.base_url_for(request),
+            wait_seconds=0.0 if on_loop else wait,
+        )
+        if on_loop and not job.is_finished:
+            plan = waiting.continuation(wait=job.id, timeout=wait, answer=self.answer_name, options=options)
+            return Response({}, headers=plan)
+        status, body = self.answers.after_wait(job.id, options)
+        return Response(body, status=status)
+
+
+class GenerationFrontendView(FrontendView):
+    throttle_classes = [GenerationRateThrottle]
