@@ -20,12 +20,28 @@ def invalid(field: str, text: str) -> tuple[int, dict]:
     return 422, {"detail": [{"loc": ["body", field], "msg": text, "type": "value_error"}]}
 
 
-def unauthorized() -> tuple[int, dict]:
+def invalid_key() -> tuple[int, dict]:
     return detail(401, "Incorrect credentials")
+
+
+def rate_limited(text: str = "Rate limit exceeded: slow down.") -> tuple[int, dict]:
+    return detail(429, text)
+
+
+def no_credits(text: str) -> tuple[int, dict]:
+    return detail(402, text)
+
+
+def unavailable() -> tuple[int, dict]:
+    return detail(503, "The server is temporarily unavailable; try again in a few seconds.")
 
 
 def failed(text: str) -> tuple[int, dict]:
     return 500, {"error": "GenerationError", "detail": text, "body": "", "errors": text}
+
+
+def server_error() -> tuple[int, dict]:
+    return failed("Something went wrong, try again")
 
 
 def _encoded(name: str) -> str:

@@ -44,7 +44,7 @@ def picture(item: dict) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(item["b64_json"])))
 
 
-def test_generations_answer_b64_json_by_default_and_urls_when_asked(openai, account):
+def test_generations_answer_b64_json_by_default_and_urls_when_asked(openai, account, client):
     answer = openai.post("/images/generations", json={"prompt": "a lighthouse", "n": 2, **SMALL, "model": "dall-e-3"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -63,6 +63,9 @@ def test_generations_answer_b64_json_by_default_and_urls_when_asked(openai, acco
     assert [job.kind for job in jobs] == ["text2img"] * 3 and all(job.api_key_id for job in jobs)
     assert jobs[0].parameters.steps == 2 and jobs[0].parameters.samples == 2
     assert CreditEntry.objects.get(job=jobs[0], entry_type="reserve").amount == -2
+    client.force_login(user)  # the dashboard's history shows them like any job
+    history = client.get("/dashboard/history/").content.decode()
+    assert all(f"<strong>#{job.id}</strong> text2img" in history for job in jobs)
 
 
 def test_errors_come_in_openais_shape_and_status(openai, account):
