@@ -313,6 +313,18 @@ OPENAI_QUALITY_STEPS = {
     ).items()
 }
 OPENAI_MODEL_ALIASES = env.list("OPENAI_MODEL_ALIASES", default=["dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini"])
+# image_editing/object_removal: SDXL inpainting of the mask with these words, at this strength
+OBJECT_REMOVAL_PROMPT = env(
+    "OBJECT_REMOVAL_PROMPT", default="empty background, seamless continuation of the surroundings, nothing there"
+)
+OBJECT_REMOVAL_NEGATIVE_PROMPT = env(
+    "OBJECT_REMOVAL_NEGATIVE_PROMPT", default="object, person, animal, text, watermark, new item, clutter, artifacts"
+)
+OBJECT_REMOVAL_STRENGTH = env.float("OBJECT_REMOVAL_STRENGTH", default=0.99)
+OBJECT_REMOVAL_STEPS = env.int("OBJECT_REMOVAL_STEPS", default=30)
+# image_editing/base64_to_url: what an account may keep uploaded, and for how long
+UPLOAD_QUOTA_BYTES = env.int("UPLOAD_QUOTA_BYTES", default=200 * 1024 * 1024)
+UPLOAD_RETENTION_DAYS = env.int("UPLOAD_RETENTION_DAYS", default=7)
 # Per-key and per-account limits (the billing plan overrides them).
 API_REQUESTS_PER_MINUTE = env.int("API_REQUESTS_PER_MINUTE", default=60)
 # fetch, cancel, system_load, account, model_list: per account, the larger of this and the plan's limit

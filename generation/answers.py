@@ -12,6 +12,7 @@ from generation.params import (
     ControlNetParams,
     FromImageParams,
     InpaintParams,
+    OutpaintParams,
     deployment_model,
     deployment_vae,
 )
@@ -62,6 +63,8 @@ def meta(job: Job) -> dict:
         body["mask_image"] = _input_url(job, params.mask_image_url, params.mask_image)
     if isinstance(params, ControlNetParams):
         body.update(_controlnet_meta(job, params))
+    if isinstance(params, OutpaintParams):
+        body["image"] = _input_url(job, params.image_url, params.image)
     return body
 
 
@@ -138,6 +141,7 @@ def success(job: Job) -> dict:
         "generationTime": float(job.generation_time),
         "id": job.id,
         "output": storage.output_urls(job),
+        "proxy_links": storage.output_urls(job),  # the later hosted API's name for the same URLs
         "meta": meta(job),
         "queue_time": _queue_time(job),
         **_extras(job),

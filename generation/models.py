@@ -203,3 +203,21 @@ class LibraryModel(models.Model):
 
     def __str__(self):
         return f"{self.public_id} ({self.model_type})"
+
+
+class Upload(models.Model):
+    """An image a client stored to send its URL later (image_editing/base64_to_url): free, counted against
+    the account's UPLOAD_QUOTA_BYTES and deleted after UPLOAD_RETENTION_DAYS. Stored beside the outputs,
+    so a later request that sends its URL reads it from storage like any output of this server."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
+    name = models.CharField(max_length=200, unique=True, help_text="its storage name")
+    size_bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["user", "created_at"])]
+
+    def __str__(self):
+        return self.name

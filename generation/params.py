@@ -249,6 +249,28 @@ class InpaintParams(FromImageParams):
     mask_image_url: str | None = None
 
 
+@dataclass(kw_only=True)
+class OutpaintParams(DiffusionParams):
+    """The image placed in the middle of a larger canvas (scaled down when it does not fit), the new area
+    and `overlap_width` pixels into the image painted by SDXL inpainting; the image's other pixels are
+    kept. The output has exactly the asked size."""
+
+    kind: ClassVar[str] = "outpaint"
+    inputs: ClassVar[tuple[str, ...]] = ("image",)
+
+    width: int | None = 1280
+    height: int | None = 720
+    steps: int = 30
+    guidance_scale: float = 8.0
+    overlap_width: int = 32
+    image: str = ""  # its storage name, once the job is admitted
+    image_url: str | None = None
+
+    @property
+    def effective_strength(self) -> float:
+        return 1.0  # the new area has nothing to start from
+
+
 CONTROL_IMAGES = ("control_image", "control_image_2", "control_image_3")  # one per ControlNet at most
 MAX_CONTROLNETS = len(CONTROL_IMAGES)
 CANNY = "canny"  # the control type whose hint (auto_hint) this deployment makes itself
@@ -376,6 +398,7 @@ JOB_KINDS = {
         JobKind(Img2ImgParams, "CREDITS_PER_IMAGE"),
         JobKind(InpaintParams, "CREDITS_PER_IMAGE"),
         JobKind(ControlNetParams, "CREDITS_PER_CONTROLNET_IMAGE"),
+        JobKind(OutpaintParams, "CREDITS_PER_IMAGE"),
         JobKind(SuperResolutionParams, "CREDITS_PER_UPSCALE", single_output=True),
     )
 }

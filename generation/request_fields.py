@@ -19,6 +19,7 @@ from generation.params import (
     InpaintParams,
     InvalidInput,
     JobParams,
+    OutpaintParams,
     SuperResolutionParams,
 )
 
@@ -165,6 +166,8 @@ def _diffusion_fields(params: DiffusionParams) -> dict:
         fields["mask_image"] = params.mask_image_url
     if isinstance(params, ControlNetParams):
         fields.update(_controlnet_fields(params))
+    if isinstance(params, OutpaintParams):
+        fields.update(image=params.image_url, overlap_width=params.overlap_width)
     return fields
 
 

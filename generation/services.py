@@ -231,3 +231,10 @@ def fetch_answer(*, user, job_id) -> dict:
 def cancel_job(*, user, job_id) -> Job:
     """Cancel the user's own job (a finished one is left alone)."""
     return jobs.cancel(_own_job(user, job_id))
+
+
+def store_upload(*, user, source: images.ImageSource, base_url: str) -> dict:
+    """image_editing/base64_to_url: the image kept (free, within the account's upload quota) and its URL,
+    which later requests may send (it is read from storage, like an output of this server)."""
+    upload, url = storage.save_upload(user, images.fetch(source), base_url)
+    return {"status": "success", "id": upload.id, "output": [url], "proxy_links": [url]}

@@ -10,18 +10,29 @@ from datetime import timedelta
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 from PIL import Image
 
 from generation import queue
-from generation.models import Job
+from generation.models import Job, Upload
 
 FORMATS = {"png": ("PNG", {"compress_level": 1}), "jpg": ("JPEG", {"quality": 92})}
 MIME = {"png": "image/png", "jpg": "image/jpeg"}
 THUMBNAIL_SIZE = (256, 256)
 OUTPUT_NAME = re.compile(r"generations/[A-Za-z0-9_-]+\.(png|jpg|webp)")
+
+
+class UploadQuotaFull(Exception):
+    """An account's uploads would pass UPLOAD_QUOTA_BYTES."""
+
+    def __init__(self, used: int, quota: int):
+        super().__init__(used, quota)
+        self.used, self.quota = used, quota
 
 
 def encode(image, output_format: str) -> bytes:
@@ -211,6 +222,28 @@ def seconds_kept(job) -> float:
     if job.finished_at is None:
         return 0.0
     return (job.finished_at + timedelta(days=settings.OUTPUT_RETENTION_DAYS) - timezone.now()).total_seconds()
+
+
+def save_upload(user, image, base_url: str) -> tuple[Upload, str]:
+    """Store a client's image as a PNG beside the outputs, once the account's UPLOAD_QUOTA_BYTES allows
+    it; (the upload, its URL). UploadQuotaFull when it does not."""
+    data = encode(image, "png")
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()  # one upload at a time
+        used = Upload.objects.filter(user=user).aggregate(total=Sum("size_bytes"))["total"] or 0
+        if used + len(data) > settings.UPLOAD_QUOTA_BYTES:
+            raise UploadQuotaFull(used, settings.UPLOAD_QUOTA_BYTES)
+        name = save(f"generations/{uuid.uuid4()}-upload.png", data)
+        upload = Upload.objects.create(user=user, name=name, size_bytes=len(data))
+    return upload, absolute_url(base_url, name)
+
+
+def expire_uploads(days: int) -> int:
+    """Delete the uploads stored more than `days` days ago."""
+    old = Upload.objects.filter(created_at__lt=timezone.now() - timedelta(days=days))
+    for upload in old:
+        default_storage.delete(upload.name)
+    return old.delete()[0]
 
 
 def expire_old_outputs(days: int) -> int:

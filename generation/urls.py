@@ -16,6 +16,15 @@ def endpoint(pattern, view, name=None, **family):
 JOB_ID = r"(?P<job_id>\d+)"
 GENERATE = {"text2img": views.Text2ImgView, "img2img": views.Img2ImgView, "inpaint": views.InpaintView}
 FETCH = {"fetch": views.FetchByBodyView, f"fetch/{JOB_ID}": views.FetchView}
+IMAGE_EDITING = {
+    "outpaint": views.OutpaintView,
+    "object_removal": views.ObjectRemovalView,
+    "inpaint": views.EditingInpaintView,
+    "super_resolution": views.SuperResolutionView,
+    "base64_to_url": views.Base64ToUrlView,
+    **FETCH,
+    r"(?P<operation>[A-Za-z0-9_\-]+)": views.NotOfferedView,  # last: any other operation is not offered
+}
 
 # The hosted service's API families, each with its operations (path -> view). Every family answers like
 # v3; its `fetch_result` points at its own fetch path.
@@ -36,8 +45,9 @@ FAMILIES = {
     "api/v5": {"super_resolution": views.SuperResolutionView, "controlnet": views.ControlNetView, **FETCH},
     "api/v6/images": {**GENERATE, "controlnet": views.ControlNetView, **FETCH},
     "api/v6/realtime": {**GENERATE, **FETCH},
-    "api/v6/image_editing": {"super_resolution": views.SuperResolutionView, **FETCH},
-    "api/v1/image_editing": {"super_resolution": views.SuperResolutionView, **FETCH},
+    "api/v6/image_editing": IMAGE_EDITING,
+    "api/v1/image_editing": IMAGE_EDITING,
+    "api/v1/enterprise/image_editing": IMAGE_EDITING,
     "api/v1/enterprise": {"controlnet": views.ControlNetView, **FETCH},
     "api/v1/enterprise/realtime": {**GENERATE, **FETCH, "system_details": views.SystemDetailsView},
     "api/v1/enterprise/images": {**GENERATE, **FETCH, "system_details": views.SystemDetailsView},

@@ -10,7 +10,7 @@ from generation.api.serializers import SERIALIZERS
 from tests.conftest import png_bytes
 
 IMAGE = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
-IMAGES = {"init_image": IMAGE, "mask_image": IMAGE, "url": IMAGE}
+IMAGES = {"init_image": IMAGE, "mask_image": IMAGE, "url": IMAGE, "image": IMAGE}
 
 REQUESTS = [
     ("text2img", {"prompt": "a lighthouse", "seed": 5}),
@@ -45,6 +45,7 @@ REQUESTS = [
     ("img2img", {"prompt": "a harbour", "prompt_strength": "0.2", "width": 128, "height": 64}),
     ("inpaint", {"prompt": "a sofa", "seed": 9, "embeddings_model": "a,b", "vae": "v"}),
     ("super_resolution", {"scale": 2, "model_id": "RealESRGAN_x2plus"}),
+    ("outpaint", {"prompt": "a wide beach", "width": 1440, "height": 640, "overlap_width": 12, "steps": 40}),
     (
         "controlnet",
         {"prompt": "a house", "controlnet_model": "canny", "control_image": "https://example.com/edges.png"},

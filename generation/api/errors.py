@@ -18,6 +18,7 @@ from generation.envelope import message
 from generation.jobs import IdempotencyConflict
 from generation.params import InvalidInput
 from generation.services import JobNotFound
+from generation.storage import UploadQuotaFull
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,23 @@ def refused(exc, request) -> dict | None:
         return queue_full(exc.limit)
     if isinstance(exc, InsufficientCredits):
         return insufficient_credits(exc.needed, exc.balance, request.build_absolute_uri("/billing/"))
+    if isinstance(exc, UploadQuotaFull):
+        used, quota = exc.used // 2**20, exc.quota // 2**20
+        return message(
+            "error",
+            f"Your upload storage is full ({used} of {quota} MB); uploads are deleted after "
+            f"{settings.UPLOAD_RETENTION_DAYS} days.",
+        )
     return None
+
+
+def not_offered(operation: str, offered: list[str]) -> dict:
+    """An image-editing operation this deployment does not run: said plainly, never charged."""
+    return message(
+        "error",
+        f"The image editing operation {operation!r} is not offered on this deployment. "
+        f"The ones offered are: {', '.join(offered)}.",
+    )
 
 
 def exception_handler(exc, context):

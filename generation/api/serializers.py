@@ -30,6 +30,7 @@ from generation.params import (
     Img2ImgParams,
     InpaintParams,
     InvalidInput,
+    OutpaintParams,
     SuperResolutionParams,
     Text2ImgParams,
     deployment_model,
@@ -338,6 +339,74 @@ class InpaintSerializer(Img2ImgSerializer):
         return {**super().image_inputs(data, params), "mask_image": data["mask_image"]}
 
 
+class EditingInpaintSerializer(InpaintSerializer):
+    """image_editing/inpaint: the platform's inpaint with the hosted image-editing API's guidance range."""
+
+    guidance_scale = LenientNumberField(minimum=1, maximum=5, default=5, help_text="1-5 (default 5).")
+
+
+class ObjectRemovalSerializer(JobSerializer):
+    """SDXL inpainting of the mask with OBJECT_REMOVAL_PROMPT and OBJECT_REMOVAL_NEGATIVE_PROMPT (words
+    that fill with background and discourage new objects) at OBJECT_REMOVAL_STRENGTH."""
+
+    init_image = InputImageField(help_text="The image: a URL, base64 or a data URL.")
+    mask_image = InputImageField(help_text="White: the object to remove; black is kept.")
+    seed = LenientNumberField(minimum=-1, maximum=MAX_SEED, integer=True, default=None, help_text="Empty: random.")
+    base64 = LenientBooleanField(default=False, help_text='"yes": outputs as .base64 text files.')
+    temp = LenientBooleanField(default=False, help_text=NOT_APPLIED)
+
+    def validate(self, data):
+        seed = data["seed"]
+        params = InpaintParams(
+            prompt=settings.OBJECT_REMOVAL_PROMPT,
+            negative_prompt=settings.OBJECT_REMOVAL_NEGATIVE_PROMPT,
+            strength=settings.OBJECT_REMOVAL_STRENGTH,
+            steps=settings.OBJECT_REMOVAL_STEPS,
+            seed=seed if seed is not None and seed >= 0 else secrets.randbelow(MAX_SEED + 1),
+            base64=data["base64"],
+            init_image_url=data["init_image"].url,
+            mask_image_url=data["mask_image"].url,
+            not_applied=not_applied({"temp": data["temp"]}),
+        )
+        return self.submission(data, params, {"init_image": data["init_image"], "mask_image": data["mask_image"]})
+
+
+def outpaint_size(default: int):
+    return LenientNumberField(
+        minimum=64, maximum=1440, integer=True, multiple_of=8, default=default, help_text="64-1440, a multiple of 8."
+    )
+
+
+class OutpaintSerializer(GenerationSerializer):
+    """The image centred on a canvas of `width` x `height`; the new area and `overlap_width` pixels into
+    the image are painted."""
+
+    params_class = OutpaintParams
+    image = InputImageField(help_text="The image to extend: a URL, base64 or a data URL.")
+    width = outpaint_size(1280)
+    height = outpaint_size(720)
+    overlap_width = LenientNumberField(
+        minimum=0, maximum=42, integer=True, default=32, help_text="Pixels of the image repainted at each seam, 0-42."
+    )
+    num_inference_steps = LenientNumberField(minimum=1, maximum=30, integer=True, default=30, help_text="1-30.")
+    guidance_scale = LenientNumberField(minimum=1, maximum=20, default=8, help_text="1-20 (default 8).")
+
+    def image_inputs(self, data, params):
+        params.steps = min(params.steps, 30)
+        params.overlap_width = data["overlap_width"]
+        params.image_url = data["image"].url
+        return {"image": data["image"]}
+
+
+class Base64ToUrlSerializer(serializers.Serializer):
+    init_image = InputImageField(help_text="The image as base64 (or a data URL).")
+
+    def validate_init_image(self, source):
+        if source.url:
+            raise serializers.ValidationError("The init image must be base64 (it is already a URL).")
+        return source
+
+
 class ControlNetSerializer(GenerationSerializer):
     """The control image is `control_image` (one, or one per ControlNet), else `init_image`; with both, the
     init image is the img2img start; with `mask_image`, ControlNet inpainting."""
@@ -470,5 +539,6 @@ SERIALIZERS = {
     "img2img": Img2ImgSerializer,
     "inpaint": InpaintSerializer,
     "controlnet": ControlNetSerializer,
+    "outpaint": OutpaintSerializer,
     "super_resolution": SuperResolutionSerializer,
 }

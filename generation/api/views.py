@@ -14,10 +14,14 @@ from generation.api import errors
 from generation.api.authentication import ApiKeyAuthentication
 from generation.api.parsers import LenientRequest
 from generation.api.serializers import (
+    Base64ToUrlSerializer,
     ControlNetSerializer,
+    EditingInpaintSerializer,
     FetchSerializer,
     Img2ImgSerializer,
     InpaintSerializer,
+    ObjectRemovalSerializer,
+    OutpaintSerializer,
     SuperResolutionSerializer,
     Text2ImgSerializer,
 )
@@ -181,6 +185,41 @@ class InpaintView(GenerationView):
 @generation_schema(ControlNetSerializer, "Generate images steered by ControlNets")
 class ControlNetView(GenerationView):
     serializer_class = ControlNetSerializer
+
+
+@generation_schema(OutpaintSerializer, "Extend an image to a larger canvas")
+class OutpaintView(GenerationView):
+    serializer_class = OutpaintSerializer
+
+
+@generation_schema(ObjectRemovalSerializer, "Remove the masked object and fill in the background")
+class ObjectRemovalView(GenerationView):
+    serializer_class = ObjectRemovalSerializer
+
+
+@generation_schema(EditingInpaintSerializer, "Repaint the white part of a mask (image editing)")
+class EditingInpaintView(GenerationView):
+    serializer_class = EditingInpaintSerializer
+
+
+# what the image_editing families run (`super_resolution` among them); every other name is answered
+# as not offered
+IMAGE_EDITING = ["outpaint", "object_removal", "inpaint", "super_resolution", "base64_to_url"]
+
+
+class Base64ToUrlView(V3View):
+    throttle_classes = [GenerationRateThrottle]
+
+    def post(self, request, **kwargs):
+        serializer = Base64ToUrlSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        source = serializer.validated_data["init_image"]
+        return Response(services.store_upload(user=request.user, source=source, base_url=storage.base_url_for(request)))
+
+
+class NotOfferedView(V3View):
+    def post(self, request, operation, **kwargs):
+        return Response(errors.not_offered(operation, IMAGE_EDITING))
 
 
 @generation_schema(SuperResolutionSerializer, "Upscale an image 2-4x (output is one URL string)")

@@ -10,5 +10,6 @@ PREDICTORS: dict[str, type[Predictor]] = {
     "img2img": SDXLPredictor,
     "inpaint": SDXLPredictor,
     "controlnet": SDXLPredictor,
+    "outpaint": SDXLPredictor,
     "super_resolution": UpscalePredictor,
 }

@@ -31,8 +31,8 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import CLIPImageProcessor
 
-from generation.params import CONTROL_IMAGES, IP_ADAPTER_WEIGHTS, ControlNetParams, DiffusionParams
-from generation.runtime import acceleration
+from generation.params import CONTROL_IMAGES, IP_ADAPTER_WEIGHTS, ControlNetParams, DiffusionParams, OutpaintParams
+from generation.runtime import acceleration, outpaint
 from generation.runtime.demo_model import build_demo_model
 from generation.runtime.hints import control_hint
 from generation.runtime.predictors import GenerationError, JobInput, LocalModel, Prediction, Predictor, pick_device
@@ -268,7 +268,8 @@ class SDXLPredictor(Predictor):
         ControlNets in place."""
         params = job.params
         if not isinstance(params, ControlNetParams):
-            return (self.pag_pipelines if params.self_attention else self.pipelines)[params.kind]
+            kind = "inpaint" if isinstance(params, OutpaintParams) else params.kind
+            return (self.pag_pipelines if params.self_attention else self.pipelines)[kind]
         models = [self._controlnet(model, keep=job.controlnets) for model in job.controlnets]
         controlnet = models[0] if len(models) == 1 else MultiControlNetModel(models)
         mode = "inpaint" if params.mask_image else "img2img" if params.starts_from_image else "text2img"
@@ -532,6 +533,9 @@ def _image_inputs(jobs: list[JobInput], hints: list) -> dict:
     prompt = {"ip_adapter_image": jobs[0].images["ip_adapter_image"]} if params.ip_adapter_id else {}
     if isinstance(params, ControlNetParams):
         return {**_controlnet_inputs(jobs, hints, size), **prompt}
+    if isinstance(params, OutpaintParams):
+        image, mask = outpaint.canvas(jobs[0].images["image"], size, params.overlap_width)
+        return {"image": image, "mask_image": mask, "strength": 1.0, "width": size[0], "height": size[1], **prompt}
     if "init_image" not in jobs[0].images:
         return {"width": size[0], "height": size[1], **prompt}
     return {**_start_inputs(jobs[0], size), **prompt}

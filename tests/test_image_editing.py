@@ -1,0 +1,127 @@
+"""The hosted image_editing surface (/api/v6/image_editing/, /api/v1/image_editing/,
+/api/v1/enterprise/image_editing/): outpaint, object removal, inpaint, base64_to_url, and an honest answer
+for the operations this deployment does not offer."""
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from billing.models import Account
+from generation.models import Job, Upload
+from tests.test_text2img import decode
+
+FAMILIES = ["/api/v6/image_editing/", "/api/v1/image_editing/", "/api/v1/enterprise/image_editing/"]
+NOT_OFFERED = ["fashion", "head_shot", "face_gen", "flux_headshot", "qwen_edit", "caption", "mask_creator"]
+
+
+def data_url(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def array(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_outpaint_gives_the_asked_size_and_keeps_the_image_inside_the_overlap(api, family):
+    photo = Image.effect_noise((64, 48), 80).convert("RGB")
+    body = api.post(
+        family + "outpaint",
+        {"image": data_url(photo), "prompt": "a wide landscape", "width": 128, "height": 96, "overlap_width": 8,
+         "num_inference_steps": 3, "seed": 4},
+    )  # fmt: skip
+    assert body["status"] == "success", body
+    assert body["proxy_links"] == body["output"] and body["meta"]["overlap_width"] == 8
+    output = array(decode(body["output"][0]))
+    assert output.shape == (96, 128, 3)
+    left, top = (128 - 64) // 2, (96 - 48) // 2
+    inside = output[top + 8 : top + 48 - 8, left + 8 : left + 64 - 8]
+    assert np.array_equal(inside, array(photo)[8:-8, 8:-8])  # kept exactly, away from the seams
+    assert np.abs(output[:, :left].astype(float) - 128).mean() < 127  # the new area is painted
+    assert Job.objects.get(pk=body["id"]).kind == "outpaint"
+
+
+def test_outpaint_scales_a_larger_image_down_to_the_canvas(api):
+    body = api.post(
+        FAMILIES[0] + "outpaint",
+        {"image": data_url(Image.new("RGB", (256, 64), (10, 200, 30))), "prompt": "x", "width": 64, "height": 64,
+         "num_inference_steps": 2},
+    )  # fmt: skip
+    assert decode(body["output"][0]).size == (64, 64)
+
+
+def test_object_removal_changes_only_the_masked_pixels(api, settings):
+    photo = Image.effect_noise((64, 64), 80).convert("RGB")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (20, 20, 44, 44))
+    settings.OBJECT_REMOVAL_STEPS = 3
+    body = api.post(FAMILIES[0] + "object_removal", {"init_image": data_url(photo), "mask_image": data_url(mask)})
+    assert body["status"] == "success", body
+    output, original = array(decode(body["output"][0])), array(photo)
+    outside = np.asarray(mask) == 0
+    assert np.array_equal(output[outside], original[outside])
+    assert np.abs(output[~outside] - original[~outside]).mean() > 5
+    assert body["meta"]["prompt"] == settings.OBJECT_REMOVAL_PROMPT
+    assert body["meta"]["negative_prompt"] == settings.OBJECT_REMOVAL_NEGATIVE_PROMPT
+
+
+def test_image_editing_inpaint_has_the_editing_guidance_range(api):
+    photo = data_url(Image.new("RGB", (64, 64), (200, 40, 40)))
+    body = api.post(
+        FAMILIES[1] + "inpaint",
+        {"prompt": "a sofa", "init_image": photo, "mask_image": photo, "guidance_scale": 9, "num_inference_steps": 2},
+    )
+    assert body["status"] == "success" and body["meta"]["guidance_scale"] == 5 and body["meta"]["strength"] == 0.7
+
+
+def test_base64_to_url_stores_an_image_that_later_requests_send_by_url(api, account, settings):
+    user, _ = account
+    balance = Account.objects.get(user=user).balance
+    photo = Image.new("RGB", (96, 64), (30, 90, 200))
+    stored = api.post(FAMILIES[0] + "base64_to_url", {"init_image": base64.b64encode(_png(photo)).decode()})
+    assert stored["status"] == "success" and stored["output"] == stored["proxy_links"] and len(stored["output"]) == 1
+    assert np.array_equal(array(decode(stored["output"][0])), array(photo))
+    assert Account.objects.get(user=user).balance == balance  # free
+    img2img = api.post("/api/v6/images/img2img", {"prompt": "a boat", "init_image": stored["output"][0], "steps": 2})
+    assert img2img["status"] == "success" and decode(img2img["output"][0]).size == (96, 64)
+    assert Upload.objects.get(pk=stored["id"]).user == user
+
+    assert api.post(FAMILIES[0] + "base64_to_url", {"init_image": "https://example.com/a.png"})["message"] == {
+        "init_image": ["The init image must be base64 (it is already a URL)."]
+    }
+    settings.UPLOAD_QUOTA_BYTES = Upload.objects.get(pk=stored["id"]).size_bytes + 10
+    full = api.post(FAMILIES[0] + "base64_to_url", {"init_image": data_url(photo)})
+    assert full["status"] == "error" and full["message"].startswith("Your upload storage is full")
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_operations_not_offered_are_said_so_and_cost_nothing(api, account, family):
+    user, _ = account
+    balance = Account.objects.get(user=user).balance
+    for operation in [*NOT_OFFERED, "removebg_mask", "img_mixer", "whatever"]:
+        response = api.post_raw(family + operation, json={"key": api.key, "init_image": "x"})
+        assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
+        body = response.json()
+        assert body["status"] == "error" and f"{operation!r} is not offered on this deployment" in body["message"]
+        assert "outpaint, object_removal, inpaint, super_resolution, base64_to_url" in body["message"]
+    assert Account.objects.get(user=user).balance == balance and not Job.objects.filter(user=user).exists()
+
+
+def test_refusals_come_before_any_charge(api, account):
+    user, _ = account
+    assert list(api.post(FAMILIES[0] + "outpaint", {"prompt": "x"})["message"]) == ["image"]
+    assert list(
+        api.post(FAMILIES[0] + "object_removal", {"init_image": data_url(Image.new("RGB", (8, 8)))})["message"]
+    ) == ["mask_image"]
+    assert not Job.objects.filter(user=user).exists()
