@@ -11,6 +11,7 @@ from generation.params import (
     JOB_KINDS,
     ControlNetParams,
     FromImageParams,
+    ImgMixerParams,
     InpaintParams,
     OutpaintParams,
     deployment_model,
@@ -65,6 +66,10 @@ def meta(job: Job) -> dict:
         body.update(_controlnet_meta(job, params))
     if isinstance(params, OutpaintParams):
         body["image"] = _input_url(job, params.image_url, params.image)
+    if isinstance(params, ImgMixerParams):
+        body["init_image"] = [
+            _input_url(job, url, name) for url, name in zip(params.init_image_urls, params.mix_images)
+        ]
     return body
 
 

@@ -25,7 +25,7 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 
 from generation.models import LibraryModel
-from generation.params import IP_ADAPTER_WEIGHTS, ControlNetParams, InvalidInput, deployment_model
+from generation.params import IP_ADAPTER_WEIGHTS, ControlNetParams, ImgMixerParams, InvalidInput, deployment_model
 
 STORAGE_PREFIX = "storage:"
 PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl", ".pickle"}
@@ -340,6 +340,8 @@ def choose(params, plan) -> tuple[Decimal, bool]:
     default when none is named): (the credit multiplier of the models used, whether the checkpoint is
     the default one). InvalidInput names the field of an unknown or not-allowed model."""
     default = default_checkpoint()
+    if isinstance(params, ImgMixerParams) and not params.ip_adapter_id:
+        params.ip_adapter_id = _mixing_adapter(plan)
     controlnets = [model["id"] for model in params.controlnets] if isinstance(params, ControlNetParams) else []
     wanted = {params.checkpoint, params.vae_id, *(lora["id"] for lora in params.loras), *params.embeddings}
     wanted = (wanted | set(controlnets) | {params.ip_adapter_id}) - {""}
@@ -356,6 +358,20 @@ def choose(params, plan) -> tuple[Decimal, bool]:
         chosen.append(_entry(params.ip_adapter_id, ModelType.IP_ADAPTER, "ip_adapter_id", plan, found))
     params.checkpoint = chosen[0].public_id
     return math.prod((entry.credit_multiplier for entry in chosen), start=Decimal(1)), chosen[0] == default
+
+
+def _mixing_adapter(plan) -> str:
+    """The IP-Adapter img_mixer uses: IMG_MIXER_IP_ADAPTER, else the first one the plan may use."""
+    if settings.IMG_MIXER_IP_ADAPTER:
+        return settings.IMG_MIXER_IP_ADAPTER
+    adapters = [model for model in listed(plan) if model.model_type == ModelType.IP_ADAPTER]
+    if not adapters:
+        raise InvalidInput(
+            "init_image",
+            "img_mixer needs an IP-Adapter in the model library, and this deployment has none: an admin adds one "
+            "with manage.py addmodel FOLDER --id ID --kind ip_adapter.",
+        )
+    return adapters[0].public_id
 
 
 def listed(plan) -> list[LibraryModel]:

@@ -271,6 +271,28 @@ class OutpaintParams(DiffusionParams):
         return 1.0  # the new area has nothing to start from
 
 
+MIX_IMAGES = ("ip_adapter_image", "mix_image_2", "mix_image_3", "mix_image_4")  # img_mixer's images, in order
+
+
+@dataclass(kw_only=True)
+class ImgMixerParams(DiffusionParams):
+    """Up to four images mixed through a library IP-Adapter (their image tokens side by side), steered by
+    the prompt: text2img with several image prompts."""
+
+    kind: ClassVar[str] = "img_mixer"
+    inputs: ClassVar[tuple[str, ...]] = MIX_IMAGES
+
+    ip_adapter_scale: float = 0.7
+    mix_image_2: str = ""
+    mix_image_3: str = ""
+    mix_image_4: str = ""
+    init_image_urls: list = field(default_factory=list)  # the URLs the client sent (None: sent inline)
+
+    @property
+    def mix_images(self) -> list[str]:
+        return [getattr(self, name) for name in MIX_IMAGES if getattr(self, name)]
+
+
 CONTROL_IMAGES = ("control_image", "control_image_2", "control_image_3")  # one per ControlNet at most
 MAX_CONTROLNETS = len(CONTROL_IMAGES)
 CANNY = "canny"  # the control type whose hint (auto_hint) this deployment makes itself
@@ -399,6 +421,7 @@ JOB_KINDS = {
         JobKind(InpaintParams, "CREDITS_PER_IMAGE"),
         JobKind(ControlNetParams, "CREDITS_PER_CONTROLNET_IMAGE"),
         JobKind(OutpaintParams, "CREDITS_PER_IMAGE"),
+        JobKind(ImgMixerParams, "CREDITS_PER_IMAGE"),
         JobKind(SuperResolutionParams, "CREDITS_PER_UPSCALE", single_output=True),
     )
 }

@@ -16,6 +16,7 @@ from generation.params import (
     ControlNetParams,
     DiffusionParams,
     FromImageParams,
+    ImgMixerParams,
     InpaintParams,
     InvalidInput,
     JobParams,
@@ -166,6 +167,10 @@ def _diffusion_fields(params: DiffusionParams) -> dict:
         fields["mask_image"] = params.mask_image_url
     if isinstance(params, ControlNetParams):
         fields.update(_controlnet_fields(params))
+    if isinstance(params, ImgMixerParams):
+        urls = params.init_image_urls
+        fields["init_image"] = urls if urls and None not in urls else None
+        fields["ip_adapter_image"] = None  # the mixed images are its image prompts
     if isinstance(params, OutpaintParams):
         fields.update(image=params.image_url, overlap_width=params.overlap_width)
     return fields

@@ -20,6 +20,7 @@ IMAGE_EDITING = {
     "outpaint": views.OutpaintView,
     "object_removal": views.ObjectRemovalView,
     "inpaint": views.EditingInpaintView,
+    "img_mixer": views.ImgMixerView,
     "super_resolution": views.SuperResolutionView,
     "base64_to_url": views.Base64ToUrlView,
     **FETCH,

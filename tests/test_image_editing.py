@@ -11,6 +11,9 @@ from PIL import Image
 
 from billing.models import Account
 from generation.models import Job, Upload
+from tests import model_files
+from tests.conftest import ROOT
+from tests.test_model_library import add
 from tests.test_text2img import decode
 
 FAMILIES = ["/api/v6/image_editing/", "/api/v1/image_editing/", "/api/v1/enterprise/image_editing/"]
@@ -109,12 +112,12 @@ def _png(image: Image.Image) -> bytes:
 def test_operations_not_offered_are_said_so_and_cost_nothing(api, account, family):
     user, _ = account
     balance = Account.objects.get(user=user).balance
-    for operation in [*NOT_OFFERED, "removebg_mask", "img_mixer", "whatever"]:
+    for operation in [*NOT_OFFERED, "removebg_mask", "whatever"]:
         response = api.post_raw(family + operation, json={"key": api.key, "init_image": "x"})
         assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
         body = response.json()
         assert body["status"] == "error" and f"{operation!r} is not offered on this deployment" in body["message"]
-        assert "outpaint, object_removal, inpaint, super_resolution, base64_to_url" in body["message"]
+        assert "outpaint, object_removal, inpaint, img_mixer, super_resolution, base64_to_url" in body["message"]
     assert Account.objects.get(user=user).balance == balance and not Job.objects.filter(user=user).exists()
 
 
@@ -125,3 +128,26 @@ def test_refusals_come_before_any_charge(api, account):
         api.post(FAMILIES[0] + "object_removal", {"init_image": data_url(Image.new("RGB", (8, 8)))})["message"]
     ) == ["mask_image"]
     assert not Job.objects.filter(user=user).exists()
+
+
+MIX = {"prompt": "a poster", "width": 64, "height": 64, "num_inference_steps": 2, "seed": 8}
+RED, BLUE = (data_url(Image.new("RGB", (64, 64), color)) for color in ((220, 30, 30), (20, 40, 230)))
+
+
+def test_img_mixer_without_an_ip_adapter_says_what_to_install(api, account):
+    user, _ = account
+    body = api.post(FAMILIES[0] + "img_mixer", {**MIX, "init_image": [RED, BLUE]})
+    assert body["status"] == "error" and "--kind ip_adapter" in body["message"]["init_image"][0]
+    assert not Job.objects.filter(user=user).exists()
+
+
+def test_img_mixer_mixes_the_images_through_the_librarys_ip_adapter(api, transactional_db):
+    add(model_files.ip_adapter(ROOT / "var" / "test-models" / "ip-adapter", seed=1), "ip-plus", "ip_adapter")
+    red = api.post(FAMILIES[0] + "img_mixer", {**MIX, "init_image": [RED]})
+    mixed = api.post(FAMILIES[2] + "img_mixer", {**MIX, "init_image": [RED, BLUE]})
+    assert mixed["status"] == "success", mixed
+    assert mixed["meta"]["ip_adapter_id"] == "ip-plus" and len(mixed["meta"]["init_image"]) == 2
+    assert np.abs(array(decode(mixed["output"][0])) - array(decode(red["output"][0]))).mean() > 0.5
+    assert Job.objects.get(pk=mixed["id"]).kind == "img_mixer"
+    too_many = api.post(FAMILIES[0] + "img_mixer", {**MIX, "init_image": [RED] * 5})
+    assert list(too_many["message"]) == ["init_image"]

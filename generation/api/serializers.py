@@ -25,9 +25,11 @@ from generation.params import (
     ANNOTATED_TYPES,
     CONTROL_IMAGES,
     MAX_CONTROLNETS,
+    MIX_IMAGES,
     UPSCALE_MODELS,
     ControlNetParams,
     Img2ImgParams,
+    ImgMixerParams,
     InpaintParams,
     InvalidInput,
     OutpaintParams,
@@ -281,7 +283,7 @@ class GenerationSerializer(JobSerializer):
                 not_applied=not_applied(data, model_library),
                 **renamed,
             )
-            inputs = {**self.image_inputs(data, params), **_image_prompt(data, params, model_library)}
+            inputs = {**self.image_inputs(data, params), **self.image_prompt(data, params, model_library)}
         except InvalidInput as exc:
             raise serializers.ValidationError({exc.field_name: [exc.message]}) from exc
         return self.submission(data, params, inputs)
@@ -289,17 +291,16 @@ class GenerationSerializer(JobSerializer):
     def image_inputs(self, data, params) -> dict:
         return {}
 
-
-def _image_prompt(data, params, model_library: bool) -> dict:
-    """The IP-Adapter's image, on the paths that choose models (v3 names the fields in not_applied)."""
-    if not model_library or not (data["ip_adapter_id"] or data["ip_adapter_image"]):
-        return {}
-    if data["ip_adapter_image"] is None:
-        raise InvalidInput("ip_adapter_image", "The ip adapter image field is required with an ip adapter id.")
-    if not params.ip_adapter_id:
-        raise InvalidInput("ip_adapter_id", "The ip adapter id field is required with an ip adapter image.")
-    params.ip_adapter_image_url = data["ip_adapter_image"].url
-    return {"ip_adapter_image": data["ip_adapter_image"]}
+    def image_prompt(self, data, params, model_library: bool) -> dict:
+        """The IP-Adapter's image, on the paths that choose models (v3 names the fields in not_applied)."""
+        if not model_library or not (data["ip_adapter_id"] or data["ip_adapter_image"]):
+            return {}
+        if data["ip_adapter_image"] is None:
+            raise InvalidInput("ip_adapter_image", "The ip adapter image field is required with an ip adapter id.")
+        if not params.ip_adapter_id:
+            raise InvalidInput("ip_adapter_id", "The ip adapter id field is required with an ip adapter image.")
+        params.ip_adapter_image_url = data["ip_adapter_image"].url
+        return {"ip_adapter_image": data["ip_adapter_image"]}
 
 
 class Text2ImgSerializer(GenerationSerializer):
@@ -396,6 +397,23 @@ class OutpaintSerializer(GenerationSerializer):
         params.overlap_width = data["overlap_width"]
         params.image_url = data["image"].url
         return {"image": data["image"]}
+
+
+class ImgMixerSerializer(GenerationSerializer):
+    """text2img with up to four image prompts through a library IP-Adapter (`ip_adapter_id`, else
+    IMG_MIXER_IP_ADAPTER, else the first one the plan may use)."""
+
+    params_class = ImgMixerParams
+    init_image = InputImageListField(max_items=len(MIX_IMAGES), help_text="The images to mix: a list of 1-4.")
+    width = size_field(help_text="64-1024, a multiple of 8.")
+    height = size_field(help_text="64-1024, a multiple of 8.")
+
+    def image_inputs(self, data, params):
+        params.init_image_urls = [source.url for source in data["init_image"]]
+        return dict(zip(MIX_IMAGES, data["init_image"]))
+
+    def image_prompt(self, data, params, model_library):
+        return {}  # the mixed images are the image prompts
 
 
 class Base64ToUrlSerializer(serializers.Serializer):
@@ -540,5 +558,6 @@ SERIALIZERS = {
     "inpaint": InpaintSerializer,
     "controlnet": ControlNetSerializer,
     "outpaint": OutpaintSerializer,
+    "img_mixer": ImgMixerSerializer,
     "super_resolution": SuperResolutionSerializer,
 }

@@ -19,6 +19,7 @@ from generation.api.serializers import (
     EditingInpaintSerializer,
     FetchSerializer,
     Img2ImgSerializer,
+    ImgMixerSerializer,
     InpaintSerializer,
     ObjectRemovalSerializer,
     OutpaintSerializer,
@@ -197,6 +198,11 @@ class ObjectRemovalView(GenerationView):
     serializer_class = ObjectRemovalSerializer
 
 
+@generation_schema(ImgMixerSerializer, "Mix up to four images through an IP-Adapter")
+class ImgMixerView(GenerationView):
+    serializer_class = ImgMixerSerializer
+
+
 @generation_schema(EditingInpaintSerializer, "Repaint the white part of a mask (image editing)")
 class EditingInpaintView(GenerationView):
     serializer_class = EditingInpaintSerializer
@@ -204,7 +210,7 @@ class EditingInpaintView(GenerationView):
 
 # what the image_editing families run (`super_resolution` among them); every other name is answered
 # as not offered
-IMAGE_EDITING = ["outpaint", "object_removal", "inpaint", "super_resolution", "base64_to_url"]
+IMAGE_EDITING = ["outpaint", "object_removal", "inpaint", "img_mixer", "super_resolution", "base64_to_url"]
 
 
 class Base64ToUrlView(V3View):

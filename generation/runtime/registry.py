@@ -11,5 +11,6 @@ PREDICTORS: dict[str, type[Predictor]] = {
     "inpaint": SDXLPredictor,
     "controlnet": SDXLPredictor,
     "outpaint": SDXLPredictor,
+    "img_mixer": SDXLPredictor,
     "super_resolution": UpscalePredictor,
 }

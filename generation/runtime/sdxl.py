@@ -31,7 +31,15 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import CLIPImageProcessor
 
-from generation.params import CONTROL_IMAGES, IP_ADAPTER_WEIGHTS, ControlNetParams, DiffusionParams, OutpaintParams
+from generation.params import (
+    CONTROL_IMAGES,
+    IP_ADAPTER_WEIGHTS,
+    MIX_IMAGES,
+    ControlNetParams,
+    DiffusionParams,
+    ImgMixerParams,
+    OutpaintParams,
+)
 from generation.runtime import acceleration, outpaint
 from generation.runtime.demo_model import build_demo_model
 from generation.runtime.hints import control_hint
@@ -268,7 +276,7 @@ class SDXLPredictor(Predictor):
         ControlNets in place."""
         params = job.params
         if not isinstance(params, ControlNetParams):
-            kind = "inpaint" if isinstance(params, OutpaintParams) else params.kind
+            kind = {"outpaint": "inpaint", "img_mixer": "text2img"}.get(params.kind, params.kind)
             return (self.pag_pipelines if params.self_attention else self.pipelines)[kind]
         models = [self._controlnet(model, keep=job.controlnets) for model in job.controlnets]
         controlnet = models[0] if len(models) == 1 else MultiControlNetModel(models)
@@ -531,6 +539,8 @@ def _image_inputs(jobs: list[JobInput], hints: list) -> dict:
     params = jobs[0].params
     size = (params.width, params.height)
     prompt = {"ip_adapter_image": jobs[0].images["ip_adapter_image"]} if params.ip_adapter_id else {}
+    if isinstance(params, ImgMixerParams):  # several images for the one adapter: their tokens side by side
+        prompt = {"ip_adapter_image": [[jobs[0].images[name] for name in MIX_IMAGES if name in jobs[0].images]]}
     if isinstance(params, ControlNetParams):
         return {**_controlnet_inputs(jobs, hints, size), **prompt}
     if isinstance(params, OutpaintParams):
