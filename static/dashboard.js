@@ -132,10 +132,137 @@ function hintFigure(url, index) {
   return figure;
 }
 
+// The mask painter: strokes over the uploaded image, kept in the image's own pixels, so that the mask it
+// makes (white = repaint, on black) has the image's size. Brush and eraser, a size, undo and clear.
+const painter = {
+  strokes: [],
+  erasing: false,
+
+  setup(form) {
+    this.canvas = document.getElementById("paint-canvas");
+    this.image = document.getElementById("paint-image");
+    if (!this.canvas) return;
+    this.form = form;
+    this.size = document.getElementById("paint-size");
+    form.elements.init_image.addEventListener("change", () => this.load());
+    form.elements.init_image_url.addEventListener("change", () => this.load());
+    this.image.addEventListener("load", () => {
+      this.canvas.width = this.image.naturalWidth;
+      this.canvas.height = this.image.naturalHeight;
+      this.strokes = [];
+      this.draw();
+      drawOutpaintPreview(form, this.image);
+    });
+    let current = null;
+    this.canvas.addEventListener("pointerdown", (event) => {
+      this.canvas.setPointerCapture(event.pointerId);
+      const scale = this.canvas.width / this.canvas.getBoundingClientRect().width;
+      current = { erase: this.erasing, size: Number(this.size.value) * scale, points: [this.point(event)] };
+      this.strokes.push(current);
+      this.draw();
+    });
+    this.canvas.addEventListener("pointermove", (event) => {
+      if (!current) return;
+      current.points.push(this.point(event));
+      this.draw();
+    });
+    for (const end of ["pointerup", "pointercancel"]) this.canvas.addEventListener(end, () => { current = null; });
+    const brush = document.getElementById("paint-brush");
+    const eraser = document.getElementById("paint-eraser");
+    const choose = (erasing) => {
+      this.erasing = erasing;
+      brush.setAttribute("aria-pressed", String(!erasing));
+      eraser.setAttribute("aria-pressed", String(erasing));
+    };
+    brush.addEventListener("click", () => choose(false));
+    eraser.addEventListener("click", () => choose(true));
+    document.getElementById("paint-undo").addEventListener("click", () => { this.strokes.pop(); this.draw(); });
+    document.getElementById("paint-clear").addEventListener("click", () => { this.strokes = []; this.draw(); });
+  },
+
+  // the form's image (its file, else its URL) under the canvas
+  async load() {
+    const source = (await readFile(this.form.elements.init_image)) || this.form.elements.init_image_url.value;
+    if (source) this.image.src = source;
+  },
+
+  point(event) {
+    const box = this.canvas.getBoundingClientRect();
+    return [(event.clientX - box.left) * this.canvas.width / box.width, (event.clientY - box.top) * this.canvas.height / box.height];
+  },
+
+  // the strokes on `context`: brush strokes in `paint`; eraser strokes in `rubber`, or cut out when null
+  strokesOn(context, paint, rubber) {
+    for (const stroke of this.strokes) {
+      context.globalCompositeOperation = stroke.erase && rubber === null ? "destination-out" : "source-over";
+      context.strokeStyle = context.fillStyle = stroke.erase ? rubber || "#000" : paint;
+      context.lineWidth = stroke.size;
+      context.lineCap = context.lineJoin = "round";
+      context.beginPath();
+      const [first, ...rest] = stroke.points;
+      if (rest.length === 0) {
+        context.arc(first[0], first[1], stroke.size / 2, 0, 2 * Math.PI);
+        context.fill();
+        continue;
+      }
+      context.moveTo(first[0], first[1]);
+      for (const [x, y] of rest) context.lineTo(x, y);
+      context.stroke();
+    }
+    context.globalCompositeOperation = "source-over";
+  },
+
+  draw() {
+    const context = this.canvas.getContext("2d");
+    context.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    this.strokesOn(context, "rgba(255, 60, 60, 0.6)", null);
+  },
+
+  // the painted mask as a PNG data URL (null when nothing is painted)
+  mask() {
+    if (!this.canvas || this.strokes.length === 0) return null;
+    const mask = document.createElement("canvas");
+    mask.width = this.canvas.width;
+    mask.height = this.canvas.height;
+    const context = mask.getContext("2d");
+    context.fillStyle = "#000";
+    context.fillRect(0, 0, mask.width, mask.height);
+    this.strokesOn(context, "#fff", "#000");
+    return mask.toDataURL("image/png");
+  },
+};
+
+// Outpaint: the new canvas (width x height) with the image centred in it, scaled down when it does not
+// fit, as the worker places it; the dashed line is where the repainted seam starts.
+function drawOutpaintPreview(form, image) {
+  const preview = document.getElementById("outpaint-preview");
+  if (!preview) return;
+  const width = Number(form.elements.width.value) || 512;
+  const height = Number(form.elements.height.value) || 512;
+  const overlap = Number(form.elements.overlap_width.value) || 0;
+  preview.width = width;
+  preview.height = height;
+  const context = preview.getContext("2d");
+  context.fillStyle = "#ddd";
+  context.fillRect(0, 0, width, height);
+  if (!image || !image.naturalWidth) return;
+  const scale = Math.min(1, width / image.naturalWidth, height / image.naturalHeight);
+  const w = Math.round(image.naturalWidth * scale);
+  const h = Math.round(image.naturalHeight * scale);
+  const left = Math.floor((width - w) / 2);
+  const top = Math.floor((height - h) / 2);
+  context.drawImage(image, left, top, w, h);
+  context.setLineDash([6, 4]);
+  context.strokeStyle = "#c00";
+  context.strokeRect(left + overlap, top + overlap, Math.max(0, w - 2 * overlap), Math.max(0, h - 2 * overlap));
+}
+
 // The same request as the API takes it (the v6 paths honour the model fields), with a placeholder key
 // and inline images shortened.
+const EDITING = ["super_resolution", "outpaint", "object_removal"];  // under /api/v6/image_editing/
+
 function curlFor(kind, body) {
-  const path = kind === "super_resolution" ? "/api/v6/image_editing/super_resolution" : "/api/v6/images/" + kind;
+  const path = (EDITING.includes(kind) ? "/api/v6/image_editing/" : "/api/v6/images/") + kind;
   const sent = { key: "YOUR_KEY" };
   for (const [name, value] of Object.entries(body)) {
     if (name === "kind") continue;
@@ -180,7 +307,10 @@ async function fillFromJob(form, saved) {
     const files = new DataTransfer();
     files.items.add(new File([await response.blob()], name + ".png", { type: "image/png" }));
     form.elements[name].files = files.files;
-    if (name === "init_image") form.elements.init_image_url.value = "";
+    if (name === "init_image") {
+      form.elements.init_image_url.value = "";
+      painter.load();
+    }
   }
   const advanced = document.getElementById("advanced");
   advanced.open = Array.from(advanced.querySelectorAll("select, input")).some((field) =>
@@ -203,8 +333,12 @@ async function submitPlayground(event) {
   delete body.init_image_url;
   const init = (await readFile(form.elements.init_image)) || form.elements.init_image_url.value;
   if (init && kind !== "text2img") body[imageField] = init;
-  const mask = await readFile(form.elements.mask_image);
-  if (mask && (kind === "inpaint" || kind === "controlnet")) body.mask_image = mask;
+  if (kind === "outpaint" && init) {
+    body.image = init;  // outpaint names its image `image`
+    delete body.init_image;
+  }
+  const mask = painter.mask() || (await readFile(form.elements.mask_image));
+  if (mask && ["inpaint", "object_removal", "controlnet"].includes(kind)) body.mask_image = mask;
   const control = await readFile(form.elements.control_image);
   if (control && kind === "controlnet") body.control_image = control;
 
@@ -249,6 +383,10 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     form.elements.kind.addEventListener("change", () => showFieldsFor(form));
     form.addEventListener("submit", submitPlayground);
+    painter.setup(form);
+    for (const name of ["width", "height", "overlap_width"]) {
+      form.elements[name].addEventListener("input", () => drawOutpaintPreview(form, painter.image));
+    }
   }
   const job = document.getElementById("job");
   if (job && (job.dataset.status === "queued" || job.dataset.status === "running")) {

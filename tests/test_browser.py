@@ -3,6 +3,7 @@ and a real worker: sign up, create a key, generate in the playground, see it in 
 Screenshots of each page go to tests/artifacts/."""
 
 import base64
+import io
 import os
 import shutil
 from pathlib import Path
@@ -361,3 +362,76 @@ def test_the_playground_runs_a_controlnet_shows_its_hint_and_runs_it_again(
     }
     assert {selector: page.input_value(selector) for selector in expected} == expected
     assert page.evaluate("document.querySelector('input[name=control_image]').files.length") == 1
+
+
+@pytest.fixture
+def painter_user(transactional_db):
+    return make_account("painter2@example.com")
+
+
+def log_in(page, base, email):
+    page.goto(base + "/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", "correct horse battery")
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/dashboard/")
+
+
+def test_the_mask_painter_sends_the_painted_mask(painter_user, live_server, page, tmp_path):
+    """A stroke across the middle of the image (brush), part of it erased, one undone stroke: the mask
+    sent has the image's size, white along the kept stroke and black elsewhere; the job repaints only it."""
+    photo = tmp_path / "photo.png"
+    Image.effect_noise((64, 64), 80).convert("RGB").save(photo)
+    log_in(page, live_server.url, "painter2@example.com")
+    page.goto(live_server.url + "/dashboard/playground/")
+    page.select_option("select[name=kind]", "object_removal")
+    page.set_input_files("input[name=init_image]", str(photo))
+    page.wait_for_function("document.getElementById('paint-canvas').width === 64")
+    box = page.locator("#paint-canvas").bounding_box()
+    scale = box["width"] / 64  # the canvas is shown larger than the image
+    page.fill("#paint-size", str(round(8 * scale)))
+
+    def stroke(x0, y0, x1, y1):
+        page.mouse.move(box["x"] + x0 * scale, box["y"] + y0 * scale)
+        page.mouse.down()
+        page.mouse.move(box["x"] + x1 * scale, box["y"] + y1 * scale, steps=8)
+        page.mouse.up()
+
+    stroke(4, 32, 60, 32)  # brush across the middle
+    stroke(4, 8, 60, 8)  # a second stroke, undone
+    page.click("#paint-undo")
+    page.click("#paint-eraser")
+    stroke(44, 32, 60, 32)  # the right end erased
+    sent = []
+    page.on("request", lambda request: sent.append(request.post_data_json) if request.url.endswith("/run/") else None)
+    page.click("#generate")
+    page.wait_for_selector("#result-status:text('success')")
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(sent[0]["mask_image"].split(",", 1)[1]))).convert("L"))
+    assert mask.shape == (64, 64)
+    assert mask[32, 10:36].min() > 200  # painted
+    assert mask[32, 48:60].max() < 50  # erased
+    assert mask[8].max() < 50 and mask[50].max() < 50  # undone, and never painted
+    shot(page, "06f-playground-mask-painter")
+
+
+def test_outpaint_in_the_playground_shows_the_canvas_and_gives_its_size(painter_user, live_server, page, tmp_path):
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 48), (30, 120, 200)).save(photo)
+    log_in(page, live_server.url, "painter2@example.com")
+    page.goto(live_server.url + "/dashboard/playground/")
+    page.select_option("select[name=kind]", "outpaint")
+    page.set_input_files("input[name=init_image]", str(photo))
+    page.fill("input[name=width]", "128")
+    page.fill("input[name=height]", "96")
+    page.fill("input[name=num_inference_steps]", "2")
+    page.wait_for_function("document.getElementById('outpaint-preview').width === 128")
+    # the preview shows the image in the middle of the canvas
+    centre = page.evaluate(
+        "Array.from(document.getElementById('outpaint-preview').getContext('2d').getImageData(64, 48, 1, 1).data)"
+    )
+    assert centre[:3] == [30, 120, 200]
+    page.click("#generate")
+    page.wait_for_selector("#result-status:text('success')")
+    assert decode(page.get_attribute("#result-outputs img", "src")).size == (128, 96)
+    assert "/api/v6/image_editing/outpaint" in page.text_content("#result-curl")
+    shot(page, "06g-playground-outpaint")

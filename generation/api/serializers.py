@@ -559,5 +559,6 @@ SERIALIZERS = {
     "controlnet": ControlNetSerializer,
     "outpaint": OutpaintSerializer,
     "img_mixer": ImgMixerSerializer,
+    "object_removal": ObjectRemovalSerializer,  # an inpaint job with the fill words (the playground's form)
     "super_resolution": SuperResolutionSerializer,
 }
