@@ -324,6 +324,8 @@ OBJECT_REMOVAL_STRENGTH = env.float("OBJECT_REMOVAL_STRENGTH", default=0.99)
 OBJECT_REMOVAL_STEPS = env.int("OBJECT_REMOVAL_STEPS", default=30)
 # image_editing/img_mixer: the library IP-Adapter that mixes the images (empty: the first one a plan may use)
 IMG_MIXER_IP_ADAPTER = env("IMG_MIXER_IP_ADAPTER", default="")
+# image_editing/removebg_mask: the library segmentation model (empty: the first one a plan may use)
+REMOVEBG_MODEL = env("REMOVEBG_MODEL", default="")
 # image_editing/base64_to_url: what an account may keep uploaded, and for how long
 UPLOAD_QUOTA_BYTES = env.int("UPLOAD_QUOTA_BYTES", default=200 * 1024 * 1024)
 UPLOAD_RETENTION_DAYS = env.int("UPLOAD_RETENTION_DAYS", default=7)

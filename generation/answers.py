@@ -10,6 +10,7 @@ from generation.models import Job
 from generation.params import (
     JOB_KINDS,
     ControlNetParams,
+    DiffusionParams,
     FromImageParams,
     ImgMixerParams,
     InpaintParams,
@@ -30,6 +31,16 @@ def meta(job: Job) -> dict:
     """v3's meta keys, after the request fields that would ask for this job again (beyond v3, named as a
     request names them: `model_id`, `lora_model`, `num_inference_steps`, ...)."""
     params = job.parameters
+    if not isinstance(params, DiffusionParams):  # background removal: no prompt, no model settings
+        return {
+            **request_fields.to_request(params),
+            "H": params.height,
+            "W": params.width,
+            "file_prefix": str(job.file_prefix),
+            "seed": job.seed,
+            "not_applied": params.not_applied,
+            **_notes(params),
+        }
     width, height = params.output_size
     body = {
         **request_fields.to_request(params),

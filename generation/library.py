@@ -207,6 +207,20 @@ def _check_ip_adapter(source: str):
         raise InvalidModelFile(f"does not fit this SDXL: its layers are not of the UNet's width {width}")
 
 
+def _check_segmentation(source: str):
+    """An ONNX model (a protobuf graph: data, not code): background removal runs it with onnxruntime."""
+    if not source.lower().endswith(".onnx"):
+        raise InvalidModelFile("a segmentation model must be an .onnx file (U2-Net, IS-Net)")
+    try:
+        handle, size = _open(source)
+        with handle:
+            first = handle.read(1)
+    except OSError as exc:
+        raise InvalidModelFile(f"cannot be read ({exc.__class__.__name__})") from exc
+    if first != b"\x08" or size < 16:  # an ONNX ModelProto starts with its ir_version (field 1, varint)
+        raise InvalidModelFile("is not an ONNX model")
+
+
 def _base_shapes() -> dict[str, list[int]]:
     """Weight shapes of the default checkpoint's UNet and text encoders, by diffusers' LoRA prefixes."""
     folder, shapes = _default_folder(), {}
@@ -253,6 +267,7 @@ CHECKS = {
     ModelType.EMBEDDING: _check_embedding,
     ModelType.CONTROLNET: _check_controlnet,
     ModelType.IP_ADAPTER: _check_ip_adapter,
+    ModelType.SEGMENTATION: _check_segmentation,
 }
 
 
@@ -358,6 +373,21 @@ def choose(params, plan) -> tuple[Decimal, bool]:
         chosen.append(_entry(params.ip_adapter_id, ModelType.IP_ADAPTER, "ip_adapter_id", plan, found))
     params.checkpoint = chosen[0].public_id
     return math.prod((entry.credit_multiplier for entry in chosen), start=Decimal(1)), chosen[0] == default
+
+
+def segmenter(plan) -> str:
+    """The segmentation model removebg_mask uses: REMOVEBG_MODEL, else the first one the plan may use."""
+    if settings.REMOVEBG_MODEL:
+        return settings.REMOVEBG_MODEL
+    models = [model for model in listed(plan) if model.model_type == ModelType.SEGMENTATION]
+    if not models:
+        raise InvalidInput(
+            "image",
+            "removebg_mask needs a background-removal model in the model library, and this deployment has none: "
+            "an admin adds an ONNX U2-Net or IS-Net (u2net.onnx or isnet-general-use.onnx, Apache-2.0, from the "
+            "rembg project's releases) with manage.py addmodel FILE.onnx --id ID --kind segmentation.",
+        )
+    return models[0].public_id
 
 
 def _mixing_adapter(plan) -> str:

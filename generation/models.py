@@ -146,7 +146,7 @@ class WebhookAttempt(models.Model):
 
 
 class LibraryModel(models.Model):
-    """A checkpoint, LoRA, textual-inversion embedding, VAE, ControlNet or IP-Adapter that requests choose by its public id.
+    """A checkpoint, LoRA, textual-inversion embedding, VAE, ControlNet, IP-Adapter or segmentation model that requests choose by its public id.
 
     Weights are safetensors only (a pickle file is code, not data). Files are checked when the entry is
     saved (generation/library.py), so a bad upload is refused in the admin, never at a user's first request.
@@ -159,6 +159,7 @@ class LibraryModel(models.Model):
         VAE = "vae"
         CONTROLNET = "controlnet"
         IP_ADAPTER = "ip_adapter"
+        SEGMENTATION = "segmentation"
 
     public_id = models.CharField(
         max_length=100,
@@ -172,7 +173,7 @@ class LibraryModel(models.Model):
     description = models.TextField(blank=True)
     source = models.CharField(
         max_length=500,
-        help_text="a local diffusers folder (checkpoint, VAE, ControlNet, IP-Adapter) or .safetensors file (LoRA, embedding), or "
+        help_text="a local diffusers folder (checkpoint, VAE, ControlNet, IP-Adapter) or .safetensors file (LoRA, embedding) or .onnx file (segmentation), or "
         "storage:<name> for a .safetensors object in the configured storage",
     )
     content_hash = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the weights (keys worker caches)")

@@ -399,6 +399,30 @@ class SuperResolutionParams(JobParams):
         return f"{self.kind}:{self.width}x{self.height}:{self.scale}"
 
 
+@dataclass(kw_only=True)
+class RemoveBgParams(JobParams):
+    """An image's background removed by a library segmentation model (an ONNX U2-Net or IS-Net): the
+    image with a transparent background (PNG), or the mask (`only_mask`; white = the subject)."""
+
+    kind: ClassVar[str] = "removebg_mask"
+    inputs: ClassVar[tuple[str, ...]] = ("image",)
+
+    image: str = ""
+    image_url: str | None = None
+    width: int = 0  # the input's size
+    height: int = 0
+    segmenter: str = ""  # the library model, chosen when the job is admitted
+    only_mask: bool = False
+    inverse_mask: bool = False
+    post_process_mask: bool = False
+
+    def complete(self, sizes):
+        self.width, self.height = sizes["image"]
+
+    def shape(self) -> str:
+        return f"{self.kind}:{self.width}x{self.height}"
+
+
 @dataclass(frozen=True)
 class JobKind:
     """One kind of job: its parameters, its price and the shape of its answer. (Which predictor runs it
@@ -422,6 +446,7 @@ JOB_KINDS = {
         JobKind(ControlNetParams, "CREDITS_PER_CONTROLNET_IMAGE"),
         JobKind(OutpaintParams, "CREDITS_PER_IMAGE"),
         JobKind(ImgMixerParams, "CREDITS_PER_IMAGE"),
+        JobKind(RemoveBgParams, "CREDITS_PER_IMAGE"),
         JobKind(SuperResolutionParams, "CREDITS_PER_UPSCALE", single_output=True),
     )
 }

@@ -21,6 +21,7 @@ from generation.params import (
     InvalidInput,
     JobParams,
     OutpaintParams,
+    RemoveBgParams,
     SuperResolutionParams,
 )
 
@@ -131,6 +132,13 @@ def to_request(params: JobParams) -> dict:
         )
     if isinstance(params, DiffusionParams):
         fields.update(_diffusion_fields(params))
+    if isinstance(params, RemoveBgParams):
+        fields.update(
+            image=params.image_url,
+            only_mask=_flag(params.only_mask),
+            inverse_mask=_flag(params.inverse_mask),
+            post_process_mask=_flag(params.post_process_mask),
+        )
     return {name: value for name, value in fields.items() if value is not None}
 
 

@@ -27,7 +27,7 @@ from generation import (
     storage,
 )
 from generation.models import Job
-from generation.params import InvalidInput, JobParams, cost
+from generation.params import InvalidInput, JobParams, RemoveBgParams, cost
 
 MAX_JOB_ID = 2**63 - 1  # job ids are 64-bit: a larger one (a path may carry any digits) is no job
 
@@ -65,6 +65,7 @@ def request_generation(
     price, queue_name = _price_and_queue(params, plan)
     credits.check_admissible(account, price)
     _check_upscaler(params)
+    _choose_segmenter(params, plan)
     _check_webhook(params.webhook)
     fetched = _fetch_inputs(user, inputs or {}, base_url)
     params.complete({field: image.size for field, image in fetched.items()})
@@ -113,6 +114,12 @@ def _check_upscaler(params: JobParams):
         if state == "missing":
             raise InvalidInput(field, f"The upscaler {model_id} is not installed on this deployment.")
         params.demo_upscaler = state == "demo"
+
+
+def _choose_segmenter(params: JobParams, plan):
+    """Background removal runs the library's segmentation model (InvalidInput says what to install)."""
+    if isinstance(params, RemoveBgParams):
+        params.segmenter = library.segmenter(plan)
 
 
 def _check_webhook(url: str | None):

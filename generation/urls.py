@@ -21,6 +21,7 @@ IMAGE_EDITING = {
     "object_removal": views.ObjectRemovalView,
     "inpaint": views.EditingInpaintView,
     "img_mixer": views.ImgMixerView,
+    "removebg_mask": views.RemoveBgView,
     "super_resolution": views.SuperResolutionView,
     "base64_to_url": views.Base64ToUrlView,
     **FETCH,

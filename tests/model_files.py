@@ -118,3 +118,31 @@ def ip_adapter(folder: Path, seed: int) -> Path:
             tensors[f"ip_adapter.{2 * index + 1}.{projection}_ip.weight"] = torch.randn(out_features, width) * 0.3
     save_file(tensors, folder / "ip-adapter.safetensors")
     return folder
+
+
+class _Brightness(torch.nn.Module):
+    """A stand-in saliency model: bright pixels are the subject."""
+
+    def __init__(self):
+        super().__init__()
+        self.score = torch.nn.Conv2d(3, 1, 1)
+        with torch.no_grad():
+            self.score.weight.fill_(4.0 / 3)
+            self.score.bias.fill_(0.0)
+
+    def forward(self, pixels):
+        return torch.sigmoid(self.score(pixels))
+
+
+def segmenter(path: Path, side: int = 64) -> Path:
+    """An ONNX segmentation model with U2-Net's interface (1x3xHxW in, 1x1xHxW saliency out): bright
+    pixels are the subject."""
+    torch.onnx.export(
+        _Brightness().eval(),
+        (torch.zeros(1, 3, side, side),),
+        str(path),
+        input_names=["input.1"],
+        output_names=["saliency"],
+        dynamo=False,
+    )
+    return path

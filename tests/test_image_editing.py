@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pytest
+from django.core.management import CommandError, call_command
 from PIL import Image
 
 from billing.models import Account
@@ -112,12 +113,13 @@ def _png(image: Image.Image) -> bytes:
 def test_operations_not_offered_are_said_so_and_cost_nothing(api, account, family):
     user, _ = account
     balance = Account.objects.get(user=user).balance
-    for operation in [*NOT_OFFERED, "removebg_mask", "whatever"]:
+    for operation in [*NOT_OFFERED, "whatever"]:
         response = api.post_raw(family + operation, json={"key": api.key, "init_image": "x"})
         assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
         body = response.json()
         assert body["status"] == "error" and f"{operation!r} is not offered on this deployment" in body["message"]
-        assert "outpaint, object_removal, inpaint, img_mixer, super_resolution, base64_to_url" in body["message"]
+        offered = "outpaint, object_removal, inpaint, img_mixer, removebg_mask, super_resolution, base64_to_url"
+        assert offered in body["message"]
     assert Account.objects.get(user=user).balance == balance and not Job.objects.filter(user=user).exists()
 
 
@@ -151,3 +153,47 @@ def test_img_mixer_mixes_the_images_through_the_librarys_ip_adapter(api, transac
     assert Job.objects.get(pk=mixed["id"]).kind == "img_mixer"
     too_many = api.post(FAMILIES[0] + "img_mixer", {**MIX, "init_image": [RED] * 5})
     assert list(too_many["message"]) == ["init_image"]
+
+
+def subject_on_dark(size=(96, 64), box=(30, 16, 66, 48)) -> Image.Image:
+    image = Image.new("RGB", size, (15, 15, 20))
+    image.paste((240, 235, 230), box)
+    return image
+
+
+def test_removebg_without_a_model_says_what_to_install(api, account):
+    user, _ = account
+    body = api.post(FAMILIES[0] + "removebg_mask", {"image": data_url(subject_on_dark())})
+    assert body["status"] == "error" and "--kind segmentation" in body["message"]["image"][0]
+    assert not Job.objects.filter(user=user).exists()
+
+
+def test_removebg_cuts_out_the_subject_or_gives_its_mask(api, transactional_db, tmp_path):
+    add(model_files.segmenter(tmp_path / "tiny-u2net.onnx"), "u2net", "segmentation")
+    photo = subject_on_dark()
+    body = api.post(FAMILIES[0] + "removebg_mask", {"image": data_url(photo), "alpha_matting": "yes"})
+    assert body["status"] == "success", body
+    cutout = decode(body["output"][0])
+    assert cutout.mode == "RGBA" and cutout.size == (96, 64)
+    alpha = np.asarray(cutout.getchannel("A"))
+    assert alpha[32, 48] > 200 and alpha[5, 5] < 60  # the subject kept, the background transparent
+    assert np.array_equal(np.asarray(cutout.convert("RGB"))[32, 48], np.asarray(photo)[32, 48])
+    assert [entry["field"] for entry in body["meta"]["not_applied"]] == ["alpha_matting"]
+    mask = decode(api.post(FAMILIES[2] + "removebg_mask", {"image": data_url(photo), "only_mask": "yes"})["output"][0])
+    assert mask.mode == "L" and np.asarray(mask)[32, 48] > 200 and np.asarray(mask)[5, 5] < 60
+    inverse = api.post(
+        FAMILIES[1] + "removebg_mask", {"image": data_url(photo), "only_mask": True, "inverse_mask": True}
+    )
+    inverted = np.asarray(decode(inverse["output"][0]))
+    assert inverted[32, 48] < 60 and inverted[5, 5] > 200
+    hard = api.post(FAMILIES[0] + "removebg_mask", {"image": data_url(photo), "only_mask": 1, "post_process_mask": 1})
+    assert set(np.unique(np.asarray(decode(hard["output"][0])))) <= {0, 255}
+
+
+def test_the_library_takes_only_onnx_segmentation_models(transactional_db, tmp_path):
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(b"PK\x03\x04 not onnx at all")
+    with pytest.raises(CommandError, match="is not an ONNX model"):
+        call_command("addmodel", str(fake), "--id", "fake", "--kind", "segmentation")
+    with pytest.raises(CommandError, match="must be an .onnx file"):
+        call_command("addmodel", str(tmp_path / "model.safetensors"), "--id", "weights", "--kind", "segmentation")

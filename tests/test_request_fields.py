@@ -45,6 +45,7 @@ REQUESTS = [
     ("img2img", {"prompt": "a harbour", "prompt_strength": "0.2", "width": 128, "height": 64}),
     ("inpaint", {"prompt": "a sofa", "seed": 9, "embeddings_model": "a,b", "vae": "v"}),
     ("super_resolution", {"scale": 2, "model_id": "RealESRGAN_x2plus"}),
+    ("removebg_mask", {"only_mask": "yes", "post_process_mask": "yes", "seed": 3}),
     ("img_mixer", {"prompt": "a poster", "init_image": ["https://example.com/a.png", "https://example.com/b.png"]}),
     ("outpaint", {"prompt": "a wide beach", "width": 1440, "height": 640, "overlap_width": 12, "steps": 40}),
     (

@@ -33,6 +33,7 @@ from generation.params import (
     InpaintParams,
     InvalidInput,
     OutpaintParams,
+    RemoveBgParams,
     SuperResolutionParams,
     Text2ImgParams,
     deployment_model,
@@ -416,6 +417,52 @@ class ImgMixerSerializer(GenerationSerializer):
         return {}  # the mixed images are the image prompts
 
 
+class RemoveBgSerializer(JobSerializer):
+    """Background removal by the library's segmentation model: a PNG with the background transparent, or
+    the mask. Alpha matting refines the edges with pymatting, which is not installed: its fields are
+    named in meta.not_applied."""
+
+    image = InputImageField(help_text="The image: a URL, base64 or a data URL.")
+    only_mask = LenientBooleanField(default=False, help_text='"yes": the mask itself (white = the subject).')
+    inverse_mask = LenientBooleanField(default=False, help_text='"yes": the mask inverted (the background kept).')
+    post_process_mask = LenientBooleanField(default=False, help_text='"yes": specks removed, edges made hard.')
+    alpha_matting = LenientBooleanField(default=False, help_text=NOT_APPLIED)
+    alpha_matting_foreground_threshold = LenientNumberField(
+        minimum=0, maximum=255, integer=True, default=240, help_text=NOT_APPLIED
+    )
+    alpha_matting_background_threshold = LenientNumberField(
+        minimum=0, maximum=255, integer=True, default=20, help_text=NOT_APPLIED
+    )
+    alpha_matting_erode_size = LenientNumberField(
+        minimum=0, maximum=100, integer=True, default=5, help_text=NOT_APPLIED
+    )
+    seed = LenientNumberField(
+        minimum=-1, maximum=MAX_SEED, integer=True, default=None, help_text="Echoed; the model is deterministic."
+    )
+    base64 = LenientBooleanField(default=False, help_text='"yes": outputs as .base64 text files.')
+    temp = LenientBooleanField(default=False, help_text=NOT_APPLIED)
+
+    def validate(self, data):
+        seed = data["seed"]
+        skipped = not_applied({"temp": data["temp"]})
+        if data["alpha_matting"]:
+            skipped.append(
+                _reason(
+                    "alpha_matting", "alpha matting (pymatting) is not installed; the edges are the model's own mask"
+                )
+            )
+        params = RemoveBgParams(
+            image_url=data["image"].url,
+            only_mask=data["only_mask"],
+            inverse_mask=data["inverse_mask"],
+            post_process_mask=data["post_process_mask"],
+            seed=seed if seed is not None and seed >= 0 else secrets.randbelow(MAX_SEED + 1),
+            base64=data["base64"],
+            not_applied=skipped,
+        )
+        return self.submission(data, params, {"image": data["image"]})
+
+
 class Base64ToUrlSerializer(serializers.Serializer):
     init_image = InputImageField(help_text="The image as base64 (or a data URL).")
 
@@ -559,6 +606,7 @@ SERIALIZERS = {
     "controlnet": ControlNetSerializer,
     "outpaint": OutpaintSerializer,
     "img_mixer": ImgMixerSerializer,
+    "removebg_mask": RemoveBgSerializer,
     "object_removal": ObjectRemovalSerializer,  # an inpaint job with the fill words (the playground's form)
     "super_resolution": SuperResolutionSerializer,
 }

@@ -23,6 +23,7 @@ from generation.api.serializers import (
     InpaintSerializer,
     ObjectRemovalSerializer,
     OutpaintSerializer,
+    RemoveBgSerializer,
     SuperResolutionSerializer,
     Text2ImgSerializer,
 )
@@ -203,6 +204,11 @@ class ImgMixerView(GenerationView):
     serializer_class = ImgMixerSerializer
 
 
+@generation_schema(RemoveBgSerializer, "Remove an image's background (or give its mask)")
+class RemoveBgView(GenerationView):
+    serializer_class = RemoveBgSerializer
+
+
 @generation_schema(EditingInpaintSerializer, "Repaint the white part of a mask (image editing)")
 class EditingInpaintView(GenerationView):
     serializer_class = EditingInpaintSerializer
@@ -210,7 +216,15 @@ class EditingInpaintView(GenerationView):
 
 # what the image_editing families run (`super_resolution` among them); every other name is answered
 # as not offered
-IMAGE_EDITING = ["outpaint", "object_removal", "inpaint", "img_mixer", "super_resolution", "base64_to_url"]
+IMAGE_EDITING = [
+    "outpaint",
+    "object_removal",
+    "inpaint",
+    "img_mixer",
+    "removebg_mask",
+    "super_resolution",
+    "base64_to_url",
+]
 
 
 class Base64ToUrlView(V3View):

@@ -12,7 +12,14 @@ from dataclasses import replace
 from django.conf import settings
 
 from generation import library, storage
-from generation.params import ControlNetParams, DiffusionParams, JobParams, SuperResolutionParams, upscaler_for
+from generation.params import (
+    ControlNetParams,
+    DiffusionParams,
+    JobParams,
+    RemoveBgParams,
+    SuperResolutionParams,
+    upscaler_for,
+)
 from generation.runtime.predictors import GenerationError, JobInput, LocalModel, LoraChoice, Prediction, Predictor
 from generation.runtime.registry import PREDICTORS
 
@@ -69,6 +76,8 @@ def resolve(params: JobParams) -> JobInput:
         resolved.vae = models.get(params.vae_id)
         resolved.controlnets = [models[name] for name in controlnets]
         resolved.ip_adapter = models.get(params.ip_adapter_id)
+    if isinstance(params, RemoveBgParams):
+        resolved.segmenter = _local_models({params.segmenter})[params.segmenter]
     if upscaling := params.upscaling():
         resolved.upscaler = _upscaler_weights(upscaling[0])
     return resolved

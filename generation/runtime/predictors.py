@@ -50,6 +50,7 @@ class JobInput:
     upscaler: LocalModel | None = None  # an upscaler's weights; None: a plain resize stands in (demo mode)
     controlnets: list[LocalModel] = field(default_factory=list)  # in the order of params.controlnets
     ip_adapter: LocalModel | None = None  # its folder: weights and image_encoder/
+    segmenter: LocalModel | None = None  # background removal's ONNX model
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Which predictor class runs each kind of job. Kinds that share a class share its one instance (per
 checkpoint, for a per-checkpoint class) and so its weights."""
 
+from generation.runtime.background import BackgroundRemovalPredictor
 from generation.runtime.predictors import Predictor
 from generation.runtime.sdxl import SDXLPredictor
 from generation.runtime.upscale import UpscalePredictor
@@ -13,4 +14,5 @@ PREDICTORS: dict[str, type[Predictor]] = {
     "outpaint": SDXLPredictor,
     "img_mixer": SDXLPredictor,
     "super_resolution": UpscalePredictor,
+    "removebg_mask": BackgroundRemovalPredictor,
 }
