@@ -312,7 +312,9 @@ OPENAI_QUALITY_STEPS = {
         "OPENAI_QUALITY_STEPS", default={"low": 15, "standard": 25, "medium": 25, "auto": 25, "high": 40, "hd": 40}
     ).items()
 }
-OPENAI_MODEL_ALIASES = env.list("OPENAI_MODEL_ALIASES", default=["dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini"])
+OPENAI_MODEL_ALIASES = env.list(
+    "OPENAI_MODEL_ALIASES", default=["dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini"]
+)
 # image_editing/object_removal: SDXL inpainting of the mask with these words, at this strength
 OBJECT_REMOVAL_PROMPT = env(
     "OBJECT_REMOVAL_PROMPT", default="empty background, seamless continuation of the surroundings, nothing there"

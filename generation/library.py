@@ -376,32 +376,39 @@ def choose(params, plan) -> tuple[Decimal, bool]:
 
 
 def segmenter(plan) -> str:
-    """The segmentation model removebg_mask uses: REMOVEBG_MODEL, else the first one the plan may use."""
-    if settings.REMOVEBG_MODEL:
-        return settings.REMOVEBG_MODEL
-    models = [model for model in listed(plan) if model.model_type == ModelType.SEGMENTATION]
-    if not models:
-        raise InvalidInput(
-            "image",
-            "removebg_mask needs a background-removal model in the model library, and this deployment has none: "
-            "an admin adds an ONNX U2-Net or IS-Net (u2net.onnx or isnet-general-use.onnx, Apache-2.0, from the "
-            "rembg project's releases) with manage.py addmodel FILE.onnx --id ID --kind segmentation.",
-        )
-    return models[0].public_id
+    """The segmentation model removebg_mask uses."""
+    return _operation_model(
+        plan,
+        ModelType.SEGMENTATION,
+        settings.REMOVEBG_MODEL,
+        "image",
+        "removebg_mask needs a background-removal model in the model library, and this deployment has none: "
+        "an admin adds an ONNX U2-Net or IS-Net (u2net.onnx or isnet-general-use.onnx, Apache-2.0, from the "
+        "rembg project's releases) with manage.py addmodel FILE.onnx --id ID --kind segmentation.",
+    )
 
 
 def _mixing_adapter(plan) -> str:
-    """The IP-Adapter img_mixer uses: IMG_MIXER_IP_ADAPTER, else the first one the plan may use."""
-    if settings.IMG_MIXER_IP_ADAPTER:
-        return settings.IMG_MIXER_IP_ADAPTER
-    adapters = [model for model in listed(plan) if model.model_type == ModelType.IP_ADAPTER]
-    if not adapters:
-        raise InvalidInput(
-            "init_image",
-            "img_mixer needs an IP-Adapter in the model library, and this deployment has none: an admin adds one "
-            "with manage.py addmodel FOLDER --id ID --kind ip_adapter.",
-        )
-    return adapters[0].public_id
+    """The IP-Adapter img_mixer uses."""
+    return _operation_model(
+        plan,
+        ModelType.IP_ADAPTER,
+        settings.IMG_MIXER_IP_ADAPTER,
+        "init_image",
+        "img_mixer needs an IP-Adapter in the model library, and this deployment has none: an admin adds one "
+        "with manage.py addmodel FOLDER --id ID --kind ip_adapter.",
+    )
+
+
+def _operation_model(plan, model_type: str, configured: str, field: str, missing: str) -> str:
+    """The model an operation runs: the configured id, else the first of `model_type` the plan may use;
+    InvalidInput(field, missing) when there is none."""
+    if configured:
+        return configured
+    models = [model for model in listed(plan) if model.model_type == model_type]
+    if not models:
+        raise InvalidInput(field, missing)
+    return models[0].public_id
 
 
 def listed(plan) -> list[LibraryModel]:
