@@ -253,3 +253,34 @@ def test_single_controlnet_jobs_batch_with_their_own_control_images(api, account
         assert len(got) == job.parameters.samples
         for image, reference in zip(got, expected.images):
             assert np.abs(np.asarray(image, dtype=int) - np.asarray(reference, dtype=int)).max() <= 2
+
+
+def test_the_worker_keeps_a_bounded_cache_of_controlnets(controlnet_files, settings):
+    """With room for one ControlNet, the other is dropped when a job needs it, and loaded again later
+    gives the same image: the cache bounds memory without changing results."""
+    settings.CONTROLNET_CACHE_COUNT = 1
+    worker = SDXLPredictor(device="cpu")
+    models = {
+        name: LocalModel(name, controlnet_files[key], content_hash=name) for name, key in (("a", "a"), ("b", "b"))
+    }
+    control = shapes()
+
+    def run(name):
+        params = ControlNetParams(
+            prompt="a house",
+            width=64,
+            height=64,
+            steps=2,
+            seed=5,
+            controlnets=[{"id": name, "scale": 1.0, "type": "canny"}],
+        )
+        image = worker.predict(JobInput(params, images={"control_image": control}, controlnets=[models[name]])).images[
+            0
+        ]
+        return np.asarray(image, dtype=np.int16)
+
+    first = run("a")
+    assert list(worker.controlnets) == ["a"]
+    other = run("b")
+    assert list(worker.controlnets) == ["b"] and differ(other, first)
+    assert np.array_equal(run("a"), first) and list(worker.controlnets) == ["a"]
