@@ -79,6 +79,13 @@ A1111 = {
     "skip": a1111.InterruptView,
     "cmd-flags": a1111.CmdFlagsView,
     "scripts": a1111.ScriptsView,
+    **{
+        name: a1111.EmptyListView
+        for name in ("latent-upscale-modes", "hypernetworks", "face-restorers", "prompt-styles", "sd-modules")
+    },
+    **{
+        name: a1111.RefreshView for name in ("refresh-checkpoints", "refresh-loras", "refresh-vae", "reload-checkpoint")
+    },
 }
 
 
@@ -118,6 +125,7 @@ urlpatterns = [
     re_path(r"^v1/models/?$", openai.ModelsView.as_view(), name="openai-models"),
     re_path(r"^v1/models/(?P<model_id>[^/]+)/?$", openai.ModelsView.as_view(), name="openai-model"),
     *(re_path(rf"^sdapi/v1/{name}/?$", view.as_view(), name=f"a1111-{name}") for name, view in A1111.items()),
+    re_path(r"^internal/ping/?$", a1111.PingView.as_view(), name="a1111-ping"),
     path("docs/", pages.docs, name="docs"),
     path("docs/<slug:page>/", pages.docs, name="docs-page"),
     re_path(r"^healthz/?$", pages.healthz, name="healthz"),

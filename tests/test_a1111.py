@@ -66,7 +66,9 @@ def test_txt2img_answers_images_parameters_and_infotexts(a1111):
     assert job.parameters.scheduler_options == {"use_karras_sigmas": True} and job.api_key_id
     same_seed = a1111.post("/txt2img", {**TXT2IMG, "sampler_name": "DPM++ 2M", "scheduler": "Karras"})
     assert np.abs(pixels(same_seed) - pixels(answer)).max() <= 2  # one image alone, the first of two
-    no_images = a1111.post("/txt2img", {**TXT2IMG, "send_images": False}).json()
+    script_args = {"alwayson_scripts": {"controlnet": {"args": [{"input_image": "AAAA" * 1000}]}}}
+    no_images = a1111.post("/txt2img", {**TXT2IMG, "send_images": False, **script_args}).json()
+    assert "alwayson_scripts" not in no_images["parameters"]  # script arguments are not echoed
     assert no_images["images"] == [] and json.loads(no_images["info"])["all_seeds"] == [11]
 
 
@@ -156,6 +158,11 @@ def test_the_listings_clients_probe_for(a1111):
     assert a1111.get("/embeddings").json() == {"loaded": {}, "skipped": {}}
     assert a1111.get("/sd-vae").json() == [] and a1111.get("/scripts").json() == {"txt2img": [], "img2img": []}
     assert a1111.get("/cmd-flags").json()["api"] is True
+    for empty in ("/latent-upscale-modes", "/hypernetworks", "/face-restorers", "/prompt-styles", "/sd-modules"):
+        assert a1111.get(empty).json() == []
+    assert a1111.post("/refresh-checkpoints").status_code == 200
+    ping = requests.get(a1111.base_url.removesuffix("/sdapi/v1") + "/internal/ping", timeout=30)
+    assert ping.status_code == 200 and ping.json() == {}
     idle = a1111.get("/progress").json()
     assert idle["progress"] == 0 and idle["state"]["job_count"] == 0 and idle["current_image"] is None
 

@@ -7,6 +7,7 @@ import re
 
 from PIL import ImageFilter, ImageOps
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts.keys import set_default_checkpoint
 from billing import credits
@@ -28,6 +29,7 @@ SCHEDULE_TYPES = {"Automatic": None, "Uniform": False, "Karras": True}
 DEFAULT_SAMPLER = "UniPC"
 MAX_IMAGES = 4
 IMAGE_FIELDS = ("init_images", "mask", "image")  # left out of the `parameters` echoed back
+MAX_ECHOED_TEXT = 20000
 
 
 class A1111View(FrontendView):
@@ -89,7 +91,7 @@ class GenerateView(GenerationFrontendView, A1111View):
             "batch_size": _integer(data, "batch_size", 1),
             "n_iter": _integer(data, "n_iter", 1),
             "send_images": data.get("send_images", True) is not False,
-            "parameters": {name: value for name, value in data.items() if name not in IMAGE_FIELDS},
+            "parameters": _echoed(data),
         }
 
 
@@ -240,6 +242,31 @@ class InterruptView(A1111View):
         return Response({})
 
 
+class EmptyListView(A1111View):
+    """Listings of what this deployment has none of (hypernetworks, face restorers, ...): empty, as an
+    A1111 without them answers."""
+
+    def get(self, request):
+        return Response([])
+
+
+class RefreshView(A1111View):
+    """refresh-checkpoints, refresh-loras, ...: the library is read afresh on every request anyway."""
+
+    def post(self, request):
+        return Response(None)
+
+
+class PingView(APIView):
+    """`GET /internal/ping`: A1111's liveness answer, which clients ask before connecting (no key)."""
+
+    authentication_classes = []
+    permission_classes = []
+
+    def get(self, request):
+        return Response({})
+
+
 class CmdFlagsView(A1111View):
     def get(self, request):
         return Response({"api": True, "api_auth": True, "nowebui": True, "listen": True, "medvram": False})
@@ -248,6 +275,18 @@ class CmdFlagsView(A1111View):
 class ScriptsView(A1111View):
     def get(self, request):
         return Response({"txt2img": [], "img2img": []})
+
+
+def _echoed(data) -> dict:
+    """The request's plain fields, as A1111 echoes them in `parameters`: no images, no script arguments
+    (which may carry images), no text longer than a prompt."""
+    plain = (bool, int, float, type(None))
+    return {
+        name: value
+        for name, value in data.items()
+        if name not in IMAGE_FIELDS
+        and (isinstance(value, plain) or (isinstance(value, str) and len(value) <= MAX_ECHOED_TEXT))
+    }
 
 
 def _sd_model(entry: LibraryModel) -> dict:
