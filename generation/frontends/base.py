@@ -4,9 +4,11 @@ cannot poll)."""
 
 import base64
 import binascii
+import logging
 
 import redis
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -20,6 +22,8 @@ from generation import services, storage, waiting
 from generation.api.parsers import BodyTooLarge
 from generation.api.throttling import AccountRateThrottle, GenerationRateThrottle
 from generation.params import InvalidInput
+
+logger = logging.getLogger(__name__)
 
 
 class Refused(Exception):
@@ -102,7 +106,7 @@ class FrontendView(APIView):
             return self.invalid_field(
                 field, " ".join(str(m) for m in (messages if isinstance(messages, list) else [messages]))
             )
-        if isinstance(exc, (BodyTooLarge, exceptions.ParseError, exceptions.UnsupportedMediaType)):
+        if isinstance(exc, (RequestDataTooBig, BodyTooLarge, exceptions.ParseError, exceptions.UnsupportedMediaType)):
             return answers.invalid("body", "The request body could not be read (too large, or not valid).")
         if isinstance(exc, exceptions.Throttled):
             return answers.rate_limited()
@@ -120,6 +124,7 @@ class FrontendView(APIView):
             return answers.unavailable()
         if isinstance(exc, exceptions.APIException):
             return answers.invalid("body", str(exc.detail))
+        logger.exception("Unhandled front-end error", exc_info=exc)
         return answers.server_error()
 
     def invalid_field(self, field: str, text: str) -> tuple[int, dict]:
