@@ -67,6 +67,10 @@ def test_txt2img_answers_images_parameters_and_infotexts(a1111):
     same_seed = a1111.post("/txt2img", {**TXT2IMG, "sampler_name": "DPM++ 2M", "scheduler": "Karras"})
     assert np.abs(pixels(same_seed) - pixels(answer)).max() <= 2  # one image alone, the first of two
     script_args = {"alwayson_scripts": {"controlnet": {"args": [{"input_image": "AAAA" * 1000}]}}}
+    tall = json.loads(
+        a1111.post("/txt2img", {**TXT2IMG, "width": 832, "height": 1216, "send_images": False}).json()["info"]
+    )
+    assert (tall["width"], tall["height"]) == (696, 1024)  # SDXL's portrait size, fitted keeping its shape
     no_images = a1111.post("/txt2img", {**TXT2IMG, "send_images": False, **script_args}).json()
     assert "alwayson_scripts" not in no_images["parameters"]  # script arguments are not echoed
     assert no_images["images"] == [] and json.loads(no_images["info"])["all_seeds"] == [11]

@@ -57,10 +57,12 @@ def test_generations_answer_b64_json_by_default_and_urls_when_asked(openai, acco
     assert image.size == (64, 64)
     jpeg = openai.post("/images/generations", json={"prompt": "a lighthouse", **SMALL, "output_format": "jpeg"}).json()
     assert picture(jpeg["data"][0]).format == "JPEG"
+    wide = openai.post("/images/generations", json={"prompt": "a lighthouse", **SMALL, "size": "2048x1024"}).json()
+    assert picture(wide["data"][0]).size == (1024, 512)  # fitted in 1024, keeping its shape
 
     user, _ = account
     jobs = Job.objects.filter(user=user).order_by("id")
-    assert [job.kind for job in jobs] == ["text2img"] * 3 and all(job.api_key_id for job in jobs)
+    assert [job.kind for job in jobs] == ["text2img"] * 4 and all(job.api_key_id for job in jobs)
     assert jobs[0].parameters.steps == 2 and jobs[0].parameters.samples == 2
     assert CreditEntry.objects.get(job=jobs[0], entry_type="reserve").amount == -2
     client.force_login(user)  # the dashboard's history shows them like any job

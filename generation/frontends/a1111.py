@@ -20,7 +20,7 @@ from generation.api.serializers import (
 )
 from generation.frontends.base import BasicOrBearerKey, FrontendView, GenerationFrontendView, Refused
 from generation.models import LibraryModel
-from generation.params import UPSCALE_MODELS
+from generation.params import UPSCALE_MODELS, fit_size
 
 LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^>]*))?>", re.IGNORECASE)
 # A1111's samplers (its labels without a schedule) and schedule types; "Karras" picks Karras sigmas
@@ -68,8 +68,7 @@ class GenerateView(GenerationFrontendView, A1111View):
             "seed": data.get("seed", -1),
             "num_inference_steps": data.get("steps", 20),
             "guidance_scale": data.get("cfg_scale", 7),
-            "width": data.get("width", 512),
-            "height": data.get("height", 512),
+            **_size(data),
             "samples": batch,
             "scheduler": _scheduler(data.get("sampler_name") or data.get("sampler_index"), data.get("scheduler")),
             "model_id": self._checkpoint(data),
@@ -310,6 +309,16 @@ def _without_lora_tags(prompt: str) -> tuple[str, list[tuple[str, str]]]:
     """The prompt without its `<lora:id:weight>` tags, and the LoRAs they name (weight default 1)."""
     loras = [(name.strip(), (weight or "1").strip() or "1") for name, weight in LORA_TAG.findall(prompt)]
     return re.sub(r"\s{2,}", " ", LORA_TAG.sub("", prompt)).strip(" ,"), loras
+
+
+def _size(data) -> dict:
+    """Width and height scaled down to fit in 1024 keeping their shape (SDXL's 832x1216 becomes 696x1024,
+    not a squashed 832x1024)."""
+    width, height = _integer(data, "width", 512), _integer(data, "height", 512)
+    if min(width, height) < 1:
+        raise Refused(a1111_answers.invalid("width", "width and height must be positive."))
+    fitted = fit_size(width, height)
+    return {"width": fitted[0], "height": fitted[1]}
 
 
 def _integer(data, name: str, default: int) -> int:

@@ -14,6 +14,7 @@ from generation import images, library, openai_answers
 from generation.api.serializers import Img2ImgSerializer, InpaintSerializer, Text2ImgSerializer
 from generation.frontends.base import BearerKey, FrontendView, GenerationFrontendView, Refused
 from generation.models import LibraryModel
+from generation.params import fit_size
 
 SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$", re.IGNORECASE)
 RESPONSE_FORMATS = ("url", "b64_json")
@@ -131,8 +132,8 @@ def _count(value) -> int:
 
 
 def _size(value) -> dict:
-    """`"WxH"` (64-1024, rounded down to multiples of 8), or `"auto"`: FRONTEND_DEFAULT_SIZE square; ""
-    leaves the size to the input image."""
+    """`"WxH"` (scaled down to fit in 1024 keeping its shape, multiples of 8), or `"auto"`:
+    FRONTEND_DEFAULT_SIZE square; "" leaves the size to the input image."""
     text = str(value).strip().lower()
     if text == "":
         return {}
@@ -141,7 +142,8 @@ def _size(value) -> dict:
     match = SIZE.match(text)
     if match is None:
         raise Refused(openai_answers.invalid("size", "size must be 'auto' or 'WIDTHxHEIGHT', such as '1024x1024'."))
-    return {"width": int(match[1]), "height": int(match[2])}
+    width, height = fit_size(int(match[1]), int(match[2]))  # 1536x1024 keeps its shape: 1024x680
+    return {"width": width, "height": height}
 
 
 def _steps(quality) -> int:
