@@ -218,6 +218,8 @@ def _job_fields(job: Job) -> list[tuple[str, str]]:
         ("Embeddings", ", ".join(params.get("embeddings") or [])),
         ("VAE", params.get("vae_id")),
         ("ControlNets", controlnets),
+        ("Overlap", f"{params['overlap_width']} px" if "overlap_width" in params else None),
+        ("Mask only", "yes" if params.get("only_mask") else None),
         ("Auto hint", ("on" if params.get("auto_hint") else "off") if controlnets else None),
         ("Guess mode", "on" if params.get("guess_mode") else None),
         (

@@ -4,10 +4,13 @@ for the operations this deployment does not offer."""
 
 import base64
 import io
+from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 from PIL import Image
 
 from billing.models import Account
@@ -197,3 +200,17 @@ def test_the_library_takes_only_onnx_segmentation_models(transactional_db, tmp_p
         call_command("addmodel", str(fake), "--id", "fake", "--kind", "segmentation")
     with pytest.raises(CommandError, match="must be an .onnx file"):
         call_command("addmodel", str(tmp_path / "model.safetensors"), "--id", "weights", "--kind", "segmentation")
+
+
+def test_uploads_expire_after_the_retention_days(api, account, settings):
+    user, _ = account
+    stored = api.post(FAMILIES[0] + "base64_to_url", {"init_image": data_url(Image.new("RGB", (64, 64)))})
+    upload = Upload.objects.get(pk=stored["id"])
+    assert default_storage.exists(upload.name)
+    Upload.objects.filter(pk=upload.pk).update(
+        created_at=timezone.now() - timedelta(days=settings.UPLOAD_RETENTION_DAYS + 1)
+    )
+    out = io.StringIO()
+    call_command("expire_outputs", stdout=out)
+    assert "Deleted 1 upload(s)" in out.getvalue()
+    assert not Upload.objects.filter(user=user).exists() and not default_storage.exists(upload.name)
