@@ -77,6 +77,10 @@ def _pin_execution_device(pipeline, device):
     )
 
 
+# kinds that run on another kind's pipeline: outpaint is inpainting of a canvas, img_mixer text2img with
+# several image prompts
+PIPELINE_OF_KIND = {"outpaint": "inpaint", "img_mixer": "text2img"}
+
 # ControlNet pipelines by what a job starts from: a control image alone, an init image, an init image and mask
 CONTROLNET_PIPELINES = {
     "text2img": StableDiffusionXLControlNetPipeline,
@@ -276,20 +280,18 @@ class SDXLPredictor(Predictor):
         ControlNets in place."""
         params = job.params
         if not isinstance(params, ControlNetParams):
-            kind = {"outpaint": "inpaint", "img_mixer": "text2img"}.get(params.kind, params.kind)
+            kind = PIPELINE_OF_KIND.get(params.kind, params.kind)
             return (self.pag_pipelines if params.self_attention else self.pipelines)[kind]
         models = [self._controlnet(model, keep=job.controlnets) for model in job.controlnets]
         controlnet = models[0] if len(models) == 1 else MultiControlNetModel(models)
         mode = "inpaint" if params.mask_image else "img2img" if params.starts_from_image else "text2img"
-        if mode not in self.controlnet_pipelines:  # from the loaded modules: no second copy of the weights
+        if mode not in self.controlnet_pipelines:
+            # from the loaded modules (no second copy of the weights); the UNet and VAE passed by hand, since
+            # from_pipe does not take over a module whose class _pin replaced
             base = self.pipelines["text2img"]
             options = {} if mode == "text2img" else {"requires_aesthetics_score": False}
             pipeline = CONTROLNET_PIPELINES[mode].from_pipe(
-                base,
-                controlnet=controlnet,
-                unet=base.unet,
-                vae=base.vae,
-                **options,  # pinned: passed by hand
+                base, controlnet=controlnet, unet=base.unet, vae=base.vae, **options
             )
             pipeline.set_progress_bar_config(disable=True)
             _pin_execution_device(pipeline, torch.device(self.device))
