@@ -5,14 +5,14 @@ made from the demo UNet."""
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionXLPipeline
+from diffusers import AutoencoderKL, StableDiffusionXLPipeline
 from django.conf import settings
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from generation.runtime.demo_model import build_demo_model
+from generation.runtime.demo_model import build_demo_controlnet, build_demo_model
 
 
 def demo_model() -> Path:
@@ -72,18 +72,8 @@ def pickle_checkpoint(path: Path) -> Path:
 
 
 def controlnet(folder: Path, seed: int) -> Path:
-    """A ControlNet of the demo UNet (diffusers' from_unet) whose zero layers are re-initialised, the
-    control image's embedding strongly enough that another control image gives another image."""
-    pipe = StableDiffusionXLPipeline.from_pretrained(demo_model(), add_watermarker=False, use_safetensors=True)
-    torch.manual_seed(seed)
-    model = ControlNetModel.from_unet(pipe.unet)
-    for parameter in model.controlnet_cond_embedding.parameters():
-        torch.nn.init.normal_(parameter, std=0.3)
-    for block in (*model.controlnet_down_blocks, model.controlnet_mid_block):
-        for parameter in block.parameters():
-            torch.nn.init.normal_(parameter, std=0.02)
-    model.save_pretrained(folder, safe_serialization=True)
-    return folder
+    """A ControlNet of the demo UNet, as `make run` builds its demo one (random weights that steer)."""
+    return build_demo_controlnet(demo_model(), folder, seed=seed)
 
 
 def ip_adapter(folder: Path, seed: int) -> Path:

@@ -1,6 +1,7 @@
 """`make run` (scripts/run.py), started once for this file: a quiet terminal with the logs in files, a
 web tier that slow clients cannot hold, and a worker that dies is started again."""
 
+import base64
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import requests
 from django.conf import settings
 
 from config import redis_server
-from tests.conftest import ROOT
+from tests.conftest import ROOT, png_bytes
 from tests.test_recovery import wait_until
 
 
@@ -97,6 +98,21 @@ def test_the_terminal_shows_steps_and_a_banner_and_the_logs_go_to_files(make_run
     access_log = make_run.log_dir / "access.log"
     wait_until(lambda: access_log.exists() and "/healthz" in access_log.read_text())  # written after the answer
     assert "Loaded" in (make_run.log_dir / "worker.log").read_text()  # the worker's own output
+
+
+def test_the_demo_has_a_controlnet_so_the_hosted_examples_run(make_run):
+    """`make run` adds a demo ControlNet as 'canny': the hosted service's ControlNet example works as written."""
+    image = base64.b64encode(png_bytes()).decode()
+    body = requests.post(
+        make_run.url + "/api/v5/controlnet",
+        json={"key": make_run.key, "controlnet_model": "canny", "init_image": image, "prompt": "a house", "steps": 2},
+        timeout=120,
+    ).json()
+    assert body["status"] in ("success", "processing"), body
+    listed = requests.post(
+        make_run.url + "/api/v4/dreambooth/model_list", json={"key": make_run.key}, timeout=30
+    ).json()
+    assert "canny" in {entry["model_id"] for entry in listed if entry["model_category"] == "controlnet"}
 
 
 def _slow_body(port: int, sent: threading.Semaphore, stop: threading.Event):

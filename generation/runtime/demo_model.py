@@ -2,14 +2,21 @@
 
 It has the structure of SDXL base (two CLIP text encoders, a text-time conditioned UNet, a VAE with a
 scale factor of 8), so the worker loads it through the same `from_pretrained` path as real weights.
-Nothing is downloaded. It produces noise-like images in a fraction of a second on a CPU.
+Nothing is downloaded. It produces noise-like images in a fraction of a second on a CPU. A demo
+ControlNet of its UNet is built the same way, so the ControlNet paths work out of the box too.
 """
 
 import json
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel, UniPCMultistepScheduler
+from diffusers import (
+    AutoencoderKL,
+    ControlNetModel,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+    UniPCMultistepScheduler,
+)
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 
@@ -103,4 +110,20 @@ def build_demo_model(path: Path, seed: int = 0) -> Path:
     for leftover in (path / "_tokenizer_src").iterdir():
         leftover.unlink()
     (path / "_tokenizer_src").rmdir()
+    return path
+
+
+def build_demo_controlnet(model: Path, path: Path, seed: int = 1) -> Path:
+    """A ControlNet of the demo model's UNet (diffusers' `from_unet`) saved as safetensors at `path`. Its
+    zero-initialised layers get random weights, the control image's embedding strongly enough that another
+    control image gives another image."""
+    unet = UNet2DConditionModel.from_pretrained(model / "unet", use_safetensors=True)
+    torch.manual_seed(seed)
+    controlnet = ControlNetModel.from_unet(unet)
+    for parameter in controlnet.controlnet_cond_embedding.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    for block in (*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block):
+        for parameter in block.parameters():
+            torch.nn.init.normal_(parameter, std=0.02)
+    controlnet.save_pretrained(path, safe_serialization=True)
     return path
