@@ -40,17 +40,18 @@ class Requests(threading.Thread):
     """`bodies` POSTed to `path` all at once from one thread (asyncio, raw HTTP/1.1), so the requests
     themselves add no thread to count; `answers` holds their JSON bodies once they are all answered."""
 
-    def __init__(self, base_url: str, path: str, bodies: list[dict]):
+    def __init__(self, base_url: str, path: str, bodies: list[dict], headers: dict | None = None):
         super().__init__(daemon=True)
         self.host, self.port = base_url.split("//")[1].split(":")
         self.path, self.bodies, self.answers = path, bodies, None
+        self.headers = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         self.start()
 
     async def _post(self, body: dict) -> dict:
         reader, writer = await asyncio.open_connection("127.0.0.1", int(self.port))
         data = json.dumps(body).encode()
         writer.write(
-            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n{self.headers}"
             f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
             + data
         )
@@ -82,6 +83,30 @@ def test_waiting_requests_hold_no_thread_and_no_database_connection(api, roomy, 
         assert clients.answers is None  # all still waiting
     clients.join(timeout=120)
     assert [answer["status"] for answer in clients.answers] == ["success"] * count
+
+
+@pytest.mark.postgres_only  # pg_stat_activity, and a paused worker
+def test_front_end_requests_wait_without_a_thread_too(api, roomy, worker, settings):
+    """OpenAI's and A1111's clients cannot poll: their requests wait for the images, on the event loop."""
+    settings.OPENAI_QUALITY_STEPS = {**settings.OPENAI_QUALITY_STEPS, "low": 1}
+    user, _ = roomy
+    count, auth = 8, {"Authorization": f"Bearer {api.key}"}
+    with paused(worker):
+        threads, connections = threading.active_count(), backends()
+        openai = Requests(
+            api.base_url, "/v1/images/generations", [{"prompt": "x", "size": "64x64", "quality": "low"}] * count, auth
+        )
+        a1111 = Requests(
+            api.base_url, "/sdapi/v1/txt2img", [{"prompt": "x", "width": 64, "height": 64, "steps": 1}] * count, auth
+        )
+        wait_until(lambda: Job.objects.filter(user=user).count() == 2 * count)
+        wait_until(lambda: backends() <= connections + 1, timeout=30)
+        assert threading.active_count() <= threads + 2 + 8  # the two clients', and the loop's small pool
+        assert openai.answers is None and a1111.answers is None  # all still waiting
+    openai.join(timeout=120)
+    a1111.join(timeout=120)
+    assert all(len(answer["data"]) == 1 for answer in openai.answers)
+    assert all(len(answer["images"]) == 1 for answer in a1111.answers)
 
 
 class Stream(threading.Thread):
