@@ -2,9 +2,13 @@
 picture on the paths that choose models; a job without one gets the image it gets on a worker that never
 loaded one."""
 
+import shutil
+
 import pytest
+import torch
 from django.core.management import CommandError, call_command
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from billing.models import Account
 from generation.models import Job
@@ -83,3 +87,21 @@ def test_the_library_lists_it_and_refuses_what_is_not_one(api, ip_adapter, ip_ad
     lora = model_files.lora(ROOT / "var" / "test-models" / "lora-a", seed=1)
     with pytest.raises(CommandError, match="must be a local diffusers folder"):
         call_command("addmodel", str(lora), "--id", "lora-as-ip", "--kind", "ip_adapter")
+
+
+def test_an_adapter_that_fails_to_load_fails_its_job_and_leaves_the_next_untouched(api, ip_adapter, tmp_path):
+    """Weights whose layers pass the library's check but not the UNet's (a to_v_ip of another height):
+    the job fails with a reason, is refunded, and the next job is the base image."""
+    broken = tmp_path / "broken-ip"
+    shutil.copytree(ROOT / "var" / "test-models" / "ip-adapter", broken)
+    tensors = load_file(broken / "ip-adapter.safetensors")
+    name = next(key for key in tensors if key.endswith("to_v_ip.weight"))
+    tensors[name] = torch.zeros(tensors[name].shape[0] + 1, tensors[name].shape[1])
+    save_file(tensors, broken / "ip-adapter.safetensors")
+    add(broken, "broken-ip", "ip_adapter")
+    path = "/api/v6/images/text2img"
+    base = pixels(api.post(path, TEXT2IMG))
+    failed = api.post(path, {**TEXT2IMG, "ip_adapter_id": "broken-ip", "ip_adapter_image": RED})
+    assert failed["status"] == "failed" and "cannot be loaded" in failed["message"]
+    assert same(pixels(api.post(path, TEXT2IMG)), base)
+    assert not same(pixels(api.post(path, {**TEXT2IMG, "ip_adapter_id": "ip-plus", "ip_adapter_image": RED})), base)

@@ -413,18 +413,21 @@ class SDXLPredictor(Predictor):
         unet = pipe.unet
         if chosen is None:
             if unet.encoder_hid_proj is not None:
-                unet.set_attn_processor(dict(self.base_processors))  # diffusers empties the dict it is given
-                unet.encoder_hid_proj = None
-                unet.config.encoder_hid_dim_type = None
+                self._without_ip_layers(unet)
             return
         key = chosen.content_hash or str(chosen.path)
         if self.ip_adapter is None or self.ip_adapter[0] != key:
             self._set_ip_adapter(None, 0.0)
             self.base_processors = self.base_processors or dict(unet.attn_processors)
             started = time.perf_counter()
-            pipe.load_ip_adapter(
-                str(chosen.path), subfolder="", weight_name=IP_ADAPTER_WEIGHTS, image_encoder_folder="image_encoder"
-            )
+            try:
+                pipe.load_ip_adapter(
+                    str(chosen.path), subfolder="", weight_name=IP_ADAPTER_WEIGHTS, image_encoder_folder="image_encoder"
+                )
+            except Exception as exc:  # a half-loaded adapter must not reach the next job
+                self.ip_adapter = None
+                self._without_ip_layers(unet)
+                raise GenerationError(f"Failed: the IP-Adapter {chosen.id!r} cannot be loaded") from exc
             for pipeline in self._all_pipelines():  # the pipelines made from this one share its encoder
                 pipeline.register_modules(image_encoder=pipe.image_encoder, feature_extractor=pipe.feature_extractor)
             self.ip_adapter = (key, dict(unet.attn_processors), unet.encoder_hid_proj)
@@ -434,6 +437,12 @@ class SDXLPredictor(Predictor):
             unet.encoder_hid_proj = self.ip_adapter[2]
             unet.config.encoder_hid_dim_type = "ip_image_proj"
         pipe.set_ip_adapter_scale(scale)
+
+    def _without_ip_layers(self, unet):
+        """The UNet's own attention processors back, and no image projection."""
+        unet.set_attn_processor(dict(self.base_processors))  # diffusers empties the dict it is given
+        unet.encoder_hid_proj = None
+        unet.config.encoder_hid_dim_type = None
 
     def _load_embedding(self, embedding: LocalModel) -> list[str]:
         """Put a library embedding's vectors into both text encoders under its id; the tokens it added."""
