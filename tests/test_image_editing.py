@@ -193,6 +193,14 @@ def test_removebg_cuts_out_the_subject_or_gives_its_mask(api, transactional_db, 
     assert set(np.unique(np.asarray(decode(hard["output"][0])))) <= {0, 255}
 
 
+def test_a_model_that_onnxruntime_cannot_load_fails_the_job_with_the_reason(api, transactional_db, tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x07" + b"\xff" * 64)  # starts like an ONNX model, is not one
+    add(broken, "broken", "segmentation")
+    body = api.post(FAMILIES[0] + "removebg_mask", {"image": data_url(subject_on_dark())})
+    assert body["status"] == "failed" and "'broken' cannot be loaded" in body["message"]
+
+
 def test_the_library_takes_only_onnx_segmentation_models(transactional_db, tmp_path):
     fake = tmp_path / "model.onnx"
     fake.write_bytes(b"PK\x03\x04 not onnx at all")

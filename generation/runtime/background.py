@@ -63,8 +63,8 @@ class BackgroundRemovalPredictor(Predictor):
         batch = pixels.transpose(2, 0, 1)[None].astype(np.float32)
         try:
             saliency = session.run(None, {entry.name: batch})[0][0, 0]
-        except (onnxruntime.capi.onnxruntime_pybind11_state.Fail, ValueError, IndexError) as exc:
-            raise GenerationError(f"Failed: the segmentation model {model.id!r} cannot be run ({exc})") from exc
+        except Exception as exc:  # a graph of another interface: onnxruntime's errors share no base class
+            raise GenerationError(f"Failed: the segmentation model {model.id!r} cannot be run") from exc
         low, high = float(saliency.min()), float(saliency.max())
         scaled = (saliency - low) / (high - low) if high > low else np.zeros_like(saliency)
         mask = Image.fromarray((scaled * 255).round().astype(np.uint8))
@@ -79,9 +79,12 @@ class BackgroundRemovalPredictor(Predictor):
         options.log_severity_level = 3
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device != "cpu" else []
         available = [name for name in providers if name in onnxruntime.get_available_providers()]
-        session = onnxruntime.InferenceSession(
-            str(model.path), options, providers=available or ["CPUExecutionProvider"]
-        )
+        try:
+            session = onnxruntime.InferenceSession(
+                str(model.path), options, providers=available or ["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime's errors share no base class but Exception
+            raise GenerationError(f"Failed: the segmentation model {model.id!r} cannot be loaded") from exc
         self.sessions[key] = session
         while len(self.sessions) > SESSIONS_KEPT:
             self.sessions.popitem(last=False)

@@ -309,7 +309,10 @@ class SDXLPredictor(Predictor):
             return self.controlnets[key][0]
         started = time.perf_counter()
         dtype = getattr(torch, self.options.dtype)
-        loaded = ControlNetModel.from_pretrained(str(model.path), dtype=dtype, use_safetensors=True).to(self.device)
+        try:
+            loaded = ControlNetModel.from_pretrained(str(model.path), dtype=dtype, use_safetensors=True).to(self.device)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise GenerationError(f"Failed: the ControlNet {model.id!r} cannot be loaded") from exc
         _pin(loaded, torch.device(self.device), dtype)
         self.controlnets[key] = (loaded, model.size_bytes)
         logger.info("Loaded ControlNet %s in %.2fs", model.id, time.perf_counter() - started)
