@@ -13,7 +13,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from generation import jobs, library, selectors, storage
-from generation.models import Job, LibraryModel, WebhookAttempt
+from generation.models import Job, LibraryModel, Upload, WebhookAttempt
 
 GALLERY_PAGE_SIZE = 48
 
@@ -193,7 +193,8 @@ class LibraryModelForm(forms.ModelForm):
 
 @admin.register(LibraryModel)
 class LibraryModelAdmin(admin.ModelAdmin):
-    """The model library: checkpoints, LoRAs, embeddings and VAEs that requests choose by id."""
+    """The model library: checkpoints, LoRAs, embeddings, VAEs, ControlNets, IP-Adapters and segmentation
+    models that requests choose by id."""
 
     form = LibraryModelForm
     list_display = [
@@ -220,3 +221,29 @@ class LibraryModelAdmin(admin.ModelAdmin):
         if obj.is_default:
             library.make_default(obj)
         super().save_model(request, obj, form, change)
+
+
+@admin.register(Upload)
+class UploadAdmin(admin.ModelAdmin):
+    """Images clients stored with base64_to_url (deleted after UPLOAD_RETENTION_DAYS); deleting one here
+    deletes its file."""
+
+    list_display = ["name", "user", "size", "created_at"]
+    list_filter = ["created_at"]
+    search_fields = ["user__email", "name"]
+    readonly_fields = ["user", "name", "size_bytes", "created_at"]
+
+    @admin.display(description="size")
+    def size(self, upload):
+        return f"{upload.size_bytes / 2**10:.0f} KiB"
+
+    def has_add_permission(self, request):
+        return False
+
+    def delete_model(self, request, obj):
+        storage.delete_names([obj.name])
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        storage.delete_names([upload.name for upload in queryset])
+        super().delete_queryset(request, queryset)

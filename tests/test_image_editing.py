@@ -222,3 +222,12 @@ def test_uploads_expire_after_the_retention_days(api, account, settings):
     call_command("expire_outputs", stdout=out)
     assert "Deleted 1 upload(s)" in out.getvalue()
     assert not Upload.objects.filter(user=user).exists() and not default_storage.exists(upload.name)
+
+
+def test_an_admin_sees_and_deletes_uploads(api, account, admin_client):
+    stored = api.post(FAMILIES[0] + "base64_to_url", {"init_image": data_url(Image.new("RGB", (64, 64)))})
+    upload = Upload.objects.get(pk=stored["id"])
+    listing = admin_client.get("/admin/generation/upload/").content.decode()
+    assert upload.name in listing and "alice@example.com" in listing
+    admin_client.post(f"/admin/generation/upload/{upload.id}/delete/", {"post": "yes"})
+    assert not Upload.objects.filter(pk=upload.id).exists() and not default_storage.exists(upload.name)
