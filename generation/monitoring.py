@@ -36,6 +36,11 @@ def request_count(endpoint: str, status: str) -> tuple[str, str, int]:
     return REQUESTS_KEY, f"{endpoint}|{status}", 1
 
 
+def http_outcome(http_status: int) -> str:
+    """A front-end's answer counted like the hosted API's, by what it said: "success" or "error"."""
+    return "success" if http_status < 400 else "error"
+
+
 def count_request(endpoint: str, status: str):
     """One API answer; never lets a Redis hiccup break the request it counts."""
     try:

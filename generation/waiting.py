@@ -210,6 +210,9 @@ async def carry_out(plan: dict, start: dict, receive, send):
             await wait_finished(plan["wait"], plan["timeout"], gone)
             answer = _returning_connection(FRONTEND_ANSWERS[plan["answer"]])
             status, body = await answer(plan["wait"], plan["options"])
+            with suppress(redis.RedisError):
+                counted = monitoring.http_outcome(status)
+                await events().redis.hincrby(*monitoring.request_count(plan["endpoint"], counted))
             await _send_json({**start, "status": status}, body, send)
         elif "wait" in plan:
             finished = await wait_finished(plan["wait"], plan["timeout"], gone)

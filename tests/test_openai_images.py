@@ -144,6 +144,23 @@ def test_models_are_the_checkpoints_the_plan_may_use(openai):
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
 
 
+def test_front_end_requests_are_counted_in_the_metrics(openai, live_server, settings):
+    settings.METRICS_TOKEN = "metrics-secret"
+    assert openai.post("/images/generations", json={"prompt": "x", **SMALL}).status_code == 200
+    assert openai.post("/images/generations", json={"prompt": "x", **SMALL, "n": 9}).status_code == 400
+    a1111 = requests.get(live_server.url + "/sdapi/v1/samplers", auth=("u", openai.key), timeout=30)
+    assert a1111.status_code == 200
+    text = requests.get(
+        live_server.url + "/metrics", headers={"Authorization": "Bearer metrics-secret"}, timeout=10
+    ).text
+    for counted in (
+        '"openai_generations",status="success"',
+        '"openai_generations",status="error"',
+        '"a1111_samplers",status="success"',
+    ):
+        assert f"sdxl_api_requests_total{{endpoint={counted}}}" in text
+
+
 def test_another_accounts_key_sees_its_own_jobs_only(openai, live_server):
     openai.post("/images/generations", json={"prompt": "mine", **SMALL})
     _, other_key = make_account("bob@example.com")

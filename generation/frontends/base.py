@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from accounts.keys import authenticate_key
 from billing.credits import InsufficientCredits, QueueFull
-from generation import services, storage, waiting
+from generation import monitoring, services, storage, waiting
 from generation.api.parsers import BodyTooLarge
 from generation.api.throttling import AccountRateThrottle, GenerationRateThrottle
 from generation.params import InvalidInput
@@ -80,6 +80,17 @@ class FrontendView(APIView):
     permission_classes = []
     throttle_classes = [AccountRateThrottle]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @property
+    def endpoint(self) -> str:
+        """The name requests are counted under (/metrics): `openai_generations`, `a1111_txt2img`, ..."""
+        return f"{self.answer_name}_{type(self).__name__.removesuffix('View').lower()}"
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if not response.has_header(waiting.CONTINUE_HEADER):  # else counted once its answer is known
+            monitoring.count_request(self.endpoint, monitoring.http_outcome(response.status_code))
+        return response
 
     def get_exception_handler(self):
         return self.handle_error
@@ -150,7 +161,9 @@ class FrontendView(APIView):
             wait_seconds=0.0 if on_loop else wait,
         )
         if on_loop and not job.is_finished:
-            plan = waiting.continuation(wait=job.id, timeout=wait, answer=self.answer_name, options=options)
+            plan = waiting.continuation(
+                wait=job.id, timeout=wait, answer=self.answer_name, options=options, endpoint=self.endpoint
+            )
             return Response({}, headers=plan)
         status, body = self.answers.after_wait(job.id, options)
         return Response(body, status=status)
