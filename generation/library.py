@@ -25,7 +25,7 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 
 from generation.models import LibraryModel
-from generation.params import IP_ADAPTER_WEIGHTS, ControlNetParams, ImgMixerParams, InvalidInput, deployment_model
+from generation.params import IP_ADAPTER_WEIGHTS, ImgMixerParams, InvalidInput, deployment_model
 
 STORAGE_PREFIX = "storage:"
 PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl", ".pickle"}
@@ -357,9 +357,7 @@ def choose(params, plan) -> tuple[Decimal, bool]:
     default = default_checkpoint()
     if isinstance(params, ImgMixerParams) and not params.ip_adapter_id:
         params.ip_adapter_id = _mixing_adapter(plan)
-    controlnets = [model["id"] for model in params.controlnets] if isinstance(params, ControlNetParams) else []
-    wanted = {params.checkpoint, params.vae_id, *(lora["id"] for lora in params.loras), *params.embeddings}
-    wanted = (wanted | set(controlnets) | {params.ip_adapter_id}) - {""}
+    wanted = params.library_ids() | ({params.checkpoint} - {""})
     models = LibraryModel.objects.filter(public_id__in=wanted).prefetch_related("plans")
     found = {entry.public_id: entry for entry in models}
     found.setdefault(default.public_id, default)
@@ -368,7 +366,7 @@ def choose(params, plan) -> tuple[Decimal, bool]:
     chosen += [_entry(name, ModelType.EMBEDDING, "embeddings_model", plan, found) for name in params.embeddings]
     if params.vae_id:
         chosen.append(_entry(params.vae_id, ModelType.VAE, "vae", plan, found))
-    chosen += [_entry(name, ModelType.CONTROLNET, "controlnet_model", plan, found) for name in controlnets]
+    chosen += [_entry(name, ModelType.CONTROLNET, "controlnet_model", plan, found) for name in params.controlnet_ids]
     if params.ip_adapter_id:
         chosen.append(_entry(params.ip_adapter_id, ModelType.IP_ADAPTER, "ip_adapter_id", plan, found))
     params.checkpoint = chosen[0].public_id

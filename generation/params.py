@@ -164,7 +164,23 @@ class DiffusionParams(JobParams):
         self.samples = min(self.samples, max_samples)
 
     def denoising_steps(self) -> int:
-        return 2 * self.steps - 1 if self.scheduler in SECOND_ORDER else self.steps
+        return self.steps_at(1.0)
+
+    def steps_at(self, strength: float) -> int:
+        """The model steps of a run that repaints `strength` of its start (at least one scheduler step;
+        second-order schedulers evaluate the model twice per step but the last)."""
+        steps = max(1, int(self.steps * strength))
+        return 2 * steps - 1 if self.scheduler in SECOND_ORDER else steps
+
+    @property
+    def controlnet_ids(self) -> list[str]:
+        """The library ControlNets the job is steered by, in order (a ControlNet job's)."""
+        return []
+
+    def library_ids(self) -> set[str]:
+        """The library models the job names besides its checkpoint."""
+        named = {self.vae_id, self.ip_adapter_id, *self.embeddings, *self.controlnet_ids}
+        return (named | {lora["id"] for lora in self.loras}) - {""}
 
     def shared_call_fields(self) -> tuple:
         """What jobs that share one pipeline call must have in common: everything but their prompts, seeds
@@ -229,8 +245,7 @@ class FromImageParams(DiffusionParams):
         return strength_steps(self.strength, self.steps)
 
     def denoising_steps(self) -> int:
-        steps = max(1, int(self.steps * self.effective_strength))
-        return 2 * steps - 1 if self.scheduler in SECOND_ORDER else steps
+        return self.steps_at(self.effective_strength)
 
 
 @dataclass(kw_only=True)
@@ -346,11 +361,12 @@ class ControlNetParams(DiffusionParams):
         self.width = self.width or default_width
         self.height = self.height or default_height
 
+    @property
+    def controlnet_ids(self) -> list[str]:
+        return [model["id"] for model in self.controlnets]
+
     def denoising_steps(self) -> int:
-        if not self.starts_from_image:
-            return super().denoising_steps()
-        steps = max(1, int(self.steps * self.effective_strength))
-        return 2 * steps - 1 if self.scheduler in SECOND_ORDER else steps
+        return self.steps_at(self.effective_strength if self.starts_from_image else 1.0)
 
     def batch_key(self) -> tuple | None:
         """Single-ControlNet jobs from a control image alone batch like text2img (one control image per

@@ -13,7 +13,6 @@ from django.conf import settings
 
 from generation import library, storage
 from generation.params import (
-    ControlNetParams,
     DiffusionParams,
     JobParams,
     RemoveBgParams,
@@ -68,13 +67,11 @@ def resolve(params: JobParams) -> JobInput:
     images = {field: storage.open_input(getattr(params, field)) for field in params.inputs if getattr(params, field)}
     resolved = JobInput(params=params, images=images)
     if isinstance(params, DiffusionParams):
-        controlnets = [model["id"] for model in params.controlnets] if isinstance(params, ControlNetParams) else []
-        wanted = {lora["id"] for lora in params.loras} | set(params.embeddings) | ({params.vae_id} - {""})
-        models = _local_models((wanted | set(controlnets) | {params.ip_adapter_id}) - {""})
+        models = _local_models(params.library_ids())
         resolved.loras = [LoraChoice(models[lora["id"]], lora["strength"]) for lora in params.loras]
         resolved.embeddings = [models[name] for name in params.embeddings]
         resolved.vae = models.get(params.vae_id)
-        resolved.controlnets = [models[name] for name in controlnets]
+        resolved.controlnets = [models[name] for name in params.controlnet_ids]
         resolved.ip_adapter = models.get(params.ip_adapter_id)
     if isinstance(params, RemoveBgParams):
         resolved.segmenter = _local_models({params.segmenter})[params.segmenter]
