@@ -154,6 +154,8 @@ def test_img_mixer_mixes_the_images_through_the_librarys_ip_adapter(api, transac
     assert mixed["meta"]["ip_adapter_id"] == "ip-plus" and len(mixed["meta"]["init_image"]) == 2
     assert np.abs(array(decode(mixed["output"][0])) - array(decode(red["output"][0]))).mean() > 0.5
     assert Job.objects.get(pk=mixed["id"]).kind == "img_mixer"
+    extra = api.post(FAMILIES[0] + "img_mixer", {**MIX, "init_image": [RED], "ip_adapter_image": BLUE})
+    assert [entry["field"] for entry in extra["meta"]["not_applied"]] == ["ip_adapter_image"]
     too_many = api.post(FAMILIES[0] + "img_mixer", {**MIX, "init_image": [RED] * 5})
     assert list(too_many["message"]) == ["init_image"]
 

@@ -414,7 +414,12 @@ class ImgMixerSerializer(GenerationSerializer):
         return dict(zip(MIX_IMAGES, data["init_image"]))
 
     def image_prompt(self, data, params, model_library):
-        return {}  # the mixed images are the image prompts
+        """The mixed images are the image prompts: a separate one is named, not silently dropped."""
+        if data["ip_adapter_image"] is not None:
+            params.not_applied.append(
+                _reason("ip_adapter_image", "img_mixer's image prompts are the init_image list; this one was not used")
+            )
+        return {}
 
 
 class RemoveBgSerializer(JobSerializer):
