@@ -152,12 +152,13 @@ def success(job: Job) -> dict:
             **_extras(job),
             **_short_meta(job),
         }
+    urls = storage.output_urls(job)
     body = {
         "status": "success",
         "generationTime": float(job.generation_time),
         "id": job.id,
-        "output": storage.output_urls(job),
-        "proxy_links": storage.output_urls(job),  # the later hosted API's name for the same URLs
+        "output": urls,
+        "proxy_links": urls,  # the later hosted API's name for the same URLs
         "meta": meta(job),
         "queue_time": _queue_time(job),
         **_extras(job),
