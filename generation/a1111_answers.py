@@ -56,6 +56,19 @@ def _unfinished(job: Job) -> tuple[int, dict] | None:
     return None
 
 
+def _hires(params: JobParams) -> dict:
+    """A hires fix as A1111 writes it in an infotext (none: empty)."""
+    hires = getattr(params, "hires", None)
+    if not hires:
+        return {}
+    return {
+        "Denoising strength": hires["strength"],
+        "Hires resize": f"{hires['width']}x{hires['height']}",
+        "Hires steps": hires["steps"] or None,
+        "Hires upscaler": hires["upscaler"],
+    }
+
+
 def infotext(params: JobParams, seed: int, options: dict) -> str:
     """A1111's text under an image: the prompt, the negative prompt, then the settings."""
     settings = {
@@ -67,6 +80,7 @@ def infotext(params: JobParams, seed: int, options: dict) -> str:
         "Size": f"{params.width}x{params.height}",
         "Model": params.checkpoint,
         "Denoising strength": getattr(params, "strength", None) if params.kind != "text2img" else None,
+        **_hires(params),
         "Lora hashes": ", ".join(f"{lora['id']}: {lora['strength']:g}" for lora in params.loras) or None,
     }
     text = ", ".join(f"{name}: {value}" for name, value in settings.items() if value not in (None, ""))
@@ -103,8 +117,10 @@ def images(job: Job, options: dict) -> tuple[int, dict]:
         "clip_skip": params.clip_skip or 1,
         "restore_faces": False,
         "infotexts": [infotext(params, seed, options) for seed in seeds],
+        "extra_generation_params": _hires(params),
         "job_timestamp": job.queued_at.strftime("%Y%m%d%H%M%S"),
         "job_id": job.id,
+        "not_applied": params.not_applied,  # beyond A1111: what this deployment could only approximate
     }
     pictures = [_encoded(name) for name in job.output_names] if options["send_images"] else []
     return 200, {"images": pictures, "parameters": options["parameters"], "info": json.dumps(info)}

@@ -8,6 +8,7 @@ bases (DiffusionParams, FromImageParams), never by one kind inheriting another. 
 says what else a new kind needs.
 """
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
 
@@ -59,6 +60,36 @@ def fit_size(width: int, height: int, limit: int = MAX_SIDE) -> tuple[int, int]:
     return tuple(max(64, int(side * scale) // 8 * 8) for side in (width, height))
 
 
+def fit_within(width: int | None, height: int | None, limit: int) -> tuple[int | None, int | None]:
+    """A requested size clamped to `limit` by scaling both sides alike (1536x1024 in 1024 is 1024x680,
+    not a squashed 1024x1024); a side not given stays unset."""
+    if width and height:
+        return fit_size(width, height, limit) if max(width, height) > limit else (width, height)
+    clamp = limit - limit % 8
+    return (width and min(width, clamp)), (height and min(height, clamp))
+
+
+# hires fix (A1111's): the first pass's latents resized in latent space by one of these modes
+# (torch's interpolation mode, antialiased), or its images by a resizer or a library upscaler
+LATENT_UPSCALE_MODES = {
+    "Latent": ("bilinear", False),
+    "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
+IMAGE_RESIZERS = {"None": "lanczos", "Lanczos": "lanczos", "Nearest": "nearest"}  # A1111's None: a plain resize
+# A1111's names of the Real-ESRGAN networks this deployment has
+UPSCALER_ALIASES = {
+    "R-ESRGAN 4x+": "RealESRGAN_x4plus",
+    "R-ESRGAN 4x+ Anime6B": "RealESRGAN_x4plus_anime_6B",
+    "R-ESRGAN General 4xV3": "realesr-general-x4v3",
+    "R-ESRGAN 2x+": "RealESRGAN_x2plus",
+}
+DEFAULT_HIRES_UPSCALER = "Latent"
+
+
 @dataclass(kw_only=True)
 class JobParams:
     """What every kind has: how its result is delivered, and how many images it makes from which seed."""
@@ -92,9 +123,13 @@ class JobParams:
         """Image i uses seed + i."""
         return [self.seed + i for i in range(self.samples)]
 
-    def upscaling(self) -> tuple[str, str] | None:
-        """(the upscaler this job runs, the request field that asks for it), if it upscales."""
-        return None
+    def upscalers(self) -> list[tuple[str, str]]:
+        """(an upscaler this job runs, the request field that asks for it), for each it runs."""
+        return []
+
+    def cost_factor(self) -> float:
+        """Its price per image against its kind's plain one (more work, more credits)."""
+        return 1.0
 
     def complete(self, sizes: dict[str, tuple[int, int]]):
         """Fill what depends on the input images, given each input's (width, height)."""
@@ -146,8 +181,8 @@ class DiffusionParams(JobParams):
     ip_adapter_image: str = ""
     ip_adapter_image_url: str | None = None
 
-    def upscaling(self):
-        return (upscaler_for(self.upscale), "upscale") if self.upscale > 1 else None
+    def upscalers(self):
+        return [(upscaler_for(self.upscale), "upscale")] if self.upscale > 1 else []
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -158,18 +193,17 @@ class DiffusionParams(JobParams):
         return super().shape() + extras
 
     def clamp_to_plan(self, max_side, max_samples):
-        limit = max_side - max_side % 8
-        self.width = self.width and min(self.width, limit)
-        self.height = self.height and min(self.height, limit)
+        self.width, self.height = fit_within(self.width, self.height, max_side)
         self.samples = min(self.samples, max_samples)
 
     def denoising_steps(self) -> int:
         return self.steps_at(1.0)
 
-    def steps_at(self, strength: float) -> int:
-        """The model steps of a run that repaints `strength` of its start (at least one scheduler step;
-        second-order schedulers evaluate the model twice per step but the last)."""
-        steps = max(1, int(self.steps * strength))
+    def steps_at(self, strength: float, steps: int | None = None) -> int:
+        """The model steps of a run of `steps` (default: the job's) that repaints `strength` of its start
+        (at least one scheduler step; second-order schedulers evaluate the model twice per step but the
+        last)."""
+        steps = max(1, int((steps or self.steps) * strength))
         return 2 * steps - 1 if self.scheduler in SECOND_ORDER else steps
 
     @property
@@ -216,10 +250,57 @@ def strength_steps(strength: float, steps: int) -> float:
 
 @dataclass(kw_only=True)
 class Text2ImgParams(DiffusionParams):
+    """With `hires` (A1111's hires fix: {"upscaler", "width", "height", "steps", "strength"}), the images
+    made at width x height are upscaled to the hires size (in latent space, by a resizer or by a library
+    upscaler) and repainted there by img2img at `strength` for `steps` (0: the first pass's steps)."""
+
     kind: ClassVar[str] = "text2img"
 
+    hires: dict = field(default_factory=dict)
+
     def batch_key(self) -> tuple | None:
-        return self.shared_call_fields() if self.batches() else None
+        return (*self.shared_call_fields(), tuple(sorted(self.hires.items()))) if self.batches() else None
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        if not self.hires:
+            return super().output_size
+        return self.hires["width"] * self.upscale, self.hires["height"] * self.upscale
+
+    def upscalers(self) -> list[tuple[str, str]]:
+        model = self.hires.get("upscaler")
+        hires = [(model, "hr_upscaler")] if model in UPSCALE_MODELS else []
+        return hires + super().upscalers()
+
+    def hires_steps(self) -> int:
+        """The second pass's model steps (0 without a hires fix)."""
+        if not self.hires:
+            return 0
+        steps = self.hires["steps"] or self.steps
+        return self.steps_at(strength_steps(self.hires["strength"], steps), steps)
+
+    def denoising_steps(self) -> int:
+        return self.steps_at(1.0) + self.hires_steps()
+
+    def cost_factor(self) -> float:
+        """A hires fix costs the work it adds: its pixels against the first pass's, times its steps."""
+        if not self.hires:
+            return 1.0
+        pixels = self.hires["width"] * self.hires["height"] / (self.width * self.height)
+        return 1.0 + pixels * self.hires_steps() / self.steps_at(1.0)
+
+    def work(self) -> float:
+        return super().work() * self.cost_factor()
+
+    def shape(self) -> str:
+        hires = f":hr{self.hires['width']}x{self.hires['height']}" if self.hires else ""
+        return super().shape() + hires
+
+    def clamp_to_plan(self, max_side, max_samples):
+        super().clamp_to_plan(max_side, max_samples)
+        if self.hires:
+            width, height = fit_within(self.hires["width"], self.hires["height"], max_side)
+            self.hires.update(width=width, height=height)
 
 
 @dataclass(kw_only=True)
@@ -396,8 +477,8 @@ class SuperResolutionParams(JobParams):
     upscaler: str = UPSCALE_MODELS[0]  # the request's `model_id`
     face_enhance: bool = False
 
-    def upscaling(self):
-        return self.upscaler, "model_id"
+    def upscalers(self):
+        return [(self.upscaler, "model_id")]
 
     def complete(self, sizes):
         self.width, self.height = sizes["image"]
@@ -475,4 +556,4 @@ def load(kind: str, data: dict) -> JobParams:
 
 def cost(params: JobParams) -> int:
     """Credits a job with these parameters costs."""
-    return getattr(settings, JOB_KINDS[params.kind].cost_setting) * params.samples
+    return math.ceil(getattr(settings, JOB_KINDS[params.kind].cost_setting) * params.samples * params.cost_factor())

@@ -23,6 +23,7 @@ from generation.params import (
     OutpaintParams,
     RemoveBgParams,
     SuperResolutionParams,
+    Text2ImgParams,
 )
 
 MAX_LORA_STRENGTH = 4.0
@@ -112,14 +113,23 @@ def _flag(value: bool) -> str:
     return "yes" if value else "no"
 
 
-def _scheduler_options(options: dict) -> dict:
-    """The scheduler options as their request fields (only those the request set)."""
-    fields = {}
-    if "use_karras_sigmas" in options:
-        fields["use_karras_sigmas"] = _flag(options["use_karras_sigmas"])
-    if "algorithm_type" in options:
-        fields["algorithm_type"] = options["algorithm_type"]
-    return fields
+def scheduler_option_fields(options: dict) -> dict:
+    """The scheduler options as their request fields, named as the options (only those the request set)."""
+    return {name: _flag(value) if isinstance(value, bool) else value for name, value in options.items()}
+
+
+def _hires_fields(hires: dict) -> dict:
+    """A hires fix as A1111's fields (its size as hr_resize_x/y: exact whatever the first pass's)."""
+    if not hires:
+        return {}
+    return {
+        "enable_hr": "yes",
+        "hr_upscaler": hires["upscaler"],
+        "hr_resize_x": hires["width"],
+        "hr_resize_y": hires["height"],
+        "hr_second_pass_steps": hires["steps"],
+        "denoising_strength": hires["strength"],
+    }
 
 
 def to_request(params: JobParams) -> dict:
@@ -151,7 +161,7 @@ def _diffusion_fields(params: DiffusionParams) -> dict:
         num_inference_steps=params.steps,
         guidance_scale=params.guidance_scale,
         scheduler=params.scheduler,
-        **_scheduler_options(params.scheduler_options),
+        **scheduler_option_fields(params.scheduler_options),
         safety_checker=_flag(params.safety_checker),
         clip_skip=params.clip_skip,
         self_attention=_flag(params.self_attention),
@@ -169,6 +179,8 @@ def _diffusion_fields(params: DiffusionParams) -> dict:
             ip_adapter_scale=params.ip_adapter_scale,
             ip_adapter_image=params.ip_adapter_image_url,
         )
+    if isinstance(params, Text2ImgParams):
+        fields.update(_hires_fields(params.hires))
     if isinstance(params, FromImageParams):
         fields.update(strength=params.strength, init_image=params.init_image_url)
     if isinstance(params, InpaintParams):

@@ -107,13 +107,12 @@ def _price_and_queue(params: JobParams, plan) -> tuple[int, str]:
 
 
 def _check_upscaler(params: JobParams):
-    """A job that upscales needs its upscaler's weights installed, or demo mode (then `meta` says so)."""
-    if wanted := params.upscaling():
-        model_id, field = wanted
+    """A job that upscales needs its upscalers' weights installed, or demo mode (then `meta` says so)."""
+    for model_id, field in params.upscalers():
         state = library.upscaler_state(model_id)
         if state == "missing":
             raise InvalidInput(field, f"The upscaler {model_id} is not installed on this deployment.")
-        params.demo_upscaler = state == "demo"
+        params.demo_upscaler = params.demo_upscaler or state == "demo"
 
 
 def _choose_segmenter(params: JobParams, plan):

@@ -71,6 +71,7 @@ A1111 = {
     "samplers": a1111.SamplersView,
     "schedulers": a1111.SchedulersView,
     "upscalers": a1111.UpscalersView,
+    "latent-upscale-modes": a1111.LatentUpscaleModesView,
     "sd-vae": a1111.VaesView,
     "loras": a1111.LorasView,
     "embeddings": a1111.EmbeddingsView,
@@ -79,10 +80,7 @@ A1111 = {
     "skip": a1111.InterruptView,
     "cmd-flags": a1111.CmdFlagsView,
     "scripts": a1111.ScriptsView,
-    **{
-        name: a1111.EmptyListView
-        for name in ("latent-upscale-modes", "hypernetworks", "face-restorers", "prompt-styles", "sd-modules")
-    },
+    **{name: a1111.EmptyListView for name in ("hypernetworks", "face-restorers", "prompt-styles", "sd-modules")},
     **{
         name: a1111.RefreshView for name in ("refresh-checkpoints", "refresh-loras", "refresh-vae", "reload-checkpoint")
     },

@@ -135,7 +135,8 @@ def playground(request):
         "dashboard/playground.html",
         {
             "models": models,
-            "schedulers": schedulers.DIFFUSERS_SCHEDULERS + list(schedulers.A1111_SCHEDULERS),
+            "schedulers": schedulers.class_labels(),
+            "timestep_spacings": schedulers.TIMESTEP_SPACINGS,
             "default_scheduler": schedulers.DEFAULT_SCHEDULER,
             "upscale_models": UPSCALE_MODELS,
             "control_types": CONTROL_TYPES,

@@ -88,8 +88,8 @@ def test_auth_and_errors_in_a1111s_shape(a1111, account):
     unknown = a1111.post("/txt2img", {**TXT2IMG, "sampler_name": "Magic"})
     assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "sampler_name"]
     assert "DPM++ 2M" in unknown.json()["detail"][0]["msg"] and "Euler a" in unknown.json()["detail"][0]["msg"]
-    bad_schedule = a1111.post("/txt2img", {**TXT2IMG, "scheduler": "Polyexponential"})
-    assert bad_schedule.status_code == 422 and "Karras" in bad_schedule.json()["detail"][0]["msg"]
+    bad_schedule = a1111.post("/txt2img", {**TXT2IMG, "scheduler": "Hyperbolic"})
+    assert bad_schedule.status_code == 422 and "Polyexponential" in bad_schedule.json()["detail"][0]["msg"]
     too_many = a1111.post("/txt2img", {**TXT2IMG, "batch_size": 3, "n_iter": 2})
     assert too_many.status_code == 422
     assert requests.get(a1111.base_url + "/nothing", timeout=30).json() == {"detail": "Not Found"}
@@ -146,7 +146,8 @@ def test_options_set_this_keys_checkpoint_only(a1111, live_server, account):
     second = model_files.second_checkpoint(ROOT / "var" / "test-models" / "second-sdxl")
     call_command("addmodel", str(second), "--id", "second", "--kind", "checkpoint")
     titles = {entry["model_name"]: entry["title"] for entry in a1111.get("/sd-models").json()}
-    assert a1111.post("/options", {"sd_model_checkpoint": titles["second"]}).status_code == 200
+    chosen = a1111.post("/options", {"sd_model_checkpoint": titles["second"]})
+    assert chosen.status_code == 200 and chosen.json() is None  # JSON null, as A1111 answers a setter
     assert a1111.get("/options").json()["sd_model_checkpoint"] == titles["second"]
     user, key = account
     assert ApiKey.objects.get(user=user).default_checkpoint == "second"
@@ -156,15 +157,31 @@ def test_options_set_this_keys_checkpoint_only(a1111, live_server, account):
 
 
 def test_the_listings_clients_probe_for(a1111):
-    assert "Euler a" in [sampler["name"] for sampler in a1111.get("/samplers").json()]
-    assert [entry["label"] for entry in a1111.get("/schedulers").json()] == ["Automatic", "Uniform", "Karras"]
-    assert "RealESRGAN_x4plus" in [entry["name"] for entry in a1111.get("/upscalers").json()]
+    samplers = {sampler["name"]: sampler for sampler in a1111.get("/samplers").json()}
+    assert {"Euler a", "DPM++ 2M", "DPM++ 2M SDE", "DDIM", "UniPC", "LCM", "Restart"} <= set(samplers)
+    assert samplers["DPM++ 2M"] == {"name": "DPM++ 2M", "aliases": ["k_dpmpp_2m"], "options": {"scheduler": "karras"}}
+    schedules = a1111.get("/schedulers").json()
+    assert [entry["name"] for entry in schedules] == [
+        "automatic", "uniform", "karras", "exponential", "polyexponential", "sgm_uniform",
+        "kl_optimal", "align_your_steps", "simple", "normal", "ddim", "beta",
+    ]  # fmt: skip
+    assert schedules[2] == {
+        "name": "karras", "label": "Karras", "aliases": None, "default_rho": 7.0, "need_inner_model": False
+    }  # fmt: skip
+    assert schedules[5]["aliases"] == ["SGMUniform"]
+    upscalers = [entry["name"] for entry in a1111.get("/upscalers").json()]
+    assert upscalers[0] == "None" and "RealESRGAN_x4plus" in upscalers and "Lanczos" in upscalers
+    assert [mode["name"] for mode in a1111.get("/latent-upscale-modes").json()][:2] == [
+        "Latent",
+        "Latent (antialiased)",
+    ]
     assert a1111.get("/embeddings").json() == {"loaded": {}, "skipped": {}}
     assert a1111.get("/sd-vae").json() == [] and a1111.get("/scripts").json() == {"txt2img": [], "img2img": []}
     assert a1111.get("/cmd-flags").json()["api"] is True
-    for empty in ("/latent-upscale-modes", "/hypernetworks", "/face-restorers", "/prompt-styles", "/sd-modules"):
+    for empty in ("/hypernetworks", "/face-restorers", "/prompt-styles", "/sd-modules"):
         assert a1111.get(empty).json() == []
-    assert a1111.post("/refresh-checkpoints").status_code == 200
+    refreshed = a1111.post("/refresh-checkpoints")
+    assert refreshed.status_code == 200 and refreshed.json() is None
     ping = requests.get(a1111.base_url.removesuffix("/sdapi/v1") + "/internal/ping", timeout=30)
     assert ping.status_code == 200 and ping.json() == {}
     idle = a1111.get("/progress").json()

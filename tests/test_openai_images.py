@@ -44,25 +44,32 @@ def picture(item: dict) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(item["b64_json"])))
 
 
-def test_generations_answer_b64_json_by_default_and_urls_when_asked(openai, account, client):
-    answer = openai.post("/images/generations", json={"prompt": "a lighthouse", "n": 2, **SMALL, "model": "dall-e-3"})
+def test_generations_answer_in_each_models_default_format_and_as_asked(openai, account, client):
+    """OpenAI's default `response_format` depends on the model: b64_json for the gpt-image models (their
+    only format), url for dall-e-2 (the default model) and dall-e-3."""
+    answer = openai.post(
+        "/images/generations", json={"prompt": "a lighthouse", "n": 2, **SMALL, "model": "gpt-image-1"}
+    )
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert isinstance(body["created"], int) and len(body["data"]) == 2
     assert [set(item) for item in body["data"]] == [{"b64_json", "revised_prompt"}] * 2
     assert picture(body["data"][0]).size == (64, 64)
 
-    urls = openai.post("/images/generations", json={"prompt": "a lighthouse", **SMALL, "response_format": "url"}).json()
-    image = Image.open(io.BytesIO(requests.get(urls["data"][0]["url"], timeout=30).content))
-    assert image.size == (64, 64)
-    jpeg = openai.post("/images/generations", json={"prompt": "a lighthouse", **SMALL, "output_format": "jpeg"}).json()
-    assert picture(jpeg["data"][0]).format == "JPEG"
-    wide = openai.post("/images/generations", json={"prompt": "a lighthouse", **SMALL, "size": "2048x1024"}).json()
-    assert picture(wide["data"][0]).size == (1024, 512)  # fitted in 1024, keeping its shape
+    for model in ("dall-e-3", None):
+        urls = openai.post("/images/generations", json={"prompt": "a lighthouse", **SMALL, "model": model}).json()
+        assert set(urls["data"][0]) == {"url", "revised_prompt"}
+        image = Image.open(io.BytesIO(requests.get(urls["data"][0]["url"], timeout=30).content))
+        assert image.size == (64, 64)
+    b64 = {"response_format": "b64_json"}
+    jpeg = openai.post("/images/generations", json={"prompt": "a lighthouse", **SMALL, **b64, "output_format": "jpeg"})
+    assert picture(jpeg.json()["data"][0]).format == "JPEG"
+    wide = openai.post("/images/generations", json={"prompt": "a lighthouse", **SMALL, **b64, "size": "2048x1024"})
+    assert picture(wide.json()["data"][0]).size == (1024, 512)  # fitted in 1024, keeping its shape
 
     user, _ = account
     jobs = Job.objects.filter(user=user).order_by("id")
-    assert [job.kind for job in jobs] == ["text2img"] * 4 and all(job.api_key_id for job in jobs)
+    assert [job.kind for job in jobs] == ["text2img"] * 5 and all(job.api_key_id for job in jobs)
     assert jobs[0].parameters.steps == 2 and jobs[0].parameters.samples == 2
     assert CreditEntry.objects.get(job=jobs[0], entry_type="reserve").amount == -2
     client.force_login(user)  # the dashboard's history shows them like any job
@@ -79,7 +86,8 @@ def test_errors_come_in_openais_shape_and_status(openai, account):
     assert unknown.json()["error"]["code"] == "model_not_found"
     for fields, param in (
         ({"size": "big"}, "size"),
-        ({"n": 9}, "n"),
+        ({"n": 11}, "n"),
+        ({"size": "0x0"}, "size"),
         ({"quality": "ultra"}, "quality"),
         ({"response_format": "gif"}, "response_format"),
         ({"prompt": ""}, "prompt"),
@@ -100,7 +108,7 @@ def test_edits_repaint_the_transparent_pixels_and_keep_the_rest(openai):
     mask.paste((0, 0, 0, 0), (0, 0, 32, 64))  # the left half transparent: repainted
     answer = openai.post(
         "/images/edits",
-        data={"prompt": "a sofa", "n": "1", "quality": "low"},
+        data={"prompt": "a sofa", "n": "1", "quality": "low", "response_format": "b64_json"},
         files={"image": ("room.png", png(start), "image/png"), "mask": ("mask.png", png(mask), "image/png")},
     )
     assert answer.status_code == 200, answer.text
@@ -147,7 +155,7 @@ def test_models_are_the_checkpoints_the_plan_may_use(openai):
 def test_front_end_requests_are_counted_in_the_metrics(openai, live_server, settings):
     settings.METRICS_TOKEN = "metrics-secret"
     assert openai.post("/images/generations", json={"prompt": "x", **SMALL}).status_code == 200
-    assert openai.post("/images/generations", json={"prompt": "x", **SMALL, "n": 9}).status_code == 400
+    assert openai.post("/images/generations", json={"prompt": "x", **SMALL, "n": 11}).status_code == 400
     a1111 = requests.get(live_server.url + "/sdapi/v1/samplers", auth=("u", openai.key), timeout=30)
     assert a1111.status_code == 200
     text = requests.get(

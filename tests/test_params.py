@@ -93,10 +93,17 @@ def test_img2img_size_defaults_to_the_init_image_fitted_in_1024():
     assert (explicit.width, explicit.height) == (128, 64)
 
 
-def test_plan_limits_clamp_sizes_and_samples_but_not_an_upscale_input():
+def test_plan_limits_clamp_sizes_keeping_their_shape_and_samples_but_not_an_upscale_input():
     params = Text2ImgParams(prompt="x", width=1024, height=520, samples=4)
     params.clamp_to_plan(max_side=515, max_samples=2)
-    assert (params.width, params.height, params.samples) == (512, 512, 2)
+    assert (params.width, params.height, params.samples) == (512, 256, 2)
+    for asked, clamped in (((832, 1216), (344, 512)), ((1536, 1024), (512, 336)), ((256, 512), (256, 512))):
+        sized = Text2ImgParams(prompt="x", width=asked[0], height=asked[1])
+        sized.clamp_to_plan(512, 4)
+        assert (sized.width, sized.height) == clamped  # scaled alike, not squashed to 512x512
+    hires = Text2ImgParams(prompt="x", width=512, height=256, hires={"width": 1024, "height": 512})
+    hires.clamp_to_plan(512, 4)
+    assert (hires.width, hires.height, hires.hires["width"], hires.hires["height"]) == (512, 256, 512, 256)
     unsized = Img2ImgParams(prompt="x")
     unsized.clamp_to_plan(512, 4)
     assert unsized.width is None  # filled from the image later, then clamped
@@ -116,6 +123,15 @@ def test_cost_is_the_kinds_credits_per_image_times_images(settings):
     settings.CREDITS_PER_IMAGE, settings.CREDITS_PER_UPSCALE = 3, 5
     assert cost(Text2ImgParams(prompt="x", samples=4)) == 12
     assert cost(SuperResolutionParams()) == 5
+
+
+def test_a_hires_fix_costs_the_work_it_adds(settings):
+    """Twice the sides is four times the pixels, repainted for 0.5 of the steps: 1 + 4 x 0.5 = 3 times."""
+    settings.CREDITS_PER_IMAGE = 1
+    hires = {"upscaler": "Latent", "width": 128, "height": 128, "steps": 0, "strength": 0.5}
+    params = Text2ImgParams(prompt="x", width=64, height=64, steps=20, samples=2, hires=hires)
+    assert (params.hires_steps(), params.denoising_steps(), cost(params)) == (10, 30, 6)
+    assert cost(Text2ImgParams(prompt="x", width=64, height=64, steps=20, samples=2)) == 2
 
 
 def test_shapes_group_jobs_that_take_the_same_time():

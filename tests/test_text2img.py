@@ -151,3 +151,24 @@ def test_json_without_content_type_is_accepted(api):
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.json()["status"] == "success"
+
+
+def test_the_hires_fix_makes_a_larger_image_repainted_at_that_size(api):
+    """A1111's hires fix on the hosted API's paths: made at 64x64, upscaled (in latent space, by a resizer
+    or by a library upscaler), then repainted there; meta gives the final size and the fields ask again."""
+    base = {"prompt": "a lighthouse", "width": 64, "height": 64, "num_inference_steps": 4, "seed": 3}
+    plain = Image.open(io.BytesIO(download(api.post("/api/v6/images/text2img", base)["output"][0])))
+    for upscaler in ("Latent", "Lanczos", "R-ESRGAN 4x+"):
+        body = api.post("/api/v6/images/text2img", {**base, "enable_hr": "yes", "hr_upscaler": upscaler})
+        assert body["status"] == "success", body
+        image = Image.open(io.BytesIO(download(body["output"][0])))
+        assert image.size == (128, 128) and (body["meta"]["W"], body["meta"]["H"]) == (128, 128)
+        assert (
+            body["meta"]["hr_upscaler"] == ("RealESRGAN_x4plus" if upscaler.startswith("R-") else upscaler)
+            and body["meta"]["not_applied"] == []
+        )
+        resized = plain.convert("RGB").resize((128, 128), Image.LANCZOS).tobytes()
+        assert image.convert("RGB").tobytes() != resized
+    wide = api.post("/api/v6/images/text2img", {**base, "enable_hr": "yes", "hr_resize_x": 96, "hr_upscaler": "Magic"})
+    assert (wide["meta"]["W"], wide["meta"]["H"]) == (96, 96)  # one side given: the shape kept
+    assert [entry["field"] for entry in wide["meta"]["not_applied"]] == ["hr_upscaler"]

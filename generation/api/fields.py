@@ -166,6 +166,22 @@ class LenientTextField(LenientMixin, serializers.Field):
         return value
 
 
+class LenientChoiceField(LenientTextField):
+    """One of `choices` (compared in lower case; numbers as their text)."""
+
+    def __init__(self, *, choices, **kwargs):
+        self.choices = [str(choice) for choice in choices]
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("default", None)
+        super().__init__(max_length=100, **kwargs)
+
+    def to_internal_value(self, data):
+        text = super().to_internal_value(data).strip().lower()
+        if text not in self.choices:
+            raise serializers.ValidationError(f"The {label(self)} must be one of {', '.join(self.choices)}.")
+        return text
+
+
 @extend_schema_field({"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}], "nullable": True})
 class ScalarField(serializers.Field):
     """Any JSON scalar, kept with its type (track_id)."""

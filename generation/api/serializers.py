@@ -16,6 +16,7 @@ from generation.api.fields import (
     InputImageField,
     InputImageListField,
     LenientBooleanField,
+    LenientChoiceField,
     LenientNumberField,
     LenientTextField,
     ScalarField,
@@ -24,9 +25,14 @@ from generation.api.fields import (
 from generation.params import (
     ANNOTATED_TYPES,
     CONTROL_IMAGES,
+    DEFAULT_HIRES_UPSCALER,
+    IMAGE_RESIZERS,
+    LATENT_UPSCALE_MODES,
     MAX_CONTROLNETS,
+    MAX_SIDE,
     MIX_IMAGES,
     UPSCALE_MODELS,
+    UPSCALER_ALIASES,
     ControlNetParams,
     Img2ImgParams,
     ImgMixerParams,
@@ -38,9 +44,12 @@ from generation.params import (
     Text2ImgParams,
     deployment_model,
     deployment_vae,
+    fit_size,
+    fit_within,
 )
 
 MAX_SEED = 2**32 - 1
+MAX_REQUESTED_SIDE = 16384  # a side asked for beyond this is clamped before the size is fitted
 
 
 NOT_APPLIED = "Not applied here (listed in meta.not_applied)."
@@ -150,13 +159,26 @@ def not_applied(data: dict, model_library: bool = False) -> list[dict]:
 
 
 def size_field(default=512, **kwargs):
-    return LenientNumberField(minimum=64, maximum=1024, integer=True, multiple_of=8, default=default, **kwargs)
+    """A width or height: up to MAX_REQUESTED_SIDE is taken, then the size is fitted in the kind's largest
+    side keeping its shape (GenerationSerializer.validate)."""
+    return LenientNumberField(
+        minimum=64, maximum=MAX_REQUESTED_SIDE, integer=True, multiple_of=8, default=default, **kwargs
+    )
+
+
+def scheduler_options(data: dict) -> dict:
+    """The scheduler option fields a request set (option name -> value)."""
+    names = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "timestep_spacing", "solver_order")
+    options = {name: data[name] for name in (*names, "solver_type", "timesteps_preset")}
+    options["algorithm_type"] = schedulers.ALGORITHM_TYPES.get((data["algorithm_type"] or "").strip().lower())
+    return {name: value for name, value in options.items() if value is not None}
 
 
 class GenerationSerializer(JobSerializer):
     """Fields shared by text2img, img2img and inpaint."""
 
     params_class = Text2ImgParams
+    max_side = MAX_SIDE  # a larger size asked for is scaled down to fit, keeping its shape
 
     prompt = LenientTextField(max_length=20000, help_text="What to draw.")
     negative_prompt = LenientTextField(
@@ -190,6 +212,19 @@ class GenerationSerializer(JobSerializer):
         required=False,
         default=None,
         help_text='The DPM-Solver variant, e.g. "dpmsolver++" or "sde-dpmsolver++".',
+    )
+    # beyond v3: the rest of diffusers' scheduler options, named as its scheduler configs name them
+    use_exponential_sigmas = LenientBooleanField(default=None, help_text="Exponential noise schedule.")
+    use_beta_sigmas = LenientBooleanField(default=None, help_text="Beta noise schedule.")
+    timestep_spacing = LenientChoiceField(
+        choices=schedulers.TIMESTEP_SPACINGS, help_text='"leading", "linspace" or "trailing" (SGM uniform).'
+    )
+    solver_order = LenientNumberField(
+        minimum=1, maximum=3, integer=True, default=None, help_text="The DPM-Solver / UniPC / DEIS order, 1-3."
+    )
+    solver_type = LenientChoiceField(choices=schedulers.SOLVER_TYPES, help_text='"midpoint" or "heun" (DPM-Solver).')
+    timesteps_preset = LenientChoiceField(
+        choices=schedulers.TIMESTEP_PRESETS, help_text='"align_your_steps": SDXL\'s Align-Your-Steps timesteps.'
     )
     output_format = LenientTextField(
         max_length=10, required=False, default="png", help_text='"png" (default) or "jpg".'
@@ -258,30 +293,31 @@ class GenerationSerializer(JobSerializer):
     )
 
     def validate(self, data):
-        resolved = schedulers.resolve(data["scheduler"], data["use_karras_sigmas"], data["algorithm_type"])
-        if resolved is None:
+        sampling = schedulers.resolve(data["scheduler"], scheduler_options(data))
+        if sampling is None:
             raise serializers.ValidationError({"scheduler": ["The selected scheduler is invalid."]})
         seed = data["seed"]
         model_library = self.context.get("model_library", False)
+        width, height = fit_within(data["width"], data["height"], self.max_side)
         try:
             renamed = request_fields.to_parameters(data, model_library)
             params = self.params_class(
                 prompt=f"{data['prompt']}, {settings.PROMPT_ENHANCEMENT}" if data["enhance_prompt"] else data["prompt"],
                 negative_prompt=data["negative_prompt"],
-                width=data["width"],
-                height=data["height"],
+                width=width,
+                height=height,
                 samples=data["samples"],
                 guidance_scale=float(data["guidance_scale"]),
                 seed=seed if seed is not None and seed >= 0 else secrets.randbelow(MAX_SEED + 1),
-                scheduler=resolved[0],
-                scheduler_options=resolved[1],
+                scheduler=sampling.scheduler,
+                scheduler_options=sampling.options,
                 output_format=OUTPUT_FORMATS.get(data["output_format"].strip().lower(), "png"),
                 base64=data["base64"],
                 safety_checker=data["safety_checker"],
                 clip_skip=data["clip_skip"],
                 self_attention=data["self_attention"],
                 upscale=data["upscale"],
-                not_applied=not_applied(data, model_library),
+                not_applied=not_applied(data, model_library) + sampling.not_applied,
                 **renamed,
             )
             inputs = {**self.image_inputs(data, params), **self.image_prompt(data, params, model_library)}
@@ -305,8 +341,63 @@ class GenerationSerializer(JobSerializer):
 
 
 class Text2ImgSerializer(GenerationSerializer):
+    """With `enable_hr`, A1111's hires fix (beyond v3): made at width x height, upscaled `hr_scale` times
+    (or to `hr_resize_x` x `hr_resize_y`) by `hr_upscaler`, then repainted at `denoising_strength`."""
+
     width = size_field(help_text="64-1024, a multiple of 8.")
     height = size_field(help_text="64-1024, a multiple of 8.")
+    enable_hr = LenientBooleanField(default=False, help_text='"yes": the hires fix (a second, img2img pass).')
+    hr_scale = LenientNumberField(minimum=1, maximum=4, default=2.0, help_text="Hires upscale factor, 1-4.")
+    hr_resize_x = LenientNumberField(
+        minimum=0, maximum=MAX_REQUESTED_SIDE, integer=True, default=0, help_text="Hires width (0: by hr_scale)."
+    )
+    hr_resize_y = LenientNumberField(
+        minimum=0, maximum=MAX_REQUESTED_SIDE, integer=True, default=0, help_text="Hires height (0: by hr_scale)."
+    )
+    hr_upscaler = LenientTextField(
+        max_length=100,
+        required=False,
+        default=None,
+        help_text='"Latent" (default) and its variants, "None", "Lanczos", "Nearest" or a library upscaler.',
+    )
+    hr_second_pass_steps = LenientNumberField(
+        minimum=0, maximum=50, integer=True, default=0, help_text="Hires steps (0: as the first pass)."
+    )
+    denoising_strength = LenientNumberField(
+        minimum=0, maximum=1, default=0.7, help_text="How much of the upscaled image the hires pass repaints."
+    )
+
+    def image_inputs(self, data, params):
+        if data["enable_hr"]:
+            params.hires = hires_fix(data, params)
+        return {}
+
+
+def hires_fix(data: dict, params) -> dict:
+    """The hires fix's parameters: its size (`hr_resize_x`/`_y`, else the size times `hr_scale`; one of
+    the two alone keeps the first pass's shape), fitted in MAX_SIDE, and its upscaler (an unknown one is
+    named in not_applied and "Latent" used)."""
+    width, height = params.width, params.height
+    resize_x, resize_y = data["hr_resize_x"], data["hr_resize_y"]
+    if resize_x or resize_y:
+        target = (resize_x or round(resize_y * width / height), resize_y or round(resize_x * height / width))
+    else:
+        target = (round(width * data["hr_scale"]), round(height * data["hr_scale"]))
+    target = fit_size(*target)
+    asked = (data["hr_upscaler"] or DEFAULT_HIRES_UPSCALER).strip()
+    upscaler = UPSCALER_ALIASES.get(asked, asked)
+    if upscaler not in (*LATENT_UPSCALE_MODES, *IMAGE_RESIZERS, *UPSCALE_MODELS):
+        params.not_applied.append(
+            _reason("hr_upscaler", f"no upscaler named {asked!r} is installed; {DEFAULT_HIRES_UPSCALER} was used")
+        )
+        upscaler = DEFAULT_HIRES_UPSCALER
+    return {
+        "upscaler": upscaler,
+        "width": target[0],
+        "height": target[1],
+        "steps": data["hr_second_pass_steps"],
+        "strength": float(data["denoising_strength"]),
+    }
 
 
 class Img2ImgSerializer(GenerationSerializer):
@@ -374,9 +465,10 @@ class ObjectRemovalSerializer(JobSerializer):
 
 
 def outpaint_size(default: int):
-    return LenientNumberField(
-        minimum=64, maximum=1440, integer=True, multiple_of=8, default=default, help_text="64-1440, a multiple of 8."
-    )
+    return size_field(default=default, help_text="64-1440, a multiple of 8.")
+
+
+OUTPAINT_MAX_SIDE = 1440
 
 
 class OutpaintSerializer(GenerationSerializer):
@@ -384,6 +476,7 @@ class OutpaintSerializer(GenerationSerializer):
     the image are painted."""
 
     params_class = OutpaintParams
+    max_side = OUTPAINT_MAX_SIDE
     image = InputImageField(help_text="The image to extend: a URL, base64 or a data URL.")
     width = outpaint_size(1280)
     height = outpaint_size(720)

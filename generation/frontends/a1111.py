@@ -5,13 +5,14 @@ upscaler as extra-single-image."""
 
 import re
 
+from django.http import HttpResponse
 from PIL import ImageFilter, ImageOps
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.keys import set_default_checkpoint
 from billing import credits
-from generation import a1111_answers, library, schedulers, selectors, services, storage
+from generation import a1111_answers, library, request_fields, schedulers, selectors, services, storage
 from generation.api.serializers import (
     Img2ImgSerializer,
     InpaintSerializer,
@@ -20,16 +21,15 @@ from generation.api.serializers import (
 )
 from generation.frontends.base import BasicOrBearerKey, FrontendView, GenerationFrontendView, Refused
 from generation.models import LibraryModel
-from generation.params import UPSCALE_MODELS, fit_size
+from generation.params import IMAGE_RESIZERS, LATENT_UPSCALE_MODES, UPSCALE_MODELS, fit_size
 
 LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^>]*))?>", re.IGNORECASE)
-# A1111's samplers (its labels without a schedule) and schedule types; "Karras" picks Karras sigmas
-SAMPLERS = [label for label in schedulers.A1111_SCHEDULERS if not label.endswith(" Karras")]
-SCHEDULE_TYPES = {"Automatic": None, "Uniform": False, "Karras": True}
-DEFAULT_SAMPLER = "UniPC"
+DEFAULT_SAMPLER = "Euler"  # what A1111's API runs when a request names none (its `sampler_index` default)
 MAX_IMAGES = 4
-IMAGE_FIELDS = ("init_images", "mask", "image")  # left out of the `parameters` echoed back
+# left out of the `parameters` echoed back: images, and the credentials SillyTavern puts in its body
+UNECHOED_FIELDS = ("init_images", "mask", "image", "auth", "url")
 MAX_ECHOED_TEXT = 20000
+HIRES_FIELDS = ("enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y")
 
 
 class A1111View(FrontendView):
@@ -57,8 +57,11 @@ class A1111View(FrontendView):
 class GenerateView(GenerationFrontendView, A1111View):
     """txt2img and img2img: A1111's fields translated into the hosted API's."""
 
-    def fields(self, data) -> dict:
+    def fields(self, data) -> tuple[dict, list]:
+        """The hosted API's fields for this request, and what its sampler and schedule type could only
+        approximate ({"field", "reason"}: named in the answer's info)."""
         prompt, loras = _without_lora_tags(str(data.get("prompt") or ""))
+        sampling = _sampling(data)
         batch = _integer(data, "batch_size", 1) * _integer(data, "n_iter", 1)
         if not 1 <= batch <= MAX_IMAGES:
             raise Refused(a1111_answers.invalid("batch_size", f"batch_size x n_iter must be 1-{MAX_IMAGES}."))
@@ -70,12 +73,18 @@ class GenerateView(GenerationFrontendView, A1111View):
             "guidance_scale": data.get("cfg_scale", 7),
             **_size(data),
             "samples": batch,
-            "scheduler": _scheduler(data.get("sampler_name") or data.get("sampler_index"), data.get("scheduler")),
+            "scheduler": sampling.scheduler,
+            **request_fields.scheduler_option_fields(sampling.options),
             "model_id": self._checkpoint(data),
         }
         if loras:
             fields.update(lora_model=",".join(name for name, _ in loras), lora_strength=",".join(w for _, w in loras))
-        return fields
+        return fields, sampling.not_applied
+
+    def submit(self, serializer_class, fields: dict, notes: list, data) -> Response:
+        submission = self.validated(serializer_class, fields)
+        submission["params"].not_applied += notes
+        return self.generate(submission, self.options(data))
 
     def _checkpoint(self, data) -> str | None:
         overrides = data.get("override_settings") or {}
@@ -85,8 +94,8 @@ class GenerateView(GenerationFrontendView, A1111View):
     def options(self, data) -> dict:
         sampler = data.get("sampler_name") or data.get("sampler_index") or DEFAULT_SAMPLER
         return {
-            "sampler_name": sampler,
-            "scheduler": data.get("scheduler") or "Automatic",
+            "sampler_name": str(sampler),
+            "scheduler": str(data.get("scheduler") or "Automatic"),
             "batch_size": _integer(data, "batch_size", 1),
             "n_iter": _integer(data, "n_iter", 1),
             "send_images": data.get("send_images", True) is not False,
@@ -96,8 +105,10 @@ class GenerateView(GenerationFrontendView, A1111View):
 
 class Txt2ImgView(GenerateView):
     def post(self, request):
-        submission = self.validated(Text2ImgSerializer, self.fields(request.data))
-        return self.generate(submission, self.options(request.data))
+        data = request.data
+        fields, notes = self.fields(data)
+        fields.update((name, data[name]) for name in (*HIRES_FIELDS, "denoising_strength") if name in data)
+        return self.submit(Text2ImgSerializer, fields, notes, data)
 
 
 class Img2ImgView(GenerateView):
@@ -106,10 +117,12 @@ class Img2ImgView(GenerateView):
         init_images = data.get("init_images") or []
         if not isinstance(init_images, list) or not init_images:
             raise Refused(a1111_answers.invalid("init_images", "init_images needs one base64 image."))
-        fields = {**self.fields(data), "init_image": init_images[0], "strength": data.get("denoising_strength", 0.75)}
+        fields, notes = self.fields(data)
+        fields.update(init_image=init_images[0], strength=data.get("denoising_strength", 0.75))
         if not data.get("mask"):
-            return self.generate(self.validated(Img2ImgSerializer, fields), self.options(data))
+            return self.submit(Img2ImgSerializer, fields, notes, data)
         submission = self.validated(InpaintSerializer, {**fields, "mask_image": data["mask"]})
+        submission["params"].not_applied += notes
         mask = submission["inputs"]["mask_image"]
         if mask.image is not None:  # A1111's mask options, applied as A1111 applies them
             if data.get("inpainting_mask_invert") in (1, True, "1"):
@@ -156,34 +169,56 @@ class OptionsView(A1111View):
             if public_id not in {entry.public_id for entry in self.plan_models(LibraryModel.ModelType.CHECKPOINT)}:
                 raise Refused(a1111_answers.invalid("sd_model_checkpoint", f"Unknown checkpoint {wanted!r}."))
             set_default_checkpoint(request.auth, public_id)
-        return Response(None)
+        return null_answer()
 
 
 class SamplersView(A1111View):
     def get(self, request):
-        return Response([{"name": name, "aliases": [], "options": {}} for name in SAMPLERS])
+        return Response(
+            [
+                {"name": sampler.name, "aliases": list(sampler.aliases), "options": sampler.listed_options}
+                for sampler in schedulers.SAMPLERS
+            ]
+        )
 
 
 class SchedulersView(A1111View):
     def get(self, request):
         return Response(
             [
-                {"name": label.lower(), "label": label, "aliases": None, "default_rho": -1, "need_inner_model": False}
-                for label in SCHEDULE_TYPES
+                {
+                    "name": schedule.name,
+                    "label": schedule.label,
+                    "aliases": list(schedule.aliases) if schedule.aliases else None,
+                    "default_rho": schedule.default_rho,
+                    "need_inner_model": schedule.need_inner_model,
+                }
+                for schedule in schedulers.SCHEDULES
             ]
         )
 
 
 class UpscalersView(A1111View):
+    """The resizers, then the library's Real-ESRGAN networks (also the hires fix's `hr_upscaler`)."""
+
     def get(self, request):
         scales = {"RealESRGAN_x2plus": 2}
+        resizers = [
+            {"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+            for name in IMAGE_RESIZERS
+        ]
         return Response(
-            [{"name": "None", "model_name": None, "model_path": None, "model_url": None, "scale": 4}]
+            resizers
             + [
                 {"name": name, "model_name": name, "model_path": None, "model_url": None, "scale": scales.get(name, 4)}
                 for name in UPSCALE_MODELS
             ]
         )
+
+
+class LatentUpscaleModesView(A1111View):
+    def get(self, request):
+        return Response([{"name": name} for name in LATENT_UPSCALE_MODES])
 
 
 class VaesView(A1111View):
@@ -253,7 +288,12 @@ class RefreshView(A1111View):
     """refresh-checkpoints, refresh-loras, ...: the library is read afresh on every request anyway."""
 
     def post(self, request):
-        return Response(None)
+        return null_answer()
+
+
+def null_answer() -> HttpResponse:
+    """JSON `null`, as A1111 answers a setter (DRF would send an empty body, which clients fail to parse)."""
+    return HttpResponse(b"null", content_type="application/json")
 
 
 class PingView(APIView):
@@ -283,7 +323,7 @@ def _echoed(data) -> dict:
     return {
         name: value
         for name, value in data.items()
-        if name not in IMAGE_FIELDS
+        if name not in UNECHOED_FIELDS
         and (isinstance(value, plain) or (isinstance(value, str) and len(value) <= MAX_ECHOED_TEXT))
     }
 
@@ -328,21 +368,18 @@ def _integer(data, name: str, default: int) -> int:
         raise Refused(a1111_answers.invalid(name, f"{name} must be an integer.")) from exc
 
 
-def _scheduler(sampler, schedule) -> str:
-    """Our scheduler for A1111's sampler and schedule type ("DPM++ 2M" + "Karras"; older clients send
-    "DPM++ 2M Karras" as one name)."""
-    sampler = str(sampler or DEFAULT_SAMPLER).strip()
-    schedule = str(schedule or "Automatic").strip().capitalize()
-    if schedule not in SCHEDULE_TYPES:
-        names = ", ".join(SCHEDULE_TYPES)
+def _sampling(data) -> schedulers.Sampling:
+    """The hosted API's scheduler fields for A1111's `sampler_name` + `scheduler`: any listed sampler with
+    any listed schedule type (and the older combined names), as A1111 1.10 reads them. What diffusers can
+    only approximate is named in the answer (`info`'s not_applied); an unknown name is a 422 listing them."""
+    sampler, schedule = data.get("sampler_name") or data.get("sampler_index"), data.get("scheduler")
+    sampling = schedulers.a1111(sampler, schedule, DEFAULT_SAMPLER)
+    if sampling is not None:
+        return sampling
+    if schedulers.a1111(None, schedule, DEFAULT_SAMPLER) is None:
+        names = ", ".join(schedule.label for schedule in schedulers.SCHEDULES)
         raise Refused(
             a1111_answers.invalid("scheduler", f"Unknown scheduler {schedule!r}; the schedulers are {names}.")
         )
-    label = f"{sampler} Karras" if SCHEDULE_TYPES[schedule] and not sampler.endswith("Karras") else sampler
-    if schedulers.resolve(label) is None:
-        raise Refused(
-            a1111_answers.invalid(
-                "sampler_name", f"Unknown sampler {sampler!r}; the samplers are {', '.join(SAMPLERS)}."
-            )
-        )
-    return label
+    names = ", ".join(sampler.name for sampler in schedulers.SAMPLERS)
+    raise Refused(a1111_answers.invalid("sampler_name", f"Unknown sampler {sampler!r}; the samplers are {names}."))

@@ -19,8 +19,9 @@ from generation.params import fit_size
 SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$", re.IGNORECASE)
 RESPONSE_FORMATS = ("url", "b64_json")
 OUTPUT_FORMATS = {"png": "png", "jpeg": "jpg", "jpg": "jpg", "webp": "png"}  # WebP is answered as PNG
-MAX_IMAGES = 4
+MAX_IMAGES = 10  # OpenAI's bound for `n`; a plan's max_samples (and the hosted API's 4) make fewer
 EDIT_STRENGTH = 1.0  # with a mask: the transparent part is painted anew
+BASE64_ONLY_MODELS = re.compile(r"^gpt-image", re.IGNORECASE)  # OpenAI's models that always answer b64_json
 
 
 class OpenAIView(FrontendView):
@@ -56,7 +57,10 @@ class ImageRequest(GenerationFrontendView, OpenAIView):
         }
 
     def options(self, data) -> dict:
-        response_format = data.get("response_format") or "b64_json"  # LibreChat reads only b64_json
+        """`response_format` as OpenAI defaults it by model: b64_json for the gpt-image models (their only
+        format), else url (dall-e-2, the default model, and dall-e-3: LibreChat's DALL-E tool reads `url`)."""
+        default = "b64_json" if BASE64_ONLY_MODELS.match(str(data.get("model") or "")) else "url"
+        response_format = data.get("response_format") or default
         if response_format not in RESPONSE_FORMATS:
             raise Refused(openai_answers.invalid("response_format", "response_format must be 'url' or 'b64_json'."))
         return {"response_format": response_format}
@@ -140,7 +144,7 @@ def _size(value) -> dict:
     if text == "auto":
         return {"width": settings.FRONTEND_DEFAULT_SIZE, "height": settings.FRONTEND_DEFAULT_SIZE}
     match = SIZE.match(text)
-    if match is None:
+    if match is None or not (int(match[1]) and int(match[2])):
         raise Refused(openai_answers.invalid("size", "size must be 'auto' or 'WIDTHxHEIGHT', such as '1024x1024'."))
     width, height = fit_size(int(match[1]), int(match[2]))  # 1536x1024 keeps its shape: 1024x680
     return {"width": width, "height": height}

@@ -8,6 +8,7 @@ predictors only predict.
 
 import logging
 from dataclasses import replace
+from functools import partial
 
 from django.conf import settings
 
@@ -75,8 +76,8 @@ def resolve(params: JobParams) -> JobInput:
         resolved.ip_adapter = models.get(params.ip_adapter_id)
     if isinstance(params, RemoveBgParams):
         resolved.segmenter = _local_models({params.segmenter})[params.segmenter]
-    if upscaling := params.upscaling():
-        resolved.upscaler = _upscaler_weights(upscaling[0])
+    resolved.upscalers = {model_id: _upscaler_weights(model_id) for model_id, _ in params.upscalers()}
+    resolved.upscale = partial(_upscale, resolved.upscalers)
     return resolved
 
 
@@ -112,15 +113,17 @@ def predict(kind: str, checkpoint: str, jobs: list[JobInput], on_step=None) -> l
     return [_post_steps(job, result) for job, result in zip(jobs, results)]
 
 
+def _upscale(weights: dict, image, scale: int, model_id: str):
+    """An image through one of the job's upscalers (`weights`: what it resolved), on the upscaling
+    predictor: a generation's `upscale` after it, a hires fix within its own steps."""
+    job = JobInput(SuperResolutionParams(scale=scale, upscaler=model_id), images={"image": image}, upscalers=weights)
+    return predictor(SuperResolutionParams.kind).predict(job).images[0]
+
+
 def _post_steps(job: JobInput, result):
     """A generation's `upscale`: each image through the upscaling predictor, in the same job."""
     params = job.params
     if not isinstance(result, Prediction) or not isinstance(params, DiffusionParams) or params.upscale < 2:
         return result
-    upscaler = predictor(SuperResolutionParams.kind)
-    scaling = SuperResolutionParams(scale=params.upscale, upscaler=upscaler_for(params.upscale))
-    images = [
-        upscaler.predict(JobInput(scaling, images={"image": image}, upscaler=job.upscaler)).images[0]
-        for image in result.images
-    ]
-    return replace(result, images=images)
+    model_id = upscaler_for(params.upscale)
+    return replace(result, images=[job.upscale(image, params.upscale, model_id) for image in result.images])

@@ -47,7 +47,10 @@ class JobInput:
     loras: list[LoraChoice] = field(default_factory=list)
     embeddings: list[LocalModel] = field(default_factory=list)
     vae: LocalModel | None = None
-    upscaler: LocalModel | None = None  # an upscaler's weights; None: a plain resize stands in (demo mode)
+    # each upscaler the job runs, by model id: its weights, or None where a plain resize stands in (demo mode)
+    upscalers: dict[str, LocalModel | None] = field(default_factory=dict)
+    # runs one of those upscalers: (image, scale, model id) -> image (a hires fix calls it within its steps)
+    upscale: Callable[[Image.Image, int, str], Image.Image] | None = None
     controlnets: list[LocalModel] = field(default_factory=list)  # in the order of params.controlnets
     ip_adapter: LocalModel | None = None  # its folder: weights and image_encoder/
     segmenter: LocalModel | None = None  # background removal's ONNX model

@@ -3,6 +3,7 @@
 import copy
 import inspect
 import logging
+import math
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -29,16 +30,21 @@ from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionS
 from django.conf import settings
 from PIL import Image
 from safetensors.torch import load_file
+from torch.nn import functional as F
 from transformers import CLIPImageProcessor
 
+from generation import schedulers
 from generation.params import (
     CONTROL_IMAGES,
+    IMAGE_RESIZERS,
     IP_ADAPTER_WEIGHTS,
+    LATENT_UPSCALE_MODES,
     MIX_IMAGES,
     ControlNetParams,
     DiffusionParams,
     ImgMixerParams,
     OutpaintParams,
+    strength_steps,
 )
 from generation.runtime import acceleration, outpaint
 from generation.runtime.demo_model import build_demo_model
@@ -241,11 +247,7 @@ class SDXLPredictor(Predictor):
 
         # 2. progress from the real number of scheduler steps (second-order schedulers run more), with
         #    a preview decoded from the latents only when the caller asks for one
-        def step_end(pipeline, step, timestep, callback_kwargs):
-            if on_step is not None:
-                latents = callback_kwargs["latents"]
-                on_step(step + 1, pipeline.num_timesteps, preview=lambda index=0: latent_preview(latents, index))
-            return callback_kwargs
+        step_end = _progress(on_step, 0, first.hires_steps() if _hires(first) else 0)
 
         # 3. the pipeline call, one generator per image (image i of a job uses its seed + i); a job whose
         #    image came out NaN or all black (fp16 overflow, a numeric fault) is generated once more
@@ -253,7 +255,7 @@ class SDXLPredictor(Predictor):
         hints = [self._hints(job) for job in jobs]
         inputs = _image_inputs(jobs, hints)
         with self._models(jobs[0]):
-            arrays = self._call(pipe, batch, inputs, step_end)
+            arrays = self._generate(pipe, batch, inputs, step_end, on_step, jobs[0].upscale)
             per_job, offset = [], 0
             for params in batch:
                 per_job.append(arrays[offset : offset + params.samples])
@@ -265,7 +267,8 @@ class SDXLPredictor(Predictor):
                         break
                     logger.warning("Invalid (NaN or black) output for seeds %s, try %d", params.seeds, attempt)
                     alone = _image_inputs([jobs[index]], [hints[index]])
-                    per_job[index] = self._call(pipe, [params], alone, step_end if len(batch) == 1 else None)
+                    retry = (step_end, on_step) if len(batch) == 1 else (None, None)
+                    per_job[index] = self._generate(pipe, [params], alone, *retry, jobs[index].upscale)
                     valid[index] = all(valid_image(array) for array in per_job[index])
         seconds = time.perf_counter() - started
         return [
@@ -494,9 +497,39 @@ class SDXLPredictor(Predictor):
             self.schedulers[key] = build_scheduler(name, options, self.base_scheduler_config)
         return copy.deepcopy(self.schedulers[key])
 
-    def _call(self, pipe, batch: list[DiffusionParams], inputs: dict, step_end) -> list:
+    def _generate(self, pipe, batch: list[DiffusionParams], inputs: dict, step_end, on_step, upscale) -> list:
+        """The images of one call; with a hires fix, its first pass upscaled and repainted by img2img."""
+        params = batch[0]
+        if not _hires(params):
+            return self._call(pipe, batch, inputs, step_end)
+        hires = params.hires
+        latent_mode = LATENT_UPSCALE_MODES.get(hires["upscaler"])
+        first = self._call(pipe, batch, inputs, step_end, output_type="latent" if latent_mode else "pil")
+        size = (hires["width"], hires["height"])
+        if latent_mode:
+            mode, antialias = latent_mode
+            latents = torch.stack(first)
+            start = F.interpolate(
+                latents.float(), size=(size[1] // 8, size[0] // 8), mode=mode, antialias=antialias
+            ).to(latents.dtype)
+        else:
+            start = [_resized(image, size, hires["upscaler"], upscale) for image in first]
+        second = (self.pag_pipelines if params.self_attention else self.pipelines)["img2img"]
+        second.scheduler = self._scheduler(params.scheduler, params.scheduler_options)
+        done = pipe.num_timesteps
+        steps = hires["steps"] or params.steps
+        return self._call(
+            second,
+            batch,
+            {"image": start, "strength": strength_steps(hires["strength"], steps)},
+            _progress(on_step, done, 0) if step_end is not None else None,
+            steps=steps,
+        )
+
+    def _call(self, pipe, batch: list[DiffusionParams], inputs: dict, step_end, steps=None, output_type="np") -> list:
         """One pipeline call for the jobs of `batch` (one job: its prompt, `samples` images of it)."""
         params = batch[0]
+        steps = steps or params.steps
         generators = [torch.Generator(device="cpu").manual_seed(seed) for job in batch for seed in job.seeds]
         if len(batch) == 1:
             prompts = {"prompt": params.prompt, "negative_prompt": params.negative_prompt or None}
@@ -509,14 +542,19 @@ class SDXLPredictor(Predictor):
                 else None,
             }
             per_prompt = 1
+        timing = {"num_inference_steps": steps}
+        if params.scheduler_options.get(schedulers.AYS) and schedulers.AYS in schedulers.ACCEPTED_OPTIONS.get(
+            params.scheduler, ()
+        ):
+            timing["timesteps"] = schedulers.ays_timesteps(steps)
         with torch.inference_mode():
             result = pipe(
                 **prompts,
-                num_inference_steps=params.steps,
+                **timing,
                 guidance_scale=params.guidance_scale,
                 num_images_per_prompt=per_prompt,
                 generator=generators,
-                output_type="np",
+                output_type=output_type,
                 callback_on_step_end=step_end,
                 **self._guidance(params),
                 **inputs,
@@ -595,3 +633,33 @@ def _controlnet_inputs(jobs: list[JobInput], hints: list, size: tuple) -> dict:
     if not params.starts_from_image:
         return {**inputs, "image": control}
     return {**inputs, **_start_inputs(jobs[0], size), "control_image": control}
+
+
+def _hires(params) -> bool:
+    return bool(getattr(params, "hires", None))
+
+
+def _progress(on_step, done: int, still_to_come: int):
+    """A pipeline's step callback reporting to `on_step` the steps of the whole job: `done` by earlier
+    passes, this pass's, and `still_to_come` in later ones."""
+
+    def step_end(pipeline, step, timestep, callback_kwargs):
+        if on_step is not None:
+            latents = callback_kwargs["latents"]
+            on_step(
+                done + step + 1,
+                done + pipeline.num_timesteps + still_to_come,
+                preview=lambda index=0: latent_preview(latents, index),
+            )
+        return callback_kwargs
+
+    return step_end
+
+
+def _resized(image: Image.Image, size: tuple, upscaler: str, upscale) -> Image.Image:
+    """A first-pass image at the hires size: by a plain resize, or a library upscaler (`upscale`, the
+    bridge's) to the next whole factor, then resized to the exact size."""
+    if upscaler in IMAGE_RESIZERS:
+        return image.resize(size, Image.NEAREST if IMAGE_RESIZERS[upscaler] == "nearest" else Image.LANCZOS)
+    factor = max(2, math.ceil(max(size[0] / image.width, size[1] / image.height)))
+    return upscale(image, min(4, factor), upscaler).resize(size, Image.LANCZOS)

@@ -191,5 +191,6 @@ class UpscalePredictor(Predictor):
         self.setup()
         started = time.perf_counter()
         params = job.params
-        result = self._upscaler(params.upscaler, job.upscaler).upscale(job.images["image"], params.scale)
+        upscaler = self._upscaler(params.upscaler, job.upscalers.get(params.upscaler))
+        result = upscaler.upscale(job.images["image"], params.scale)
         return Prediction(images=[result], seeds=[0], seconds=time.perf_counter() - started)
