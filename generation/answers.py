@@ -252,7 +252,7 @@ def dashboard_status(job: Job) -> dict:
     finished = job.is_finished
     return {
         "id": job.id,
-        "kind": job.kind,
+        "kind": job.operation,
         "status": job.status,
         "seeds": job.seeds,
         "size": [job.params.get("width"), job.params.get("height")],

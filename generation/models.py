@@ -98,6 +98,11 @@ class Job(models.Model):
         return job_params.load(self.kind, self.params)
 
     @property
+    def operation(self) -> str:
+        """What the client asked for: the kind, or the operation it is a preset of (object_removal)."""
+        return self.params.get("operation") or self.kind
+
+    @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCESS, self.Status.FAILED, self.Status.CANCELED)
 

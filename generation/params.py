@@ -107,6 +107,7 @@ class JobParams:
     # request fields that were understood but not applied here, each {"field": ..., "reason": ...}
     not_applied: list = field(default_factory=list)
     checkpoint: str = ""  # the library checkpoint a generation runs on (filled in when it is admitted)
+    operation: str = ""  # the API operation that asked for it, when that is a preset of the kind (object_removal)
     demo_upscaler: bool = False  # its upscaling is a plain resize (UPSCALER_DEMO; said in meta)
 
     def to_dict(self) -> dict:

@@ -193,8 +193,10 @@ def _job_status(user, job_id) -> dict:
 
 def _job_fields(job: Job) -> list[tuple[str, str]]:
     """What the job asked for, as labelled values a person reads: only what was set, defaults that
-    matter (size, steps, guidance) included, flags said in words."""
-    params = job.params
+    matter (size, steps, guidance) included, flags said in words; what an operation's preset sets itself
+    (an object removal's fill words) left out."""
+    preset = getattr(SERIALIZERS.get(job.operation), "preset_fields", ())
+    params = {name: value for name, value in job.params.items() if name not in preset}
     size = f"{params['width']} × {params['height']}" if params.get("width") else ""
     if size and params.get("upscale", 1) > 1:
         size += f", upscaled {params['upscale']}×"
@@ -211,6 +213,11 @@ def _job_fields(job: Job) -> list[tuple[str, str]]:
         ("Steps", params.get("steps")),
         ("Guidance", params.get("guidance_scale")),
         ("Scheduler", params.get("scheduler")),
+        (
+            "Scheduler options",
+            ", ".join(f"{name} {value}" for name, value in (params.get("scheduler_options") or {}).items()),
+        ),
+        ("Hires fix", _hires_text(params.get("hires"))),
         ("Strength", params.get("strength")),
         ("Scale", f"{params['scale']}×" if params.get("scale") else None),
         ("Upscaler", params.get("upscaler")),
@@ -236,6 +243,13 @@ def _job_fields(job: Job) -> list[tuple[str, str]]:
     return [(label, str(value)) for label, value in fields if value not in (None, "", [])]
 
 
+def _hires_text(hires: dict | None) -> str:
+    if not hires:
+        return ""
+    steps = f", {hires['steps']} steps" if hires["steps"] else ""
+    return f"to {hires['width']} × {hires['height']} by {hires['upscaler']}, strength {hires['strength']:g}{steps}"
+
+
 # the playground's image inputs, by the job parameter that names a stored input
 PLAYGROUND_IMAGES = {
     "init_image": "init_image",
@@ -256,7 +270,7 @@ def _playground_params(job: Job) -> dict:
         for field in job.parameters.inputs
         if field in PLAYGROUND_IMAGES and job.params.get(field) and not job.expired_at
     }
-    return {"kind": job.kind, "fields": fields, "inputs": inputs}
+    return {"kind": job.operation, "fields": fields, "inputs": inputs}
 
 
 @login_required

@@ -26,6 +26,15 @@ function button(label, className, onClick) {
   return node;
 }
 
+// What an output can be sent to in the playground, as its image.
+const SEND_TO = [
+  ["Send to img2img", "img2img"],
+  ["Send to inpaint", "inpaint"],
+  ["Outpaint", "outpaint"],
+  ["Remove an object", "object_removal"],
+  ["Upscale", "super_resolution"],
+];
+
 // One output with its actions: download, copy seed and, in the playground, reuse it in the form.
 function outputFigure(url, seed, index, job) {
   const figure = document.createElement("figure");
@@ -50,11 +59,13 @@ function outputFigure(url, seed, index, job) {
     if (seed !== undefined && seed !== null && job.kind !== "super_resolution") {
       caption.appendChild(button("Reuse seed", "reuse-seed", () => { form.elements.seed.value = seed; }));
     }
-    for (const [label, kind] of [["Send to img2img", "img2img"], ["Send to inpaint", "inpaint"], ["Upscale", "super_resolution"]]) {
+    for (const [label, kind] of SEND_TO) {
       caption.appendChild(button(label, "send-to-" + kind, () => {
         form.elements.kind.value = kind;
-        form.elements.init_image_url.value = url;
         form.elements.init_image.value = "";
+        form.elements.init_image_url.value = url;
+        // as if typed: the mask painter and the outpaint preview load the image from it
+        form.elements.init_image_url.dispatchEvent(new Event("change"));
         showFieldsFor(form);
         form.scrollIntoView({ behavior: "smooth" });
       }));

@@ -435,3 +435,66 @@ def test_outpaint_in_the_playground_shows_the_canvas_and_gives_its_size(painter_
     assert decode(page.get_attribute("#result-outputs img", "src")).size == (128, 96)
     assert "/api/v6/image_editing/outpaint" in page.text_content("#result-curl")
     shot(page, "06g-playground-outpaint")
+
+
+# true once the mask painter's canvas stayed put from one animation frame to the next (polled each frame)
+SETTLED = """() => {
+  const top = document.getElementById('paint-canvas').getBoundingClientRect().top;
+  const settled = window.lastCanvasTop === top;
+  window.lastCanvasTop = top;
+  return settled;
+}"""
+
+
+def test_a_result_sent_to_inpaint_is_painted_on_and_an_object_removal_runs_again_as_one(
+    painter_user, live_server, page
+):
+    """ "Send to inpaint" loads the output under the mask painter (the mask sent has its size); "Remove an
+    object" does the same, and that job is shown and run again as an object removal, not as the inpaint
+    it runs as."""
+    base = live_server.url
+    log_in(page, base, "painter2@example.com")
+    page.goto(base + "/dashboard/playground/")
+    for name, value in (("width", "64"), ("height", "64"), ("num_inference_steps", "2")):
+        page.fill(f"input[name={name}]", value)
+    page.click("#generate")
+    page.wait_for_selector("#result-outputs .send-to-inpaint")
+    sent = []
+    page.on("request", lambda request: sent.append(request.post_data_json) if request.url.endswith("/run/") else None)
+
+    def paint_and_generate(kind: str) -> np.ndarray:
+        page.click(f"#result-outputs .send-to-{kind}")
+        assert page.input_value("select[name=kind]") == kind
+        page.wait_for_function("document.getElementById('paint-canvas').width === 64")  # the output, loaded
+        page.wait_for_function(SETTLED)  # the smooth scroll to the form is over
+        canvas = page.locator("#paint-canvas")
+        scale = canvas.bounding_box()["width"] / 64
+        page.fill("#paint-size", str(round(10 * scale)))
+        # positions within the canvas, wherever the page has scrolled it to
+        canvas.hover(position={"x": 8 * scale, "y": 32 * scale})
+        page.mouse.down()
+        canvas.hover(position={"x": 56 * scale, "y": 32 * scale})
+        page.mouse.up()
+        first_job = page.text_content("#result-link")
+        page.click("#generate")
+        page.wait_for_function(
+            "(first) => !['', first].includes(document.getElementById('result-link').textContent)", arg=first_job
+        )
+        page.wait_for_selector("#result-status:text('success')")
+        page.wait_for_selector("#result-outputs .send-to-object_removal")
+        return np.asarray(
+            Image.open(io.BytesIO(base64.b64decode(sent[-1]["mask_image"].split(",", 1)[1]))).convert("L")
+        )
+
+    mask = paint_and_generate("inpaint")
+    assert mask.shape[:2] == (64, 64) and mask[32, 16:48].min() > 200 and mask[8].max() < 50
+    assert sent[-1]["init_image"].startswith(base + "/media/generations/")
+    shot(page, "06h-playground-send-to-inpaint")
+    assert paint_and_generate("object_removal").shape[:2] == (64, 64)
+    page.click("#result-link")
+    page.wait_for_selector("#job-outputs img")
+    assert "object_removal" in page.text_content("h1")
+    assert "Prompt" not in page.text_content("#job-fields")  # the preset's fill words are not the user's
+    page.click("#open-in-playground")
+    page.wait_for_selector("#playground[data-filled=true]")
+    assert page.input_value("select[name=kind]") == "object_removal"

@@ -440,7 +440,11 @@ class EditingInpaintSerializer(InpaintSerializer):
 
 class ObjectRemovalSerializer(JobSerializer):
     """SDXL inpainting of the mask with OBJECT_REMOVAL_PROMPT and OBJECT_REMOVAL_NEGATIVE_PROMPT (words
-    that fill with background and discourage new objects) at OBJECT_REMOVAL_STRENGTH."""
+    that fill with background and discourage new objects) at OBJECT_REMOVAL_STRENGTH: an inpaint job that
+    remembers it was an object removal (shown and run again as one)."""
+
+    operation = "object_removal"
+    preset_fields = ("prompt", "negative_prompt", "strength", "steps")  # the preset's own, not the client's
 
     init_image = InputImageField(help_text="The image: a URL, base64 or a data URL.")
     mask_image = InputImageField(help_text="White: the object to remove; black is kept.")
@@ -460,6 +464,7 @@ class ObjectRemovalSerializer(JobSerializer):
             init_image_url=data["init_image"].url,
             mask_image_url=data["mask_image"].url,
             not_applied=not_applied({"temp": data["temp"]}),
+            operation=self.operation,
         )
         return self.submission(data, params, {"init_image": data["init_image"], "mask_image": data["mask_image"]})
 
