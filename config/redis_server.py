@@ -47,6 +47,7 @@ def start(port: int, workdir: Path) -> subprocess.Popen:
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a terminal's Ctrl-C is for the script that started it to handle
     )
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):

@@ -273,7 +273,7 @@ def stream_progress(event: dict, form: str, running: bool = True) -> dict:
     """The fields of a streamed job's state that a worker's progress event changes, in the stream's form
     (its preview only when the event has one: the last one stays)."""
     fields = {"progress": event["progress"], "queue_position": 0}
-    fields.update((name, event[name]) for name in ("eta", "preview") if event.get(name) is not None)
+    fields.update((name, event[name]) for name in ("eta", "preview", "phase") if event.get(name) is not None)
     if form == "dashboard" and running:
         fields["status"] = Job.Status.RUNNING
     return fields

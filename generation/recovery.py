@@ -9,14 +9,50 @@ import logging
 from datetime import timedelta
 
 import redis
+from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
 from generation import jobs, liveness, queue
 from generation.models import Job
+from generation.redis_client import connection
 
 logger = logging.getLogger(__name__)
 
 LOST_AFTER_SECONDS = 30  # a queued job RQ does not know after this long was lost by Redis
+DATABASE_KEY = "sdxl:database"  # which database the jobs Redis knows belong to
+
+
+def database_identity() -> str:
+    """The database's birth: when its first migration was applied (a recreated database has another)."""
+    first = MigrationRecorder.Migration.objects.order_by("id").values_list("applied", flat=True).first()
+    return first.isoformat() if first else ""
+
+
+def claim_redis() -> bool:
+    """Make Redis this database's. Jobs' keys are numbered by job id: left by a database that was
+    recreated (`var/` deleted, Redis kept), an old job's cached answer, finished flag or cancel flag would
+    answer, wake or cancel the new job of that number. Unless Redis is known to hold this database's keys,
+    those are forgotten (caches and flags only: a queued RQ job of that number runs the new job, as its
+    own would). True when they were."""
+    identity = database_identity()
+    redis_ = connection()
+    try:
+        previous = redis_.set(DATABASE_KEY, identity, get=True)
+        if previous is not None and previous.decode() == identity:
+            return False
+        stale = [
+            key
+            for pattern in (queue.ANSWER_KEY, queue.FINISHED_KEY, queue.CANCEL_KEY)
+            for key in redis_.scan_iter(match=pattern.format("*"), count=1000)
+        ]
+        for start in range(0, len(stale), 1000):
+            redis_.delete(*stale[start : start + 1000])
+    except redis.RedisError:
+        logger.warning("Redis unavailable at start: not checked for another database's jobs")
+        return False
+    if stale:
+        logger.warning("Redis held %d job keys of another database (or none known): forgotten", len(stale))
+    return True
 
 
 def _abandoned(job: Job, now, live_workers=None, heartbeats_since=None) -> bool:

@@ -1,14 +1,18 @@
 """`make run`: Redis (started if none answers), migrations, demo model, demo account, web server and
-one worker. The terminal shows one line per step, then the URL, a demo key and a curl command; the
-processes' own output goes to files under var/log/ (LOG_DIR). Ctrl-C stops everything it started."""
+one worker. The terminal shows one line per step, then, once the worker has run a first job, the URL, a
+demo key and a curl command; the processes' own output goes to files under var/log/ (LOG_DIR). Ctrl-C
+stops everything it started."""
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,20 +46,28 @@ def step(text: str):
 
 
 def ensure_redis(children: list) -> str:
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    """REDIS_URL when a Redis answers there; else one started on its port (a free one when the default
+    6379 is taken by something else; a REDIS_URL set on purpose is kept or refused, never moved)."""
+    given = os.environ.get("REDIS_URL")
+    url = given or "redis://127.0.0.1:6379/0"
     if redis_server.is_reachable(url):
         step(f"Redis: using {url}")
         return url
-    port = 6379 if _port_free(6379) else redis_server.free_port()
-    children.append(redis_server.start(port, ROOT / "var" / "redis"))
-    url = f"redis://127.0.0.1:{port}/0"
+    parsed = urlparse(url)
+    if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit(f"No Redis answers at REDIS_URL={url}")
+    port = parsed.port or 6379
+    if not _port_free(port):
+        if given:
+            raise SystemExit(f"Something other than Redis listens on port {port} of REDIS_URL={url}")
+        port = redis_server.free_port()
+    children.append(("Redis", redis_server.start(port, ROOT / "var" / "redis")))
+    url = parsed._replace(netloc=f"127.0.0.1:{port}").geturl()
     step(f"Redis: none answered, started one at {url}")
     return url
 
 
 def _port_free(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
@@ -73,10 +85,16 @@ def wait_http(url: str, timeout: float = 120):
 
 
 def start_worker(env) -> subprocess.Popen:
-    """One RQ worker; `main` starts another whenever it dies (its jobs are recovered by the sweep)."""
+    """One RQ worker; `main` starts another whenever it dies (its jobs are recovered by the sweep). In a
+    session of its own, like the web server, so that Ctrl-C reaches only this script, which stops them."""
     log = log_file("worker")
     return subprocess.Popen(
-        [PYTHON, "manage.py", "rqworker", "high", "default", "low"], cwd=ROOT, env=env, stdout=log, stderr=log
+        [PYTHON, "manage.py", "rqworker", "high", "default", "low"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
 
 
@@ -89,7 +107,26 @@ def start_web(env, port: str) -> subprocess.Popen:
         env=dict(env, WEB_ACCESS_LOG=str(LOG_DIR / "access.log")),
         stdout=log,
         stderr=log,
+        start_new_session=True,
     )
+
+
+def post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.load(answer)
+
+
+def first_job(base: str, key: str, timeout: float = 300):
+    """A first small image through the API, waited for: the worker's first job pays its one-time costs
+    (the first pipeline call, the first connections), so the banner's command answers at once."""
+    deadline = time.monotonic() + timeout
+    body = post(base + "/api/v3/text2img", {"key": key, "prompt": "warm-up", "width": 64, "height": 64, "steps": 2})
+    while body["status"] == "processing" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        body = post(f"{base}/api/v3/fetch/{body['id']}", {"key": key})
+    if body["status"] != "success":
+        raise SystemExit(f"The first image failed: {body}; see {LOG_DIR}/worker.log")
 
 
 def _stop(signum, frame):
@@ -99,7 +136,7 @@ def _stop(signum, frame):
 def main():
     signal.signal(signal.SIGTERM, _stop)
     port = os.environ.get("PORT", "8000")
-    children: list[subprocess.Popen] = []
+    children: list[tuple[str, subprocess.Popen]] = []  # (what it is, its process)
     worker = None
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     print(f"Starting the SDXL API (logs in {LOG_DIR}/)", flush=True)
@@ -113,11 +150,13 @@ def main():
         step(manage("build_demo_model", env=env).strip().splitlines()[-1])
         key = manage("createapikey", DEMO_EMAIL, "--name", "demo", "--password", DEMO_PASSWORD, env=env)
         key = key.strip().splitlines()[-1]
-        children.append(start_web(env, port))
+        children.append(("The web server", start_web(env, port)))
         worker = start_worker(env)
         base = f"http://127.0.0.1:{port}"
         step("Web server and worker: started; waiting for the worker to load the model")
         wait_http(base + "/healthz")
+        first_job(base, key)
+        step("Worker: ready (a first 64x64 image made)")
         print(
             f"""
   SDXL API is running at {base}/
@@ -133,25 +172,27 @@ def main():
 """,
             flush=True,
         )
-        while all(child.poll() is None for child in children):
+        while not (exited := [(name, child) for name, child in children if child.poll() is not None]):
             if worker.poll() is not None:  # killed, out of memory: the web server stays up
                 print(f"The worker stopped (exit code {worker.returncode}); starting a new one.", flush=True)
                 worker = start_worker(env)
             time.sleep(0.5)
-        print("A process exited; stopping.", file=sys.stderr)
+        name, child = exited[0]
+        print(f"{name} exited (code {child.returncode}; see {LOG_DIR}/); stopping the rest.", file=sys.stderr)
     except KeyboardInterrupt:
-        pass
+        print("\nStopping...", flush=True)
     finally:
         if worker is not None:
-            children.append(worker)
-        for child in reversed(children):
+            children.append(("The worker", worker))
+        for _, child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for child in children:
+        for _, child in children:
             try:
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
+        print("Stopped.", flush=True)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,9 @@ function followJob(urls, ids) {
   let job = {};
   function show(change) {
     job = { ...job, ...change };
-    el("status").textContent = job.status;
+    // after the last step: what the worker does before the images are there (decoding, saving)
+    const phase = job.status === "running" && job.phase && job.phase !== "denoising" ? " · " + job.phase : "";
+    el("status").textContent = job.status + phase;
     el("position").textContent = job.status === "queued" ? "· position " + job.queue_position : "";
     el("eta").textContent = job.eta !== null && job.eta !== undefined ? "· about " + job.eta.toFixed(1) + " s" : "";
     el("progress").value = job.progress;

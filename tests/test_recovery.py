@@ -299,3 +299,19 @@ def test_redis_losing_its_data_queues_what_it_lost_at_once(api, account, worker)
     wait_until(lambda: fresh(job).attempt == 2)
     assert job.rq_job_id in django_rq.get_queue("parked").get_job_ids()
     assert log.says("Redis has no epoch") and log.says(f"Job {job.id} re-queued: not on its queue")
+
+
+def test_a_redis_left_by_a_recreated_database_forgets_that_databases_job_keys(transactional_db, redis_connection):
+    """`var/` deleted and the database made again while Redis kept running: job 1's old answer, finished
+    flag and cancel flag must not answer, wake or cancel the new job 1. A worker that starts claims Redis
+    for its database; a restart against the same database keeps everything."""
+    old = {queue.ANSWER_KEY.format(1): "[1, {}]", queue.FINISHED_KEY.format(1): "1", queue.CANCEL_KEY.format(1): "1"}
+    for key, value in old.items():
+        redis_connection.set(key, value)
+    redis_connection.set(recovery.DATABASE_KEY, "2020-01-01T00:00:00+00:00")  # another database's birth
+    assert recovery.claim_redis() is True
+    assert not any(redis_connection.exists(key) for key in old)
+    redis_connection.set(queue.CANCEL_KEY.format(2), "1")
+    assert recovery.claim_redis() is False  # the same database: nothing forgotten
+    assert redis_connection.exists(queue.CANCEL_KEY.format(2))
+    redis_connection.delete(queue.CANCEL_KEY.format(2))

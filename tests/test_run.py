@@ -2,6 +2,7 @@
 web tier that slow clients cannot hold, and a worker that dies is started again."""
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -22,13 +23,15 @@ from tests.test_recovery import wait_until
 
 
 class MakeRun:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, redis_url=None):
+        """`make run` with the suite's Redis (database 12, emptied), or REDIS_URL `redis_url`."""
         self.port = redis_server.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_dir = tmp_path / "log"
-        redis_url = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/12"
+        if redis_url is None:
+            redis_url = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/12"
+            redis.Redis.from_url(redis_url).flushdb()
         self.redis = redis.Redis.from_url(redis_url)
-        self.redis.flushdb()
         env = dict(
             os.environ,
             PORT=str(self.port),
@@ -69,14 +72,23 @@ class MakeRun:
                 pids.add(json.loads(record)["pid"])
         return pids
 
+    def ctrl_c(self) -> str:
+        """SIGINT to the terminal's process group, as Ctrl-C sends it; what it printed until it ended."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        self.process.wait(timeout=60)
+        return "".join(self.later)
+
     def stop(self):
+        if self.process.poll() is not None:
+            return
         os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-        self.redis.flushdb()
+        with contextlib.suppress(redis.RedisError):
+            self.redis.flushdb()
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +110,28 @@ def test_the_terminal_shows_steps_and_a_banner_and_the_logs_go_to_files(make_run
     access_log = make_run.log_dir / "access.log"
     wait_until(lambda: access_log.exists() and "/healthz" in access_log.read_text())  # written after the answer
     assert "Loaded" in (make_run.log_dir / "worker.log").read_text()  # the worker's own output
+
+
+def test_the_banner_comes_once_the_worker_made_an_image_and_its_curl_answers_at_once(make_run):
+    printed = "".join(make_run.banner)
+    assert "Worker: ready" in printed and printed.index("Worker: ready") < printed.index("SDXL API is running")
+    command = next(line for line in make_run.banner if line.strip().startswith("-d '"))
+    body = json.loads(command.strip().removeprefix("-d '").removesuffix("'"))
+    answer = requests.post(make_run.url + "/api/v3/text2img", json=body, timeout=60).json()
+    assert answer["status"] == "success", answer  # within GENERATION_WAIT_SECONDS, not "processing"
+
+
+def test_make_run_starts_redis_on_redis_urls_port_and_ctrl_c_stops_everything_quietly(tmp_path):
+    port = redis_server.free_port()
+    run = MakeRun(tmp_path, redis_url=f"redis://127.0.0.1:{port}/3")
+    try:
+        assert f"started one at redis://127.0.0.1:{port}/3" in "".join(run.banner)  # its port, not another
+        assert redis_server.is_reachable(f"redis://127.0.0.1:{port}/0")
+        printed = run.ctrl_c()
+    finally:
+        run.stop()
+    assert printed.strip().splitlines()[-2:] == ["Stopping...", "Stopped."] and "exited" not in printed
+    assert run.process.returncode == 0 and not redis_server.is_reachable(f"redis://127.0.0.1:{port}/0")
 
 
 def test_the_demo_has_a_controlnet_so_the_hosted_examples_run(make_run):

@@ -152,7 +152,9 @@ def test_an_event_stream_delivers_position_progress_previews_and_the_answer(api,
     positions = [event["queue_position"] for _, event in stream.events[:-1]]
     assert positions[0] == 1 and 0 in positions  # it moved up when the job ahead started
     progress = [event["progress"] for _, event in stream.events[:-1]]
-    assert progress == sorted(progress) and 0 < max(progress) < 1
+    assert progress == sorted(progress) and any(0 < value < 1 for value in progress)
+    phases = [event["phase"] for _, event in stream.events[:-1] if "phase" in event]
+    assert phases[0] == "denoising" and phases[-2:] == ["decoding", "saving"]  # after the last step: said
     assert all(event["preview"].startswith("http") for _, event in stream.events[:-1] if event.get("preview"))
     assert stream.events[-1][1] == api.post(f"/api/v3/fetch/{job['id']}")  # the body fetch gives
     assert stream.events[-1][1]["status"] == "success"

@@ -65,8 +65,9 @@ class Prediction:
     hints: list = field(default_factory=list)  # a ControlNet job's control images as its models saw them
 
 
-# on_step(done, total, preview): called after each model step; may raise to stop the job. `preview`, when
-# given, is a callable returning a rough image of the result so far (of image i of a batch: preview(i)).
+# on_step(done, total, preview, phase): called after each model step; may raise to stop the job. `preview`,
+# when given, is a callable returning a rough image of the result so far (of image i of a batch:
+# preview(i)); `phase`, after the last step, names the work that follows it ("decoding").
 StepCallback = Callable[..., None]
 
 

@@ -641,15 +641,18 @@ def _hires(params) -> bool:
 
 def _progress(on_step, done: int, still_to_come: int):
     """A pipeline's step callback reporting to `on_step` the steps of the whole job: `done` by earlier
-    passes, this pass's, and `still_to_come` in later ones."""
+    passes, this pass's, and `still_to_come` in later ones; the job's very last step says that decoding
+    (the VAE, seconds on a CPU) follows."""
 
     def step_end(pipeline, step, timestep, callback_kwargs):
         if on_step is not None:
             latents = callback_kwargs["latents"]
+            last = step + 1 == pipeline.num_timesteps and not still_to_come
             on_step(
                 done + step + 1,
                 done + pipeline.num_timesteps + still_to_come,
                 preview=lambda index=0: latent_preview(latents, index),
+                phase="decoding" if last else None,
             )
         return callback_kwargs
 

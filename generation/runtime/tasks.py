@@ -50,7 +50,7 @@ class StepMonitor:
             return None
         return (self.last_step[1] - self.first_step[1]) / (self.last_step[0] - self.first_step[0])
 
-    def __call__(self, step: int, total: int, preview=None):
+    def __call__(self, step: int, total: int, preview=None, phase=None):
         now = time.monotonic()
         if self.first_step is None:
             self.first_step = (step, now)
@@ -66,12 +66,21 @@ class StepMonitor:
             if not jobs.record_progress(self.job_id, self.job.attempt, step, total, preview_name):
                 raise JobCanceled()  # canceled, or given up by this worker and re-queued meanwhile
             self._publish(step, total)
+        if phase is not None:
+            self.phase(phase)
 
-    def _publish(self, step: int, total: int):
-        """The step, ETA and preview for the job's event streams (nobody listening costs one PUBLISH)."""
+    def phase(self, name: str):
+        """Tell the job's streams what the worker does after the denoising steps ("decoding", "saving"):
+        seconds of work that would otherwise look like a hang (published only; fetch gives the steps)."""
+        if self.total:
+            self._publish(self.total, self.total, phase=name)
+
+    def _publish(self, step: int, total: int, phase: str = "denoising"):
+        """The step, ETA, preview and phase for the job's event streams (nobody listening costs one
+        PUBLISH)."""
         remaining = (total - step) * self.step_seconds if self.step_seconds is not None else None
         preview = storage.absolute_url(self.job.base_url, self.preview_name) if self.preview_name else None
-        event = {"progress": round(step / total, 3), "step": step, "total": total, "preview": preview}
+        event = {"progress": round(step / total, 3), "step": step, "total": total, "preview": preview, "phase": phase}
         if remaining is not None:
             event["eta"] = round(max(0.1, remaining), 2)
         try:
@@ -111,13 +120,13 @@ class BatchMonitor:
         self.monitors, self.canceled = monitors, set()
         self.offsets = [sum(job.parameters.samples for job in batch[:index]) for index in range(len(batch))]
 
-    def __call__(self, step: int, total: int, preview=None):
+    def __call__(self, step: int, total: int, preview=None, phase=None):
         for index, monitor in enumerate(self.monitors):
             if index in self.canceled:
                 continue
             own_preview = (lambda offset=self.offsets[index]: preview(offset)) if preview else None
             try:
-                monitor(step, total, preview=own_preview)
+                monitor(step, total, preview=own_preview, phase=phase)
             except JobCanceled:
                 self.canceled.add(index)
         if len(self.canceled) == len(self.monitors):
@@ -242,6 +251,7 @@ def _settle(job, prediction, seconds: float, monitor: StepMonitor, share: float)
     images' part of a batch), so that learned timings, and so ETAs, follow how jobs really run."""
     params = job.parameters
     names, thumbnail = [], ""
+    monitor.phase("saving")
     try:
         names = storage.save_images(job, prediction.images)
         thumbnail = storage.save_thumbnail(job, prediction.images[0])

@@ -36,6 +36,7 @@ class GenerationWorker(SimpleWorker):
 
     def work(self, *args, **kwargs):
         held, checkpoints = self._load()
+        recovery.claim_redis()
         self._serve(checkpoints)
         predictor = bridge.predictor("text2img", checkpoints[0])
         beat = heartbeat.Heartbeat(
