@@ -22,6 +22,7 @@ from generation import jobs, liveness, queue, redis_client, waiting
 from generation.models import Job
 from tests.asgi_server import AsgiServer
 from tests.http_server import LocalServer, Route
+from tests.make_run import MakeRun
 from tests.stripe_server import FakeStripe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,6 +179,15 @@ def live_server(django_db_setup, django_db_blocker):
     server = AsgiServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def make_run(tmp_path_factory):
+    """`make run` started once for the session, as a newcomer starts it (docs/api.md's examples and
+    tests/test_run.py use it)."""
+    running = MakeRun(tmp_path_factory.mktemp("make-run"))
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="session")

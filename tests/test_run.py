@@ -1,101 +1,21 @@
-"""`make run` (scripts/run.py), started once for this file: a quiet terminal with the logs in files, a
+"""`make run` (scripts/run.py), started once for the session (tests/make_run.py): a quiet terminal with the logs in files, a
 web tier that slow clients cannot hold, and a worker that dies is started again."""
 
 import base64
-import contextlib
 import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 
-import pytest
-import redis
 import requests
 from django.conf import settings
 
 from config import redis_server
-from tests.conftest import ROOT, png_bytes
+from tests.conftest import png_bytes
+from tests.make_run import MakeRun
 from tests.test_recovery import wait_until
-
-
-class MakeRun:
-    def __init__(self, tmp_path, redis_url=None):
-        """`make run` with the suite's Redis (database 12, emptied), or REDIS_URL `redis_url`."""
-        self.port = redis_server.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_dir = tmp_path / "log"
-        if redis_url is None:
-            redis_url = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/12"
-            redis.Redis.from_url(redis_url).flushdb()
-        self.redis = redis.Redis.from_url(redis_url)
-        env = dict(
-            os.environ,
-            PORT=str(self.port),
-            REDIS_URL=redis_url,
-            DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}",
-            MEDIA_ROOT=str(tmp_path / "media"),
-            LOG_DIR=str(self.log_dir),
-            DJANGO_SETTINGS_MODULE="config.settings",
-            WORKER_HEARTBEAT_INTERVAL="0.5",
-            WEB_CONCURRENCY="1",  # one web process is enough to hold 32 slow clients
-        )
-        self.process = subprocess.Popen(
-            [sys.executable, "scripts/run.py"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.banner = []
-        for line in self.process.stdout:
-            self.banner.append(line)
-            if line.strip().startswith("Ctrl-C"):
-                break
-        self.key = next(line.split()[-1] for line in self.banner if "Demo API key" in line)
-        self.later = []
-        threading.Thread(target=self._read_the_rest, daemon=True).start()
-
-    def _read_the_rest(self):
-        self.later.extend(self.process.stdout)
-
-    def live_worker_pids(self) -> set[int]:
-        pids = set()
-        for name in self.redis.smembers("sdxl:workers"):
-            record = self.redis.get(f"sdxl:worker:{name.decode()}")
-            if record:
-                pids.add(json.loads(record)["pid"])
-        return pids
-
-    def ctrl_c(self) -> str:
-        """SIGINT to the terminal's process group, as Ctrl-C sends it; what it printed until it ended."""
-        os.killpg(self.process.pid, signal.SIGINT)
-        self.process.wait(timeout=60)
-        return "".join(self.later)
-
-    def stop(self):
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        with contextlib.suppress(redis.RedisError):
-            self.redis.flushdb()
-
-
-@pytest.fixture(scope="module")
-def make_run(tmp_path_factory):
-    running = MakeRun(tmp_path_factory.mktemp("make-run"))
-    yield running
-    running.stop()
 
 
 def test_the_terminal_shows_steps_and_a_banner_and_the_logs_go_to_files(make_run):

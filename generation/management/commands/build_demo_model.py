@@ -7,13 +7,14 @@ from django.core.management.base import BaseCommand
 from generation.models import LibraryModel
 from generation.runtime.demo_model import build_demo_controlnet, build_demo_model
 
-DEMO_CONTROLNET_ID = "canny"  # the hosted service's name, so its ControlNet examples run as written
+# demo ControlNets (random weights) under the hosted service's names, so ControlNet examples run as written
+DEMO_CONTROLNETS = {"canny": 1, "tile": 2}  # id -> the seed of its weights
 
 
 class Command(BaseCommand):
     help = (
         "Build the tiny random-weight demo SDXL (no download) unless it already exists; for the deployment's "
-        "demo model, also a demo ControlNet of it, added to the library as 'canny'."
+        "demo model, also demo ControlNets of it, added to the library as 'canny' and 'tile'."
     )
 
     def add_arguments(self, parser):
@@ -25,17 +26,19 @@ class Command(BaseCommand):
         built = force or not (path / "model_index.json").exists()
         if built:
             build_demo_model(path)
-        if path == Path(settings.SDXL_MODEL) and not LibraryModel.objects.filter(public_id=DEMO_CONTROLNET_ID).exists():
-            controlnet = build_demo_controlnet(path, path.parent / "demo-controlnet-canny")
+        for public_id, seed in DEMO_CONTROLNETS.items():
+            if path != Path(settings.SDXL_MODEL) or LibraryModel.objects.filter(public_id=public_id).exists():
+                continue
+            controlnet = build_demo_controlnet(path, path.parent / f"demo-controlnet-{public_id}", seed=seed)
             call_command(
                 "addmodel",
                 str(controlnet),
                 "--id",
-                DEMO_CONTROLNET_ID,
+                public_id,
                 "--kind",
                 "controlnet",
                 "--name",
-                "canny (demo, random weights)",
+                f"{public_id} (demo, random weights)",
                 stdout=self.stdout,
             )
         self.stdout.write(f"Built demo model at {path}" if built else f"Demo model already at {path}")
