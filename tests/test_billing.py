@@ -120,7 +120,8 @@ def test_plan_limits_clamp_size_and_samples(api, account):
     Plan.objects.filter(pk=account_of(user).plan_id).update(max_resolution=100, max_samples=2)
     body = api.post("/api/v3/text2img", {**REQUEST, "width": 512, "height": 96, "samples": 4, "instant_response": "no"})
     assert body["status"] == "success"
-    assert (body["meta"]["W"], body["meta"]["H"], body["meta"]["n_samples"]) == (96, 96, 2)
+    # both sides scaled alike (512x96 in 100 px), the short one kept at the 64 px minimum
+    assert (body["meta"]["W"], body["meta"]["H"], body["meta"]["n_samples"]) == (96, 64, 2)
     assert len(body["output"]) == 2
 
 
