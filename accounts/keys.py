@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, User
 from billing.models import Account, Plan
-from generation import redis_client
+from generation.infra import redis_client
 
 PREFIX_LENGTH = 12
 SECRET_LENGTH = 40

@@ -21,7 +21,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     common.setup()
-    from generation import queue
+    from generation.queueing import queue
     from generation.runtime.predictors import JobInput
 
     # 1. nothing to batch: the only extra work is one look at the head of the job's queue

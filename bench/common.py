@@ -93,7 +93,7 @@ def start_web(port: int, workers: int = 2, server: str = "asgi") -> subprocess.P
 
 def start_worker(*queues, **env) -> subprocess.Popen:
     """A real worker process, returned once it has loaded the model and is taking jobs."""
-    from generation import liveness
+    from generation.queueing import liveness
 
     before = set(liveness.live_workers())
     process = subprocess.Popen(
@@ -128,7 +128,7 @@ def drain():
     """Drop every job still queued (an acceptance test leaves thousands), so the next round starts empty."""
     import django_rq
 
-    from generation import queue
+    from generation.queueing import queue
     from generation.models import Job
 
     Job.objects.filter(status__in=["queued", "running"]).update(status="canceled", error="bench: drained")
@@ -179,7 +179,7 @@ def report(name, seconds):
 
 def raw_params(**overrides):
     """Predictor parameters for the same work as TINY (Text2ImgParams)."""
-    from generation.params import Text2ImgParams
+    from generation.kinds.text2img import Text2ImgParams
 
     return Text2ImgParams(**{"prompt": TINY["prompt"], "width": 64, "height": 64, "steps": 1, "seed": 1, **overrides})
 

@@ -36,7 +36,7 @@ def main():
     from django.core.management import call_command
     from PIL import Image, ImageDraw
 
-    from generation.params import ControlNetParams
+    from generation.kinds.controlnet import ControlNetParams
     from generation.runtime import bridge
     from tests import model_files
 
@@ -66,7 +66,7 @@ def main():
         return resolved
 
     before = rss_mib()
-    worker = bridge.predictor("text2img")
+    worker = bridge.predictor("sdxl")
     worker.setup()
     canny, tile = job("canny"), job("tile")
     worker.predict(canny)  # first load and the pipeline made from the loaded one

@@ -246,7 +246,7 @@ def eager_rows(bench: Bench, model: Path) -> list[Row]:
     batches = bench.args.batches
     predictor, seconds = load(bench, model)
     bench.say(f"loaded as the worker does (bf16, SDPA, channels_last, fused QKV) in {seconds:.1f} s")
-    pipe = predictor.pipelines["text2img"]
+    pipe = predictor.pipelines["text_to_image"]
     full = bench.measure(pipe, Row("+ fused QKV: the worker's eager default"), batches)
     best = [full.best_batch(bench.args.steps[0])]
     pipe.unfuse_qkv_projections()
@@ -268,7 +268,7 @@ def fp16_rows(bench: Bench, model: Path, batches) -> list[Row]:
     from diffusers.models.attention_processor import AttnProcessor
 
     predictor, _ = load(bench, model, SDXL_DTYPE="fp16", SDXL_CHANNELS_LAST="off", SDXL_FUSE_QKV="off")
-    pipe = predictor.pipelines["text2img"]
+    pipe = predictor.pipelines["text_to_image"]
     fp16 = bench.measure(pipe, Row("fp16 + SDPA (VAE decoded in fp32)"), batches)
     for module in (pipe.unet, pipe.vae):
         module.set_attn_processor(AttnProcessor())
@@ -287,7 +287,7 @@ def compiled_row(bench: Bench, model: Path, batch: int) -> Row:
     )
     bench.say(f"compiled ({mode}) and warmed up at load (batch 1 and {batch}) in {seconds:.1f} s")
     row = bench.measure(
-        predictor.pipelines["text2img"], Row(f"+ torch.compile ({mode}), warmed up at load"), sorted({1, batch})
+        predictor.pipelines["text_to_image"], Row(f"+ torch.compile ({mode}), warmed up at load"), sorted({1, batch})
     )
     row.note = (row.note + f"; load + compile {seconds:.0f} s").lstrip("; ")
     del predictor

@@ -39,7 +39,9 @@ if {mode!r} == "bare":
     out["rss"] = rss()
 else:
     from dataclasses import asdict
-    from generation.params import Img2ImgParams, InpaintParams, SuperResolutionParams
+    from generation.kinds.img2img import Img2ImgParams
+    from generation.kinds.inpaint import InpaintParams
+    from generation.kinds.super_resolution import SuperResolutionParams
     from generation.runtime.predictors import JobInput
     from generation.runtime.sdxl import SDXLPredictor
     from generation.runtime.upscale import UpscalePredictor
@@ -52,7 +54,7 @@ else:
     out["rss"] = rss()
     tensors = {{p.data_ptr() for pipe in predictor.pipelines.values() for name, module in pipe.components.items()
                if hasattr(module, "parameters") for p in module.parameters()}}
-    single = {{p.data_ptr() for name, module in predictor.pipelines["text2img"].components.items()
+    single = {{p.data_ptr() for name, module in predictor.pipelines["text_to_image"].components.items()
               if hasattr(module, "parameters") for p in module.parameters()}}
     out["tensors"], out["tensors_one_pipeline"] = len(tensors), len(single)
     upscale = SuperResolutionParams(scale=4, width=size, height=size)

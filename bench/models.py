@@ -68,7 +68,7 @@ def main():
         call_command("addmodel", str(files[source]), "--id", model_id, "--kind", kind, stdout=open("/dev/null", "w"))
 
     before = rss_mib()
-    base = bridge.predictor("text2img")
+    base = bridge.predictor("sdxl")
     base.setup()
     raw = common.raw_params(width=args.size, height=args.size, steps=args.steps)
     params = bridge.resolve(raw)  # the LoRAs resolved to their files, as the worker does before a job
@@ -89,7 +89,7 @@ def main():
         switching.append(time.perf_counter() - started)
     switching = statistics.median(switching)
 
-    second = bridge.predictor("text2img", "second")
+    second = bridge.predictor("sdxl", "second")
     second.setup()
     second.predict(params)
     held = tensor_bytes([base, second])

@@ -23,7 +23,7 @@ def main():
     common.setup()
     import torch
 
-    from generation import storage
+    from generation.inputs import storage
     from generation.runtime.predictors import JobInput
     from generation.runtime.sdxl import latent_preview
     from generation.runtime.tasks import PROGRESS_INTERVAL

@@ -27,7 +27,7 @@ def main():
 
     common.setup()
     from accounts.models import User
-    from generation import jobs
+    from generation.lifecycle import jobs
     from generation.models import Job
     from generation.runtime.predictors import JobInput
 

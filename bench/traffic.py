@@ -219,8 +219,8 @@ def verify(traffic: Traffic, credits_each: int) -> dict:
     """Every accepted job ended; every account's balance equals its credits minus its successful jobs."""
     from billing import credits as ledger
     from billing.models import Account
+    from generation.kinds import cost
     from generation.models import Job
-    from generation.params import cost
 
     accepted = set().union(*traffic.accepted.values()) if traffic.accepted else set()
     states = Counter(Job.objects.filter(pk__in=accepted).values_list("status", flat=True))

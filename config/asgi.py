@@ -16,7 +16,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DB_POOL", "true")  # a thread per request: connections come from a pool (settings)
 django.setup(set_prefix=False)
 
-from generation import waiting  # noqa: E402  (the project's modules load once Django is set up)
+from generation.web import waiting  # noqa: E402  (the project's modules load once Django is set up)
 
 _slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 _holding = contextvars.ContextVar("holding_a_slot", default=False)

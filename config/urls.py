@@ -5,7 +5,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
 from accounts import views as account_views
-from generation import views as generation_views
+from generation.dashboard import views as generation_views
 from generation.urls import dashboard_patterns
 
 admin.site.site_header = "SDXL API administration"

@@ -16,7 +16,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
-from generation.envelope import message
+from generation.answers.envelope import message
 
 MAX_HEADER_BYTES = int(os.environ.get("WEB_MAX_HEADER_BYTES", 64 * 1024))
 MAX_HEADERS = int(os.environ.get("WEB_MAX_HEADERS", 100))

@@ -12,7 +12,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from generation import jobs, library, selectors, storage
+from generation.answers import selectors
+from generation.inputs import library, storage
+from generation.lifecycle import jobs
 from generation.models import Job, LibraryModel, Upload, WebhookAttempt
 
 GALLERY_PAGE_SIZE = 48

@@ -6,4 +6,4 @@ class GenerationConfig(AppConfig):
     verbose_name = "Images and models"
 
     def ready(self):
-        from generation import webhooks  # noqa: F401  (connects its job_finished receiver)
+        from generation.lifecycle import webhooks  # noqa: F401  (connects its job_finished receiver)

@@ -5,13 +5,14 @@ from django.core.files.storage import default_storage
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
-from generation import params as job_params
+from generation import kinds
+from generation.kinds.base import JobParams
 
 
 class Job(models.Model):
     """One API request for images: the source of truth for its state, parameters and outputs."""
 
-    Kind = models.TextChoices("Kind", [(name.upper(), name) for name in job_params.JOB_KINDS])
+    Kind = models.TextChoices("Kind", [(name.upper(), name) for name in kinds.KINDS])
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -93,9 +94,9 @@ class Job(models.Model):
         return f"{self.kind} #{self.id} ({self.status})"
 
     @property
-    def parameters(self) -> job_params.JobParams:
+    def parameters(self) -> JobParams:
         """`params`, typed for the job's kind."""
-        return job_params.load(self.kind, self.params)
+        return kinds.parameters(self.kind, self.params)
 
     @property
     def operation(self) -> str:

@@ -13,21 +13,14 @@ from contextlib import contextmanager
 from django.conf import settings
 
 from billing import credits
-from generation import (
-    answers,
-    images,
-    jobs,
-    library,
-    liveness,
-    monitoring,
-    queue,
-    recovery,
-    redis_client,
-    safe_http,
-    storage,
-)
+from generation import kinds
+from generation.answers import hosted
+from generation.infra import images, monitoring, redis_client, safe_http
+from generation.inputs import library, storage
+from generation.kinds.base import InvalidInput, JobParams
+from generation.lifecycle import jobs, recovery
 from generation.models import Job
-from generation.params import InvalidInput, JobParams, RemoveBgParams, cost
+from generation.queueing import liveness, queue
 
 MAX_JOB_ID = 2**63 - 1  # job ids are 64-bit: a larger one (a path may carry any digits) is no job
 
@@ -65,7 +58,6 @@ def request_generation(
     price, queue_name = _price_and_queue(params, plan)
     credits.check_admissible(account, price)
     _check_upscaler(params)
-    _choose_segmenter(params, plan)
     _check_webhook(params.webhook)
     fetched = _fetch_inputs(user, inputs or {}, base_url)
     params.complete({field: image.size for field, image in fetched.items()})
@@ -97,13 +89,14 @@ def _price_and_queue(params: JobParams, plan) -> tuple[int, str]:
     """The job's credits (its kind's cost times its models' multipliers) and its RQ queue: the plan's
     priority, on the queue of its checkpoint when that is not the default one. A checkpoint that no live
     worker has held for CHECKPOINT_STALE_SECONDS is refused rather than left waiting."""
+    library.fill_operation_model(params, plan)
     if not params.chooses_models:
-        return cost(params), plan.priority
+        return kinds.cost(params), plan.priority
     multiplier, is_default = library.choose(params, plan)
     checkpoint = "" if is_default else params.checkpoint
     if checkpoint and not liveness.checkpoint_served_within(checkpoint, settings.CHECKPOINT_STALE_SECONDS):
         raise InvalidInput("model_id", f"No worker serves the model {checkpoint!r} right now; try again later.")
-    return math.ceil(cost(params) * multiplier), queue.queue_name(plan.priority, checkpoint)
+    return math.ceil(kinds.cost(params) * multiplier), queue.queue_name(plan.priority, checkpoint)
 
 
 def _check_upscaler(params: JobParams):
@@ -113,12 +106,6 @@ def _check_upscaler(params: JobParams):
         if state == "missing":
             raise InvalidInput(field, f"The upscaler {model_id} is not installed on this deployment.")
         params.demo_upscaler = params.demo_upscaler or state == "demo"
-
-
-def _choose_segmenter(params: JobParams, plan):
-    """Background removal runs the library's segmentation model (InvalidInput says what to install)."""
-    if isinstance(params, RemoveBgParams):
-        params.segmenter = library.segmenter(plan)
 
 
 def _check_webhook(url: str | None):
@@ -148,7 +135,7 @@ def _fetch_inputs(user, inputs: dict, base_url: str) -> dict:
         fetched = {}
         for field, source in inputs.items():
             try:
-                fetched[field] = images.fetch(source)
+                fetched[field] = storage.fetch_image(source)
             except images.ImageInputError as exc:
                 raise InvalidInput(source.field, str(exc)) from exc
         return fetched
@@ -198,7 +185,7 @@ def fetch_job(*, user, job_id) -> Job:
 def answer_after_wait(job_id: int, fetch_path: str, endpoint: str) -> dict:
     """A generation request's answer once its wait on the event loop ended (finished or not), counted
     for /metrics under its `endpoint`."""
-    body = answers.for_request(Job.objects.get(pk=job_id), fetch_path)
+    body = hosted.for_request(Job.objects.get(pk=job_id), fetch_path)
     monitoring.count_request(endpoint, body["status"])
     return body
 
@@ -209,9 +196,9 @@ def stream_snapshot(job_id: int, form: str) -> dict:
     it, and what the stream needs to follow it."""
     job = recovery.reconcile(Job.objects.get(pk=job_id))
     if form == "dashboard":
-        body, name = answers.dashboard_status(job), "status"
+        body, name = hosted.dashboard_status(job), "status"
     else:
-        body, name = answers.for_fetch(job), "result" if job.is_finished else "processing"
+        body, name = hosted.for_fetch(job), "result" if job.is_finished else "processing"
     return {
         "body": body,
         "event": (name, body),
@@ -228,7 +215,7 @@ def fetch_answer(*, user, job_id) -> dict:
     if job_id and int(job_id) <= MAX_JOB_ID and (cached := queue.cached_answer(int(job_id), user.pk)):
         return cached
     job = fetch_job(user=user, job_id=job_id)
-    body = answers.for_fetch(job)
+    body = hosted.for_fetch(job)
     if job.is_finished:
         queue.cache_answer(job.id, user.pk, body, seconds=min(queue.ANSWER_TTL, storage.seconds_kept(job)))
     return body
@@ -242,5 +229,5 @@ def cancel_job(*, user, job_id) -> Job:
 def store_upload(*, user, source: images.ImageSource, base_url: str) -> dict:
     """image_editing/base64_to_url: the image kept (free, within the account's upload quota) and its URL,
     which later requests may send (it is read from storage, like an output of this server)."""
-    upload, url = storage.save_upload(user, images.fetch(source), base_url)
+    upload, url = storage.save_upload(user, storage.fetch_image(source), base_url)
     return {"status": "success", "id": upload.id, "output": [url], "proxy_links": [url]}

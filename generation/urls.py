@@ -1,9 +1,23 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from generation import views as pages
+from generation import kinds
 from generation.api import views
+from generation.dashboard import views as pages
 from generation.frontends import a1111, openai
+from generation.kinds.base import (
+    ENTERPRISE,
+    ENTERPRISE_IMAGES,
+    ENTERPRISE_REALTIME,
+    IMAGE_EDITING,
+    V3,
+    V3_DREAMBOOTH,
+    V4_DREAMBOOTH,
+    V5,
+    V6_IMAGES,
+    V6_REALTIME,
+    V7_IMAGES,
+)
 
 
 def endpoint(pattern, view, name=None, **family):
@@ -14,52 +28,50 @@ def endpoint(pattern, view, name=None, **family):
 
 
 JOB_ID = r"(?P<job_id>\d+)"
-GENERATE = {"text2img": views.Text2ImgView, "img2img": views.Img2ImgView, "inpaint": views.InpaintView}
 FETCH = {"fetch": views.FetchByBodyView, f"fetch/{JOB_ID}": views.FetchView}
-IMAGE_EDITING = {
-    "outpaint": views.OutpaintView,
-    "object_removal": views.ObjectRemovalView,
-    "inpaint": views.EditingInpaintView,
-    "img_mixer": views.ImgMixerView,
-    "removebg_mask": views.RemoveBgView,
-    "super_resolution": views.SuperResolutionView,
-    "base64_to_url": views.Base64ToUrlView,
-    **FETCH,
-    r"(?P<operation>[A-Za-z0-9_\-]+)": views.NotOfferedView,  # last: any other operation is not offered
-}
 
-# The hosted service's API families, each with its operations (path -> view). Every family answers like
-# v3; its `fetch_result` points at its own fetch path.
+# The hosted service's API families, each with its own endpoints; the operations of the kinds of job
+# (generation/kinds/) are added to the families they name. Every family answers like v3; its
+# `fetch_result` points at its own fetch path.
 FAMILIES = {
-    "api/v3/dreambooth": {
-        "": views.Text2ImgView,
-        "img2img": views.Img2ImgView,
-        "model_list": views.ModelListView,
+    V3: {
         **FETCH,
+        "system_load": views.SystemLoadView,
+        # beyond v3
+        "system_details": views.SystemDetailsView,
+        "cancel": views.CancelByBodyView,
+        f"cancel/{JOB_ID}": views.CancelView,
+        "account": views.AccountView,
+        f"jobs/{JOB_ID}/events": views.JobEventsView,
     },
-    "api/v4/dreambooth": {
-        "": views.Text2ImgView,
-        "img2img": views.Img2ImgView,
-        "inpaint": views.InpaintView,
-        "model_list": views.ModelListView,
-        **FETCH,
-    },
-    "api/v5": {"super_resolution": views.SuperResolutionView, "controlnet": views.ControlNetView, **FETCH},
-    "api/v6/images": {**GENERATE, "controlnet": views.ControlNetView, **FETCH},
-    "api/v6/realtime": {**GENERATE, **FETCH},
-    "api/v6/image_editing": IMAGE_EDITING,
-    "api/v1/image_editing": IMAGE_EDITING,
-    "api/v1/enterprise/image_editing": IMAGE_EDITING,
-    "api/v1/enterprise": {"controlnet": views.ControlNetView, **FETCH},
-    "api/v1/enterprise/realtime": {**GENERATE, **FETCH, "system_details": views.SystemDetailsView},
-    "api/v1/enterprise/images": {**GENERATE, **FETCH, "system_details": views.SystemDetailsView},
-    "api/v7/images": {
-        "text-to-image": views.Text2ImgView,
-        "image-to-image": views.Img2ImgView,
-        "inpaint": views.InpaintView,
-        **FETCH,
-    },
+    V3_DREAMBOOTH: {"model_list": views.ModelListView, **FETCH},
+    V4_DREAMBOOTH: {"model_list": views.ModelListView, **FETCH},
+    V5: FETCH,
+    V6_IMAGES: FETCH,
+    V6_REALTIME: FETCH,
+    **dict.fromkeys(IMAGE_EDITING, {"base64_to_url": views.Base64ToUrlView, **FETCH}),
+    ENTERPRISE: FETCH,
+    ENTERPRISE_REALTIME: {**FETCH, "system_details": views.SystemDetailsView},
+    ENTERPRISE_IMAGES: {**FETCH, "system_details": views.SystemDetailsView},
+    V7_IMAGES: FETCH,
 }
+NOT_OFFERED = r"(?P<operation>[A-Za-z0-9_\-]+)"  # an image-editing family's other operations: not offered here
+
+
+def _family_routes(prefix: str):
+    """A family's endpoints: its kinds' operations, then its own, then (image editing) any other name
+    answered as not offered."""
+    fetch_path = f"/{prefix}/fetch/" if f"fetch/{JOB_ID}" in FAMILIES[prefix] else "/api/v3/fetch/"
+    family = {"fetch_path": fetch_path, "model_library": not prefix.startswith(V3)}
+    for family_name, operation_path, operation in kinds.routes():
+        if family_name == prefix:
+            view = views.operation_view(operation, kinds.serializer(operation.name, prefix))
+            yield endpoint(f"{prefix}/{operation_path}".rstrip("/"), view, **family)
+    for own_path, view in FAMILIES[prefix].items():
+        yield endpoint(f"{prefix}/{own_path}", view, **family)
+    if prefix in IMAGE_EDITING:
+        offered = views.NotOfferedView.as_view(offered=[*kinds.offered(prefix), "base64_to_url"])
+        yield re_path(rf"^{prefix}/{NOT_OFFERED}/?$", offered, family)
 
 
 A1111 = {
@@ -87,35 +99,8 @@ A1111 = {
 }
 
 
-def _fetch_path(prefix: str, operations: dict) -> str:
-    """The family's own fetch path, or v3's for a family without one."""
-    return f"/{prefix}/fetch/" if f"fetch/{JOB_ID}" in operations else "/api/v3/fetch/"
-
-
 urlpatterns = [
-    endpoint("api/v3/text2img", views.Text2ImgView, "v3-text2img"),
-    endpoint("api/v3/img2img", views.Img2ImgView, "v3-img2img"),
-    endpoint("api/v3/inpaint", views.InpaintView, "v3-inpaint"),
-    endpoint("api/v3/super_resolution", views.SuperResolutionView, "v3-super-resolution"),
-    endpoint("api/v3/fetch", views.FetchByBodyView, "v3-fetch-body"),
-    endpoint(rf"api/v3/fetch/{JOB_ID}", views.FetchView, "v3-fetch"),
-    endpoint("api/v3/system_load", views.SystemLoadView, "v3-system-load"),
-    # beyond v3
-    endpoint("api/v3/system_details", views.SystemDetailsView, "v3-system-details"),
-    endpoint("api/v3/cancel", views.CancelByBodyView, "v3-cancel-body"),
-    endpoint(rf"api/v3/cancel/{JOB_ID}", views.CancelView, "v3-cancel"),
-    endpoint("api/v3/account", views.AccountView, "v3-account"),
-    endpoint(rf"api/v3/jobs/{JOB_ID}/events", views.JobEventsView, "v3-job-events"),
-    *(
-        endpoint(
-            f"{prefix}/{path}".rstrip("/"),
-            view,
-            fetch_path=_fetch_path(prefix, operations),
-            model_library=not prefix.startswith("api/v3/"),
-        )
-        for prefix, operations in FAMILIES.items()
-        for path, view in operations.items()
-    ),
+    *(route for prefix in FAMILIES for route in _family_routes(prefix)),
     # the front-ends (generation/frontends/): the OpenAI Images API and the AUTOMATIC1111 API
     re_path(r"^v1/images/generations/?$", openai.GenerationsView.as_view(), name="openai-generations"),
     re_path(r"^v1/images/edits/?$", openai.EditsView.as_view(), name="openai-edits"),

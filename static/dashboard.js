@@ -26,14 +26,12 @@ function button(label, className, onClick) {
   return node;
 }
 
-// What an output can be sent to in the playground, as its image.
-const SEND_TO = [
-  ["Send to img2img", "img2img"],
-  ["Send to inpaint", "inpaint"],
-  ["Outpaint", "outpaint"],
-  ["Remove an object", "object_removal"],
-  ["Upscale", "super_resolution"],
-];
+// The playground's operations, from the server's registry of kinds: where each one's image goes, whether
+// it takes a mask or control images, and its API path.
+const FORMS = (() => {
+  const data = document.getElementById("playground-forms");
+  return data ? JSON.parse(data.textContent) : {};
+})();
 
 // One output with its actions: download, copy seed and, in the playground, reuse it in the form.
 function outputFigure(url, seed, index, job) {
@@ -51,16 +49,17 @@ function outputFigure(url, seed, index, job) {
   download.download = "";
   download.textContent = "Download";
   caption.appendChild(download);
-  if (seed !== undefined && seed !== null && job.kind !== "super_resolution") {
+  const seeded = seed !== undefined && seed !== null && job.seeded;  // a seed that made this image
+  if (seeded) {
     caption.appendChild(button("Copy seed " + seed, "copy-seed", () => navigator.clipboard.writeText(String(seed))));
   }
   const form = document.getElementById("playground");
   if (form) {
-    if (seed !== undefined && seed !== null && job.kind !== "super_resolution") {
+    if (seeded) {
       caption.appendChild(button("Reuse seed", "reuse-seed", () => { form.elements.seed.value = seed; }));
     }
-    for (const [label, kind] of SEND_TO) {
-      caption.appendChild(button(label, "send-to-" + kind, () => {
+    for (const kind of Object.keys(FORMS).filter((name) => FORMS[name].image)) {
+      caption.appendChild(button("Send to " + kind, "send-to-" + kind, () => {
         form.elements.kind.value = kind;
         form.elements.init_image.value = "";
         form.elements.init_image_url.value = url;
@@ -109,7 +108,7 @@ function followJob(urls, ids) {
       (job.hints || []).forEach((url, index) => el("outputs").appendChild(hintFigure(url, index)));
       const details = el("details");
       if (details) {
-        const seeds = job.kind === "super_resolution" ? "" : "seed " + job.seeds.join(", ") + " · ";
+        const seeds = job.seeded ? "seed " + job.seeds.join(", ") + " · " : "";
         const size = job.size[0] ? job.size[0] + "×" + job.size[1] + " · " : "";
         details.textContent = seeds + size + (job.generation_time || 0).toFixed(2) + " s";
       }
@@ -272,10 +271,8 @@ function drawOutpaintPreview(form, image) {
 
 // The same request as the API takes it (the v6 paths honour the model fields), with a placeholder key
 // and inline images shortened.
-const EDITING = ["super_resolution", "outpaint", "object_removal"];  // under /api/v6/image_editing/
-
 function curlFor(kind, body) {
-  const path = (EDITING.includes(kind) ? "/api/v6/image_editing/" : "/api/v6/images/") + kind;
+  const path = FORMS[kind].path;
   const sent = { key: "YOUR_KEY" };
   for (const [name, value] of Object.entries(body)) {
     if (name === "kind") continue;
@@ -342,18 +339,14 @@ async function submitPlayground(event) {
     if (field.closest("#advanced") && (field.tagName === "SELECT" ? field.selectedIndex === 0 : field.value === "")) continue;
     if (field.value !== "") body[field.name] = field.value;
   }
-  const imageField = kind === "super_resolution" ? "url" : "init_image";
+  const spec = FORMS[kind];
   delete body.init_image_url;
   const init = (await readFile(form.elements.init_image)) || form.elements.init_image_url.value;
-  if (init && kind !== "text2img") body[imageField] = init;
-  if (kind === "outpaint" && init) {
-    body.image = init;  // outpaint names its image `image`
-    delete body.init_image;
-  }
+  if (init && spec.image) body[spec.image_field] = init;  // init_image, or what the operation calls it
   const mask = painter.mask() || (await readFile(form.elements.mask_image));
-  if (mask && ["inpaint", "object_removal", "controlnet"].includes(kind)) body.mask_image = mask;
+  if (mask && spec.mask) body.mask_image = mask;
   const control = await readFile(form.elements.control_image);
-  if (control && kind === "controlnet") body.control_image = control;
+  if (control && spec.control) body.control_image = control;
 
   const result = document.getElementById("result");
   for (const name of ["status", "error", "details", "outputs", "position", "eta"]) {

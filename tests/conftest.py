@@ -18,8 +18,11 @@ from rq import Worker
 from accounts.keys import create_api_key
 from accounts.models import User
 from billing.models import Plan
-from generation import jobs, liveness, queue, redis_client, waiting
+from generation.infra import redis_client
+from generation.lifecycle import jobs
 from generation.models import Job
+from generation.queueing import liveness, queue
+from generation.web import waiting
 from tests.asgi_server import AsgiServer
 from tests.http_server import LocalServer, Route
 from tests.make_run import MakeRun

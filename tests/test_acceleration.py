@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from generation.params import Text2ImgParams
+from generation.kinds.text2img import Text2ImgParams
 from generation.runtime import acceleration
 from generation.runtime.predictors import JobInput
 from generation.runtime.sdxl import SDXLPredictor
@@ -54,14 +54,14 @@ def test_options_are_off_on_cpu_unless_asked(settings):
 def test_channels_last_and_fused_qkv_give_the_same_image(settings, baseline):
     fast, predictor = image(settings, SDXL_CHANNELS_LAST="on", SDXL_FUSE_QKV="on")
     assert np.abs(fast - baseline).max() <= 2
-    unet = predictor.pipelines["text2img"].unet
+    unet = predictor.pipelines["text_to_image"].unet
     assert any("Fused" in type(p).__name__ for p in unet.attn_processors.values())
-    assert predictor.pipelines["img2img"].unet is unet and predictor.pipelines["inpaint"].unet is unet
+    assert predictor.pipelines["image_to_image"].unet is unet and predictor.pipelines["inpainting"].unet is unet
 
 
 def test_bfloat16_stays_close(settings, baseline):
     half, predictor = image(settings, SDXL_DTYPE="bf16")
-    assert str(predictor.pipelines["text2img"].unet.dtype) == "torch.bfloat16"
+    assert str(predictor.pipelines["text_to_image"].unet.dtype) == "torch.bfloat16"
     assert np.abs(half - baseline).mean() < 4
 
 
@@ -70,7 +70,7 @@ def test_vae_tiling_decodes_large_images_in_tiles_and_small_ones_whole(settings)
     images = {}
     for tiling in ("on", "off"):
         _, predictor = image(settings, SDXL_VAE_TILING=tiling)
-        assert predictor.pipelines["text2img"].vae.use_tiling == (tiling == "on")
+        assert predictor.pipelines["text_to_image"].vae.use_tiling == (tiling == "on")
         images[tiling] = [
             np.asarray(predictor.predict(JobInput(job)).images[0], dtype=np.int16) for job in (PARAMS, wide)
         ]

@@ -1,7 +1,7 @@
 """POST /api/v3/account (beyond v3): plan, credits left, jobs in flight, limits."""
 
 from billing.credits import account_for
-from generation import jobs
+from generation.lifecycle import jobs
 from tests.test_fetch import _params
 
 

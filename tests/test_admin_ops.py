@@ -11,8 +11,9 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import User
-from generation import jobs, liveness
+from generation.lifecycle import jobs
 from generation.models import Job
+from generation.queueing import liveness
 from tests.conftest import make_account
 from tests.test_fetch import _params
 

@@ -6,8 +6,8 @@ import redis
 from billing.credits import account_for
 from billing.models import CreditEntry
 from config import redis_server
-from generation import jobs
 from generation.api.errors import TIP
+from generation.lifecycle import jobs
 from generation.models import Job
 from tests.test_fetch import _params
 

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from billing.models import CreditEntry
-from generation import jobs
+from generation.lifecycle import jobs
 from generation.models import Job
 from generation.runtime.predictors import JobInput
 from generation.runtime.sdxl import SDXLPredictor

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from billing import credits
 from billing.models import Account, CreditEntry, Plan
-from generation import jobs
+from generation.lifecycle import jobs
 from generation.models import Job
 from tests.conftest import Api, make_account
 from tests.test_fetch import _params

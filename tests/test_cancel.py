@@ -6,8 +6,9 @@ from django.core.files.storage import default_storage
 
 from billing.credits import account_for
 from billing.models import CreditEntry
-from generation import jobs, liveness
+from generation.lifecycle import jobs
 from generation.models import Job
+from generation.queueing import liveness
 from tests.conftest import Api, WorkerLog, make_account, paused, step_until
 from tests.test_fetch import _params
 from tests.test_recovery import wait_until

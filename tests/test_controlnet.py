@@ -13,9 +13,10 @@ from django.core.management import CommandError, call_command
 from PIL import Image, ImageDraw
 
 from billing.models import Account, CreditEntry
-from generation import jobs, storage
+from generation.inputs import storage
+from generation.kinds.controlnet import ControlNetParams
+from generation.lifecycle import jobs
 from generation.models import Job, LibraryModel
-from generation.params import ControlNetParams
 from generation.runtime.predictors import JobInput, LocalModel
 from generation.runtime.sdxl import SDXLPredictor
 from tests import model_files

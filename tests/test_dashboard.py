@@ -7,7 +7,7 @@ from django.test import Client
 
 from accounts.keys import authenticate_key
 from accounts.models import ApiKey
-from generation import jobs
+from generation.lifecycle import jobs
 from generation.models import Job
 from tests.conftest import make_account
 from tests.test_fetch import _params

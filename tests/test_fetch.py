@@ -7,9 +7,9 @@ from django.db.backends.signals import connection_created
 from django.test import Client
 
 from accounts.models import User
-from generation import jobs
+from generation.kinds.text2img import Text2ImgParams
+from generation.lifecycle import jobs
 from generation.models import Job
-from generation.params import Text2ImgParams
 from tests.conftest import Api, make_account
 
 

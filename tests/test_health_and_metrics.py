@@ -3,7 +3,7 @@
 import requests
 
 from config import redis_server
-from generation import jobs
+from generation.lifecycle import jobs
 from tests.conftest import ROOT
 from tests.test_fetch import _params
 

@@ -7,7 +7,7 @@ import requests
 from django.utils import timezone
 
 from billing.models import CreditEntry
-from generation import jobs
+from generation.lifecycle import jobs
 from generation.models import Job
 from tests.conftest import Api, make_account, waiters
 from tests.test_fetch import _params

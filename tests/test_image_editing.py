@@ -121,7 +121,7 @@ def test_operations_not_offered_are_said_so_and_cost_nothing(api, account, famil
         assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
         body = response.json()
         assert body["status"] == "error" and f"{operation!r} is not offered on this deployment" in body["message"]
-        offered = "outpaint, object_removal, inpaint, img_mixer, removebg_mask, super_resolution, base64_to_url"
+        offered = "inpaint, object_removal, outpaint, img_mixer, removebg_mask, super_resolution, base64_to_url"
         assert offered in body["message"]
     assert Account.objects.get(user=user).balance == balance and not Job.objects.filter(user=user).exists()
 

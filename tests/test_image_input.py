@@ -13,7 +13,7 @@ from django.conf import settings
 from PIL import Image
 
 from billing.models import Account
-from generation import safe_http
+from generation.infra import safe_http
 from tests.conftest import Api, make_account, png_bytes
 from tests.http_server import LocalServer, Route
 from tests.test_recovery import wait_until

@@ -8,7 +8,7 @@ from django.test import Client
 
 from billing import credits
 from billing.models import Account, CreditEntry
-from generation import jobs
+from generation.lifecycle import jobs
 from generation.models import Job
 from tests.conftest import make_account
 from tests.test_fetch import _params

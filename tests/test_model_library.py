@@ -13,8 +13,8 @@ from django.test import Client
 
 from accounts.models import User
 from billing.models import Account, CreditEntry, Plan
+from generation.kinds.text2img import Text2ImgParams
 from generation.models import Job, LibraryModel
-from generation.params import Text2ImgParams
 from generation.runtime.predictors import JobInput
 from generation.runtime.sdxl import SDXLPredictor
 from tests import model_files

@@ -6,7 +6,7 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_output import StableDiffus
 
 from billing.credits import account_for
 from billing.models import CreditEntry
-from generation import jobs
+from generation.lifecycle import jobs
 from generation.models import Job
 from tests.test_fetch import _params
 from tests.test_worker import run_burst

@@ -1,39 +1,36 @@
-"""Typed job parameters and the table of kinds: fast checks of each rule (no worker, no server)."""
+"""Typed job parameters and the registry of kinds: fast checks of each rule (no worker, no server)."""
 
 import dataclasses
 import inspect
 
 import pytest
 
+from generation import kinds
+from generation.kinds.base import InvalidInput, fit_size
+from generation.kinds.img2img import Img2ImgParams
+from generation.kinds.inpaint import InpaintParams
+from generation.kinds.super_resolution import SuperResolutionParams
+from generation.kinds.text2img import Text2ImgParams
 from generation.models import Job
-from generation.params import (
-    JOB_KINDS,
-    Img2ImgParams,
-    InpaintParams,
-    InvalidInput,
-    SuperResolutionParams,
-    Text2ImgParams,
-    cost,
-    fit_size,
-    load,
-)
 from generation.runtime.predictors import Predictor
 from generation.runtime.registry import PREDICTORS
 
 
 def test_every_kind_has_its_params_predictor_and_cost(settings):
-    assert sorted(Job.Kind.values) == sorted(JOB_KINDS) == sorted(PREDICTORS)
-    for name, kind in JOB_KINDS.items():
-        assert kind.params.kind == name
+    assert list(Job.Kind.values) == list(kinds.KINDS)
+    for name, kind in kinds.KINDS.items():
+        assert kind.params.kind == name and kind.operations[0].name == name  # its own operation first
         assert isinstance(getattr(settings, kind.cost_setting), int)
-    assert [name for name, kind in JOB_KINDS.items() if kind.single_output] == ["super_resolution"]
+        assert kind.predictor in PREDICTORS
+    assert [name for name, kind in kinds.KINDS.items() if kind.single_output] == ["super_resolution"]
+    assert kinds.OWNER["object_removal"] is kinds.get("inpaint")  # a preset of inpaint
 
 
-@pytest.mark.parametrize("kind", sorted(PREDICTORS))
-def test_every_registered_predictor_keeps_the_contract(kind):
+@pytest.mark.parametrize("name", sorted(PREDICTORS))
+def test_every_registered_predictor_keeps_the_contract(name):
     """What callers use is what the contract says: made with a device (and a checkpoint's weights), set up
     once, predicting one job or a batch, naming its model and device; nothing loaded before setup()."""
-    cls = PREDICTORS[kind]
+    cls = PREDICTORS[name]
     assert issubclass(cls, Predictor) and not inspect.isabstract(cls)
     for method in ("__init__", "setup", "predict", "predict_batch"):
         assert list(inspect.signature(getattr(cls, method)).parameters) == list(
@@ -45,8 +42,9 @@ def test_every_registered_predictor_keeps_the_contract(kind):
     assert isinstance(cls.per_checkpoint, bool)
 
 
-def test_kinds_that_share_a_predictor_class_share_its_weights():
-    assert PREDICTORS["text2img"] is PREDICTORS["img2img"] is PREDICTORS["inpaint"]
+def test_kinds_that_share_a_predictor_share_its_weights():
+    named = {kinds.get(name).predictor for name in ("text2img", "img2img", "inpaint", "controlnet", "outpaint")}
+    assert len(named) == 1
 
 
 def test_stored_params_round_trip_and_older_keys_are_ignored():
@@ -61,8 +59,8 @@ def test_stored_params_round_trip_and_older_keys_are_ignored():
         track_id=7,
     )
     stored = params.to_dict()
-    assert load("inpaint", stored) == params
-    assert load("inpaint", {**stored, "seeds": [1], "nsfw_content_detected": [False]}) == params
+    assert kinds.parameters("inpaint", stored) == params
+    assert kinds.parameters("inpaint", {**stored, "seeds": [1], "nsfw_content_detected": [False]}) == params
     assert "kind" not in stored and "inputs" not in stored  # class facts, not parameters
 
 
@@ -121,8 +119,8 @@ def test_an_image_too_large_to_upscale_is_invalid_input(settings):
 
 def test_cost_is_the_kinds_credits_per_image_times_images(settings):
     settings.CREDITS_PER_IMAGE, settings.CREDITS_PER_UPSCALE = 3, 5
-    assert cost(Text2ImgParams(prompt="x", samples=4)) == 12
-    assert cost(SuperResolutionParams()) == 5
+    assert kinds.cost(Text2ImgParams(prompt="x", samples=4)) == 12
+    assert kinds.cost(SuperResolutionParams()) == 5
 
 
 def test_a_hires_fix_costs_the_work_it_adds(settings):
@@ -130,8 +128,8 @@ def test_a_hires_fix_costs_the_work_it_adds(settings):
     settings.CREDITS_PER_IMAGE = 1
     hires = {"upscaler": "Latent", "width": 128, "height": 128, "steps": 0, "strength": 0.5}
     params = Text2ImgParams(prompt="x", width=64, height=64, steps=20, samples=2, hires=hires)
-    assert (params.hires_steps(), params.denoising_steps(), cost(params)) == (10, 30, 6)
-    assert cost(Text2ImgParams(prompt="x", width=64, height=64, steps=20, samples=2)) == 2
+    assert (params.second_pass_steps(), params.denoising_steps(), kinds.cost(params)) == (10, 30, 6)
+    assert kinds.cost(Text2ImgParams(prompt="x", width=64, height=64, steps=20, samples=2)) == 2
 
 
 def test_shapes_group_jobs_that_take_the_same_time():

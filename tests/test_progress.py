@@ -7,7 +7,7 @@ import pytest
 import requests
 from PIL import Image
 
-from generation import jobs
+from generation.lifecycle import jobs
 from generation.models import Job
 from tests.conftest import paused, step_until
 from tests.test_fetch import _params

@@ -3,7 +3,7 @@ cap, with the contract's bodies."""
 
 from accounts.keys import create_api_key
 from billing.models import Plan
-from generation import jobs
+from generation.lifecycle import jobs
 from tests.conftest import Api
 from tests.test_fetch import _params
 

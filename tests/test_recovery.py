@@ -19,9 +19,11 @@ from rq import Worker
 from billing.credits import account_for, ledger_total
 from billing.models import CreditEntry
 from config import redis_server
-from generation import jobs, liveness, queue, recovery, redis_client
+from generation.infra import redis_client
+from generation.kinds.img2img import Img2ImgParams
+from generation.lifecycle import jobs, recovery
 from generation.models import Job
-from generation.params import Img2ImgParams
+from generation.queueing import liveness, queue
 from tests.conftest import WorkerLog, pause, paused, png_bytes, resume, start_worker, step_until, stop_worker
 from tests.test_fetch import _params
 

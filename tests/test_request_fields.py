@@ -5,8 +5,7 @@ import base64
 
 import pytest
 
-from generation import request_fields
-from generation.api.serializers import SERIALIZERS
+from generation import kinds
 from tests.conftest import png_bytes
 
 IMAGE = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
@@ -93,7 +92,7 @@ REQUESTS = [
 
 
 def params_of(kind: str, body: dict):
-    serializer = SERIALIZERS[kind](data={**IMAGES, **body}, context={"model_library": True})
+    serializer = kinds.serializer(kind)(data={**IMAGES, **body}, context={"model_library": True})
     assert serializer.is_valid(), serializer.errors
     return serializer.validated_data["params"]
 
@@ -101,12 +100,12 @@ def params_of(kind: str, body: dict):
 @pytest.mark.parametrize(("kind", "body"), REQUESTS)
 def test_a_jobs_parameters_written_back_as_a_request_give_the_same_parameters(kind, body):
     params = params_of(kind, body)
-    again = params_of(kind, request_fields.to_request(params))
+    again = params_of(kind, params.to_request())
     assert again == params
 
 
 def test_the_request_names_are_the_ones_clients_send():
-    written = request_fields.to_request(params_of(*REQUESTS[1]))
+    written = params_of(*REQUESTS[1]).to_request()
     assert written["model_id"] == "juggernaut"
     assert (written["lora_model"], written["lora_strength"]) == ("ink-style,film_grain", "0.7,0.123456789")
     assert (written["embeddings_model"], written["vae"], written["num_inference_steps"]) == ("myemb", "other-vae", 12)
@@ -116,6 +115,6 @@ def test_the_request_names_are_the_ones_clients_send():
         "sde-dpmsolver++",
     )
     assert "steps" not in written and "loras" not in written and "checkpoint" not in written
-    assert request_fields.to_request(params_of("super_resolution", {"model_id": "RealESRGAN_x2plus"}))["model_id"] == (
+    assert params_of("super_resolution", {"model_id": "RealESRGAN_x2plus"}).to_request()["model_id"] == (
         "RealESRGAN_x2plus"
     )

@@ -18,7 +18,7 @@ import requests
 from PIL import Image
 
 from config import redis_server
-from generation import jobs
+from generation.lifecycle import jobs
 from generation.models import Job
 from tests.conftest import start_worker, stop_worker
 from tests.test_fetch import _params

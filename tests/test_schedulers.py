@@ -2,7 +2,7 @@
 
 import pytest
 
-from generation import schedulers
+from generation.kinds import schedulers
 from tests.conftest import download
 
 

@@ -16,7 +16,7 @@ from django.core import serializers
 from django.test import Client
 
 from accounts.models import ApiKey, User
-from generation import jobs
+from generation.lifecycle import jobs
 from generation.models import Job
 from tests.conftest import ROOT, Api, download, make_account, worker_environment
 from tests.test_fetch import _params

@@ -104,8 +104,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_walk_sees_the_project():
     graph = _graph()
-    assert "generation.jobs" in graph["generation.services"]
-    assert "generation.answers" in graph["generation.webhooks"]
+    assert "generation.lifecycle.jobs" in graph["generation.services"]
+    assert "generation.answers.hosted" in graph["generation.lifecycle.webhooks"]
     assert len(MODULES) > 40
 
 
@@ -131,16 +131,16 @@ def test_no_project_import_inside_a_function():
 def test_the_state_machine_does_not_call_the_api_or_the_worker():
     graph = _graph()
     for module in (
-        "generation.jobs",
-        "generation.queue",
-        "generation.estimates",
-        "generation.recovery",
+        "generation.lifecycle.jobs",
+        "generation.queueing.queue",
+        "generation.queueing.estimates",
+        "generation.lifecycle.recovery",
         "generation.services",
-        "generation.selectors",
+        "generation.answers.selectors",
     ):
-        assert not {t for t in graph[module] if t.startswith(("generation.api", RUNTIME, "generation.webhooks"))}, (
-            module
-        )
+        assert not {
+            t for t in graph[module] if t.startswith(("generation.api", RUNTIME, "generation.lifecycle.webhooks"))
+        }, module
 
 
 def test_only_the_runtime_imports_torch_and_diffusers():
@@ -166,7 +166,7 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 
 # The worker's side of Django: the RQ tasks and the bridge that resolves a job's inputs for its predictor.
 BRIDGE = {f"{RUNTIME}.tasks", f"{RUNTIME}.bridge"}
-LOOKUPS = {"generation.models", "generation.storage", "generation.library"}
+LOOKUPS = {"generation.models", "generation.inputs.storage", "generation.inputs.library"}
 
 
 def test_only_the_bridge_looks_things_up_on_the_worker():
@@ -196,8 +196,14 @@ def test_the_web_side_names_worker_code_only_by_string():
     web = set().union(
         *(
             _reachable(graph, start)
-            for start in ("config.urls", "config.wsgi", "config.settings", "generation.apps", "generation.webhooks")
+            for start in (
+                "config.urls",
+                "config.wsgi",
+                "config.settings",
+                "generation.apps",
+                "generation.lifecycle.webhooks",
+            )
         )
     )
-    assert "generation.api.views" in web and "generation.jobs" in web
+    assert "generation.api.views" in web and "generation.lifecycle.jobs" in web
     assert not {module for module in web if module.startswith(RUNTIME)}

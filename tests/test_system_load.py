@@ -1,6 +1,6 @@
 """POST /api/v3/system_load counts queued jobs; integers, not floats."""
 
-from generation import jobs
+from generation.lifecycle import jobs
 from tests.test_fetch import _params
 
 

@@ -14,8 +14,8 @@ from django.db import connection
 
 from billing import credits
 from billing.models import Plan
-from generation import waiting
 from generation.models import Job
+from generation.web import waiting
 from tests.conftest import paused, step_until
 from tests.test_recovery import wait_until
 

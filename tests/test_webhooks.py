@@ -10,7 +10,7 @@ import pytest
 from diffusers import StableDiffusionXLPipeline
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from generation import jobs, webhooks
+from generation.lifecycle import jobs, webhooks
 from generation.models import Job, WebhookAttempt
 from tests.http_server import Route
 from tests.test_fetch import _params

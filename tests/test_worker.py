@@ -10,7 +10,7 @@ from diffusers import StableDiffusionXLPipeline
 from django.db import connection
 
 from config import redis_server
-from generation import jobs
+from generation.lifecycle import jobs
 from generation.models import Job
 from generation.runtime import bridge
 from generation.runtime.worker import GenerationWorker
@@ -63,14 +63,14 @@ def test_a_pipeline_error_ends_failed_and_fetch_says_so(api, isolated_job, monke
 
 
 def test_the_pipeline_is_loaded_once_and_progress_is_recorded(api, isolated_job):
-    predictor = bridge.predictor("text2img")
+    predictor = bridge.predictor("sdxl")
     run_burst("isolated")
-    pipe = predictor.pipelines["text2img"]
+    pipe = predictor.pipelines["text_to_image"]
     second = jobs.submit(
         user=isolated_job.user, api_key=None, params=_params(), base_url=api.base_url, queue_name="isolated"
     )
     run_burst("isolated")
-    assert predictor.pipelines["text2img"] is pipe
+    assert predictor.pipelines["text_to_image"] is pipe
 
     isolated_job.refresh_from_db()
     second.refresh_from_db()

@@ -12,13 +12,13 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from billing.credits import InsufficientCredits, QueueFull
-from generation import openai_answers
+from generation.answers import openai as openai_answers
+from generation.answers.envelope import message
 from generation.api.parsers import BodyTooLarge
-from generation.envelope import message
-from generation.jobs import IdempotencyConflict
-from generation.params import InvalidInput
+from generation.inputs.storage import UploadQuotaFull
+from generation.kinds.base import InvalidInput
+from generation.lifecycle.jobs import IdempotencyConflict
 from generation.services import JobNotFound
-from generation.storage import UploadQuotaFull
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
 from billing import credits
-from generation.redis_client import within_rate
+from generation.infra.redis_client import within_rate
 
 
 class AccountRateThrottle(BaseThrottle):

@@ -1,4 +1,6 @@
-"""v3 API views: validate with a serializer, call a service, render a body from answers."""
+"""v3 API views: validate with a serializer, call a service, render a body from hosted."""
+
+from functools import cache
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
@@ -9,25 +11,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import credits
-from generation import answers, library, monitoring, selectors, services, storage, waiting
+from generation import services
+from generation.answers import hosted, selectors
 from generation.api import errors
 from generation.api.authentication import ApiKeyAuthentication
 from generation.api.parsers import LenientRequest
-from generation.api.serializers import (
-    Base64ToUrlSerializer,
-    ControlNetSerializer,
-    EditingInpaintSerializer,
-    FetchSerializer,
-    Img2ImgSerializer,
-    ImgMixerSerializer,
-    InpaintSerializer,
-    ObjectRemovalSerializer,
-    OutpaintSerializer,
-    RemoveBgSerializer,
-    SuperResolutionSerializer,
-    Text2ImgSerializer,
-)
+from generation.api.serializers import Base64ToUrlSerializer, FetchSerializer
 from generation.api.throttling import AccountRateThrottle, GenerationRateThrottle
+from generation.infra import monitoring
+from generation.inputs import library, storage
+from generation.kinds.base import Operation
+from generation.web import waiting
 
 GENERATION_EXAMPLE = OpenApiExample(
     "success",
@@ -65,8 +59,8 @@ PROCESSING_EXAMPLE = OpenApiExample(
         "eta": 12.5,
         "id": 12202889,
         "output": [],
-        "message": answers.PROCESSING_MESSAGE,
-        "messege": answers.PROCESSING_MESSAGE,
+        "message": hosted.PROCESSING_MESSAGE,
+        "messege": hosted.PROCESSING_MESSAGE,
         "fetch_result": "https://host/api/v3/fetch/12202889",
         "future_links": ["https://host/media/generations/2f0c...-0.png"],
     },
@@ -125,13 +119,19 @@ class V3View(APIView):
 
 class GenerationView(V3View):
     """Queue a job, wait up to GENERATION_WAIT_SECONDS for it (unless `instant_response`), answer success
-    or processing. The ASGI web tier does the waiting on its event loop (generation/waiting.py): this view
-    only admits the job and hands the wait over."""
+    or processing. The ASGI web tier does the waiting on its event loop (generation/web/waiting.py): this
+    view only admits the job and hands the wait over. One class per operation and serializer
+    (`operation_view`), all made from the registry of kinds."""
 
     serializer_class = None
+    operation = ""
     throttle_classes = [GenerationRateThrottle]
 
-    def post(self, request, fetch_path=answers.V3_FETCH_PATH, model_library=False):
+    @property
+    def endpoint(self) -> str:
+        return self.operation
+
+    def post(self, request, fetch_path=hosted.V3_FETCH_PATH, model_library=False):
         serializer = self.serializer_class(data=request.data, context={"model_library": model_library})
         serializer.is_valid(raise_exception=True)
         submission = serializer.validated_data
@@ -157,74 +157,24 @@ class GenerationView(V3View):
                     **waiting.continuation(wait=job.id, timeout=wait, fetch_path=fetch_path, endpoint=self.endpoint),
                 },
             )
-        return Response(answers.for_request(job, fetch_path), headers=headers or None)
+        return Response(hosted.for_request(job, fetch_path), headers=headers or None)
 
 
-def generation_schema(serializer, summary):
+@cache
+def operation_view(operation: Operation, serializer) -> type[GenerationView]:
+    """The view of an operation read by `serializer` (a family may read an operation its own way), with
+    its OpenAPI description."""
+    view = type(
+        f"{operation.name.title().replace('_', '')}View",
+        (GenerationView,),
+        {"serializer_class": serializer, "operation": operation.name, "__doc__": operation.summary},
+    )
     return extend_schema(
         request=serializer,
         responses=JOB_BODY,
-        summary=summary,
+        summary=operation.summary,
         examples=[GENERATION_EXAMPLE, PROCESSING_EXAMPLE, ERROR_EXAMPLE],
-    )
-
-
-@generation_schema(Text2ImgSerializer, "Generate images from a prompt")
-class Text2ImgView(GenerationView):
-    serializer_class = Text2ImgSerializer
-
-
-@generation_schema(Img2ImgSerializer, "Generate images from a prompt and an init image")
-class Img2ImgView(GenerationView):
-    serializer_class = Img2ImgSerializer
-
-
-@generation_schema(InpaintSerializer, "Repaint the white part of a mask")
-class InpaintView(GenerationView):
-    serializer_class = InpaintSerializer
-
-
-@generation_schema(ControlNetSerializer, "Generate images steered by ControlNets")
-class ControlNetView(GenerationView):
-    serializer_class = ControlNetSerializer
-
-
-@generation_schema(OutpaintSerializer, "Extend an image to a larger canvas")
-class OutpaintView(GenerationView):
-    serializer_class = OutpaintSerializer
-
-
-@generation_schema(ObjectRemovalSerializer, "Remove the masked object and fill in the background")
-class ObjectRemovalView(GenerationView):
-    serializer_class = ObjectRemovalSerializer
-
-
-@generation_schema(ImgMixerSerializer, "Mix up to four images through an IP-Adapter")
-class ImgMixerView(GenerationView):
-    serializer_class = ImgMixerSerializer
-
-
-@generation_schema(RemoveBgSerializer, "Remove an image's background (or give its mask)")
-class RemoveBgView(GenerationView):
-    serializer_class = RemoveBgSerializer
-
-
-@generation_schema(EditingInpaintSerializer, "Repaint the white part of a mask (image editing)")
-class EditingInpaintView(GenerationView):
-    serializer_class = EditingInpaintSerializer
-
-
-# what the image_editing families run (`super_resolution` among them); every other name is answered
-# as not offered
-IMAGE_EDITING = [
-    "outpaint",
-    "object_removal",
-    "inpaint",
-    "img_mixer",
-    "removebg_mask",
-    "super_resolution",
-    "base64_to_url",
-]
+    )(view)
 
 
 class Base64ToUrlView(V3View):
@@ -238,13 +188,12 @@ class Base64ToUrlView(V3View):
 
 
 class NotOfferedView(V3View):
+    """An operation of an API family that this deployment does not offer: said, listing what it does."""
+
+    offered: list[str] = []
+
     def post(self, request, operation, **kwargs):
-        return Response(errors.not_offered(operation, IMAGE_EDITING))
-
-
-@generation_schema(SuperResolutionSerializer, "Upscale an image 2-4x (output is one URL string)")
-class SuperResolutionView(GenerationView):
-    serializer_class = SuperResolutionSerializer
+        return Response(errors.not_offered(operation, self.offered))
 
 
 def requested_job_id(request, job_id=None):
@@ -298,7 +247,7 @@ class CancelView(V3View):
     @extend_schema(operation_id="cancel")
     def post(self, request, job_id=None, **kwargs):
         job = services.cancel_job(user=request.user, job_id=requested_job_id(request, job_id))
-        return Response(answers.for_fetch(job))
+        return Response(hosted.for_fetch(job))
 
 
 class CancelByBodyView(CancelView):
@@ -329,7 +278,7 @@ class AnyAccept(BaseContentNegotiation):
 class JobEventsView(V3View):
     content_negotiation_class = AnyAccept
 
-    def get(self, request, job_id):
+    def get(self, request, job_id, **kwargs):
         job = services.fetch_job(user=request.user, job_id=job_id)
         if not waiting.can_continue(request):
             return Response(errors.streams_unavailable())
@@ -371,7 +320,7 @@ class JobEventsView(V3View):
     ],
 )
 class AccountView(V3View):
-    def post(self, request):
+    def post(self, request, **kwargs):
         return Response(selectors.account_summary(request.user))
 
 
@@ -432,7 +381,7 @@ class SystemDetailsView(V3View):
 )
 class ModelListView(V3View):
     def post(self, request, **kwargs):
-        return Response(answers.model_list(library.listed(credits.account_for(request.user, loaded=True).plan)))
+        return Response(hosted.model_list(library.listed(credits.account_for(request.user, loaded=True).plan)))
 
 
 class OpenApiBrowserView(SpectacularSwaggerSplitView):

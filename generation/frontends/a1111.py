@@ -12,16 +12,18 @@ from rest_framework.views import APIView
 
 from accounts.keys import set_default_checkpoint
 from billing import credits
-from generation import a1111_answers, library, request_fields, schedulers, selectors, services, storage
-from generation.api.serializers import (
-    Img2ImgSerializer,
-    InpaintSerializer,
-    SuperResolutionSerializer,
-    Text2ImgSerializer,
-)
+from generation import services
+from generation.answers import a1111 as a1111_answers
+from generation.answers import selectors
 from generation.frontends.base import BasicOrBearerKey, FrontendView, GenerationFrontendView, Refused
+from generation.inputs import library, storage
+from generation.kinds import schedulers
+from generation.kinds.base import UPSCALE_MODELS, fit_size, scheduler_option_fields
+from generation.kinds.img2img import Img2ImgSerializer
+from generation.kinds.inpaint import InpaintSerializer
+from generation.kinds.super_resolution import SuperResolutionSerializer
+from generation.kinds.text2img import IMAGE_RESIZERS, LATENT_UPSCALE_MODES, Text2ImgSerializer
 from generation.models import LibraryModel
-from generation.params import IMAGE_RESIZERS, LATENT_UPSCALE_MODES, UPSCALE_MODELS, fit_size
 
 LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^>]*))?>", re.IGNORECASE)
 DEFAULT_SAMPLER = "Euler"  # what A1111's API runs when a request names none (its `sampler_index` default)
@@ -74,7 +76,7 @@ class GenerateView(GenerationFrontendView, A1111View):
             **_size(data),
             "samples": batch,
             "scheduler": sampling.scheduler,
-            **request_fields.scheduler_option_fields(sampling.options),
+            **scheduler_option_fields(sampling.options),
             "model_id": self._checkpoint(data),
         }
         if loras:
@@ -137,7 +139,7 @@ class ExtraSingleImageView(GenerationFrontendView, A1111View):
         data = request.data
         upscaler = data.get("upscaler_1") if data.get("upscaler_1") in UPSCALE_MODELS else UPSCALE_MODELS[0]
         fields = {"url": data.get("image"), "scale": data.get("upscaling_resize", 2), "model_id": upscaler}
-        return self.generate(self.validated(SuperResolutionSerializer, fields), {})
+        return self.generate(self.validated(SuperResolutionSerializer, fields), {"upscaled": True})
 
 
 class ModelsView(A1111View):

@@ -18,10 +18,13 @@ from rest_framework.views import APIView
 
 from accounts.keys import authenticate_key
 from billing.credits import InsufficientCredits, QueueFull
-from generation import monitoring, services, storage, waiting
+from generation import services
 from generation.api.parsers import BodyTooLarge
 from generation.api.throttling import AccountRateThrottle, GenerationRateThrottle
-from generation.params import InvalidInput
+from generation.infra import monitoring
+from generation.inputs import storage
+from generation.kinds.base import InvalidInput
+from generation.web import waiting
 
 logger = logging.getLogger(__name__)
 

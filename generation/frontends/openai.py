@@ -10,11 +10,15 @@ from django.conf import settings
 from rest_framework.response import Response
 
 from billing import credits
-from generation import images, library, openai_answers
-from generation.api.serializers import Img2ImgSerializer, InpaintSerializer, Text2ImgSerializer
+from generation.answers import openai as openai_answers
 from generation.frontends.base import BearerKey, FrontendView, GenerationFrontendView, Refused
+from generation.infra import images
+from generation.inputs import library
+from generation.kinds.base import fit_size
+from generation.kinds.img2img import Img2ImgSerializer
+from generation.kinds.inpaint import InpaintSerializer
+from generation.kinds.text2img import Text2ImgSerializer
 from generation.models import LibraryModel
-from generation.params import fit_size
 
 SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$", re.IGNORECASE)
 RESPONSE_FORMATS = ("url", "b64_json")

@@ -15,7 +15,7 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 from django.conf import settings
 
-from generation.params import Text2ImgParams
+from generation.kinds.text2img import Text2ImgParams
 from generation.runtime.predictors import JobInput
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime
 from PIL import Image, ImageOps
 
-from generation.params import RemoveBgParams
+from generation.kinds.removebg_mask import RemoveBgParams
 from generation.runtime.predictors import GenerationError, JobInput, LocalModel, Prediction, Predictor
 
 logger = logging.getLogger(__name__)

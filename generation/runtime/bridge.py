@@ -12,26 +12,22 @@ from functools import partial
 
 from django.conf import settings
 
-from generation import library, storage
-from generation.params import (
-    DiffusionParams,
-    JobParams,
-    RemoveBgParams,
-    SuperResolutionParams,
-    upscaler_for,
-)
+from generation import kinds
+from generation.inputs import library, storage
+from generation.kinds.base import JobParams, upscaler_for
+from generation.kinds.super_resolution import SuperResolutionParams
 from generation.runtime.predictors import GenerationError, JobInput, LocalModel, LoraChoice, Prediction, Predictor
-from generation.runtime.registry import PREDICTORS
+from generation.runtime.registry import PREDICTORS, UPSCALE
 
 logger = logging.getLogger(__name__)
 
 _instances: dict[tuple[type, str], Predictor] = {}
 
 
-def predictor(kind: str, checkpoint: str = "") -> Predictor:
-    """The process's predictor for `kind` on `checkpoint` (a library id; "" the default), created on
-    first use, not yet set up."""
-    cls = PREDICTORS[kind]
+def predictor(name: str, checkpoint: str = "") -> Predictor:
+    """The process's predictor of that name (runtime/registry.py) on `checkpoint` (a library id; "" the
+    default), created on first use, not yet set up."""
+    cls = PREDICTORS[name]
     key = (cls, checkpoint if cls.per_checkpoint else "")
     if key not in _instances:
         weights = _checkpoint_folder(checkpoint) if cls.per_checkpoint else None
@@ -56,7 +52,7 @@ def held_checkpoints() -> tuple[list[str], list[str]]:
 def setup_all(checkpoints: list[str]) -> list[Predictor]:
     """Every registered predictor on each of `checkpoints`, set up (the worker does this before its
     first job)."""
-    every = (predictor(kind, checkpoint) for kind in PREDICTORS for checkpoint in checkpoints)
+    every = (predictor(name, checkpoint) for name in PREDICTORS for checkpoint in checkpoints)
     predictors = list({id(p): p for p in every}.values())
     for each in predictors:
         each.setup()
@@ -66,16 +62,22 @@ def setup_all(checkpoints: list[str]) -> list[Predictor]:
 def resolve(params: JobParams) -> JobInput:
     """What a job's parameters name, ready to predict from. GenerationError when a model it chose is gone."""
     images = {field: storage.open_input(getattr(params, field)) for field in params.inputs if getattr(params, field)}
-    resolved = JobInput(params=params, images=images)
-    if isinstance(params, DiffusionParams):
-        models = _local_models(params.library_ids())
-        resolved.loras = [LoraChoice(models[lora["id"]], lora["strength"]) for lora in params.loras]
-        resolved.embeddings = [models[name] for name in params.embeddings]
-        resolved.vae = models.get(params.vae_id)
-        resolved.controlnets = [models[name] for name in params.controlnet_ids]
-        resolved.ip_adapter = models.get(params.ip_adapter_id)
-    if isinstance(params, RemoveBgParams):
-        resolved.segmenter = _local_models({params.segmenter})[params.segmenter]
+    named = params.models_named()
+    models = _local_models(params.library_ids())
+
+    def first(model_type: str) -> LocalModel | None:
+        return next((models[name] for name in named.get(model_type, [])), None)
+
+    resolved = JobInput(
+        params=params,
+        images=images,
+        loras=[LoraChoice(models[lora], strength) for lora, strength in params.lora_weights()],
+        embeddings=[models[name] for name in named.get("embedding", [])],
+        vae=first("vae"),
+        controlnets=[models[name] for name in named.get("controlnet", [])],
+        ip_adapter=first("ip_adapter"),
+        segmenter=first("segmentation"),
+    )
     resolved.upscalers = {model_id: _upscaler_weights(model_id) for model_id, _ in params.upscalers()}
     resolved.upscale = partial(_upscale, resolved.upscalers)
     return resolved
@@ -100,9 +102,9 @@ def _upscaler_weights(model_id: str) -> LocalModel | None:
 
 
 def predict(kind: str, checkpoint: str, jobs: list[JobInput], on_step=None) -> list:
-    """Run resolved jobs of one kind (several: one batch) on their predictor, then their post-steps. One
-    entry per job: its Prediction or its GenerationError."""
-    runner = predictor(kind, checkpoint)
+    """Run resolved jobs of one kind (several: one batch) on the predictor the kind names, then their
+    post-steps. One entry per job: its Prediction or its GenerationError."""
+    runner = predictor(kinds.get(kind).predictor, checkpoint)
     if len(jobs) == 1:
         try:
             results = [runner.predict(jobs[0], on_step=on_step)]
@@ -117,13 +119,13 @@ def _upscale(weights: dict, image, scale: int, model_id: str):
     """An image through one of the job's upscalers (`weights`: what it resolved), on the upscaling
     predictor: a generation's `upscale` after it, a hires fix within its own steps."""
     job = JobInput(SuperResolutionParams(scale=scale, upscaler=model_id), images={"image": image}, upscalers=weights)
-    return predictor(SuperResolutionParams.kind).predict(job).images[0]
+    return predictor(UPSCALE).predict(job).images[0]
 
 
 def _post_steps(job: JobInput, result):
     """A generation's `upscale`: each image through the upscaling predictor, in the same job."""
-    params = job.params
-    if not isinstance(result, Prediction) or not isinstance(params, DiffusionParams) or params.upscale < 2:
+    factor = job.params.upscale_after()
+    if not isinstance(result, Prediction) or factor < 2:
         return result
-    model_id = upscaler_for(params.upscale)
-    return replace(result, images=[job.upscale(image, params.upscale, model_id) for image in result.images])
+    model_id = upscaler_for(factor)
+    return replace(result, images=[job.upscale(image, factor, model_id) for image in result.images])

@@ -14,8 +14,8 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections
 
-from generation import liveness
-from generation.redis_client import connection
+from generation.infra.redis_client import connection
+from generation.queueing import liveness
 
 logger = logging.getLogger(__name__)
 

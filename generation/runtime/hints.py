@@ -7,7 +7,7 @@ import numpy as np
 from django.conf import settings
 from PIL import Image
 
-from generation.params import CANNY
+from generation.kinds.controlnet import CANNY
 
 
 def canny(image: Image.Image) -> Image.Image:
@@ -16,6 +16,6 @@ def canny(image: Image.Image) -> Image.Image:
     return Image.fromarray(edges).convert("RGB")
 
 
-def control_hint(image: Image.Image, control_type: str, auto_hint: bool) -> Image.Image:
-    """The hint a ControlNet of `control_type` sees for `image`."""
-    return canny(image) if auto_hint and control_type == CANNY else image
+def control_hint(image: Image.Image, hint: str) -> Image.Image:
+    """The hint a ControlNet sees for `image`: its canny edges (`hint` "canny"), or the image as given."""
+    return canny(image) if hint == CANNY else image

@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 from PIL import Image
 
-from generation.params import JobParams
+from generation.kinds.base import JobParams
 
 
 class GenerationError(Exception):

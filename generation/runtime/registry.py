@@ -1,5 +1,6 @@
-"""Which predictor class runs each kind of job. Kinds that share a class share its one instance (per
-checkpoint, for a per-checkpoint class) and so its weights."""
+"""The predictor classes by the name a kind of job gives (Kind.predictor, generation/kinds/). Kinds that
+name the same predictor share its one instance (per checkpoint, for a per-checkpoint class) and so its
+weights."""
 
 from generation.runtime.background import BackgroundRemovalPredictor
 from generation.runtime.predictors import Predictor
@@ -7,12 +8,9 @@ from generation.runtime.sdxl import SDXLPredictor
 from generation.runtime.upscale import UpscalePredictor
 
 PREDICTORS: dict[str, type[Predictor]] = {
-    "text2img": SDXLPredictor,
-    "img2img": SDXLPredictor,
-    "inpaint": SDXLPredictor,
-    "controlnet": SDXLPredictor,
-    "outpaint": SDXLPredictor,
-    "img_mixer": SDXLPredictor,
-    "super_resolution": UpscalePredictor,
-    "removebg_mask": BackgroundRemovalPredictor,
+    "sdxl": SDXLPredictor,
+    "upscale": UpscalePredictor,
+    "background": BackgroundRemovalPredictor,
 }
+MAIN = "sdxl"  # the one whose model a worker advertises
+UPSCALE = "upscale"  # the one a job's own upscaling steps run on

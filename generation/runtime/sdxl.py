@@ -33,20 +33,10 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 from transformers import CLIPImageProcessor
 
-from generation import schedulers
-from generation.params import (
-    CONTROL_IMAGES,
-    IMAGE_RESIZERS,
-    IP_ADAPTER_WEIGHTS,
-    LATENT_UPSCALE_MODES,
-    MIX_IMAGES,
-    ControlNetParams,
-    DiffusionParams,
-    ImgMixerParams,
-    OutpaintParams,
-    strength_steps,
-)
-from generation.runtime import acceleration, outpaint
+from generation.kinds import schedulers
+from generation.kinds.base import IP_ADAPTER_WEIGHTS, DiffusionParams, strength_steps
+from generation.kinds.text2img import IMAGE_RESIZERS, LATENT_UPSCALE_MODES
+from generation.runtime import acceleration
 from generation.runtime.demo_model import build_demo_model
 from generation.runtime.hints import control_hint
 from generation.runtime.predictors import GenerationError, JobInput, LocalModel, Prediction, Predictor, pick_device
@@ -83,16 +73,22 @@ def _pin_execution_device(pipeline, device):
     )
 
 
-# kinds that run on another kind's pipeline: outpaint is inpainting of a canvas, img_mixer text2img with
-# several image prompts
-PIPELINE_OF_KIND = {"outpaint": "inpaint", "img_mixer": "text2img"}
-
-# ControlNet pipelines by what a job starts from: a control image alone, an init image, an init image and mask
-CONTROLNET_PIPELINES = {
-    "text2img": StableDiffusionXLControlNetPipeline,
-    "img2img": StableDiffusionXLControlNetImg2ImgPipeline,
-    "inpaint": StableDiffusionXLControlNetInpaintPipeline,
+# the pipelines a job asks for by name (DiffusionParams.pipeline), plain, with perturbed-attention guidance
+# and with ControlNets: all made once from the one loaded set of weights
+PIPELINES = {
+    "text_to_image": (StableDiffusionXLPipeline, AutoPipelineForText2Image, StableDiffusionXLControlNetPipeline),
+    "image_to_image": (
+        StableDiffusionXLImg2ImgPipeline,
+        AutoPipelineForImage2Image,
+        StableDiffusionXLControlNetImg2ImgPipeline,
+    ),
+    "inpainting": (
+        StableDiffusionXLInpaintPipeline,
+        AutoPipelineForInpainting,
+        StableDiffusionXLControlNetInpaintPipeline,
+    ),
 }
+BASE = "text_to_image"  # the pipeline loaded from the weights, the others made from it
 
 # Options every job of a class gets (PNDM's Runge-Kutta warm-up fails below 4 steps; SD configs skip it).
 CLASS_DEFAULTS = {"PNDMScheduler": {"skip_prk_steps": True}}
@@ -153,7 +149,7 @@ class SDXLPredictor(Predictor):
         self.adapters = OrderedDict()  # adapter name -> bytes, least recently used first
         self.vaes = {}  # content hash -> a loaded library VAE
         self.controlnets = OrderedDict()  # content hash -> (ControlNetModel, bytes), least recently used first
-        self.controlnet_pipelines = {}  # "text2img" / "img2img" / "inpaint" -> pipeline, made on first use
+        self.controlnet_pipelines = {}  # a pipeline's name -> its ControlNet twin, made on first use
         self.base_processors = None  # the UNet's own attention processors, kept when an IP-Adapter loads
         self.ip_adapter = None  # (key, its attention processors, its image projection) once one is loaded
         self.base_vae = None
@@ -193,17 +189,12 @@ class SDXLPredictor(Predictor):
         pipe.set_progress_bar_config(disable=True)
         self.base_scheduler_config = pipe.scheduler.config
         self.base_vae = pipe.vae
-        # 4. img2img and inpaint share the same modules (no second copy of the weights)
-        self.pipelines["text2img"] = pipe
-        self.pipelines["img2img"] = StableDiffusionXLImg2ImgPipeline.from_pipe(pipe, requires_aesthetics_score=False)
-        self.pipelines["inpaint"] = StableDiffusionXLInpaintPipeline.from_pipe(pipe, requires_aesthetics_score=False)
+        # 4. image-to-image and inpainting share the same modules (no second copy of the weights)
+        for name, (plain, _, _) in PIPELINES.items():
+            self.pipelines[name] = pipe if name == BASE else plain.from_pipe(pipe, requires_aesthetics_score=False)
         # 5. perturbed-attention guidance (`self_attention`): the same modules again, guided on the mid block
-        for kind, auto in (
-            ("text2img", AutoPipelineForText2Image),
-            ("img2img", AutoPipelineForImage2Image),
-            ("inpaint", AutoPipelineForInpainting),
-        ):
-            self.pag_pipelines[kind] = auto.from_pipe(self.pipelines[kind], enable_pag=True, pag_applied_layers=["mid"])
+        for name, (_, auto, _) in PIPELINES.items():
+            self.pag_pipelines[name] = auto.from_pipe(self.pipelines[name], enable_pag=True, pag_applied_layers=["mid"])
         for pipeline in (*self.pipelines.values(), *self.pag_pipelines.values()):
             pipeline.set_progress_bar_config(disable=True)
             _pin_execution_device(pipeline, torch.device(self.device))
@@ -247,7 +238,7 @@ class SDXLPredictor(Predictor):
 
         # 2. progress from the real number of scheduler steps (second-order schedulers run more), with
         #    a preview decoded from the latents only when the caller asks for one
-        step_end = _progress(on_step, 0, first.hires_steps() if _hires(first) else 0)
+        step_end = _progress(on_step, 0, first.second_pass_steps())
 
         # 3. the pipeline call, one generator per image (image i of a job uses its seed + i); a job whose
         #    image came out NaN or all black (fp16 overflow, a numeric fault) is generated once more
@@ -279,27 +270,26 @@ class SDXLPredictor(Predictor):
         ]
 
     def _pipeline(self, job: JobInput):
-        """The pipeline for a job's kind: PAG's for `self_attention`, a ControlNet one with the job's
+        """The pipeline the job asks for: PAG's for `self_attention`, a ControlNet one with the job's
         ControlNets in place."""
         params = job.params
-        if not isinstance(params, ControlNetParams):
-            kind = PIPELINE_OF_KIND.get(params.kind, params.kind)
-            return (self.pag_pipelines if params.self_attention else self.pipelines)[kind]
+        if not job.controlnets:
+            return (self.pag_pipelines if params.self_attention else self.pipelines)[params.pipeline]
         models = [self._controlnet(model, keep=job.controlnets) for model in job.controlnets]
         controlnet = models[0] if len(models) == 1 else MultiControlNetModel(models)
-        mode = "inpaint" if params.mask_image else "img2img" if params.starts_from_image else "text2img"
-        if mode not in self.controlnet_pipelines:
+        name = params.pipeline
+        if name not in self.controlnet_pipelines:
             # from the loaded modules (no second copy of the weights); the UNet and VAE passed by hand, since
             # from_pipe does not take over a module whose class _pin replaced
-            base = self.pipelines["text2img"]
-            options = {} if mode == "text2img" else {"requires_aesthetics_score": False}
-            pipeline = CONTROLNET_PIPELINES[mode].from_pipe(
+            base = self.pipelines[BASE]
+            options = {} if name == BASE else {"requires_aesthetics_score": False}
+            pipeline = PIPELINES[name][2].from_pipe(
                 base, controlnet=controlnet, unet=base.unet, vae=base.vae, **options
             )
             pipeline.set_progress_bar_config(disable=True)
             _pin_execution_device(pipeline, torch.device(self.device))
-            self.controlnet_pipelines[mode] = pipeline
-        pipeline = self.controlnet_pipelines[mode]
+            self.controlnet_pipelines[name] = pipeline
+        pipeline = self.controlnet_pipelines[name]
         pipeline.controlnet = controlnet
         return pipeline
 
@@ -331,18 +321,8 @@ class SDXLPredictor(Predictor):
 
     @staticmethod
     def _hints(job: JobInput) -> list:
-        """A ControlNet job's hint per model, at the output size: its own control image (or the one
-        shared, or the init image), as auto_hint makes it."""
-        params = job.params
-        if not isinstance(params, ControlNetParams):
-            return []
-        sources = [job.images[name] for name in CONTROL_IMAGES if name in job.images] or [job.images["init_image"]]
-        sources *= len(params.controlnets) if len(sources) == 1 else 1
-        size = (params.width, params.height)
-        return [
-            control_hint(source.resize(size, Image.LANCZOS), model["type"], params.auto_hint)
-            for source, model in zip(sources, params.controlnets)
-        ]
+        """A ControlNet job's hint per model, at the output size, as its control sources ask for them."""
+        return [control_hint(image, hint) for image, hint in job.params.control_sources(job.images)]
 
     def _finish(self, params: DiffusionParams, arrays: list, seconds: float, inputs: dict, hints: list) -> Prediction:
         images = [Image.fromarray((array * 255).round().clip(0, 255).astype("uint8")) for array in arrays]
@@ -377,7 +357,7 @@ class SDXLPredictor(Predictor):
 
     def _set_loras(self, chosen: list):
         """Switch the shared modules to these LoRAs at their strengths; none: the base weights exactly."""
-        pipe = self.pipelines["text2img"]
+        pipe = self.pipelines[BASE]
         if not chosen:
             if self.adapters:
                 pipe.disable_lora()
@@ -399,7 +379,7 @@ class SDXLPredictor(Predictor):
             self.adapters.move_to_end(name)
             return name
         started = time.perf_counter()
-        self.pipelines["text2img"].load_lora_weights(str(lora.path), adapter_name=name, use_safetensors=True)
+        self.pipelines[BASE].load_lora_weights(str(lora.path), adapter_name=name, use_safetensors=True)
         self.adapters[name] = lora.size_bytes
         logger.info("Loaded LoRA %s in %.2fs", lora.id, time.perf_counter() - started)
         for old in list(self.adapters):
@@ -408,14 +388,14 @@ class SDXLPredictor(Predictor):
                 or sum(self.adapters.values()) > settings.LORA_CACHE_BYTES
             )
             if over and old != name and old not in keep:
-                self.pipelines["text2img"].delete_adapters(old)
+                self.pipelines[BASE].delete_adapters(old)
                 del self.adapters[old]
         return name
 
     def _set_ip_adapter(self, chosen: LocalModel | None, scale: float):
         """A library IP-Adapter's layers in the UNet at `scale` (loaded on first use; another one replaces
         it); none: the UNet's own attention processors, so the image is the one without any adapter."""
-        pipe = self.pipelines["text2img"]
+        pipe = self.pipelines[BASE]
         unet = pipe.unet
         if chosen is None:
             if unet.encoder_hid_proj is not None:
@@ -452,7 +432,7 @@ class SDXLPredictor(Predictor):
 
     def _load_embedding(self, embedding: LocalModel) -> list[str]:
         """Put a library embedding's vectors into both text encoders under its id; the tokens it added."""
-        pipe = self.pipelines["text2img"]
+        pipe = self.pipelines[BASE]
         vectors = load_file(str(embedding.path))
         for key, encoder, tokenizer in (
             ("clip_l", pipe.text_encoder, pipe.tokenizer),
@@ -468,7 +448,7 @@ class SDXLPredictor(Predictor):
         return [embedding.id] + [f"{embedding.id}_{i}" for i in range(1, count)]
 
     def _unload_embedding(self, tokens: list[str]):
-        pipe = self.pipelines["text2img"]
+        pipe = self.pipelines[BASE]
         for encoder, tokenizer in ((pipe.text_encoder, pipe.tokenizer), (pipe.text_encoder_2, pipe.tokenizer_2)):
             pipe.unload_textual_inversion(tokens=tokens, tokenizer=tokenizer, text_encoder=encoder)
 
@@ -485,7 +465,7 @@ class SDXLPredictor(Predictor):
                     vae.enable_tiling()
                 _pin(vae, torch.device(self.device), dtype)
                 self.vaes[chosen.content_hash] = vae
-        if self.pipelines["text2img"].vae is not vae:
+        if self.pipelines[BASE].vae is not vae:
             for pipeline in self._all_pipelines():
                 pipeline.vae = vae
 
@@ -500,9 +480,9 @@ class SDXLPredictor(Predictor):
     def _generate(self, pipe, batch: list[DiffusionParams], inputs: dict, step_end, on_step, upscale) -> list:
         """The images of one call; with a hires fix, its first pass upscaled and repainted by img2img."""
         params = batch[0]
-        if not _hires(params):
+        hires = params.second_pass()
+        if not hires:
             return self._call(pipe, batch, inputs, step_end)
-        hires = params.hires
         latent_mode = LATENT_UPSCALE_MODES.get(hires["upscaler"])
         first = self._call(pipe, batch, inputs, step_end, output_type="latent" if latent_mode else "pil")
         size = (hires["width"], hires["height"])
@@ -514,7 +494,7 @@ class SDXLPredictor(Predictor):
             ).to(latents.dtype)
         else:
             start = [_resized(image, size, hires["upscaler"], upscale) for image in first]
-        second = (self.pag_pipelines if params.self_attention else self.pipelines)["img2img"]
+        second = (self.pag_pipelines if params.self_attention else self.pipelines)["image_to_image"]
         second.scheduler = self._scheduler(params.scheduler, params.scheduler_options)
         done = pipe.num_timesteps
         steps = hires["steps"] or params.steps
@@ -565,7 +545,7 @@ class SDXLPredictor(Predictor):
         """`clip_skip` (at most the text encoder's depth less one) and the perturbed-attention scale."""
         options = {}
         if params.clip_skip:
-            depth = self.pipelines["text2img"].text_encoder.config.num_hidden_layers
+            depth = self.pipelines[BASE].text_encoder.config.num_hidden_layers
             options["clip_skip"] = min(params.clip_skip, depth - 1)
         if params.self_attention:
             options["pag_scale"] = settings.PAG_SCALE
@@ -586,57 +566,9 @@ class SDXLPredictor(Predictor):
 
 
 def _image_inputs(jobs: list[JobInput], hints: list) -> dict:
-    """Size and image inputs of a call: an init image (img2img, inpaint) with its strength, a mask
-    (inpaint), a ControlNet job's hints, an IP-Adapter's image prompt (a job with one runs alone)."""
-    params = jobs[0].params
-    size = (params.width, params.height)
-    prompt = {"ip_adapter_image": jobs[0].images["ip_adapter_image"]} if params.ip_adapter_id else {}
-    if isinstance(params, ImgMixerParams):  # several images for the one adapter: their tokens side by side
-        prompt = {"ip_adapter_image": [[jobs[0].images[name] for name in MIX_IMAGES if name in jobs[0].images]]}
-    if isinstance(params, ControlNetParams):
-        return {**_controlnet_inputs(jobs, hints, size), **prompt}
-    if isinstance(params, OutpaintParams):
-        image, mask = outpaint.canvas(jobs[0].images["image"], size, params.overlap_width)
-        return {"image": image, "mask_image": mask, "strength": 1.0, "width": size[0], "height": size[1], **prompt}
-    if "init_image" not in jobs[0].images:
-        return {"width": size[0], "height": size[1], **prompt}
-    return {**_start_inputs(jobs[0], size), **prompt}
-
-
-def _start_inputs(job: JobInput, size: tuple) -> dict:
-    """The init image at the job's strength, and its mask when it has one."""
-    inputs = {
-        "image": job.images["init_image"].resize(size, Image.LANCZOS),
-        "strength": job.params.effective_strength,
-    }
-    if "mask_image" in job.images:
-        inputs["mask_image"] = job.images["mask_image"].convert("L").resize(size, Image.NEAREST)
-        inputs.update(width=size[0], height=size[1])  # else diffusers answers 1024x1024
-    return inputs
-
-
-def _controlnet_inputs(jobs: list[JobInput], hints: list, size: tuple) -> dict:
-    """The hints (one per model; in a batch, which has one model, one per image) with their scales, and
-    the init image and mask of a job that starts from one."""
-    params = jobs[0].params
-    scales = [model["scale"] for model in params.controlnets]
-    if len(jobs) > 1:
-        control = [job_hints[0] for job, job_hints in zip(jobs, hints) for _ in job.params.seeds]
-    else:
-        control = hints[0][0] if len(hints[0]) == 1 else hints[0]
-    inputs = {
-        "controlnet_conditioning_scale": scales[0] if len(scales) == 1 else scales,
-        "guess_mode": params.guess_mode,
-        "width": size[0],
-        "height": size[1],
-    }
-    if not params.starts_from_image:
-        return {**inputs, "image": control}
-    return {**inputs, **_start_inputs(jobs[0], size), "control_image": control}
-
-
-def _hires(params) -> bool:
-    return bool(getattr(params, "hires", None))
+    """Size and image inputs of a call, as the first job's parameters make them from its images (a job
+    with an image prompt or an init image runs alone; a batch shares everything but its prompts)."""
+    return jobs[0].params.call_inputs(jobs[0].images, [job.params for job in jobs], hints)
 
 
 def _progress(on_step, done: int, still_to_come: int):

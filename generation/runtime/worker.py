@@ -9,8 +9,10 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from rq import Queue, SimpleWorker
 
 from billing import credits
-from generation import estimates, queue, recovery, webhooks
+from generation.lifecycle import recovery, webhooks
+from generation.queueing import estimates, queue
 from generation.runtime import bridge, heartbeat
+from generation.runtime.registry import MAIN
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ class GenerationWorker(SimpleWorker):
         held, checkpoints = self._load()
         recovery.claim_redis()
         self._serve(checkpoints)
-        predictor = bridge.predictor("text2img", checkpoints[0])
+        predictor = bridge.predictor(MAIN, checkpoints[0])
         beat = heartbeat.Heartbeat(
             self.name,
             {

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from billing.models import Plan
-from generation import library
+from generation.inputs import library
 from generation.models import LibraryModel
 
 

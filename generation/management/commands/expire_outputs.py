@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from generation import storage
+from generation.inputs import storage
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from generation import recovery
+from generation.lifecycle import recovery
 
 
 class Command(BaseCommand):

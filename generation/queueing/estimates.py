@@ -19,10 +19,10 @@ import time
 from django.conf import settings
 from django.db.models import Count, Sum
 
-from generation import liveness, queue
+from generation.infra.redis_client import connection
+from generation.kinds.base import JobParams
 from generation.models import Job
-from generation.params import JobParams
-from generation.redis_client import connection
+from generation.queueing import liveness, queue
 
 TIMINGS_KEY = "sdxl:timings"
 DEFAULT_SECONDS = 10.0  # before any job of any shape has run

@@ -22,7 +22,12 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
-from generation import a1111_answers, answers, monitoring, openai_answers, queue, services
+from generation import services
+from generation.answers import a1111 as a1111_answers
+from generation.answers import hosted
+from generation.answers import openai as openai_answers
+from generation.infra import monitoring
+from generation.queueing import queue
 
 logger = logging.getLogger(__name__)
 
@@ -305,9 +310,9 @@ def _change(channel: str, data, snapshot: dict):
     event = json.loads(data)
     kind = event.pop("event", "")
     if kind == "progress":
-        return answers.stream_progress(event, snapshot["format"])
+        return hosted.stream_progress(event, snapshot["format"])
     if kind == "running":
-        return answers.stream_progress({"progress": 0.0, "queue_position": 0}, snapshot["format"], running=True)
+        return hosted.stream_progress({"progress": 0.0, "queue_position": 0}, snapshot["format"], running=True)
     return "look again" if kind in ("finished", "queued", "reconnected") else None
 
 

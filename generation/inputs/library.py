@@ -24,8 +24,8 @@ from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 
+from generation.kinds.base import IP_ADAPTER_WEIGHTS, InvalidInput, JobParams, deployment_model
 from generation.models import LibraryModel
-from generation.params import IP_ADAPTER_WEIGHTS, ImgMixerParams, InvalidInput, deployment_model
 
 STORAGE_PREFIX = "storage:"
 PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl", ".pickle"}
@@ -350,63 +350,45 @@ def _entry(model_id: str, model_type: str, field: str, plan, found: dict) -> Lib
     return entry
 
 
-def choose(params, plan) -> tuple[Decimal, bool]:
+# the request field that names each type of model
+FIELDS = {
+    ModelType.LORA: "lora_model",
+    ModelType.EMBEDDING: "embeddings_model",
+    ModelType.VAE: "vae",
+    ModelType.CONTROLNET: "controlnet_model",
+    ModelType.IP_ADAPTER: "ip_adapter_id",
+}
+
+
+def choose(params: JobParams, plan) -> tuple[Decimal, bool]:
     """Check the models `params` name against the library and `plan` and fill in the checkpoint (the
     default when none is named): (the credit multiplier of the models used, whether the checkpoint is
     the default one). InvalidInput names the field of an unknown or not-allowed model."""
     default = default_checkpoint()
-    if isinstance(params, ImgMixerParams) and not params.ip_adapter_id:
-        params.ip_adapter_id = _mixing_adapter(plan)
+    named = params.models_named()
     wanted = params.library_ids() | ({params.checkpoint} - {""})
     models = LibraryModel.objects.filter(public_id__in=wanted).prefetch_related("plans")
     found = {entry.public_id: entry for entry in models}
     found.setdefault(default.public_id, default)
     chosen = [_entry(params.checkpoint or default.public_id, ModelType.CHECKPOINT, "model_id", plan, found)]
-    chosen += [_entry(lora["id"], ModelType.LORA, "lora_model", plan, found) for lora in params.loras]
-    chosen += [_entry(name, ModelType.EMBEDDING, "embeddings_model", plan, found) for name in params.embeddings]
-    if params.vae_id:
-        chosen.append(_entry(params.vae_id, ModelType.VAE, "vae", plan, found))
-    chosen += [_entry(name, ModelType.CONTROLNET, "controlnet_model", plan, found) for name in params.controlnet_ids]
-    if params.ip_adapter_id:
-        chosen.append(_entry(params.ip_adapter_id, ModelType.IP_ADAPTER, "ip_adapter_id", plan, found))
+    for model_type, field in FIELDS.items():
+        chosen += [_entry(model_id, model_type, field, plan, found) for model_id in named.get(model_type, [])]
     params.checkpoint = chosen[0].public_id
     return math.prod((entry.credit_multiplier for entry in chosen), start=Decimal(1)), chosen[0] == default
 
 
-def segmenter(plan) -> str:
-    """The segmentation model removebg_mask uses."""
-    return _operation_model(
-        plan,
-        ModelType.SEGMENTATION,
-        settings.REMOVEBG_MODEL,
-        "image",
-        "removebg_mask needs a background-removal model in the model library, and this deployment has none: "
-        "an admin adds an ONNX U2-Net or IS-Net (u2net.onnx or isnet-general-use.onnx, Apache-2.0, from the "
-        "rembg project's releases) with manage.py addmodel FILE.onnx --id ID --kind segmentation.",
-    )
-
-
-def _mixing_adapter(plan) -> str:
-    """The IP-Adapter img_mixer uses."""
-    return _operation_model(
-        plan,
-        ModelType.IP_ADAPTER,
-        settings.IMG_MIXER_IP_ADAPTER,
-        "init_image",
-        "img_mixer needs an IP-Adapter in the model library, and this deployment has none: an admin adds one "
-        "with manage.py addmodel FOLDER --id ID --kind ip_adapter.",
-    )
-
-
-def _operation_model(plan, model_type: str, configured: str, field: str, missing: str) -> str:
-    """The model an operation runs: the configured id, else the first of `model_type` the plan may use;
-    InvalidInput(field, missing) when there is none."""
-    if configured:
-        return configured
-    models = [model for model in listed(plan) if model.model_type == model_type]
-    if not models:
-        raise InvalidInput(field, missing)
-    return models[0].public_id
+def fill_operation_model(params: JobParams, plan):
+    """The library model an operation runs without the request naming it (JobParams.operation_model):
+    the configured one, else the first of its type the plan may use; InvalidInput says what an admin
+    installs when there is none."""
+    needed = params.operation_model
+    if needed is None or getattr(params, needed.parameter):
+        return
+    configured = getattr(settings, needed.setting)
+    models = [model for model in listed(plan) if model.model_type == needed.model_type]
+    if not configured and not models:
+        raise InvalidInput(needed.field, needed.missing)
+    setattr(params, needed.parameter, configured or models[0].public_id)
 
 
 def listed(plan) -> list[LibraryModel]:

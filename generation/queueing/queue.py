@@ -12,7 +12,7 @@ from rq import Callback, Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
-from generation.redis_client import blocking_connection, connection
+from generation.infra.redis_client import blocking_connection, connection
 
 logger = logging.getLogger(__name__)
 

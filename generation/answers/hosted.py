@@ -4,20 +4,12 @@ worker sends) use them without the worker importing the API."""
 
 from django.conf import settings
 
-from generation import request_fields, selectors, storage
-from generation.envelope import message
+from generation import kinds
+from generation.answers import selectors
+from generation.answers.envelope import message
+from generation.inputs import storage
+from generation.kinds.base import deployment_model, deployment_vae
 from generation.models import Job
-from generation.params import (
-    JOB_KINDS,
-    ControlNetParams,
-    DiffusionParams,
-    FromImageParams,
-    ImgMixerParams,
-    InpaintParams,
-    OutpaintParams,
-    deployment_model,
-    deployment_vae,
-)
 
 PROCESSING_MESSAGE = "Try to fetch request after given estimated time"
 
@@ -29,21 +21,24 @@ def _input_url(job: Job, url: str | None, name: str) -> str:
 
 def meta(job: Job) -> dict:
     """v3's meta keys, after the request fields that would ask for this job again (beyond v3, named as a
-    request names them: `model_id`, `lora_model`, `num_inference_steps`, ...)."""
+    request names them: `model_id`, `lora_model`, `num_inference_steps`, ...), then its input images."""
     params = job.parameters
-    if not isinstance(params, DiffusionParams):  # background removal: no prompt, no model settings
+    hints = _hint_urls(job) if job.status == Job.Status.SUCCESS else None
+    inputs = params.meta_inputs(lambda url, name: _input_url(job, url, name), hints)
+    if not params.generates:  # background removal: no prompt, no model settings
         return {
-            **request_fields.to_request(params),
+            **params.to_request(),
             "H": params.height,
             "W": params.width,
             "file_prefix": str(job.file_prefix),
             "seed": job.seed,
             "not_applied": params.not_applied,
             **_notes(params),
+            **inputs,
         }
     width, height = params.output_size
-    body = {
-        **request_fields.to_request(params),
+    return {
+        **params.to_request(),
         "H": height,
         "W": width,
         "enable_attention_slicing": "true",
@@ -65,40 +60,13 @@ def meta(job: Job) -> dict:
         "loras": params.loras,  # beyond v3: the library models used
         "embeddings": params.embeddings,
         **_notes(params),
+        **inputs,
     }
-    if params.ip_adapter_image:
-        body["ip_adapter_image"] = _input_url(job, params.ip_adapter_image_url, params.ip_adapter_image)
-    if isinstance(params, FromImageParams):
-        body["init_image"] = _input_url(job, params.init_image_url, params.init_image)
-        body["strength"] = params.strength
-    if isinstance(params, InpaintParams):
-        body["mask_image"] = _input_url(job, params.mask_image_url, params.mask_image)
-    if isinstance(params, ControlNetParams):
-        body.update(_controlnet_meta(job, params))
-    if isinstance(params, OutpaintParams):
-        body["image"] = _input_url(job, params.image_url, params.image)
-    if isinstance(params, ImgMixerParams):
-        body["init_image"] = [
-            _input_url(job, url, name) for url, name in zip(params.init_image_urls, params.mix_images)
-        ]
-    return body
 
 
-def _controlnet_meta(job: Job, params: ControlNetParams) -> dict:
-    """Its input images (as sent, else where they are stored) and, once it succeeded, `control_hints`:
-    the control images the models saw (after auto_hint)."""
-    body = {
-        name: _input_url(job, getattr(params, f"{name}_url"), getattr(params, name))
-        for name in ("init_image", "mask_image")
-        if getattr(params, name)
-    }
-    urls = params.control_image_urls
-    controls = [_input_url(job, url, name) for url, name in zip(urls, params.control_images)]
-    if controls:
-        body["control_image"] = controls[0] if len(controls) == 1 else controls
-    if job.status == Job.Status.SUCCESS:
-        body["control_hints"] = [storage.absolute_url(job.base_url, name) for name in storage.hint_names(job)]
-    return body
+def _hint_urls(job: Job) -> list[str]:
+    """The control images a ControlNet job's models saw, kept beside its outputs."""
+    return [storage.absolute_url(job.base_url, name) for name in storage.hint_names(job)]
 
 
 DEMO_UPSCALER = (
@@ -142,7 +110,7 @@ def fetch_url(job: Job, fetch_path: str = V3_FETCH_PATH) -> str:
 
 
 def success(job: Job) -> dict:
-    if JOB_KINDS[job.kind].single_output:
+    if kinds.get(job.kind).single_output:
         return {
             "status": "success",
             "generationTime": float(job.generation_time),
@@ -207,7 +175,7 @@ def processing(job: Job, fetch_path: str = V3_FETCH_PATH) -> dict:
         "future_links": future_links(job),
         **_extras(job),
     }
-    body.update(_short_meta(job) if JOB_KINDS[job.kind].single_output else {"meta": meta(job)})
+    body.update(_short_meta(job) if kinds.get(job.kind).single_output else {"meta": meta(job)})
     return body
 
 
@@ -254,6 +222,7 @@ def dashboard_status(job: Job) -> dict:
         "id": job.id,
         "kind": job.operation,
         "status": job.status,
+        "seeded": job.parameters.generates,  # its seeds made its images (an upscale has none)
         "seeds": job.seeds,
         "size": [job.params.get("width"), job.params.get("height")],
         "preview": storage.preview_url(job),
@@ -261,9 +230,7 @@ def dashboard_status(job: Job) -> dict:
         "progress": selectors.progress(job),
         "eta": None if finished else selectors.eta_seconds(job),
         "outputs": storage.output_urls(job) if job.status == Job.Status.SUCCESS else [],
-        "hints": [storage.absolute_url(job.base_url, name) for name in storage.hint_names(job)]
-        if job.status == Job.Status.SUCCESS
-        else [],
+        "hints": _hint_urls(job) if job.status == Job.Status.SUCCESS else [],
         "error": job.error,
         "generation_time": job.generation_time,
     }

@@ -18,8 +18,9 @@ from django.db.models import Sum
 from django.utils import timezone
 from PIL import Image
 
-from generation import queue
+from generation.infra import images, safe_http
 from generation.models import Job, Upload
+from generation.queueing import queue
 
 FORMATS = {"png": ("PNG", {"compress_level": 1}), "jpg": ("JPEG", {"quality": 92})}
 MIME = {"png": "image/png", "jpg": "image/jpeg"}
@@ -255,3 +256,21 @@ def expire_old_outputs(days: int) -> int:
         delete_files(job)
         expired += Job.objects.filter(pk=job.pk, expired_at__isnull=True).update(expired_at=timezone.now())
     return expired
+
+
+def fetch_image(source: images.ImageSource) -> Image.Image:
+    """The image behind `source`: read from storage when it is one of our outputs, else fetched."""
+    if source.image is not None:
+        return source.image
+    if source.stored:
+        data = read_bytes(source.stored)
+        if data is None:
+            raise images.ImageInputError(f"The {source.label} could not be fetched (no such image here).")
+        return images.decode(data, source.label)
+    try:
+        response = safe_http.request("GET", source.url, max_bytes=settings.INPUT_IMAGE_MAX_BYTES)
+    except safe_http.UnsafeURL as exc:
+        raise images.ImageInputError(f"The {source.label} could not be fetched ({exc}).") from exc
+    if response.status != 200:
+        raise images.ImageInputError(f"The {source.label} could not be fetched (HTTP {response.status}).")
+    return images.decode(response.content, source.label)

@@ -12,9 +12,10 @@ import redis
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
-from generation import jobs, liveness, queue
+from generation.infra.redis_client import connection
+from generation.lifecycle import jobs
 from generation.models import Job
-from generation.redis_client import connection
+from generation.queueing import liveness, queue
 
 logger = logging.getLogger(__name__)
 

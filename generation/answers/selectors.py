@@ -11,8 +11,9 @@ from django.utils import timezone
 from django_rq.settings import get_queues_map
 
 from billing import credits
-from generation import estimates, library, liveness, queue
+from generation.inputs import library
 from generation.models import Job
+from generation.queueing import estimates, liveness, queue
 
 
 def queue_position(job: Job) -> int:

@@ -18,10 +18,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import credits
-from generation import answers, estimates, queue, storage
+from generation import kinds
+from generation.answers import hosted
+from generation.inputs import storage
+from generation.kinds.base import JobParams
+from generation.lifecycle.signals import job_finished
 from generation.models import Job
-from generation.params import JobParams, cost
-from generation.signals import job_finished
+from generation.queueing import estimates, queue
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ def submit(
     not its kind's plain cost (models with a credit multiplier).
     """
     account = account or credits.account_for(user)
-    price = cost(params) if price is None else price
+    price = kinds.cost(params) if price is None else price
     stored = []
     try:
         with transaction.atomic():
@@ -271,9 +274,7 @@ def _announce_finished(job_id: int, has_webhook: bool, left_queue: Job | None = 
     the database), wake the waiting requests and tell the listeners (webhooks)."""
     job = Job.objects.get(pk=job_id)
     try:
-        queue.cache_answer(
-            job_id, job.user_id, answers.for_fetch(job), min(queue.ANSWER_TTL, storage.seconds_kept(job))
-        )
+        queue.cache_answer(job_id, job.user_id, hosted.for_fetch(job), min(queue.ANSWER_TTL, storage.seconds_kept(job)))
         if left_queue is not None:
             queue.remove_from_backlog(left_queue)
         queue.signal_finished(job_id)

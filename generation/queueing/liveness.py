@@ -11,7 +11,7 @@ import time
 
 from django.conf import settings
 
-from generation.redis_client import connection
+from generation.infra.redis_client import connection
 
 KEY = "sdxl:worker:{}"
 REGISTRY = "sdxl:workers"

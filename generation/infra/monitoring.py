@@ -17,8 +17,9 @@ from django.db.models import Count
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 
-from generation import liveness, queue, redis_client
+from generation.infra import redis_client
 from generation.models import Job
+from generation.queueing import liveness, queue
 
 logger = logging.getLogger(__name__)
 

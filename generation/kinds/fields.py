@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from generation import images
+from generation.infra import images
 
 NOT_GIVEN = ("", "null", "none", "undefined")
 

@@ -21,10 +21,12 @@ from django.db.models import Max
 from django.dispatch import receiver
 from django.utils import timezone
 
-from generation import answers, queue, safe_http
+from generation.answers import hosted
+from generation.infra import safe_http
+from generation.infra.redis_client import connection as redis_connection
+from generation.lifecycle.signals import job_finished
 from generation.models import Job, WebhookAttempt
-from generation.redis_client import connection as redis_connection
-from generation.signals import job_finished
+from generation.queueing import queue
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ def headers_for(job: Job, body: bytes) -> dict:
 
 
 def payload(job: Job) -> dict:
-    body = answers.success(job) if job.status == Job.Status.SUCCESS else answers.failed(job)
+    body = hosted.success(job) if job.status == Job.Status.SUCCESS else hosted.failed(job)
     body.pop("webhook_status", None)
     return {**body, "track_id": job.params.get("track_id")}
 

@@ -7,9 +7,9 @@ waited for."""
 import base64
 import json
 
-from generation import storage
+from generation.inputs import storage
+from generation.kinds.base import DiffusionParams
 from generation.models import Job
-from generation.params import JobParams
 
 
 def detail(status: int, text: str) -> tuple[int, dict]:
@@ -56,9 +56,9 @@ def _unfinished(job: Job) -> tuple[int, dict] | None:
     return None
 
 
-def _hires(params: JobParams) -> dict:
+def _hires(params: DiffusionParams) -> dict:
     """A hires fix as A1111 writes it in an infotext (none: empty)."""
-    hires = getattr(params, "hires", None)
+    hires = params.second_pass()
     if not hires:
         return {}
     return {
@@ -69,7 +69,7 @@ def _hires(params: JobParams) -> dict:
     }
 
 
-def infotext(params: JobParams, seed: int, options: dict) -> str:
+def infotext(params: DiffusionParams, seed: int, options: dict) -> str:
     """A1111's text under an image: the prompt, the negative prompt, then the settings."""
     settings = {
         "Steps": params.steps,
@@ -79,7 +79,7 @@ def infotext(params: JobParams, seed: int, options: dict) -> str:
         "Seed": seed,
         "Size": f"{params.width}x{params.height}",
         "Model": params.checkpoint,
-        "Denoising strength": getattr(params, "strength", None) if params.kind != "text2img" else None,
+        "Denoising strength": getattr(params, "strength", None),
         **_hires(params),
         "Lora hashes": ", ".join(f"{lora['id']}: {lora['strength']:g}" for lora in params.loras) or None,
     }
@@ -134,8 +134,9 @@ def upscaled(job: Job) -> tuple[int, dict]:
 
 
 def after_wait(job_id: int, options: dict) -> tuple[int, dict]:
+    """The answer of the request that waited: extra-single-image's (`options` says "upscaled") or images."""
     job = Job.objects.get(pk=job_id)
-    return upscaled(job) if job.kind == "super_resolution" else images(job, options)
+    return upscaled(job) if options.get("upscaled") else images(job, options)
 
 
 def progress(job: Job | None, step: int, total: int, eta: float | None, preview: bytes | None) -> dict:

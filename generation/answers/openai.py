@@ -6,7 +6,7 @@ raise their own typed exceptions. Here, below the API packages, so the event loo
 
 import base64
 
-from generation import storage
+from generation.inputs import storage
 from generation.models import Job
 
 

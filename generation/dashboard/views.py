@@ -26,21 +26,16 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from billing import credits
 from billing.credits import InsufficientCredits, QueueFull
-from generation import (
-    answers,
-    library,
-    monitoring,
-    request_fields,
-    schedulers,
-    selectors,
-    services,
-    storage,
-    waiting,
-)
+from generation import kinds, services
+from generation.answers import hosted, selectors
 from generation.api import errors
-from generation.api.serializers import SERIALIZERS
+from generation.infra import monitoring
+from generation.inputs import library, storage
+from generation.kinds import schedulers
+from generation.kinds.base import IMAGE_EDITING, UPSCALE_MODELS, V6_IMAGES, InvalidInput
+from generation.kinds.controlnet import CONTROL_TYPES
 from generation.models import Job, LibraryModel
-from generation.params import CONTROL_TYPES, UPSCALE_MODELS, InvalidInput
+from generation.web import waiting
 
 HISTORY_PAGE_SIZE = 20
 
@@ -140,8 +135,25 @@ def playground(request):
             "default_scheduler": schedulers.DEFAULT_SCHEDULER,
             "upscale_models": UPSCALE_MODELS,
             "control_types": CONTROL_TYPES,
+            "operations": kinds.playground(),
+            "sections": kinds.form_sections(),
+            "forms": {operation.name: _form(operation) for operation in kinds.playground()},
         },
     )
+
+
+def _form(operation) -> dict:
+    """What the playground's script needs of an operation's form: where its image goes, whether it takes a
+    mask or control images, and the API path its curl line shows (the SDK's v6 one)."""
+    families = [V6_IMAGES, IMAGE_EDITING[0]]
+    family = next((name for name in families if name in operation.routes), next(iter(operation.routes)))
+    return {
+        "path": f"/{family}/{operation.routes[family]}".rstrip("/"),
+        "image_field": operation.image_field,
+        "mask": "mask" in operation.form,
+        "control": "controlnet" in operation.form,
+        "image": "image" in operation.form,
+    }
 
 
 @login_required
@@ -152,7 +164,7 @@ def playground_run(request):
         data = json.loads(request.body)
     except ValueError:
         return JsonResponse(errors.invalid_request())
-    serializer_class = SERIALIZERS.get(data.pop("kind", None)) if isinstance(data, dict) else None
+    serializer_class = kinds.serializer(data.pop("kind", None)) if isinstance(data, dict) else None
     if serializer_class is None:
         return JsonResponse(errors.invalid_request())
     serializer = serializer_class(data=data, context={"model_library": True})
@@ -183,19 +195,19 @@ def playground_run(request):
 
 
 def _job_status(user, job_id) -> dict:
-    """The job's status for the dashboard's polling (answers.dashboard_status)."""
+    """The job's status for the dashboard's polling (hosted.dashboard_status)."""
     try:
         job = services.fetch_job(user=user, job_id=job_id)
     except services.JobNotFound as exc:
         raise Http404() from exc
-    return answers.dashboard_status(job)
+    return hosted.dashboard_status(job)
 
 
 def _job_fields(job: Job) -> list[tuple[str, str]]:
     """What the job asked for, as labelled values a person reads: only what was set, defaults that
     matter (size, steps, guidance) included, flags said in words; what an operation's preset sets itself
     (an object removal's fill words) left out."""
-    preset = getattr(SERIALIZERS.get(job.operation), "preset_fields", ())
+    preset = kinds.OPERATIONS[job.operation].preset if job.operation in kinds.OPERATIONS else ()
     params = {name: value for name, value in job.params.items() if name not in preset}
     size = f"{params['width']} × {params['height']}" if params.get("width") else ""
     if size and params.get("upscale", 1) > 1:
@@ -261,8 +273,8 @@ PLAYGROUND_IMAGES = {
 
 def _playground_params(job: Job) -> dict:
     """What "run again in the playground" fills in: the request fields that ask for this job again (the
-    one map of generation/request_fields.py), and where its stored input images are read back."""
-    fields = request_fields.to_request(job.parameters)
+    kind's own map, JobParams.to_request), and where its stored input images are read back."""
+    fields = job.parameters.to_request()
     for name in PLAYGROUND_IMAGES.keys() | {"url"}:  # the stored inputs stand in for the URLs sent
         fields.pop(name, None)
     inputs = {

@@ -1,5 +1,5 @@
-"""Input images: parsed from what the client sent (a URL, base64 or a data URL) without any I/O, then
-fetched (SSRF-safe) once the request is admitted, checked and normalised to RGB."""
+"""Input images: parsed from what the client sent (a URL, base64 or a data URL) without any I/O, checked
+and normalised to RGB (a URL is fetched once the request is admitted: inputs/storage.py's fetch_image)."""
 
 import base64
 import binascii
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from PIL import Image, ImageOps
 
-from generation import safe_http, storage
+from generation.infra import safe_http
 
 SIGNATURES = {"PNG": (b"\x89PNG\r\n\x1a\n",), "JPEG": (b"\xff\xd8\xff",)}
 DATA_URL = re.compile(r"^data:image/[a-z0-9.+-]+;base64,", re.IGNORECASE)
@@ -56,24 +56,6 @@ def parse(value, field: str) -> ImageSource:
     except (binascii.Error, ValueError) as exc:
         raise invalid from exc
     return ImageSource(field, image=decode(data, label))
-
-
-def fetch(source: ImageSource) -> Image.Image:
-    """The image behind `source`: read from storage when it is one of our outputs, else fetched."""
-    if source.image is not None:
-        return source.image
-    if source.stored:
-        data = storage.read_bytes(source.stored)
-        if data is None:
-            raise ImageInputError(f"The {source.label} could not be fetched (no such image here).")
-        return decode(data, source.label)
-    try:
-        response = safe_http.request("GET", source.url, max_bytes=settings.INPUT_IMAGE_MAX_BYTES)
-    except safe_http.UnsafeURL as exc:
-        raise ImageInputError(f"The {source.label} could not be fetched ({exc}).") from exc
-    if response.status != 200:
-        raise ImageInputError(f"The {source.label} could not be fetched (HTTP {response.status}).")
-    return decode(response.content, source.label)
 
 
 def _format(data: bytes) -> str | None:
