@@ -1,5 +1,5 @@
 """Account pages of the dashboard: API keys and the webhook secret. Signed-in only, and every query
-is scoped to the signed-in user. (The pages about jobs are generation/views.py.)"""
+is scoped to the signed-in user. (The pages about jobs are generation/dashboard/views.py.)"""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required

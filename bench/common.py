@@ -128,8 +128,8 @@ def drain():
     """Drop every job still queued (an acceptance test leaves thousands), so the next round starts empty."""
     import django_rq
 
-    from generation.queueing import queue
     from generation.models import Job
+    from generation.queueing import queue
 
     Job.objects.filter(status__in=["queued", "running"]).update(status="canceled", error="bench: drained")
     for name in ("high", "default", "low"):

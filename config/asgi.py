@@ -1,5 +1,5 @@
 """The ASGI application that config/gunicorn.py serves: Django, behind a cap on request bodies, with what
-its views hand over to the event loop carried out (generation/waiting.py: waiting for a job, streaming its
+its views hand over to the event loop carried out (generation/web/waiting.py: waiting for a job, streaming its
 events), so that a request that waits holds no thread."""
 
 import asyncio
@@ -110,7 +110,7 @@ async def _next(replayed: list, receive):
 
 class Continuations:
     """Lets Django views hand the rest of a request to the event loop: a response carrying
-    waiting.CONTINUE_HEADER is held back, and its plan carried out (generation/waiting.py) once Django is
+    waiting.CONTINUE_HEADER is held back, and its plan carried out (generation/web/waiting.py) once Django is
     done with the request, its thread and database connection returned."""
 
     marker = waiting.CONTINUE_HEADER.lower().encode()

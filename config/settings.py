@@ -219,7 +219,7 @@ METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["generation.api.parsers.AnyJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["generation.web.parsers.AnyJSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
@@ -255,7 +255,7 @@ LOGGING = {
 # Absolute URLs in responses use the request's host; set this when behind a proxy that rewrites it.
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="").rstrip("/")
 
-# Outbound HTTP (input image URLs, webhooks): see generation/safe_http.py.
+# Outbound HTTP (input image URLs, webhooks): see generation/infra/safe_http.py.
 # Private networks that may be fetched anyway, e.g. "10.0.0.0/8" for images on your own network.
 SAFE_HTTP_ALLOWED_NETWORKS = env.list("SAFE_HTTP_ALLOWED_NETWORKS", default=[])
 SAFE_HTTP_CONNECT_TIMEOUT = env.float("SAFE_HTTP_CONNECT_TIMEOUT", default=5.0)
@@ -273,7 +273,7 @@ UPSCALER_DIR = env("UPSCALER_DIR", default=str(VAR_DIR / "models" / "upscalers")
 # Demo mode (make run sets it): a plain Lanczos resize stands in for a missing official .pth file, and
 # answers say so. Off: a missing file is an error before anything is charged.
 UPSCALER_DEMO = env.bool("UPSCALER_DEMO", default=False)
-# The model library (generation/library.py): where workers keep copies of model files held in storage;
+# The model library (generation/inputs/library.py): where workers keep copies of model files held in storage;
 # which checkpoints a worker holds (ids; empty: the default checkpoint); its LoRA cache's bounds; how long
 # a checkpoint no live worker serves keeps accepting jobs.
 MODEL_CACHE_DIR = env("MODEL_CACHE_DIR", default=str(VAR_DIR / "models" / "cache"))
@@ -341,7 +341,7 @@ MAX_ACTIVE_KEYS = env.int("MAX_ACTIVE_KEYS", default=25)
 MAX_QUEUED_JOBS = env.int("MAX_QUEUED_JOBS", default=10)
 
 # Billing. Credits per image by kind; the free plan's monthly credits when it is first created.
-CREDITS_PER_IMAGE = env.int("CREDITS_PER_IMAGE", default=1)  # each kind's cost: generation/params.py KINDS
+CREDITS_PER_IMAGE = env.int("CREDITS_PER_IMAGE", default=1)  # each kind names its setting (generation/kinds/)
 CREDITS_PER_UPSCALE = env.int("CREDITS_PER_UPSCALE", default=1)
 CREDITS_PER_CONTROLNET_IMAGE = env.int("CREDITS_PER_CONTROLNET_IMAGE", default=1)
 FREE_PLAN_CREDITS = env.int("FREE_PLAN_CREDITS", default=100)

@@ -30,6 +30,6 @@ if settings.SERVE_MEDIA and settings.MEDIA_URL.startswith("/"):
         re_path(rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.*)$", generation_views.media),
     ]
 
-handler400 = "generation.api.errors.bad_request_page"
-handler404 = "generation.api.errors.page_not_found"
-handler500 = "generation.api.errors.server_error_page"
+handler400 = "generation.web.handlers.bad_request_page"
+handler404 = "generation.web.handlers.page_not_found"
+handler500 = "generation.web.handlers.server_error_page"

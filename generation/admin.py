@@ -77,7 +77,7 @@ class JobAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return False  # jobs change state only through generation/jobs.py
+        return False  # jobs change state only through generation/lifecycle/jobs.py
 
     @admin.display(description="image")
     def preview(self, job):

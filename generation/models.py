@@ -6,7 +6,7 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from generation import kinds
-from generation.kinds.base import JobParams
+from generation.kinds.base import JobParams, ModelType
 
 
 class Job(models.Model):
@@ -28,7 +28,7 @@ class Job(models.Model):
     )
     kind = models.CharField(max_length=32, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    params = models.JSONField(help_text="the job's parameters (generation/params.py, by kind)")
+    params = models.JSONField(help_text="the job's parameters (generation/kinds/, by kind)")
     seed = models.BigIntegerField()
     seeds = models.JSONField(default=list, blank=True, help_text="each image's seed, once it ran")
     nsfw = models.JSONField(null=True, blank=True, help_text="per image, when the safety checker ran")
@@ -155,17 +155,10 @@ class LibraryModel(models.Model):
     """A checkpoint, LoRA, textual-inversion embedding, VAE, ControlNet, IP-Adapter or segmentation model that requests choose by its public id.
 
     Weights are safetensors only (a pickle file is code, not data). Files are checked when the entry is
-    saved (generation/library.py), so a bad upload is refused in the admin, never at a user's first request.
+    saved (generation/inputs/library.py), so a bad upload is refused in the admin, never at a user's first request.
     """
 
-    class ModelType(models.TextChoices):
-        CHECKPOINT = "checkpoint"
-        LORA = "lora"
-        EMBEDDING = "embedding"
-        VAE = "vae"
-        CONTROLNET = "controlnet"
-        IP_ADAPTER = "ip_adapter"
-        SEGMENTATION = "segmentation"
+    ModelType = ModelType
 
     public_id = models.CharField(
         max_length=100,

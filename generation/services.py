@@ -41,7 +41,7 @@ def request_generation(
     request_hash: str = "",
 ) -> Job:
     """Queue a job and wait up to `wait_seconds` for it here (in this thread: a WSGI server; the ASGI web
-    tier waits on its event loop instead, generation/waiting.py, and passes 0).
+    tier waits on its event loop instead, generation/web/waiting.py, and passes 0).
 
     Used by the API (with the key) and by the dashboard playground (signed in, no key). In order, so
     that a refused or replayed request does no work: a retry with the same idempotency key gets the
@@ -211,7 +211,7 @@ def stream_snapshot(job_id: int, form: str) -> dict:
 
 def fetch_answer(*, user, job_id) -> dict:
     """What fetch answers for the user's job. A finished job's answer is kept in Redis, so fetching it
-    again costs no database query (forgotten when it changes: generation/queue.py's forget_answer)."""
+    again costs no database query (forgotten when it changes: generation/queueing/queue.py's forget_answer)."""
     if job_id and int(job_id) <= MAX_JOB_ID and (cached := queue.cached_answer(int(job_id), user.pk)):
         return cached
     job = fetch_job(user=user, job_id=job_id)

@@ -74,31 +74,6 @@ def _family_routes(prefix: str):
         yield re_path(rf"^{prefix}/{NOT_OFFERED}/?$", offered, family)
 
 
-A1111 = {
-    "txt2img": a1111.Txt2ImgView,
-    "img2img": a1111.Img2ImgView,
-    "extra-single-image": a1111.ExtraSingleImageView,
-    "sd-models": a1111.ModelsView,
-    "options": a1111.OptionsView,
-    "samplers": a1111.SamplersView,
-    "schedulers": a1111.SchedulersView,
-    "upscalers": a1111.UpscalersView,
-    "latent-upscale-modes": a1111.LatentUpscaleModesView,
-    "sd-vae": a1111.VaesView,
-    "loras": a1111.LorasView,
-    "embeddings": a1111.EmbeddingsView,
-    "progress": a1111.ProgressView,
-    "interrupt": a1111.InterruptView,
-    "skip": a1111.InterruptView,
-    "cmd-flags": a1111.CmdFlagsView,
-    "scripts": a1111.ScriptsView,
-    **{name: a1111.EmptyListView for name in ("hypernetworks", "face-restorers", "prompt-styles", "sd-modules")},
-    **{
-        name: a1111.RefreshView for name in ("refresh-checkpoints", "refresh-loras", "refresh-vae", "reload-checkpoint")
-    },
-}
-
-
 urlpatterns = [
     *(route for prefix in FAMILIES for route in _family_routes(prefix)),
     # the front-ends (generation/frontends/): the OpenAI Images API and the AUTOMATIC1111 API
@@ -107,7 +82,7 @@ urlpatterns = [
     re_path(r"^v1/images/variations/?$", openai.VariationsView.as_view(), name="openai-variations"),
     re_path(r"^v1/models/?$", openai.ModelsView.as_view(), name="openai-models"),
     re_path(r"^v1/models/(?P<model_id>[^/]+)/?$", openai.ModelsView.as_view(), name="openai-model"),
-    *(re_path(rf"^sdapi/v1/{name}/?$", view.as_view(), name=f"a1111-{name}") for name, view in A1111.items()),
+    *(re_path(rf"^sdapi/v1/{name}/?$", view.as_view(), name=f"a1111-{name}") for name, view in a1111.ROUTES.items()),
     re_path(r"^internal/ping/?$", a1111.PingView.as_view(), name="a1111-ping"),
     path("docs/", pages.docs, name="docs"),
     path("docs/<slug:page>/", pages.docs, name="docs-page"),

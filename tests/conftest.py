@@ -163,7 +163,7 @@ class WorkerLog:
 
 
 def waiters(job_id: int) -> int:
-    """Requests and streams of the in-process web tier waiting on the job's events (generation/waiting.py)."""
+    """Requests and streams of the in-process web tier waiting on the job's events (generation/web/waiting.py)."""
     return sum(len(hub.inboxes.get(queue.job_channel(job_id), ())) for hub in waiting._events.values())
 
 

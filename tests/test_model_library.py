@@ -13,6 +13,7 @@ from django.test import Client
 
 from accounts.models import User
 from billing.models import Account, CreditEntry, Plan
+from generation.answers.hosted import MODEL_CATEGORIES
 from generation.kinds.text2img import Text2ImgParams
 from generation.models import Job, LibraryModel
 from generation.runtime.predictors import JobInput
@@ -304,3 +305,8 @@ def test_the_playground_offers_the_plans_models_as_pickers(account, library):
     page = client.get("/dashboard/playground/").content.decode()
     for option in ('value="more_details"', 'value="myemb"', 'value="other-vae"'):
         assert option in page
+
+
+def test_every_type_of_model_has_its_model_list_category():
+    """model_list answers for every type an admin can add (a segmentation model once made it fail for all)."""
+    assert set(MODEL_CATEGORIES) == set(LibraryModel.ModelType.values)

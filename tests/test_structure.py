@@ -1,8 +1,10 @@
 """The code's structure, checked from its source in a fraction of a second: imports run one way (no
-circle among the project's modules), no project import is hidden inside a function, and only the
-worker's runtime package imports torch and diffusers."""
+circle among the project's modules, and generation/'s packages in layers, each importing only those
+below it), no project import is hidden inside a function, only the worker's runtime package imports
+torch and diffusers, and no kind is special-cased outside its own module."""
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,3 +209,93 @@ def test_the_web_side_names_worker_code_only_by_string():
     )
     assert "generation.api.views" in web and "generation.lifecycle.jobs" in web
     assert not {module for module in web if module.startswith(RUNTIME)}
+
+
+# generation/'s layers, lowest first: a module imports only from its own layer or those below (the
+# longest prefix names a module's layer). kinds/ knows no database, the state machine no API, the APIs
+# and the worker's runtime nothing of each other.
+LAYERS = [
+    ("generation.infra", "generation.answers.envelope", "generation.lifecycle.signals"),
+    ("generation.kinds",),
+    ("generation.models",),
+    ("generation.queueing", "generation.inputs"),
+    ("generation.infra.monitoring",),
+    ("generation.answers",),
+    ("generation.lifecycle",),
+    ("generation.services",),
+    ("generation.web", "generation.runtime"),
+    ("generation.api", "generation.frontends", "generation.dashboard", "generation.management", "generation.admin"),
+    ("generation.urls", "generation.apps"),
+]
+
+
+def _layer(module: str) -> int | None:
+    """The layer of a generation module (None outside generation/)."""
+    found = [
+        (len(prefix), number)
+        for number, prefixes in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    return max(found)[1] if found else None
+
+
+def test_every_module_of_generation_has_a_layer():
+    unplaced = [m for m in MODULES if m.startswith("generation.") and m != "generation" and _layer(m) is None]
+    assert unplaced == []
+
+
+def test_generation_imports_run_down_its_layers():
+    graph = _graph()
+    upward = [
+        (module, target)
+        for module, targets in graph.items()
+        if _layer(module) is not None
+        for target in targets
+        if _layer(target) is not None and _layer(target) > _layer(module)
+    ]
+    assert upward == []
+
+
+def test_the_worker_and_the_apis_do_not_import_each_other():
+    graph = _graph()
+    apis = ("generation.api", "generation.frontends", "generation.dashboard", "generation.web")
+    crossing = [
+        (module, target)
+        for module, targets in graph.items()
+        for target in targets
+        if (module.startswith(RUNTIME) and target.startswith(apis))
+        or (module.startswith(apis) and target.startswith(RUNTIME))
+    ]
+    assert crossing == []
+
+
+KIND_PARAMS = re.compile(r"isinstance\([^)]*,\s*\(?\s*\w*Params\b")
+
+
+def test_no_kind_is_special_cased_outside_its_module():
+    """Behaviour that differs by kind is a method of the kind: no `isinstance(..., <a kind's Params>)`
+    outside generation/kinds/, and no operation's name written anywhere but in generation/kinds/ (where
+    its kind's module owns it; ControlNet's `inpaint` control type is another word spelt alike, as are
+    A1111's own txt2img and img2img endpoints)."""
+    from generation import kinds
+
+    ladders = [
+        str(path.relative_to(ROOT))
+        for module, path in MODULES.items()
+        if not module.startswith("generation.kinds") and KIND_PARAMS.search(path.read_text())
+    ]
+    assert ladders == []
+    for name in kinds.OPERATIONS:
+        writers = [
+            module
+            for module, path in MODULES.items()
+            if re.search(rf"[\"']{re.escape(name)}[\"']", path.read_text())
+            and module.startswith("generation.")
+            and not module.startswith("generation.kinds")
+            and module != A1111
+        ]
+        assert writers == [], name
+
+
+A1111 = "generation.frontends.a1111"

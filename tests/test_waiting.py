@@ -1,4 +1,4 @@
-"""Waiting without a thread (generation/waiting.py): requests that wait for their jobs and event streams
+"""Waiting without a thread (generation/web/waiting.py): requests that wait for their jobs and event streams
 hold no thread and no database connection while they wait, streams deliver queue position, progress,
 previews and the final answer, and a client that goes away leaves its job running and nothing behind.
 The worker is paused while requests wait, so nothing here depends on how long a job takes."""

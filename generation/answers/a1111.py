@@ -1,7 +1,7 @@
 """Every body the AUTOMATIC1111 API front-end (`/sdapi/v1/...`, generation/frontends/a1111.py) answers,
 with its HTTP status, in A1111's shapes: `{"images", "parameters", "info"}` where `info` is a JSON string
 with A1111's infotexts, FastAPI's `{"detail": ...}` errors (422 with a list for a bad field). Here,
-below the API packages, so the event loop's wait (generation/waiting.py) builds the answer of a job it
+below the API packages, so the event loop's wait (generation/web/waiting.py) builds the answer of a job it
 waited for."""
 
 import base64

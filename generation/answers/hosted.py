@@ -3,15 +3,25 @@ request, fetch and a webhook delivery send. Here, below the API package, so that
 worker sends) use them without the worker importing the API."""
 
 from django.conf import settings
+from django.dispatch import receiver
 
 from generation import kinds
 from generation.answers import selectors
 from generation.answers.envelope import message
 from generation.inputs import storage
-from generation.kinds.base import deployment_model, deployment_vae
+from generation.kinds.base import ModelType, deployment_model, deployment_vae
+from generation.lifecycle.signals import job_settled
 from generation.models import Job
+from generation.queueing import queue
 
 PROCESSING_MESSAGE = "Try to fetch request after given estimated time"
+
+
+@receiver(job_settled)
+def keep_final_answer(sender, job: Job, **kwargs):
+    """A final job's fetch answer, kept in Redis: the requests waiting on it and fetch read it there,
+    without the database (never raises for Redis)."""
+    queue.cache_answer(job.id, job.user_id, for_fetch(job), min(queue.ANSWER_TTL, storage.seconds_kept(job)))
 
 
 def _input_url(job: Job, url: str | None, name: str) -> str:
@@ -246,13 +256,11 @@ def stream_progress(event: dict, form: str, running: bool = True) -> dict:
     return fields
 
 
+# the hosted model_list's category of each type of library model: the type's own name but for two
 MODEL_CATEGORIES = {
-    "checkpoint": "stable_diffusion_xl",
-    "lora": "lora",
-    "embedding": "embeddings",
-    "vae": "vae",
-    "controlnet": "controlnet",
-    "ip_adapter": "ip_adapter",
+    **{model_type: model_type.value for model_type in ModelType},
+    ModelType.CHECKPOINT: "stable_diffusion_xl",
+    ModelType.EMBEDDING: "embeddings",
 }
 
 

@@ -2,7 +2,7 @@
 HTTP status, in OpenAI's shapes: images as `{"created", "data": [...]}`, errors as
 `{"error": {"message", "type", "param", "code"}}` with OpenAI's status codes, so that the official SDKs
 raise their own typed exceptions. Here, below the API packages, so the event loop's wait
-(generation/waiting.py) builds the answer of a job it waited for."""
+(generation/web/waiting.py) builds the answer of a job it waited for."""
 
 import base64
 

@@ -35,7 +35,7 @@ def progress(job: Job) -> float:
 
 
 def eta_seconds(job: Job, position: int | None = None) -> float:
-    """Seconds until `job` is done, from this deployment's measured timings (see generation/estimates.py)."""
+    """Seconds until `job` is done, from this deployment's measured timings (see generation/queueing/estimates.py)."""
     if job.is_finished:
         return 0.0
     if job.status == Job.Status.RUNNING:

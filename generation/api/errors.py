@@ -1,26 +1,13 @@
-"""Every API error body, built in one place. Errors are HTTP 200 with `status` "error"/"failed"."""
+"""Every error body of the hosted API, built in one place from a Refusal (generation/web/refusals.py).
+Errors are HTTP 200 with `status` "error"/"failed"."""
 
-import logging
-
-import redis
 from django.conf import settings
-from django.core.exceptions import DisallowedHost, RequestDataTooBig
-from django.db import InterfaceError, OperationalError
-from django.http import JsonResponse
-from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from billing.credits import InsufficientCredits, QueueFull
-from generation.answers import openai as openai_answers
 from generation.answers.envelope import message
-from generation.api.parsers import BodyTooLarge
-from generation.inputs.storage import UploadQuotaFull
-from generation.kinds.base import InvalidInput
-from generation.lifecycle.jobs import IdempotencyConflict
-from generation.services import JobNotFound
-
-logger = logging.getLogger(__name__)
+from generation.web import refusals
+from generation.web.refusals import Refusal
 
 TIP = (
     "1. Make sure you are passing Content-Type: application/json in header. 2. Make sure you are doing "
@@ -97,36 +84,40 @@ class InvalidRequest(exceptions.ParseError):
     pass
 
 
-def _flatten(detail) -> dict:
-    """DRF's nested ErrorDetail structure -> {field: [message, ...]} with plain strings."""
-    if isinstance(detail, dict):
-        return {field: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])] for field, msgs in detail.items()}
-    return {"request": [str(m) for m in (detail if isinstance(detail, list) else [detail])]}
-
-
-def refused(exc, request) -> dict | None:
-    """The body for an error the services raise (None for any other exception). The API and the
-    dashboard's playground answer these alike."""
-    if isinstance(exc, InvalidInput):
-        return validation({exc.field_name: [exc.message]})
-    if isinstance(exc, JobNotFound):
-        return not_found()
-    if isinstance(exc, IdempotencyConflict):
-        return message(
-            "error", "Idempotency-Key already used with a different request: use a new key for a new request"
-        )
-    if isinstance(exc, QueueFull):
-        return queue_full(exc.limit)
-    if isinstance(exc, InsufficientCredits):
-        return insufficient_credits(exc.needed, exc.balance, request.build_absolute_uri("/billing/"))
-    if isinstance(exc, UploadQuotaFull):
-        used, quota = exc.used // 2**20, exc.quota // 2**20
+def answer(refusal: Refusal, request) -> dict:
+    """The hosted API's body for a refusal (the playground answers its refusals alike)."""
+    reason = refusal.reason
+    if reason == refusals.INVALID:
+        return validation(refusal.errors)
+    if reason == refusals.NO_CREDITS:
+        return insufficient_credits(refusal.needed, refusal.balance, request.build_absolute_uri("/billing/"))
+    if reason == refusals.QUEUE_FULL:
+        return queue_full(refusal.limit)
+    if reason == refusals.UPLOAD_QUOTA:
+        used, quota = refusal.used // 2**20, refusal.quota // 2**20
         return message(
             "error",
             f"Your upload storage is full ({used} of {quota} MB); uploads are deleted after "
             f"{settings.UPLOAD_RETENTION_DAYS} days.",
         )
-    return None
+    if reason == refusals.CONFLICT:
+        return message(
+            "error", "Idempotency-Key already used with a different request: use a new key for a new request"
+        )
+    return PLAIN[reason]()
+
+
+PLAIN = {  # the refusals whose body says no more than that
+    refusals.UNREADABLE: lambda: invalid_request(),
+    refusals.REFUSED: lambda: invalid_request(),
+    refusals.TOO_LARGE: lambda: too_large(),
+    refusals.BAD_KEY: lambda: invalid_key(),
+    refusals.THROTTLED: lambda: rate_limited(),
+    refusals.NOT_FOUND: lambda: not_found(),
+    refusals.METHOD: lambda: message("error", "Method not allowed, use POST"),
+    refusals.UNAVAILABLE: lambda: unavailable(),
+    refusals.UNEXPECTED: lambda: server_error(),
+}
 
 
 def not_offered(operation: str, offered: list[str]) -> dict:
@@ -139,61 +130,8 @@ def not_offered(operation: str, offered: list[str]) -> dict:
 
 
 def exception_handler(exc, context):
-    """DRF's exception hook: map every exception to the contract's body, always HTTP 200."""
-    body = refused(exc, context["request"])
-    if body is not None:
-        return Response(body, status=200)
-    if isinstance(exc, (RequestDataTooBig, BodyTooLarge)):
-        body = too_large()
-    elif isinstance(exc, (exceptions.AuthenticationFailed, exceptions.NotAuthenticated)):
-        body = invalid_key()
-    elif isinstance(exc, (exceptions.ParseError, exceptions.UnsupportedMediaType)):
-        body = invalid_request()
-    elif isinstance(exc, exceptions.ValidationError):
-        body = validation(_flatten(exc.detail))
-    elif isinstance(exc, exceptions.NotFound):
-        body = not_found()
-    elif isinstance(exc, exceptions.Throttled):
-        return Response(rate_limited(), status=200, headers={"Retry-After": str(int(exc.wait or 60))})
-    elif isinstance(exc, exceptions.MethodNotAllowed):
-        body = message("error", "Method not allowed, use POST")
-    elif isinstance(exc, (redis.RedisError, OperationalError, InterfaceError)):
-        logger.warning("A dependency is unavailable: %s", exc)
-        return Response(unavailable(), status=200, headers={"Retry-After": "5"})
-    else:
-        logger.exception("Unhandled API error", exc_info=exc)
-        body = server_error()
-    return Response(body, status=200)
-
-
-def unknown_endpoint(method: str, path: str) -> dict:
-    """A path that is no endpoint (not to be confused with "Request not found", an unknown job)."""
-    return message("error", f"Unknown endpoint: {method} {path}")
-
-
-def bad_request_page(request, exception=None):
-    """A request Django refuses before any view (a Host header not in ALLOWED_HOSTS, say): the contract's
-    body under /api/, Django's page elsewhere."""
-    if request.path.startswith("/api/"):
-        reason = "this server does not answer for that host" if isinstance(exception, DisallowedHost) else "bad request"
-        return JsonResponse(message("error", f"Invalid API Request: {reason}"))
-    return defaults.bad_request(request, exception)
-
-
-def page_not_found(request, exception=None):
-    """Unknown URL: the contract's body under /api/ (clients never get an HTML page), the front-ends' own
-    under /v1/ and /sdapi/, Django's page elsewhere."""
-    if request.path.startswith("/api/"):
-        return JsonResponse(unknown_endpoint(request.method, request.path))
-    if request.path.startswith("/v1/"):
-        status, body = openai_answers.error(404, f"Unknown path: {request.method} {request.path}", code="unknown_url")
-        return JsonResponse(body, status=status)
-    if request.path.startswith("/sdapi/"):
-        return JsonResponse({"detail": "Not Found"}, status=404)
-    return defaults.page_not_found(request, exception)
-
-
-def server_error_page(request):
-    if request.path.startswith("/api/"):
-        return JsonResponse(server_error())
-    return defaults.server_error(request)
+    """DRF's exception hook: every exception as the contract's body, always HTTP 200 (with Retry-After
+    when waiting helps)."""
+    refusal = refusals.classify(exc)
+    headers = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after else None
+    return Response(answer(refusal, context["request"]), status=200, headers=headers)

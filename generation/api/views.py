@@ -15,13 +15,14 @@ from generation import services
 from generation.answers import hosted, selectors
 from generation.api import errors
 from generation.api.authentication import ApiKeyAuthentication
-from generation.api.parsers import LenientRequest
 from generation.api.serializers import Base64ToUrlSerializer, FetchSerializer
-from generation.api.throttling import AccountRateThrottle, GenerationRateThrottle
 from generation.infra import monitoring
 from generation.inputs import library, storage
 from generation.kinds.base import Operation
 from generation.web import waiting
+from generation.web.parsers import LenientRequest
+from generation.web.submit import submit
+from generation.web.throttling import AccountRateThrottle, GenerationRateThrottle
 
 GENERATION_EXAMPLE = OpenApiExample(
     "success",
@@ -136,27 +137,17 @@ class GenerationView(V3View):
         serializer.is_valid(raise_exception=True)
         submission = serializer.validated_data
         idempotency_key = request.headers.get("Idempotency-Key", "") or submission["idempotency_key"]
-        wait = 0.0 if submission["instant"] else settings.GENERATION_WAIT_SECONDS
-        on_loop = waiting.can_continue(request)
-        job = services.request_generation(
-            user=request.user,
-            api_key=request.auth,
-            params=submission["params"],
-            inputs=submission["inputs"],
-            base_url=storage.base_url_for(request),
-            wait_seconds=0.0 if on_loop else wait,
+        job, continuation = submit(
+            request,
+            submission,
+            wait=0.0 if submission["instant"] else settings.GENERATION_WAIT_SECONDS,
+            answer={"fetch_path": fetch_path, "endpoint": self.endpoint},
             idempotency_key=idempotency_key,
             request_hash=services.request_hash(submission["params"].kind, request.data) if idempotency_key else "",
         )
         headers = {"Idempotent-Replayed": "true"} if job.replayed else {}
-        if on_loop and wait and not job.is_finished:
-            return Response(
-                {},
-                headers={
-                    **headers,
-                    **waiting.continuation(wait=job.id, timeout=wait, fetch_path=fetch_path, endpoint=self.endpoint),
-                },
-            )
+        if continuation:
+            return Response({}, headers={**headers, **continuation})
         return Response(hosted.for_request(job, fetch_path), headers=headers or None)
 
 

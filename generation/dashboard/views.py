@@ -35,7 +35,7 @@ from generation.kinds import schedulers
 from generation.kinds.base import IMAGE_EDITING, UPSCALE_MODELS, V6_IMAGES, InvalidInput
 from generation.kinds.controlnet import CONTROL_TYPES
 from generation.models import Job, LibraryModel
-from generation.web import waiting
+from generation.web import refusals, waiting
 
 HISTORY_PAGE_SIZE = 20
 
@@ -113,7 +113,7 @@ def job_status(request, job_id):
 @login_required
 def job_events(request, job_id):
     """The job's status as Server-Sent Events for its page and the playground (carried out on the event
-    loop, generation/waiting.py); 501 where the server cannot (the pages then poll status.json)."""
+    loop, generation/web/waiting.py); 501 where the server cannot (the pages then poll status.json)."""
     job = get_object_or_404(Job, pk=job_id, user=request.user)
     if not waiting.can_continue(request):
         return HttpResponse("event streams need the ASGI web server", status=501, content_type="text/plain")
@@ -151,7 +151,7 @@ def _form(operation) -> dict:
         "path": f"/{family}/{operation.routes[family]}".rstrip("/"),
         "image_field": operation.image_field,
         "mask": "mask" in operation.form,
-        "control": "controlnet" in operation.form,
+        "control": "control" in operation.form,
         "image": "image" in operation.form,
     }
 
@@ -182,7 +182,7 @@ def playground_run(request):
             wait_seconds=0,
         )
     except (QueueFull, InsufficientCredits, InvalidInput) as exc:
-        return JsonResponse(errors.refused(exc, request))
+        return JsonResponse(errors.answer(refusals.classify(exc), request))
     return JsonResponse(
         {
             "status": "queued",

@@ -385,3 +385,27 @@ def _sampling(data) -> schedulers.Sampling:
         )
     names = ", ".join(sampler.name for sampler in schedulers.SAMPLERS)
     raise Refused(a1111_answers.invalid("sampler_name", f"Unknown sampler {sampler!r}; the samplers are {names}."))
+
+
+# A1111's endpoints under /sdapi/v1/ (generation/urls.py serves them)
+ROUTES = {
+    "txt2img": Txt2ImgView,
+    "img2img": Img2ImgView,
+    "extra-single-image": ExtraSingleImageView,
+    "sd-models": ModelsView,
+    "options": OptionsView,
+    "samplers": SamplersView,
+    "schedulers": SchedulersView,
+    "upscalers": UpscalersView,
+    "latent-upscale-modes": LatentUpscaleModesView,
+    "sd-vae": VaesView,
+    "loras": LorasView,
+    "embeddings": EmbeddingsView,
+    "progress": ProgressView,
+    "interrupt": InterruptView,
+    "skip": InterruptView,
+    "cmd-flags": CmdFlagsView,
+    "scripts": ScriptsView,
+    **{name: EmptyListView for name in ("hypernetworks", "face-restorers", "prompt-styles", "sd-modules")},
+    **{name: RefreshView for name in ("refresh-checkpoints", "refresh-loras", "refresh-vae", "reload-checkpoint")},
+}

@@ -4,12 +4,8 @@ cannot poll)."""
 
 import base64
 import binascii
-import logging
 
-import redis
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -17,16 +13,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.keys import authenticate_key
-from billing.credits import InsufficientCredits, QueueFull
-from generation import services
-from generation.api.parsers import BodyTooLarge
-from generation.api.throttling import AccountRateThrottle, GenerationRateThrottle
 from generation.infra import monitoring
-from generation.inputs import storage
-from generation.kinds.base import InvalidInput
-from generation.web import waiting
+from generation.web import refusals, waiting
+from generation.web.submit import submit
+from generation.web.throttling import AccountRateThrottle, GenerationRateThrottle
 
-logger = logging.getLogger(__name__)
+UNREADABLE_BODY = "The request body could not be read (too large, or not valid)."
 
 
 class Refused(Exception):
@@ -78,7 +70,7 @@ class FrontendView(APIView):
     `after_wait`), requests per minute as the hosted API counts them."""
 
     answers = None
-    answer_name = ""  # what generation/waiting.py builds the answer with once the job is done
+    answer_name = ""  # what generation/web/waiting.py builds the answer with once the job is done
     field_names = {}  # a hosted-API field -> the name this API's clients know it by (in errors)
     permission_classes = []
     throttle_classes = [AccountRateThrottle]
@@ -99,7 +91,7 @@ class FrontendView(APIView):
         return self.handle_error
 
     def handle_error(self, exc, context) -> Response:
-        status, body = self.error_answer(exc)
+        status, body = exc.answer if isinstance(exc, Refused) else self.error_answer(refusals.classify(exc))
         headers = {}
         if status == 401:
             headers["WWW-Authenticate"] = self.get_authenticate_header(self.request) or "Bearer"
@@ -107,39 +99,30 @@ class FrontendView(APIView):
             headers["Retry-After"] = str(int(exc.wait or 60))
         return Response(body, status=status, headers=headers)
 
-    def error_answer(self, exc) -> tuple[int, dict]:
-        answers = self.answers
-        if isinstance(exc, Refused):
-            return exc.answer
-        if isinstance(exc, (exceptions.AuthenticationFailed, exceptions.NotAuthenticated)):
-            return answers.invalid_key()
-        if isinstance(exc, InvalidInput):
-            return self.invalid_field(exc.field_name, exc.message)
-        if isinstance(exc, exceptions.ValidationError):
-            field, messages = next(iter(exc.detail.items())) if isinstance(exc.detail, dict) else ("body", exc.detail)
-            return self.invalid_field(
-                field, " ".join(str(m) for m in (messages if isinstance(messages, list) else [messages]))
-            )
-        if isinstance(exc, (RequestDataTooBig, BodyTooLarge, exceptions.ParseError, exceptions.UnsupportedMediaType)):
-            return answers.invalid("body", "The request body could not be read (too large, or not valid).")
-        if isinstance(exc, exceptions.Throttled):
-            return answers.rate_limited()
-        if isinstance(exc, QueueFull):
-            return answers.rate_limited(f"Too many requests in flight: at most {exc.limit} queued at once.")
-        if isinstance(exc, InsufficientCredits):
+    def error_answer(self, refusal: refusals.Refusal) -> tuple[int, dict]:
+        """This API's answer to a refusal (its `answers` module's shapes)."""
+        answers, reason = self.answers, refusal.reason
+        if reason == refusals.INVALID:
+            return self.invalid_field(*refusal.first_error)
+        if reason == refusals.QUEUE_FULL:
+            return answers.rate_limited(f"Too many requests in flight: at most {refusal.limit} queued at once.")
+        if reason == refusals.NO_CREDITS:
             billing = self.request.build_absolute_uri("/billing/")
             return answers.no_credits(
-                f"Insufficient credits: this request needs {exc.needed} and your balance is {exc.balance}. "
+                f"Insufficient credits: this request needs {refusal.needed} and your balance is {refusal.balance}. "
                 f"Buy credits or upgrade your plan at {billing}"
             )
-        if isinstance(exc, exceptions.MethodNotAllowed):
-            return answers.invalid("method", f"Method {exc.args[0] if exc.args else ''} not allowed.")
-        if isinstance(exc, (redis.RedisError, OperationalError, InterfaceError)):
-            return answers.unavailable()
-        if isinstance(exc, exceptions.APIException):
-            return answers.invalid("body", str(exc.detail))
-        logger.exception("Unhandled front-end error", exc_info=exc)
-        return answers.server_error()
+        if reason == refusals.METHOD:
+            return answers.invalid("method", f"Method {refusal.method} not allowed.")
+        if reason == refusals.REFUSED:
+            return answers.invalid("body", refusal.message)
+        return {
+            refusals.BAD_KEY: answers.invalid_key,
+            refusals.THROTTLED: answers.rate_limited,
+            refusals.UNAVAILABLE: answers.unavailable,
+            refusals.TOO_LARGE: lambda: answers.invalid("body", UNREADABLE_BODY),
+            refusals.UNREADABLE: lambda: answers.invalid("body", UNREADABLE_BODY),
+        }.get(reason, answers.server_error)()
 
     def invalid_field(self, field: str, text: str) -> tuple[int, dict]:
         return self.answers.invalid(self.field_names.get(field, field), text)
@@ -151,23 +134,12 @@ class FrontendView(APIView):
         return serializer.validated_data
 
     def generate(self, submission: dict, options: dict) -> Response:
-        """Queue the job, then answer once it ends: on the event loop when the server has one (no thread
-        held), else waiting here; FRONTEND_WAIT_SECONDS at most."""
-        request, wait = self.request, settings.FRONTEND_WAIT_SECONDS
-        on_loop = waiting.can_continue(request)
-        job = services.request_generation(
-            user=request.user,
-            api_key=request.auth,
-            params=submission["params"],
-            inputs=submission["inputs"],
-            base_url=storage.base_url_for(request),
-            wait_seconds=0.0 if on_loop else wait,
-        )
-        if on_loop and not job.is_finished:
-            plan = waiting.continuation(
-                wait=job.id, timeout=wait, answer=self.answer_name, options=options, endpoint=self.endpoint
-            )
-            return Response({}, headers=plan)
+        """Queue the job, then answer once it ends (these clients cannot poll): FRONTEND_WAIT_SECONDS at
+        most, on the event loop where the server has one."""
+        answer = {"answer": self.answer_name, "options": options, "endpoint": self.endpoint}
+        job, continuation = submit(self.request, submission, wait=settings.FRONTEND_WAIT_SECONDS, answer=answer)
+        if continuation:
+            return Response({}, headers=continuation)
         status, body = self.answers.after_wait(job.id, options)
         return Response(body, status=status)
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
 
 from django.conf import settings
+from django.db import models
 from PIL import Image
 
 from generation.kinds.schedulers import DEFAULT_SCHEDULER, SECOND_ORDER
@@ -26,6 +27,18 @@ UPSCALE_MODELS = [
 ]
 MAX_SIDE = 1024
 IP_ADAPTER_WEIGHTS = "ip-adapter.safetensors"  # in a library IP-Adapter's folder, beside image_encoder/
+
+
+class ModelType(models.TextChoices):
+    """The types of library model (LibraryModel.model_type): a kind names the models it runs by type."""
+
+    CHECKPOINT = "checkpoint"
+    LORA = "lora"
+    EMBEDDING = "embedding"
+    VAE = "vae"
+    CONTROLNET = "controlnet"
+    IP_ADAPTER = "ip_adapter"
+    SEGMENTATION = "segmentation"
 
 
 def upscaler_for(factor: int) -> str:
@@ -86,7 +99,7 @@ class OperationModel:
     removebg_mask's segmentation model): the configured one (`setting`), else the first of `model_type`
     the plan may use; without one, `missing` is the error, named under `field`."""
 
-    model_type: str
+    model_type: ModelType
     setting: str
     parameter: str  # the parameter it is written to
     field: str
@@ -268,11 +281,11 @@ class DiffusionParams(JobParams):
 
     def models_named(self):
         return {
-            "lora": [lora["id"] for lora in self.loras],
-            "embedding": list(self.embeddings),
-            "vae": [self.vae_id] if self.vae_id else [],
-            "controlnet": self.controlnet_ids,
-            "ip_adapter": [self.ip_adapter_id] if self.ip_adapter_id else [],
+            ModelType.LORA: [lora["id"] for lora in self.loras],
+            ModelType.EMBEDDING: list(self.embeddings),
+            ModelType.VAE: [self.vae_id] if self.vae_id else [],
+            ModelType.CONTROLNET: self.controlnet_ids,
+            ModelType.IP_ADAPTER: [self.ip_adapter_id] if self.ip_adapter_id else [],
         }
 
     def lora_weights(self):

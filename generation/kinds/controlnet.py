@@ -274,6 +274,6 @@ STEER = Operation(
     serializer=ControlNetSerializer,
     summary="Generate images steered by ControlNets",
     routes={V5: "controlnet", V6_IMAGES: "controlnet", ENTERPRISE: "controlnet"},
-    form=("prompt", "image", "mask", "controlnet", "size", "seed", "strength", "sampling", "models"),
+    form=("prompt", "image", "mask", "control", "size", "seed", "strength", "sampling", "models"),
 )
 KIND = Kind(params=ControlNetParams, cost_setting="CREDITS_PER_CONTROLNET_IMAGE", predictor="sdxl", operations=(STEER,))

@@ -4,13 +4,13 @@ side by side), steered by the prompt: text2img with several image prompts."""
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from generation.kinds.base import IMAGE_EDITING, DiffusionParams, Kind, Operation, OperationModel
+from generation.kinds.base import IMAGE_EDITING, DiffusionParams, Kind, ModelType, Operation, OperationModel
 from generation.kinds.fields import InputImageListField
 from generation.kinds.requests import GenerationSerializer, reason, size_field
 
 MIX_IMAGES = ("ip_adapter_image", "mix_image_2", "mix_image_3", "mix_image_4")  # its images, in order
 MIXING_ADAPTER = OperationModel(
-    model_type="ip_adapter",
+    model_type=ModelType.IP_ADAPTER,
     setting="IMG_MIXER_IP_ADAPTER",
     parameter="ip_adapter_id",
     field="init_image",

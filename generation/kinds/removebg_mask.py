@@ -5,12 +5,12 @@ the subject)."""
 from dataclasses import dataclass
 from typing import ClassVar
 
-from generation.kinds.base import IMAGE_EDITING, JobParams, Kind, Operation, OperationModel, flag
+from generation.kinds.base import IMAGE_EDITING, JobParams, Kind, ModelType, Operation, OperationModel, flag
 from generation.kinds.fields import InputImageField, LenientBooleanField, LenientNumberField
 from generation.kinds.requests import MAX_SEED, NOT_APPLIED, JobSerializer, not_applied, random_seed, reason
 
 SEGMENTER = OperationModel(
-    model_type="segmentation",
+    model_type=ModelType.SEGMENTATION,
     setting="REMOVEBG_MODEL",
     parameter="segmenter",
     field="image",
@@ -45,7 +45,7 @@ class RemoveBgParams(JobParams):
         }
 
     def models_named(self):
-        return {"segmentation": [self.segmenter] if self.segmenter else []}
+        return {ModelType.SEGMENTATION: [self.segmenter] if self.segmenter else []}
 
     def complete(self, sizes):
         self.width, self.height = sizes["image"]

@@ -19,10 +19,9 @@ from django.utils import timezone
 
 from billing import credits
 from generation import kinds
-from generation.answers import hosted
 from generation.inputs import storage
 from generation.kinds.base import JobParams
-from generation.lifecycle.signals import job_finished
+from generation.lifecycle.signals import job_finished, job_settled
 from generation.models import Job
 from generation.queueing import estimates, queue
 
@@ -270,11 +269,10 @@ def retry_or_fail(job: Job, reason: str) -> bool:
 
 
 def _announce_finished(job_id: int, has_webhook: bool, left_queue: Job | None = None):
-    """Keep the final job's answer in Redis (the requests waiting on it and fetch read it there, without
-    the database), wake the waiting requests and tell the listeners (webhooks)."""
-    job = Job.objects.get(pk=job_id)
+    """Tell what reads the final job first (its answer is kept for the waiting requests and fetch), wake
+    the waiting requests, then tell the listeners (webhooks)."""
+    job_settled.send(sender=Job, job=Job.objects.get(pk=job_id))
     try:
-        queue.cache_answer(job_id, job.user_id, hosted.for_fetch(job), min(queue.ANSWER_TTL, storage.seconds_kept(job)))
         if left_queue is not None:
             queue.remove_from_backlog(left_queue)
         queue.signal_finished(job_id)

@@ -6,7 +6,7 @@
   scheduler will really run (`JobParams.denoising_steps`); an unseen shape is scaled from the closest
   seen one by its relative work (pixels × images).
 - **Backlog**: Redis keeps, per queue, the number of queued jobs and their predicted seconds
-  (generation/queue.py). It moves with each enqueue and start and is recounted from the database by the
+  (generation/queueing/queue.py). It moves with each enqueue and start and is recounted from the database by the
   workers' periodic maintenance, so it cannot drift for long.
 - **ETA** of a queued job: the predicted work ahead of it (queues served first, then its own queue up
   to its position) plus what running jobs have left, shared among the live workers, plus its own time.

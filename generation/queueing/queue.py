@@ -1,7 +1,7 @@
 """The Redis side of jobs: RQ queues (worker tasks named by dotted path, so the web side never imports
 the worker's code), each queue's backlog counters, the cancel flag, the finished signal that wakes a
 waiting request, and each job's events (queued, running, progress, finished) published for the requests
-that wait on it or stream it (generation/waiting.py)."""
+that wait on it or stream it (generation/web/waiting.py)."""
 
 import json
 import logging

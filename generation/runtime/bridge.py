@@ -14,7 +14,7 @@ from django.conf import settings
 
 from generation import kinds
 from generation.inputs import library, storage
-from generation.kinds.base import JobParams, upscaler_for
+from generation.kinds.base import JobParams, ModelType, upscaler_for
 from generation.kinds.super_resolution import SuperResolutionParams
 from generation.runtime.predictors import GenerationError, JobInput, LocalModel, LoraChoice, Prediction, Predictor
 from generation.runtime.registry import PREDICTORS, UPSCALE
@@ -72,11 +72,11 @@ def resolve(params: JobParams) -> JobInput:
         params=params,
         images=images,
         loras=[LoraChoice(models[lora], strength) for lora, strength in params.lora_weights()],
-        embeddings=[models[name] for name in named.get("embedding", [])],
-        vae=first("vae"),
-        controlnets=[models[name] for name in named.get("controlnet", [])],
-        ip_adapter=first("ip_adapter"),
-        segmenter=first("segmentation"),
+        embeddings=[models[name] for name in named.get(ModelType.EMBEDDING, [])],
+        vae=first(ModelType.VAE),
+        controlnets=[models[name] for name in named.get(ModelType.CONTROLNET, [])],
+        ip_adapter=first(ModelType.IP_ADAPTER),
+        segmenter=first(ModelType.SEGMENTATION),
     )
     resolved.upscalers = {model_id: _upscaler_weights(model_id) for model_id, _ in params.upscalers()}
     resolved.upscale = partial(_upscale, resolved.upscalers)

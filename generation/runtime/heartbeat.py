@@ -1,4 +1,4 @@
-"""This worker's heartbeat: a daemon thread that keeps its liveness key fresh (generation/liveness.py),
+"""This worker's heartbeat: a daemon thread that keeps its liveness key fresh (generation/queueing/liveness.py),
 also while a long job holds the main thread, and runs the periodic maintenance.
 
 Maintenance runs every WORKER_MAINTENANCE_INTERVAL seconds on one worker at a time (a Redis lock).

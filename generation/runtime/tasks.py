@@ -1,4 +1,4 @@
-"""The RQ tasks (named by dotted path in generation/queue.py): run one job (with the compatible jobs
+"""The RQ tasks (named by dotted path in generation/queueing/queue.py): run one job (with the compatible jobs
 waiting behind it) on the worker's resident predictor for its kind, from its resolved inputs, and settle
 each job; RQ's failure callback. With generation/runtime/bridge.py, the worker's side of the database."""
 

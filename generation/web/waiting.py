@@ -4,7 +4,7 @@ only as long as it takes to admit it: the view answers at once with a continuati
 header, `continuation()`), and the ASGI application (config/asgi.py) carries it out here, on the event
 loop, holding no thread, no database connection and no CPU until something happens.
 
-Workers publish each job's events on Redis (generation/queue.py: queued, running, progress, finished, and
+Workers publish each job's events on Redis (generation/queueing/queue.py: queued, running, progress, finished, and
 on a queue's channel the jobs that leave it). One pub/sub connection per web process (`Events`) hands them
 to the requests waiting on that job; the database is read only to build an answer, in a short call on a
 thread of the loop's pool that returns its connection at once.
@@ -237,7 +237,7 @@ async def carry_out(plan: dict, start: dict, receive, send):
 
 
 async def _cached_answer(job_id: int) -> dict | None:
-    """The finished job's answer as its worker kept it (generation/jobs.py), without the database."""
+    """The finished job's answer as its worker kept it (generation/lifecycle/jobs.py), without the database."""
     try:
         cached = await events().redis.get(queue.ANSWER_KEY.format(job_id))
     except redis.RedisError:

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from generation.kinds.base import ModelType
 from generation.models import LibraryModel
 from generation.runtime.demo_model import build_demo_controlnet, build_demo_model
 
@@ -36,7 +37,7 @@ class Command(BaseCommand):
                 "--id",
                 public_id,
                 "--kind",
-                "controlnet",
+                ModelType.CONTROLNET,
                 "--name",
                 f"{public_id} (demo, random weights)",
                 stdout=self.stdout,
