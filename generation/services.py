@@ -15,12 +15,12 @@ from django.conf import settings
 from billing import credits
 from generation import kinds
 from generation.answers import hosted
-from generation.infra import images, monitoring, redis_client, safe_http
+from generation.infra import images, redis_client, safe_http
 from generation.inputs import library, storage
 from generation.kinds.base import InvalidInput, JobParams
 from generation.lifecycle import jobs, recovery
 from generation.models import Job
-from generation.queueing import liveness, queue
+from generation.queueing import liveness, monitoring, queue
 
 MAX_JOB_ID = 2**63 - 1  # job ids are 64-bit: a larger one (a path may carry any digits) is no job
 

@@ -215,11 +215,10 @@ def test_the_web_side_names_worker_code_only_by_string():
 # longest prefix names a module's layer). kinds/ knows no database, the state machine no API, the APIs
 # and the worker's runtime nothing of each other.
 LAYERS = [
-    ("generation.infra", "generation.answers.envelope", "generation.lifecycle.signals"),
+    ("generation.infra", "generation.answers.envelope", "generation.signals"),
     ("generation.kinds",),
     ("generation.models",),
     ("generation.queueing", "generation.inputs"),
-    ("generation.infra.monitoring",),
     ("generation.answers",),
     ("generation.lifecycle",),
     ("generation.services",),

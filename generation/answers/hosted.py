@@ -10,9 +10,9 @@ from generation.answers import selectors
 from generation.answers.envelope import message
 from generation.inputs import storage
 from generation.kinds.base import ModelType, deployment_model, deployment_vae
-from generation.lifecycle.signals import job_settled
 from generation.models import Job
 from generation.queueing import queue
+from generation.signals import job_settled
 
 PROCESSING_MESSAGE = "Try to fetch request after given estimated time"
 

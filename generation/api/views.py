@@ -16,9 +16,9 @@ from generation.answers import hosted, selectors
 from generation.api import errors
 from generation.api.authentication import ApiKeyAuthentication
 from generation.api.serializers import Base64ToUrlSerializer, FetchSerializer
-from generation.infra import monitoring
 from generation.inputs import library, storage
 from generation.kinds.base import Operation
+from generation.queueing import monitoring
 from generation.web import waiting
 from generation.web.parsers import LenientRequest
 from generation.web.submit import submit

@@ -29,12 +29,12 @@ from billing.credits import InsufficientCredits, QueueFull
 from generation import kinds, services
 from generation.answers import hosted, selectors
 from generation.api import errors
-from generation.infra import monitoring
 from generation.inputs import library, storage
 from generation.kinds import schedulers
 from generation.kinds.base import IMAGE_EDITING, UPSCALE_MODELS, V6_IMAGES, InvalidInput
 from generation.kinds.controlnet import CONTROL_TYPES
 from generation.models import Job, LibraryModel
+from generation.queueing import monitoring
 from generation.web import refusals, waiting
 
 HISTORY_PAGE_SIZE = 20

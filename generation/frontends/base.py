@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.keys import authenticate_key
-from generation.infra import monitoring
+from generation.queueing import monitoring
 from generation.web import refusals, waiting
 from generation.web.submit import submit
 from generation.web.throttling import AccountRateThrottle, GenerationRateThrottle

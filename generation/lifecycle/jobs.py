@@ -21,9 +21,9 @@ from billing import credits
 from generation import kinds
 from generation.inputs import storage
 from generation.kinds.base import JobParams
-from generation.lifecycle.signals import job_finished, job_settled
 from generation.models import Job
 from generation.queueing import estimates, queue
+from generation.signals import job_finished, job_settled
 
 logger = logging.getLogger(__name__)
 

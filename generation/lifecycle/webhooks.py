@@ -24,9 +24,9 @@ from django.utils import timezone
 from generation.answers import hosted
 from generation.infra import safe_http
 from generation.infra.redis_client import connection as redis_connection
-from generation.lifecycle.signals import job_finished
 from generation.models import Job, WebhookAttempt
 from generation.queueing import queue
+from generation.signals import job_finished
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 from rq.timeouts import JobTimeoutException
 
-from generation.infra import monitoring, redis_client
+from generation.infra import redis_client
 from generation.inputs import storage
 from generation.lifecycle import jobs
 from generation.models import Job
-from generation.queueing import estimates, queue
+from generation.queueing import estimates, monitoring, queue
 from generation.runtime import bridge, heartbeat
 from generation.runtime.predictors import GenerationError
 

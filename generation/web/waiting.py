@@ -26,8 +26,7 @@ from generation import services
 from generation.answers import a1111 as a1111_answers
 from generation.answers import hosted
 from generation.answers import openai as openai_answers
-from generation.infra import monitoring
-from generation.queueing import queue
+from generation.queueing import monitoring, queue
 
 logger = logging.getLogger(__name__)
 
