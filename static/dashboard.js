@@ -58,9 +58,9 @@ function outputFigure(url, seed, index, job) {
     if (seeded) {
       caption.appendChild(button("Reuse seed", "reuse-seed", () => { form.elements.seed.value = seed; }));
     }
-    for (const kind of Object.keys(FORMS).filter((name) => FORMS[name].image)) {
-      caption.appendChild(button("Send to " + kind, "send-to-" + kind, () => {
-        form.elements.kind.value = kind;
+    for (const operation of Object.keys(FORMS).filter((name) => FORMS[name].image)) {
+      caption.appendChild(button("Send to " + operation, "send-to-" + operation, () => {
+        form.elements.operation.value = operation;
         form.elements.init_image.value = "";
         form.elements.init_image_url.value = url;
         // as if typed: the mask painter and the outpaint preview load the image from it
@@ -271,11 +271,11 @@ function drawOutpaintPreview(form, image) {
 
 // The same request as the API takes it (the v6 paths honour the model fields), with a placeholder key
 // and inline images shortened.
-function curlFor(kind, body) {
-  const path = FORMS[kind].path;
+function curlFor(operation, body) {
+  const path = FORMS[operation].path;
   const sent = { key: "YOUR_KEY" };
   for (const [name, value] of Object.entries(body)) {
-    if (name === "kind") continue;
+    if (name === "operation") continue;
     sent[name] = typeof value === "string" && value.startsWith("data:") ? "<base64 image>" : value;
   }
   const json = JSON.stringify(sent).replaceAll("'", "'\\''");
@@ -283,25 +283,25 @@ function curlFor(kind, body) {
 }
 
 function showFieldsFor(form) {
-  const kind = form.elements.kind.value;
+  const operation = form.elements.operation.value;
   form.querySelectorAll("[data-for]").forEach((node) => {
-    node.hidden = !node.dataset.for.split(" ").includes(kind);
+    node.hidden = !node.dataset.for.split(" ").includes(operation);
   });
 }
 
-// A control of the form for `name` that the current kind shows (two kinds may name a field alike).
+// A control of the form for `name` that the current operation shows (two may name a field alike).
 function visibleField(form, name) {
-  const kind = form.elements.kind.value;
+  const operation = form.elements.operation.value;
   return Array.from(form.querySelectorAll("[name='" + name + "']")).find((field) => {
     const block = field.closest("[data-for]");
-    return !block || block.dataset.for.split(" ").includes(kind);
+    return !block || block.dataset.for.split(" ").includes(operation);
   });
 }
 
 // "Run again": the job's request fields into the form (a value a select lacks, such as two LoRAs, is
 // added as an option), and its stored input images into the file inputs.
 async function fillFromJob(form, saved) {
-  form.elements.kind.value = saved.kind;
+  form.elements.operation.value = saved.operation;
   showFieldsFor(form);
   for (const [name, value] of Object.entries(saved.fields)) {
     const field = visibleField(form, name);
@@ -331,15 +331,15 @@ async function fillFromJob(form, saved) {
 async function submitPlayground(event) {
   event.preventDefault();
   const form = event.target;
-  const kind = form.elements.kind.value;
-  const body = { kind };
+  const operation = form.elements.operation.value;
+  const body = { operation };
   for (const field of form.elements) {
-    if (!field.name || field.name === "kind" || field.name === "csrfmiddlewaretoken" || field.type === "file") continue;
+    if (!field.name || field.name === "operation" || field.name === "csrfmiddlewaretoken" || field.type === "file") continue;
     if (field.closest("[data-for]") && field.closest("[data-for]").hidden) continue;
     if (field.closest("#advanced") && (field.tagName === "SELECT" ? field.selectedIndex === 0 : field.value === "")) continue;
     if (field.value !== "") body[field.name] = field.value;
   }
-  const spec = FORMS[kind];
+  const spec = FORMS[operation];
   delete body.init_image_url;
   const init = (await readFile(form.elements.init_image)) || form.elements.init_image_url.value;
   if (init && spec.image) body[spec.image_field] = init;  // init_image, or what the operation calls it
@@ -369,7 +369,7 @@ async function submitPlayground(event) {
       typeof message === "string" ? message : Object.values(message).flat().join(" ");
     return;
   }
-  document.getElementById("result-curl").textContent = curlFor(kind, body);
+  document.getElementById("result-curl").textContent = curlFor(operation, body);
   const link = document.getElementById("result-link");
   link.textContent = "#" + answer.id;
   link.href = answer.detail_url;
@@ -387,7 +387,7 @@ document.addEventListener("DOMContentLoaded", () => {
       sessionStorage.removeItem("playground-params");
       fillFromJob(form, JSON.parse(stored));
     }
-    form.elements.kind.addEventListener("change", () => showFieldsFor(form));
+    form.elements.operation.addEventListener("change", () => showFieldsFor(form));
     form.addEventListener("submit", submitPlayground);
     painter.setup(form);
     for (const name of ["width", "height", "overlap_width"]) {

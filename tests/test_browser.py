@@ -196,7 +196,7 @@ def test_playground_preview_download_and_send_to_img2img(page, live_server, work
     assert Path(download.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     page.click("#result-outputs .send-to-img2img")
-    assert page.input_value("select[name=kind]") == "img2img"
+    assert page.input_value("select[name=operation]") == "img2img"
     assert page.input_value("input[name=init_image_url]").startswith(base + "/media/generations/")
     page.fill("input[name=num_inference_steps]", "2")
     first_job = page.text_content("#result-link")
@@ -252,7 +252,7 @@ def test_run_again_restores_every_field_and_gives_the_same_image(lora_user, live
     page.wait_for_selector("#playground[data-filled=true]")
     shot(page, "06d-playground-run-again")
     expected = {
-        "select[name=kind]": "img2img",
+        "select[name=operation]": "img2img",
         "textarea[name=prompt]": "a harbour at dawn",
         "input[name=negative_prompt]": "fog",
         "input[name=width]": "64",
@@ -334,7 +334,7 @@ def test_the_playground_runs_a_controlnet_shows_its_hint_and_runs_it_again(
     page.click("button[type=submit]")
     page.wait_for_url(base + "/dashboard/")
     page.goto(base + "/dashboard/playground/")
-    page.select_option("select[name=kind]", "controlnet")
+    page.select_option("select[name=operation]", "controlnet")
     assert page.is_visible("select[name=controlnet_model]") and not page.is_hidden("input[name=control_image]")
     page.set_input_files("input[name=control_image]", str(control))
     page.fill("input[name=num_inference_steps]", "2")
@@ -354,7 +354,7 @@ def test_the_playground_runs_a_controlnet_shows_its_hint_and_runs_it_again(
     page.click("#open-in-playground")
     page.wait_for_selector("#playground[data-filled=true]")
     expected = {
-        "select[name=kind]": "controlnet",
+        "select[name=operation]": "controlnet",
         "select[name=controlnet_model]": "canny",
         "select[name=controlnet_type]": "canny",
         "input[name=controlnet_conditioning_scale]": "0.8",
@@ -384,7 +384,7 @@ def test_the_mask_painter_sends_the_painted_mask(painter_user, live_server, page
     Image.effect_noise((64, 64), 80).convert("RGB").save(photo)
     log_in(page, live_server.url, "painter2@example.com")
     page.goto(live_server.url + "/dashboard/playground/")
-    page.select_option("select[name=kind]", "object_removal")
+    page.select_option("select[name=operation]", "object_removal")
     page.set_input_files("input[name=init_image]", str(photo))
     page.wait_for_function("document.getElementById('paint-canvas').width === 64")
     box = page.locator("#paint-canvas").bounding_box()
@@ -419,7 +419,7 @@ def test_outpaint_in_the_playground_shows_the_canvas_and_gives_its_size(painter_
     Image.new("RGB", (64, 48), (30, 120, 200)).save(photo)
     log_in(page, live_server.url, "painter2@example.com")
     page.goto(live_server.url + "/dashboard/playground/")
-    page.select_option("select[name=kind]", "outpaint")
+    page.select_option("select[name=operation]", "outpaint")
     page.set_input_files("input[name=init_image]", str(photo))
     page.fill("input[name=width]", "128")
     page.fill("input[name=height]", "96")
@@ -464,7 +464,7 @@ def test_a_result_sent_to_inpaint_is_painted_on_and_an_object_removal_runs_again
 
     def paint_and_generate(kind: str) -> np.ndarray:
         page.click(f"#result-outputs .send-to-{kind}")
-        assert page.input_value("select[name=kind]") == kind
+        assert page.input_value("select[name=operation]") == kind
         page.wait_for_function("document.getElementById('paint-canvas').width === 64")  # the output, loaded
         page.wait_for_function(SETTLED)  # the smooth scroll to the form is over
         canvas = page.locator("#paint-canvas")
@@ -497,4 +497,4 @@ def test_a_result_sent_to_inpaint_is_painted_on_and_an_object_removal_runs_again
     assert "Prompt" not in page.text_content("#job-fields")  # the preset's fill words are not the user's
     page.click("#open-in-playground")
     page.wait_for_selector("#playground[data-filled=true]")
-    assert page.input_value("select[name=kind]") == "object_removal"
+    assert page.input_value("select[name=operation]") == "object_removal"

@@ -133,7 +133,7 @@ def test_playground_runs_through_the_api_serializers(alice):
     user, _, client = alice
     answer = client.post(
         "/dashboard/playground/run/",
-        json.dumps({"kind": "text2img", "prompt": "x", "width": "100"}),
+        json.dumps({"operation": "text2img", "prompt": "x", "width": "100"}),
         content_type="application/json",
     ).json()
     assert answer["status"] == "queued"
@@ -141,7 +141,9 @@ def test_playground_runs_through_the_api_serializers(alice):
     assert job.params["width"] == 96 and job.api_key is None
 
     invalid = client.post(
-        "/dashboard/playground/run/", json.dumps({"kind": "text2img", "width": 64}), content_type="application/json"
+        "/dashboard/playground/run/",
+        json.dumps({"operation": "text2img", "width": 64}),
+        content_type="application/json",
     ).json()
     assert invalid["message"] == {"prompt": ["The prompt field is required."]}
 

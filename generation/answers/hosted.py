@@ -230,7 +230,7 @@ def dashboard_status(job: Job) -> dict:
     finished = job.is_finished
     return {
         "id": job.id,
-        "kind": job.operation,
+        "operation": job.operation,
         "status": job.status,
         "seeded": job.parameters.generates,  # its seeds made its images (an upscale has none)
         "seeds": job.seeds,

@@ -10,8 +10,8 @@ from generation.inputs import storage
 from generation.models import Job
 
 
-def error(status: int, text: str, kind: str = "invalid_request_error", param=None, code=None) -> tuple[int, dict]:
-    return status, {"error": {"message": text, "type": kind, "param": param, "code": code}}
+def error(status: int, text: str, error_type: str = "invalid_request_error", param=None, code=None) -> tuple[int, dict]:
+    return status, {"error": {"message": text, "type": error_type, "param": param, "code": code}}
 
 
 def invalid_key() -> tuple[int, dict]:
@@ -32,19 +32,19 @@ def unknown_model(model: str) -> tuple[int, dict]:
 
 
 def rate_limited(text: str = "Rate limit reached for requests.") -> tuple[int, dict]:
-    return error(429, text, kind="requests", code="rate_limit_exceeded")
+    return error(429, text, error_type="requests", code="rate_limit_exceeded")
 
 
 def no_credits(text: str) -> tuple[int, dict]:
-    return error(429, text, kind="insufficient_quota", code="insufficient_quota")
+    return error(429, text, error_type="insufficient_quota", code="insufficient_quota")
 
 
 def unavailable() -> tuple[int, dict]:
-    return error(503, "The server is temporarily unavailable; try again in a few seconds.", kind="server_error")
+    return error(503, "The server is temporarily unavailable; try again in a few seconds.", error_type="server_error")
 
 
 def server_error(text: str = "The server had an error while processing your request.") -> tuple[int, dict]:
-    return error(500, text, kind="server_error")
+    return error(500, text, error_type="server_error")
 
 
 def images(job: Job, response_format: str) -> tuple[int, dict]:
@@ -65,7 +65,7 @@ def images(job: Job, response_format: str) -> tuple[int, dict]:
     return error(
         504,
         f"The image is still being generated (job {job.id}); it will be in your history when done.",
-        kind="server_error",
+        error_type="server_error",
         code="timeout",
     )
 

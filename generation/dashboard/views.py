@@ -164,7 +164,7 @@ def playground_run(request):
         data = json.loads(request.body)
     except ValueError:
         return JsonResponse(errors.invalid_request())
-    serializer_class = kinds.serializer(data.pop("kind", None)) if isinstance(data, dict) else None
+    serializer_class = kinds.serializer(data.pop("operation", None)) if isinstance(data, dict) else None
     if serializer_class is None:
         return JsonResponse(errors.invalid_request())
     serializer = serializer_class(data=data, context={"model_library": True})
@@ -282,7 +282,7 @@ def _playground_params(job: Job) -> dict:
         for field in job.parameters.inputs
         if field in PLAYGROUND_IMAGES and job.params.get(field) and not job.expired_at
     }
-    return {"kind": job.operation, "fields": fields, "inputs": inputs}
+    return {"operation": job.operation, "fields": fields, "inputs": inputs}
 
 
 @login_required
