@@ -64,7 +64,7 @@ class GenerateView(GenerationFrontendView, A1111View):
         approximate ({"field", "reason"}: named in the answer's info)."""
         prompt, loras = _without_lora_tags(str(data.get("prompt") or ""))
         sampling = _sampling(data)
-        batch = _integer(data, "batch_size", 1) * _integer(data, "n_iter", 1)
+        batch = _integer(data, "batch_size", 1, minimum=1) * _integer(data, "n_iter", 1, minimum=1)
         if not 1 <= batch <= MAX_IMAGES:
             raise Refused(a1111_answers.invalid("batch_size", f"batch_size x n_iter must be 1-{MAX_IMAGES}."))
         fields = {
@@ -129,7 +129,7 @@ class Img2ImgView(GenerateView):
         if mask.image is not None:  # A1111's mask options, applied as A1111 applies them
             if data.get("inpainting_mask_invert") in (1, True, "1"):
                 mask.image = ImageOps.invert(mask.image)
-            if blur := _integer(data, "mask_blur", 4):
+            if blur := _integer(data, "mask_blur", 4, minimum=0):
                 mask.image = mask.image.filter(ImageFilter.GaussianBlur(min(blur, 64)))
         return self.generate(submission, self.options(data))
 
@@ -363,11 +363,15 @@ def _size(data) -> dict:
     return {"width": fitted[0], "height": fitted[1]}
 
 
-def _integer(data, name: str, default: int) -> int:
+def _integer(data, name: str, default: int, minimum: int | None = None) -> int:
+    """A whole number the request gave (`default` when absent); at least `minimum` when one is set."""
     try:
-        return int(data.get(name, default))
-    except (TypeError, ValueError) as exc:
+        value = int(data.get(name, default))
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: 1e999 is infinity in JSON
         raise Refused(a1111_answers.invalid(name, f"{name} must be an integer.")) from exc
+    if minimum is not None and value < minimum:
+        raise Refused(a1111_answers.invalid(name, f"{name} must be at least {minimum}."))
+    return value
 
 
 def _sampling(data) -> schedulers.Sampling:

@@ -8,17 +8,22 @@ import binascii
 from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.keys import authenticate_key
 from generation.queueing import monitoring
 from generation.web import refusals, waiting
+from generation.web.parsers import ObjectJSONParser, check_body
 from generation.web.submit import submit
 from generation.web.throttling import AccountRateThrottle, GenerationRateThrottle
 
 UNREADABLE_BODY = "The request body could not be read (too large, or not valid)."
+
+
+def too_large() -> str:
+    return f"The request body is too large: at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 2**20} MB."
 
 
 class Refused(Exception):
@@ -74,7 +79,11 @@ class FrontendView(APIView):
     field_names = {}  # a hosted-API field -> the name this API's clients know it by (in errors)
     permission_classes = []
     throttle_classes = [AccountRateThrottle]
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [ObjectJSONParser, MultiPartParser, FormParser]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        check_body(request)
 
     @property
     def endpoint(self) -> str:
@@ -120,7 +129,7 @@ class FrontendView(APIView):
             refusals.BAD_KEY: answers.invalid_key,
             refusals.THROTTLED: answers.rate_limited,
             refusals.UNAVAILABLE: answers.unavailable,
-            refusals.TOO_LARGE: lambda: answers.invalid("body", UNREADABLE_BODY),
+            refusals.TOO_LARGE: lambda: answers.invalid("body", too_large()),
             refusals.UNREADABLE: lambda: answers.invalid("body", UNREADABLE_BODY),
         }.get(reason, answers.server_error)()
 

@@ -132,7 +132,7 @@ def _model(value) -> str | None:
 def _count(value) -> int:
     try:
         count = int(value if value not in (None, "") else 1)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e999 is infinity in JSON
         count = 0
     if not 1 <= count <= MAX_IMAGES:
         raise Refused(openai_answers.invalid("n", f"n must be an integer from 1 to {MAX_IMAGES}."))

@@ -155,7 +155,7 @@ class LenientTextField(LenientMixin, serializers.Field):
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, (str, int, float)):
             raise serializers.ValidationError(f"The {label(self)} must be a string.")
-        text = str(data)
+        text = str(data).replace("\x00", "")  # however it came (a form's field, say): no database stores a NUL
         if self.max_length and len(text) > self.max_length:
             raise serializers.ValidationError(
                 f"The {label(self)} may not be greater than {self.max_length} characters."

@@ -78,6 +78,8 @@ def number(text: str) -> float:
 def _loras(lora_model: str | None, lora_strength: str | None) -> list[dict]:
     """`lora_model` ids with their `lora_strength`: one value for all, or one per LoRA (default 1)."""
     ids = comma_list(lora_model)
+    if repeated := next((lora for index, lora in enumerate(ids) if lora in ids[:index]), None):
+        raise InvalidInput("lora_model", f"The LoRA {repeated!r} is named more than once.")
     strengths = per_model(lora_strength, len(ids), "lora_strength", 1.0, number)
     clamped = (min(MAX_LORA_STRENGTH, max(-MAX_LORA_STRENGTH, value)) for value in strengths)
     return [{"id": lora, "strength": strength} for lora, strength in zip(ids, clamped)]

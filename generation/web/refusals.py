@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 import redis
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions
 
@@ -69,7 +69,7 @@ def classify(exc: BaseException) -> Refusal:
         return Refusal(INVALID, errors={exc.field_name: [exc.message]})
     if isinstance(exc, exceptions.ValidationError):
         return Refusal(INVALID, errors=_flatten(exc.detail))
-    if isinstance(exc, (RequestDataTooBig, BodyTooLarge)):
+    if isinstance(exc, (RequestDataTooBig, BodyTooLarge, TooManyFieldsSent, TooManyFilesSent)):
         return Refusal(TOO_LARGE)
     if isinstance(exc, (exceptions.AuthenticationFailed, exceptions.NotAuthenticated)):
         return Refusal(BAD_KEY)
