@@ -9,6 +9,7 @@ from generation.kinds.base import (
     ENTERPRISE,
     ENTERPRISE_IMAGES,
     ENTERPRISE_REALTIME,
+    ENTERPRISE_TXT2IMG,
     IMAGE_EDITING,
     V3,
     V3_DREAMBOOTH,
@@ -53,7 +54,16 @@ FAMILIES = {
     ENTERPRISE: FETCH,
     ENTERPRISE_REALTIME: {**FETCH, "system_details": views.SystemDetailsView},
     ENTERPRISE_IMAGES: {**FETCH, "system_details": views.SystemDetailsView},
+    ENTERPRISE_TXT2IMG: {
+        **FETCH,
+        "system_details": views.SystemDetailsView,
+        "schedulers_list": views.SchedulersListView,
+        "get_all_models": views.ModelListView,
+        "verify_model": views.VerifyModelView,
+        "upload_image": views.Base64ToUrlView,
+    },
     V7_IMAGES: FETCH,
+    "api/v6": {"base64_to_url": views.Base64ToUrlView},
 }
 NOT_OFFERED = r"(?P<operation>[A-Za-z0-9_\-]+)"  # an image-editing family's other operations: not offered here
 

@@ -1,6 +1,7 @@
 """Existing clients work unmodified: every API family the hosted service's SDK, CLI and older wrappers
 call, the key wherever they put it, fields in the query string, absolute-form request targets."""
 
+import base64
 import http.client
 import json
 from urllib.parse import urlsplit
@@ -126,14 +127,57 @@ def test_system_details_is_system_load_plus_the_workers(api, path):
     assert "host" not in body["workers"][0] and "pid" not in body["workers"][0]
 
 
-def test_an_unknown_path_names_itself(api):
+def test_an_unknown_path_of_an_api_version_says_it_is_not_offered_and_what_is(api):
     body = api.post("/api/v6/xyz")
-    assert body == {
-        "status": "error",
-        "message": "Unknown endpoint: POST /api/v6/xyz",
-        "messege": "Unknown endpoint: POST /api/v6/xyz",
-    }
+    assert body["status"] == "error" and body["message"].startswith("The operation 'xyz' is not offered")
+    assert "images/text2img" in body["message"] and "image_editing/outpaint" in body["message"]
+    assert api.post("/api/xyz")["message"] == "Unknown endpoint: POST /api/xyz"  # not the hosted API's at all
     assert api.post("/api/v3/fetch/987654321")["message"] == "Request not found"
+
+
+ENTERPRISE = "/api/v1/enterprise/txt2img"
+
+
+def test_the_enterprise_sdks_txt2img_family_is_served(api, small_image):
+    """The enterprise SDK's EPTxt2Img calls, host changed only: its generations, fetch and listings are
+    the operations; its server and model administration answers that it is not offered here."""
+    made = api.post(f"{ENTERPRISE}/text2img", {"prompt": "x", "width": 64, "height": 64, "steps": 2})
+    assert made["status"] == "success", made
+    assert api.post(f"{ENTERPRISE}/fetch", {"request_id": made["id"]})["status"] == "success"
+    upscaled = api.post(f"{ENTERPRISE}/super_resolution", {"url": small_image, "scale": 2})
+    assert upscaled["status"] in ("success", "processing") and "output" in upscaled
+    assert api.post(f"{ENTERPRISE}/system_details")["workers"]
+    assert "DDIMScheduler" in api.post(f"{ENTERPRISE}/schedulers_list")["data"]
+    models = api.post(f"{ENTERPRISE}/get_all_models")
+    default = next(entry["model_id"] for entry in models if entry["is_default"])
+    assert api.post(f"{ENTERPRISE}/verify_model", {"model_id": default})["status"] == "success"
+    assert api.post(f"{ENTERPRISE}/verify_model", {"model_id": "nope"})["status"] == "error"
+    encoded = base64.b64encode(png_bytes()).decode()
+    uploaded = api.post(f"{ENTERPRISE}/upload_image", {"base64_image": encoded, "image_type": "png"})
+    assert uploaded["status"] == "success" and uploaded["output"][0].startswith(api.base_url)
+    for admin in ("load_model", "load_model_v2", "restart_server", "update_server", "clear_cache", "delete_model"):
+        refused = api.post(f"{ENTERPRISE}/{admin}", {"model_id": "x", "url": "https://example.com/m"})
+        assert refused["status"] == "error" and f"'enterprise/txt2img/{admin}' is not offered" in refused["message"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v6/interior/make",
+        "/api/v6/deepfake/single_face_swap",
+        "/api/v6/images/model_reload",
+        "/api/v3/nsfw_image_check",
+    ],
+)
+def test_the_hosted_services_other_paths_say_they_are_not_offered(api, path):
+    response = api.post_raw(path, json={"key": api.key, "init_image": "x"})
+    assert response.status_code == 200 and response.json()["status"] == "error"
+    assert "is not offered on this deployment" in response.json()["message"]
+
+
+def test_v6_base64_to_url_takes_a_base64_string(api):
+    body = api.post("/api/v6/base64_to_url", {"base64_string": base64.b64encode(png_bytes()).decode()})
+    assert body["status"] == "success" and body["output"][0].startswith(api.base_url + "/media/")
 
 
 @pytest.mark.parametrize(

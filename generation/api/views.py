@@ -15,8 +15,9 @@ from generation import services
 from generation.answers import hosted, selectors
 from generation.api import errors
 from generation.api.authentication import ApiKeyAuthentication
-from generation.api.serializers import Base64ToUrlSerializer, FetchSerializer
+from generation.api.serializers import Base64ToUrlSerializer, FetchSerializer, VerifyModelSerializer
 from generation.inputs import library, storage
+from generation.kinds import schedulers
 from generation.kinds.base import Operation
 from generation.queueing import monitoring
 from generation.web import waiting
@@ -373,6 +374,26 @@ class SystemDetailsView(V3View):
 class ModelListView(V3View):
     def post(self, request, **kwargs):
         return Response(hosted.model_list(library.listed(credits.account_for(request.user, loaded=True).plan)))
+
+
+class SchedulersListView(V3View):
+    """The enterprise SDK's schedulers_list: the scheduler names requests may send."""
+
+    def post(self, request, **kwargs):
+        return Response({"status": "success", "data": schedulers.DIFFUSERS_SCHEDULERS})
+
+
+class VerifyModelView(V3View):
+    """The enterprise SDK's verify_model: whether the key's plan may use a library model of that id."""
+
+    def post(self, request, **kwargs):
+        serializer = VerifyModelSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        model_id = serializer.validated_data["model_id"].strip()
+        plan = credits.account_for(request.user, loaded=True).plan
+        if model_id not in {entry.public_id for entry in library.listed(plan)}:
+            return Response(errors.validation({"model_id": [f"The model_id {model_id!r} does not exist."]}))
+        return Response({"status": "success", "message": f"The model {model_id!r} is ready.", "model_id": model_id})
 
 
 class OpenApiBrowserView(SpectacularSwaggerSplitView):

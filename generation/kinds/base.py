@@ -447,8 +447,9 @@ V7_IMAGES = "api/v7/images"
 ENTERPRISE = "api/v1/enterprise"
 ENTERPRISE_IMAGES = "api/v1/enterprise/images"
 ENTERPRISE_REALTIME = "api/v1/enterprise/realtime"
+ENTERPRISE_TXT2IMG = "api/v1/enterprise/txt2img"  # the enterprise SDK's own name for the generation family
 IMAGE_EDITING = ("api/v6/image_editing", "api/v1/image_editing", "api/v1/enterprise/image_editing")
-IMAGES = (V6_IMAGES, V6_REALTIME, ENTERPRISE_IMAGES, ENTERPRISE_REALTIME)  # the generation families
+IMAGES = (V6_IMAGES, V6_REALTIME, ENTERPRISE_IMAGES, ENTERPRISE_REALTIME, ENTERPRISE_TXT2IMG)  # generation families
 
 
 @dataclass(frozen=True, eq=False)

@@ -9,6 +9,8 @@ from PIL import Image
 
 from generation.kinds.base import (
     ENTERPRISE,
+    ENTERPRISE_IMAGES,
+    ENTERPRISE_TXT2IMG,
     V5,
     V6_IMAGES,
     DiffusionParams,
@@ -273,7 +275,7 @@ STEER = Operation(
     name=ControlNetParams.kind,
     serializer=ControlNetSerializer,
     summary="Generate images steered by ControlNets",
-    routes={V5: "controlnet", V6_IMAGES: "controlnet", ENTERPRISE: "controlnet"},
+    routes=dict.fromkeys((V5, V6_IMAGES, ENTERPRISE, ENTERPRISE_IMAGES, ENTERPRISE_TXT2IMG), "controlnet"),
     form=("prompt", "image", "mask", "control", "size", "seed", "strength", "sampling", "models"),
 )
 KIND = Kind(params=ControlNetParams, cost_setting="CREDITS_PER_CONTROLNET_IMAGE", predictor="sdxl", operations=(STEER,))

@@ -6,7 +6,18 @@ from typing import ClassVar
 from django.conf import settings
 from rest_framework import serializers
 
-from generation.kinds.base import IMAGE_EDITING, UPSCALE_MODELS, V3, V5, InvalidInput, JobParams, Kind, Operation, flag
+from generation.kinds.base import (
+    ENTERPRISE_TXT2IMG,
+    IMAGE_EDITING,
+    UPSCALE_MODELS,
+    V3,
+    V5,
+    InvalidInput,
+    JobParams,
+    Kind,
+    Operation,
+    flag,
+)
 from generation.kinds.fields import InputImageField, LenientBooleanField, LenientNumberField, LenientTextField
 from generation.kinds.requests import NOT_APPLIED, JobSerializer, not_applied, reason
 
@@ -92,7 +103,7 @@ UPSCALE = Operation(
     name=SuperResolutionParams.kind,
     serializer=SuperResolutionSerializer,
     summary="Upscale an image 2-4x (output is one URL string)",
-    routes={V3: "super_resolution", V5: "super_resolution", **dict.fromkeys(IMAGE_EDITING, "super_resolution")},
+    routes=dict.fromkeys((V3, V5, ENTERPRISE_TXT2IMG, *IMAGE_EDITING), "super_resolution"),
     form=("image", "upscaler"),
     image_field="url",
 )
