@@ -116,7 +116,14 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # per-thread connections would pile up, so it borrows from a pool of DB_POOL_MAX per process instead.
     if env.bool("DB_POOL", default=False):
         DATABASES["default"]["CONN_MAX_AGE"] = 0
-        DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": env.int("DB_POOL_MAX", default=16)}
+        # A request waits at most DB_POOL_TIMEOUT seconds for a connection (the database is away: it is
+        # answered "Service temporarily unavailable"); each lent connection is checked (CONN_HEALTH_CHECKS),
+        # so none broken by a restart answers a request with an error.
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": 1,
+            "max_size": env.int("DB_POOL_MAX", default=16),
+            "timeout": env.float("DB_POOL_TIMEOUT", default=5.0),
+        }
 # Requests inside Django at once per web process (config/asgi.py); the others wait as coroutines. As many
 # as the pool has connections, so that none waits for one.
 WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=env.int("DB_POOL_MAX", default=16))
@@ -211,6 +218,9 @@ WORKER_MAINTENANCE_INTERVAL = env.float("WORKER_MAINTENANCE_INTERVAL", default=3
 # (1: every job alone). Worth it on a GPU; on a CPU it saves little (bench/batching.py).
 WORKER_MAX_BATCH = env.int("WORKER_MAX_BATCH", default=1)
 JOB_MAX_RUNS = env.int("JOB_MAX_RUNS", default=2)
+# How long a worker keeps trying to record a finished job while the database is away (a restart): the
+# job stays its own meanwhile; past it, the sweep re-queues or fails it.
+WORKER_DATABASE_RETRY_SECONDS = env.float("WORKER_DATABASE_RETRY_SECONDS", default=120.0)
 # Retention: outputs (and inputs) of jobs finished longer ago are deleted by `manage.py expire_outputs`
 # (0 keeps them forever).
 OUTPUT_RETENTION_DAYS = env.int("OUTPUT_RETENTION_DAYS", default=30)

@@ -201,6 +201,14 @@ def succeed(
     return bool(moved)
 
 
+def succeeded_with(job: Job, output_names: list[str]) -> bool:
+    """Whether this try already succeeded with these outputs: a retried `succeed` whose first commit went
+    through before the connection was lost."""
+    return Job.objects.filter(
+        pk=job.pk, attempt=job.attempt, status=Job.Status.SUCCESS, output_names=output_names
+    ).exists()
+
+
 @transaction.atomic
 def fail(job_id: int, reason: str, attempt: int | None = None) -> bool:
     """Mark a queued or running job failed with `reason` (shown to the user) and refund its credits.

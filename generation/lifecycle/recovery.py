@@ -57,9 +57,11 @@ def claim_redis() -> bool:
 
 
 def _abandoned(job: Job, now, live_workers=None, heartbeats_since=None) -> bool:
-    """Running, but its worker's heartbeat is gone: checked one heartbeat lifetime after the job started
-    (a slow start) and after Redis's data began (a restarted Redis lost every heartbeat; live workers
-    publish theirs again within that time)."""
+    """Running, but nobody works on it: its worker's heartbeat is gone, or its worker is alive and has
+    named other jobs for a heartbeat lifetime since (it could not record this one's end while the
+    database was away). Checked one heartbeat lifetime after the job started (a slow start) and after
+    Redis's data began (a restarted Redis lost every heartbeat; live workers publish theirs again within
+    that time)."""
     if job.status != Job.Status.RUNNING or job.started_at is None:
         return False
     since = max(
@@ -67,8 +69,17 @@ def _abandoned(job: Job, now, live_workers=None, heartbeats_since=None) -> bool:
     )
     if now.timestamp() - since < liveness.ttl():
         return False
-    alive = job.worker_name in live_workers if live_workers is not None else liveness.is_alive(job.worker_name)
-    return not alive
+    record = live_workers.get(job.worker_name) if live_workers is not None else liveness.record(job.worker_name)
+    return record is None or _dropped(job, record)
+
+
+def _dropped(job: Job, record: dict) -> bool:
+    """The live worker's heartbeat, beaten a lifetime after the job started, does not name the job."""
+    return (
+        "job_ids" in record  # a worker from before heartbeats named their jobs cannot tell
+        and job.pk not in record["job_ids"]
+        and record["beat_at"] - job.started_at.timestamp() > liveness.ttl()
+    )
 
 
 def _lost(job: Job, now, rq_status: str | None, lost_after: float = LOST_AFTER_SECONDS) -> bool:
@@ -82,8 +93,8 @@ def _lost(job: Job, now, rq_status: str | None, lost_after: float = LOST_AFTER_S
 
 
 def _recover(job: Job) -> bool:
-    """A running job whose worker is gone."""
-    return jobs.retry_or_fail(job, f"worker {job.worker_name or '?'} stopped")
+    """A running job nobody works on."""
+    return jobs.retry_or_fail(job, f"worker {job.worker_name or '?'} stopped or dropped it")
 
 
 def reconcile(job: Job) -> Job:
@@ -112,7 +123,7 @@ def sweep(lost_after: float = LOST_AFTER_SECONDS) -> dict:
     now = timezone.now()
     live, since = liveness.live_workers(), liveness.heartbeats_since()
     counts = {"recovered": 0, "requeued": 0}
-    for job in Job.objects.filter(status=Job.Status.RUNNING).exclude(worker_name__in=list(live)):
+    for job in Job.objects.filter(status=Job.Status.RUNNING):
         if _abandoned(job, now, live, since):
             counts["recovered"] += _recover(job)
     cutoff = now - timedelta(seconds=lost_after)

@@ -89,5 +89,7 @@ def heartbeats_since() -> float:
         return 0.0
 
 
-def is_alive(worker_name: str) -> bool:
-    return bool(worker_name) and connection().exists(KEY.format(worker_name)) == 1
+def record(worker_name: str) -> dict | None:
+    """What a live worker last said of itself; None for a worker that is gone."""
+    value = connection().get(KEY.format(worker_name)) if worker_name else None
+    return json.loads(value) if value is not None else None

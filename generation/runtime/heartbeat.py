@@ -28,11 +28,12 @@ def current_worker_name() -> str:
     return _current.name if _current else ""
 
 
-def set_current_job(job_id: int | None, predicted: float | None = None, publish: bool = True):
-    """What this worker runs now; published at once unless `publish` is False (then with the next beat)."""
+def set_current_job(job_ids: list[int], predicted: float | None = None, publish: bool = True):
+    """The jobs this worker runs now (a batch: its first leads), until each is settled; published at once
+    unless `publish` is False (then with the next beat)."""
     if _current:
-        _current.job_id = job_id
-        _current.job_started = time.time() if job_id else None
+        _current.job_ids = list(job_ids)
+        _current.job_started = time.time() if job_ids else None
         _current.job_predicted = predicted
         if publish:
             try:
@@ -44,7 +45,7 @@ def set_current_job(job_id: int | None, predicted: float | None = None, publish:
 class Heartbeat:
     def __init__(self, name: str, info: dict, maintenance=None, on_data_loss=None):
         self.name, self.info, self.maintenance, self.on_data_loss = name, info, maintenance, on_data_loss
-        self.job_id = self.job_started = self.job_predicted = None
+        self.job_ids, self.job_started, self.job_predicted = [], None, None
         self._stopped = threading.Event()
         self._last_maintenance = 0.0
 
@@ -68,7 +69,8 @@ class Heartbeat:
             self.name,
             {
                 **self.info,
-                "job_id": self.job_id,
+                "job_id": self.job_ids[0] if self.job_ids else None,
+                "job_ids": self.job_ids,
                 "job_started": self.job_started,
                 "job_predicted": self.job_predicted,
                 "beat_at": time.time(),

@@ -8,7 +8,7 @@ import time
 
 import redis
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from rq.timeouts import JobTimeoutException
 
 from generation.infra import redis_client
@@ -25,6 +25,8 @@ PROGRESS_INTERVAL = 0.5  # seconds between progress writes
 STORAGE_FAILED_MESSAGE = "Failed, Try Again (the images could not be stored)"
 TIMED_OUT_MESSAGE = "Timed out"
 CANCEL_CHECK_INTERVAL = 0.1  # seconds between looks at the job's cancel flag
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+RETRY_FIRST_DELAY, RETRY_MAX_DELAY = 0.25, 5.0  # seconds: the backoff while the database is away
 
 
 class JobCanceled(Exception):
@@ -66,7 +68,7 @@ class StepMonitor:
         if now - self.last_write >= PROGRESS_INTERVAL and step < total:
             self.last_write = now
             preview_name = self._new_preview(preview)
-            if not jobs.record_progress(self.job_id, self.job.attempt, step, total, preview_name):
+            if not self._record_progress(step, total, preview_name):
                 raise JobCanceled()  # canceled, or given up by this worker and re-queued meanwhile
             self._publish(step, total)
         if phase is not None:
@@ -90,6 +92,15 @@ class StepMonitor:
             queue.publish_progress(self.job_id, event)
         except redis.RedisError:
             pass  # the progress is in the database; streams catch up at the next event
+
+    def _record_progress(self, step: int, total: int, preview_name: str | None) -> bool:
+        """Write the step; False once the job is no longer this try's. While the database is away the
+        job runs on (the step is written with the next one, or with its result)."""
+        try:
+            return jobs.record_progress(self.job_id, self.job.attempt, step, total, preview_name)
+        except DATABASE_ERRORS:
+            connection.close()
+            return True
 
     def _cancel_requested(self) -> bool:
         """The cancel flag; while Redis is away the job runs on (a cancel also ends it in the database,
@@ -150,7 +161,7 @@ def run_job(job_id: int, attempt: int = 1):
     if job is None:
         return  # no longer queued for this try (re-queued, failed by a sweep, already run)
     batch = [job, *_companions(job)]
-    heartbeat.set_current_job(job.id, sum(member.predicted_seconds for member in batch))
+    heartbeat.set_current_job([member.id for member in batch], sum(member.predicted_seconds for member in batch))
     started = time.perf_counter()
     monitors = [StepMonitor(member) for member in batch]
     try:
@@ -159,25 +170,50 @@ def run_job(job_id: int, attempt: int = 1):
         logger.warning("Job(s) %s timed out", [member.id for member in batch])
         predictions = [GenerationError(TIMED_OUT_MESSAGE)] * len(batch)
     except BaseException:  # SystemExit / KeyboardInterrupt: the worker is going away
+        heartbeat.set_current_job([], publish=False)
         for member in batch:
             jobs.retry_or_fail(member, "worker shut down")
         raise
     finally:
-        heartbeat.set_current_job(None, publish=False)  # the next beat says it; the ETA allows for it
         for monitor in monitors:
             monitor.discard()
     seconds = time.perf_counter() - started
     images = sum(member.parameters.samples for member in batch)
-    for member, monitor, prediction in zip(batch, monitors, predictions):
-        try:  # each job of a batch ends, whatever happens to another's
-            if prediction is None:  # canceled while its batch ran: its images are dropped
-                continue
-            if isinstance(prediction, GenerationError):
-                jobs.fail(member.id, str(prediction), attempt=member.attempt)
-                continue
-            _settle(member, prediction, seconds, monitor, share=member.parameters.samples / images)
-        except Exception:
-            logger.exception("Could not settle job %s", member.id)
+    try:  # the heartbeat names the batch's jobs until each is settled: until then they are this worker's
+        for member, monitor, prediction in zip(batch, monitors, predictions):
+            try:  # each job of a batch ends, whatever happens to another's
+                _settle_one(member, monitor, prediction, seconds, share=member.parameters.samples / images)
+            except Exception:  # the database away past WORKER_DATABASE_RETRY_SECONDS: the sweep takes over
+                logger.exception("Could not settle job %s", member.id)
+    finally:
+        heartbeat.set_current_job([], publish=False)  # the next beat says it; the ETA allows for it
+
+
+def _settle_one(job, monitor, prediction, seconds: float, share: float):
+    if prediction is None:  # canceled while its batch ran: its images are dropped
+        return
+    if isinstance(prediction, GenerationError):
+        _until_the_database_answers(lambda: jobs.fail(job.id, str(prediction), attempt=job.attempt), job)
+        return
+    _settle(job, prediction, seconds, monitor, share)
+
+
+def _until_the_database_answers(write, job):
+    """Run `write` (the database write that ends `job`), again with a growing pause while the database is
+    away, for up to WORKER_DATABASE_RETRY_SECONDS: a PostgreSQL restart must not leave a job running.
+    Each try is a transaction of its own (a lost commit is found by the next try's conditions)."""
+    deadline = time.monotonic() + settings.WORKER_DATABASE_RETRY_SECONDS
+    delay = RETRY_FIRST_DELAY
+    while True:
+        try:
+            return write()
+        except DATABASE_ERRORS:
+            connection.close()
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("Database unavailable while settling job %s; trying again in %.2f s", job.id, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY)
 
 
 def _predict(batch: list, monitors: list) -> list:
@@ -262,18 +298,24 @@ def _settle(job, prediction, seconds: float, monitor: StepMonitor, share: float)
     except Exception:  # a full disk, storage unreachable: the job fails and is refunded, nothing is kept
         logger.exception("Could not store the images of job %s", job.id)
         storage.delete_outputs(job, names, thumbnail)
-        jobs.fail(job.id, STORAGE_FAILED_MESSAGE, attempt=job.attempt)
+        _until_the_database_answers(lambda: jobs.fail(job.id, STORAGE_FAILED_MESSAGE, attempt=job.attempt), job)
         return
-    if jobs.succeed(
-        job,
-        names,
-        generation_time=seconds,
-        seeds=prediction.seeds,
-        nsfw=prediction.nsfw,
-        thumbnail=thumbnail,
-        steps=monitor.total,
-        pipeline_time=prediction.seconds,
-    ):
+    outcome = {
+        "generation_time": seconds,
+        "seeds": prediction.seeds,
+        "nsfw": prediction.nsfw,
+        "thumbnail": thumbnail,
+        "steps": monitor.total,
+        "pipeline_time": prediction.seconds,
+    }
+    try:
+        recorded = _until_the_database_answers(
+            lambda: jobs.succeed(job, names, **outcome) or jobs.succeeded_with(job, names), job
+        )
+    except DATABASE_ERRORS:
+        storage.delete_outputs(job, names, thumbnail)  # the sweep gives the job another try or refunds it
+        raise
+    if recorded:
         step_seconds = monitor.step_seconds * share if monitor.step_seconds is not None else None
         try:
             with redis_client.connection().pipeline(transaction=False) as pipe:
