@@ -43,7 +43,7 @@ def page(live_server, worker, transactional_db):
         )
         context = browser.new_context(viewport={"width": 1100, "height": 900})
         page = context.new_page()
-        page.set_default_timeout(30000)
+        page.set_default_timeout(90000)  # a job waited for on a loaded machine (two busy cores) takes long
         violations = []  # the pages must pass their Content-Security-Policy: no inline script or style
         page.on(
             "console",
