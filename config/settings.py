@@ -338,6 +338,9 @@ OBJECT_REMOVAL_STEPS = env.int("OBJECT_REMOVAL_STEPS", default=30)
 IMG_MIXER_IP_ADAPTER = env("IMG_MIXER_IP_ADAPTER", default="")
 # image_editing/removebg_mask: the library segmentation model (empty: the first one a plan may use)
 REMOVEBG_MODEL = env("REMOVEBG_MODEL", default="")
+# The largest side a segmentation model may declare for its input (U2-Net's is 320, IS-Net's 1024): the
+# worker's memory for one mask grows with its square.
+SEGMENTATION_MAX_INPUT_SIDE = env.int("SEGMENTATION_MAX_INPUT_SIDE", default=2048)
 # image_editing/base64_to_url: what an account may keep uploaded, and for how long
 UPLOAD_QUOTA_BYTES = env.int("UPLOAD_QUOTA_BYTES", default=200 * 1024 * 1024)
 UPLOAD_RETENTION_DAYS = env.int("UPLOAD_RETENTION_DAYS", default=7)

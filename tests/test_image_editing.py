@@ -7,6 +7,7 @@ import io
 from datetime import timedelta
 
 import numpy as np
+import onnx
 import pytest
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
@@ -14,7 +15,7 @@ from django.utils import timezone
 from PIL import Image
 
 from billing.models import Account
-from generation.models import Job, Upload
+from generation.models import Job, LibraryModel, Upload
 from tests import model_files
 from tests.conftest import ROOT
 from tests.test_model_library import add
@@ -196,11 +197,17 @@ def test_removebg_cuts_out_the_subject_or_gives_its_mask(api, transactional_db, 
 
 
 def test_a_model_that_onnxruntime_cannot_load_fails_the_job_with_the_reason(api, transactional_db, tmp_path):
+    """A library entry from before models were checked at add time: the job fails, the worker lives on."""
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x08\x07" + b"\xff" * 64)  # starts like an ONNX model, is not one
-    add(broken, "broken", "segmentation")
+    LibraryModel.objects.create(
+        public_id="broken", model_type="segmentation", source=str(broken), content_hash="b" * 64
+    )
     body = api.post(FAMILIES[0] + "removebg_mask", {"image": data_url(subject_on_dark())})
     assert body["status"] == "failed" and "'broken' cannot be loaded" in body["message"]
+    assert api.post("/api/v3/text2img", {"prompt": "still here", "width": 64, "height": 64, "num_inference_steps": 1})[
+        "status"
+    ] in ("success", "processing")
 
 
 def test_the_library_takes_only_onnx_segmentation_models(transactional_db, tmp_path):
@@ -210,6 +217,64 @@ def test_the_library_takes_only_onnx_segmentation_models(transactional_db, tmp_p
         call_command("addmodel", str(fake), "--id", "fake", "--kind", "segmentation")
     with pytest.raises(CommandError, match="must be an .onnx file"):
         call_command("addmodel", str(tmp_path / "model.safetensors"), "--id", "weights", "--kind", "segmentation")
+    starts_like_one = tmp_path / "starts-like-one.onnx"
+    starts_like_one.write_bytes(b"\x08\x07" + b"\xff" * 64)
+    with pytest.raises(CommandError, match="is not an ONNX model"):
+        call_command("addmodel", str(starts_like_one), "--id", "fake", "--kind", "segmentation")
+
+
+def _segmenter_graph(path, side=64, weight=None):
+    """A one-node ONNX graph with U2-Net's input (1x3xSxS) multiplying it by one weight."""
+    image = onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, side, side])
+    out = onnx.helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 3, side, side])
+    weight = weight or onnx.numpy_helper.from_array(np.ones((1,), np.float32), "w")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Mul", ["input", "w"], ["out"])], "g", [image], [out], [weight]
+    )
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def _external(location: str):
+    weight = onnx.TensorProto(name="w", data_type=onnx.TensorProto.FLOAT, dims=[1])
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in {"location": location, "offset": "0", "length": "4"}.items():
+        weight.external_data.add(key=key, value=value)
+    return weight
+
+
+@pytest.mark.parametrize(
+    "hostile, refusal",
+    [
+        (lambda folder: _segmenter_graph(folder / "m.onnx", weight=_external("../../../etc/passwd")), "external data"),
+        (lambda folder: _segmenter_graph(folder / "m.onnx", weight=_external("/etc/passwd")), "external data"),
+        (
+            lambda folder: (
+                (folder / "w.bin").symlink_to("/etc/passwd"),
+                _segmenter_graph(folder / "m.onnx", weight=_external("w.bin")),
+            )[1],
+            "external data",
+        ),
+        (  # 40 TB declared, four bytes held
+            lambda folder: _segmenter_graph(
+                folder / "m.onnx",
+                weight=onnx.TensorProto(
+                    name="w", data_type=onnx.TensorProto.FLOAT, dims=[10**13], raw_data=b"\0\0\0\0"
+                ),
+            ),
+            "declares 10000000000000 values for 'w' but holds 1",
+        ),
+        (lambda folder: _segmenter_graph(folder / "m.onnx", side=6000), "6000x6000 input: at most 2048 a side"),
+    ],
+    ids=["traversal", "absolute", "symlink", "huge-initializer", "huge-input"],
+)
+def test_segmentation_models_are_checked_by_onnx_when_added(transactional_db, tmp_path, hostile, refusal):
+    """Each was once taken on its first byte and failed (or took gigabytes) only at a user's first job."""
+    path = hostile(tmp_path)
+    with pytest.raises(CommandError, match=refusal):
+        call_command("addmodel", str(path), "--id", "hostile", "--kind", "segmentation")
+    assert not LibraryModel.objects.exists()
+    add(_segmenter_graph(tmp_path / "plain.onnx"), "plain", "segmentation")  # the same graph, sound
 
 
 def test_uploads_expire_after_the_retention_days(api, account, settings):

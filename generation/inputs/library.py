@@ -20,9 +20,11 @@ import tempfile
 from decimal import Decimal
 from pathlib import Path
 
+import onnx
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
+from google.protobuf.message import DecodeError
 
 from generation.kinds.base import IP_ADAPTER_WEIGHTS, InvalidInput, JobParams, deployment_model
 from generation.models import LibraryModel
@@ -208,17 +210,70 @@ def _check_ip_adapter(source: str):
 
 
 def _check_segmentation(source: str):
-    """An ONNX model (a protobuf graph: data, not code): background removal runs it with onnxruntime."""
+    """An ONNX model (a protobuf graph: data, not code) that background removal can run with onnxruntime:
+    onnx's checker passes it, it is one file (external data could name any file on the worker), every
+    initializer holds the values its shape declares (none claims terabytes the file does not have) and its
+    image input is 4-D with sides of at most SEGMENTATION_MAX_INPUT_SIDE."""
     if not source.lower().endswith(".onnx"):
         raise InvalidModelFile("a segmentation model must be an .onnx file (U2-Net, IS-Net)")
     try:
         handle, size = _open(source)
         with handle:
-            first = handle.read(1)
+            if size > ONNX_MAX_BYTES:
+                raise InvalidModelFile("is larger than a single-file ONNX model can be (2 GB)")
+            model = onnx.load_model(handle, load_external_data=False)
     except OSError as exc:
         raise InvalidModelFile(f"cannot be read ({exc.__class__.__name__})") from exc
-    if first != b"\x08" or size < 16:  # an ONNX ModelProto starts with its ir_version (field 1, varint)
-        raise InvalidModelFile("is not an ONNX model")
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise InvalidModelFile("is not an ONNX model") from exc
+    for tensor in [*model.graph.initializer, *_constant_tensors(model.graph)]:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
+            raise InvalidModelFile("keeps its weights outside the .onnx file (external data): export it as one file")
+        declared, held = math.prod(tensor.dims), _elements_held(tensor)
+        if held is not None and declared != held:
+            raise InvalidModelFile(f"declares {declared} values for {tensor.name!r} but holds {held}")
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, RuntimeError, ValueError) as exc:
+        raise InvalidModelFile(f"is not a valid ONNX model ({str(exc).splitlines()[0][:200]})") from exc
+    names = {tensor.name for tensor in model.graph.initializer}
+    inputs = [entry for entry in model.graph.input if entry.name not in names]
+    if not inputs:
+        raise InvalidModelFile("has no image input")
+    dims = inputs[0].type.tensor_type.shape.dim
+    limit = settings.SEGMENTATION_MAX_INPUT_SIDE
+    if len(dims) != 4:
+        raise InvalidModelFile("its input is not an image batch (N x 3 x H x W)")
+    if any(dim.HasField("dim_value") and dim.dim_value > limit for dim in dims[2:]):
+        sides = "x".join(str(dim.dim_value) if dim.HasField("dim_value") else "?" for dim in dims[2:])
+        raise InvalidModelFile(f"declares a {sides} input: at most {limit} a side (SEGMENTATION_MAX_INPUT_SIDE)")
+
+
+ONNX_MAX_BYTES = 2**31  # protobuf's limit: a larger model needs external data, which is refused
+# where a tensor's values are when they are not raw bytes, by its data type
+TYPED_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
+
+
+def _constant_tensors(graph):
+    """The tensors of the graph's Constant nodes (values in the file, like initializers)."""
+    return [
+        attribute.t
+        for node in graph.node
+        if node.op_type == "Constant"
+        for attribute in node.attribute
+        if attribute.HasField("t")
+    ]
+
+
+def _elements_held(tensor) -> int | None:
+    """How many values a tensor holds in the file (None for a type whose size cannot be told)."""
+    if tensor.HasField("raw_data"):
+        try:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        except (KeyError, TypeError, ValueError):
+            return None
+        return len(tensor.raw_data) // itemsize if itemsize else None
+    return sum(len(getattr(tensor, field)) for field in TYPED_FIELDS)
 
 
 def _base_shapes() -> dict[str, list[int]]:

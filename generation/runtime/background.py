@@ -10,6 +10,7 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 import onnxruntime
+from django.conf import settings
 from PIL import Image, ImageOps
 
 from generation.kinds.removebg_mask import RemoveBgParams
@@ -58,6 +59,8 @@ class BackgroundRemovalPredictor(Predictor):
         session = self._session(model)
         entry = session.get_inputs()[0]
         height, width = (side if isinstance(side, int) else DEFAULT_SIDE for side in entry.shape[2:4])
+        if max(height, width) > settings.SEGMENTATION_MAX_INPUT_SIDE:  # a model added before it was checked
+            raise GenerationError(f"Failed: the segmentation model {model.id!r} takes images over the size allowed")
         pixels = np.asarray(image.convert("RGB").resize((width, height), Image.LANCZOS), dtype=np.float32)
         pixels = (pixels / max(float(pixels.max()), 1e-6) - MEAN) / STD
         batch = pixels.transpose(2, 0, 1)[None].astype(np.float32)
