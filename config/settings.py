@@ -273,9 +273,13 @@ SAFE_HTTP_READ_TIMEOUT = env.float("SAFE_HTTP_READ_TIMEOUT", default=10.0)
 SAFE_HTTP_TOTAL_TIMEOUT = env.float("SAFE_HTTP_TOTAL_TIMEOUT", default=20.0)
 SAFE_HTTP_MAX_REDIRECTS = env.int("SAFE_HTTP_MAX_REDIRECTS", default=3)
 FETCHES_PER_ACCOUNT = env.int("FETCHES_PER_ACCOUNT", default=4)  # image URLs one account fetches at once
-# Input images.
+# Input images, checked from their headers by the web tier (the worker decodes them): bytes, pixels, the
+# longest side and the long side over the short one of each, and the pixels of all a request sends.
 INPUT_IMAGE_MAX_BYTES = env.int("INPUT_IMAGE_MAX_BYTES", default=20 * 1024 * 1024)
 INPUT_IMAGE_MAX_PIXELS = env.int("INPUT_IMAGE_MAX_PIXELS", default=4096 * 4096)
+INPUT_IMAGE_MAX_SIDE = env.int("INPUT_IMAGE_MAX_SIDE", default=8192)
+INPUT_IMAGE_MAX_ASPECT = env.float("INPUT_IMAGE_MAX_ASPECT", default=16.0)
+INPUT_REQUEST_MAX_PIXELS = env.int("INPUT_REQUEST_MAX_PIXELS", default=4 * 4096 * 4096)
 # A JSON body may carry two base64 images (inpaint): room for both at the size cap, refused beyond.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=2 * INPUT_IMAGE_MAX_BYTES * 4 // 3 + 1024 * 1024)
 # Upscalers (super_resolution): `<model id>.pth` files here; in demo mode a missing one is a plain resize.

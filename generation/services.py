@@ -60,7 +60,7 @@ def request_generation(
     _check_upscaler(params)
     _check_webhook(params.webhook)
     fetched = _fetch_inputs(user, inputs or {}, base_url)
-    params.complete({field: image.size for field, image in fetched.items()})
+    params.complete({field: source.size for field, source in fetched.items()})
     params.clamp_to_plan(plan.max_resolution, plan.max_samples)  # sizes that came from the input images
     job = jobs.submit(
         user=user,
@@ -123,21 +123,29 @@ FETCHING_KEY = "sdxl:fetching:{}"
 
 
 def _fetch_inputs(user, inputs: dict, base_url: str) -> dict:
-    """Each input image, fetched and decoded; InvalidInput names the request field of one that is not.
-    Our own output URLs are read from storage. An account fetches at most FETCHES_PER_ACCOUNT other
-    URLs at once, so slow servers it points at cannot hold the web tier (each fetch is bounded by
-    SAFE_HTTP_TOTAL_TIMEOUT)."""
+    """Each input image, fetched and checked from its header (decoded only by the worker); InvalidInput
+    names the request field of one that is not fit, or of the one that takes the request past
+    INPUT_REQUEST_MAX_PIXELS in all. Our own output URLs are read from storage. An account fetches at
+    most FETCHES_PER_ACCOUNT other URLs at once, so slow servers it points at cannot hold the web tier
+    (each fetch is bounded by SAFE_HTTP_TOTAL_TIMEOUT)."""
     for source in inputs.values():
         if source.url:
             source.stored = storage.own_output_name(source.url, base_url)
     urls = [source for source in inputs.values() if source.url and not source.stored]
     with _fetch_slot(user, urls[0].field if urls else ""):
-        fetched = {}
+        fetched, pixels = {}, 0
         for field, source in inputs.items():
             try:
-                fetched[field] = storage.fetch_image(source)
+                fetched[field] = storage.fetch(source)
             except images.ImageInputError as exc:
                 raise InvalidInput(source.field, str(exc)) from exc
+            pixels += math.prod(source.size)
+            if pixels > settings.INPUT_REQUEST_MAX_PIXELS:
+                raise InvalidInput(
+                    source.field,
+                    f"The images of this request have too many pixels in all: at most "
+                    f"{settings.INPUT_REQUEST_MAX_PIXELS} (INPUT_REQUEST_MAX_PIXELS).",
+                )
         return fetched
 
 
@@ -229,5 +237,5 @@ def cancel_job(*, user, job_id) -> Job:
 def store_upload(*, user, source: images.ImageSource, base_url: str) -> dict:
     """image_editing/base64_to_url: the image kept (free, within the account's upload quota) and its URL,
     which later requests may send (it is read from storage, like an output of this server)."""
-    upload, url = storage.save_upload(user, storage.fetch_image(source), base_url)
+    upload, url = storage.save_upload(user, storage.fetch(source), base_url)
     return {"status": "success", "id": upload.id, "output": [url], "proxy_links": [url]}

@@ -1,5 +1,6 @@
 """Shared fixtures: a live HTTP server, a real RQ worker process with the demo SDXL, accounts with keys."""
 
+import io
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from rq import Worker
 from accounts.keys import create_api_key
 from accounts.models import User
 from billing.models import Plan
-from generation.infra import redis_client
+from generation.infra import images, redis_client
 from generation.lifecycle import jobs
 from generation.models import Job
 from generation.queueing import liveness, queue
@@ -317,6 +318,13 @@ def http_server():
     server = LocalServer()
     yield server
     server.stop()
+
+
+def image_source(image, field: str = "init_image") -> images.ImageSource:
+    """A PIL image as a request's input image (PNG), as jobs.submit takes one."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return images.inspect(images.ImageSource(field), buffer.getvalue())
 
 
 def png_bytes(size=(64, 64), color=(200, 40, 40), mode="RGB") -> bytes:

@@ -20,7 +20,7 @@ from generation.models import Job, LibraryModel
 from generation.runtime.predictors import JobInput, LocalModel
 from generation.runtime.sdxl import SDXLPredictor
 from tests import model_files
-from tests.conftest import ROOT, download, start_worker, stop_worker
+from tests.conftest import ROOT, download, image_source, start_worker, stop_worker
 from tests.test_model_library import add, differ, pixels, same
 from tests.test_recovery import fresh, wait_until
 from tests.test_text2img import decode
@@ -235,7 +235,7 @@ def test_single_controlnet_jobs_batch_with_their_own_control_images(api, account
             seed=index,
             samples=1 + index % 2,
             controlnets=[{"id": "canny", "scale": 1.0, "type": "canny"}],
-            control_image=storage.store_input(control),
+            control_image=storage.store_input(image_source(control, "control_image")),
         )
         submitted.append(jobs.submit(user=user, params=params, base_url=api.base_url, queue_name="parked"))
     worker = start_worker("batcher", queues=["parked"], WORKER_MAX_BATCH="4")

@@ -90,17 +90,17 @@ def test_too_many_bytes(api, http_server, settings):
 
 def bomb_png(width, height) -> bytes:
     """A valid PNG header claiming a huge size, with a tiny compressed body."""
+    return png_of(width, height, zlib.compress(b"\0" * 1000))
+
+
+def png_of(width, height, idat: bytes) -> bytes:
+    """A 1-bit greyscale PNG of that size whose one IDAT chunk is `idat`, whole (IEND and every CRC)."""
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
-        + chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def test_decompression_bomb(api):
@@ -114,6 +114,37 @@ def test_truncated_png(api):
     encoded = base64.b64encode(noisy.getvalue()[:200]).decode()
     assert "not a readable image" in error_of(img2img(api, encoded))
     assert img2img(api, base64.b64encode(noisy.getvalue()).decode())["status"] == "success"  # whole, it is one
+
+
+def test_a_one_pixel_high_strip_is_refused_by_its_shape(api):
+    """1 x 16,000,000 pixels is under the pixel cap but no image a model can use (the worker once took
+    a gigabyte for it): refused from its header, by its longest side and its aspect."""
+    strip = base64.b64encode(bomb_png(16_000_000, 1)).decode()
+    assert "too long (16000000x1): at most 8192 pixels a side" in error_of(img2img(api, strip))
+    narrow = base64.b64encode(bomb_png(8000, 100)).decode()
+    assert "too narrow (8000x100)" in error_of(img2img(api, narrow))
+
+
+def test_the_images_of_one_request_share_a_pixel_budget(api, settings):
+    settings.INPUT_REQUEST_MAX_PIXELS = 64 * 64 + 100
+    image = base64.b64encode(png_bytes((64, 64))).decode()
+    body = api.post("/api/v3/inpaint", {"prompt": "x", "init_image": image, "mask_image": image})
+    assert body["status"] == "error", body
+    assert body["message"]["mask_image"] == [
+        "The images of this request have too many pixels in all: at most 4196 (INPUT_REQUEST_MAX_PIXELS)."
+    ]
+    assert img2img(api, image)["status"] == "success"  # one image fits
+
+
+def test_the_web_tier_checks_headers_and_the_worker_decodes(api, account):
+    """A PNG whose header and structure are sound but whose pixels cannot be decoded is taken by the web
+    tier (it decodes no image) and failed by the worker with the reason, refunded."""
+    user, _ = account
+    before = Account.objects.get(user=user).balance
+    body = img2img(api, base64.b64encode(png_of(64, 64, b"these are no compressed pixels")).decode())
+    body = api.wait_for(body["id"]) if body["status"] == "processing" else body
+    assert body["status"] == "failed" and body["message"] == "Failed: The init image is not a readable image.", body
+    assert Account.objects.get(user=user).balance == before
 
 
 def test_svg_is_not_an_image(api, http_server):

@@ -24,7 +24,17 @@ from generation.kinds.img2img import Img2ImgParams
 from generation.lifecycle import jobs, recovery
 from generation.models import Job
 from generation.queueing import liveness, queue
-from tests.conftest import WorkerLog, pause, paused, png_bytes, resume, start_worker, step_until, stop_worker
+from tests.conftest import (
+    WorkerLog,
+    image_source,
+    pause,
+    paused,
+    png_bytes,
+    resume,
+    start_worker,
+    step_until,
+    stop_worker,
+)
 from tests.test_fetch import _params
 
 
@@ -50,7 +60,7 @@ def hold_job(api, user):
         params=Img2ImgParams(prompt="held", width=64, height=64, steps=2, seed=1),
         base_url=api.base_url,
         queue_name="isolated",
-        inputs={"init_image": Image.new("RGB", (64, 64), (90, 120, 200))},
+        inputs={"init_image": image_source(Image.new("RGB", (64, 64), (90, 120, 200)))},
     )
     pipe = Path(default_storage.path(job.parameters.init_image))
     pipe.unlink()

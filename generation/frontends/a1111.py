@@ -6,7 +6,6 @@ upscaler as extra-single-image."""
 import re
 
 from django.http import HttpResponse
-from PIL import ImageFilter, ImageOps
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -125,12 +124,11 @@ class Img2ImgView(GenerateView):
             return self.submit(Img2ImgSerializer, fields, notes, data)
         submission = self.validated(InpaintSerializer, {**fields, "mask_image": data["mask"]})
         submission["params"].not_applied += notes
-        mask = submission["inputs"]["mask_image"]
-        if mask.image is not None:  # A1111's mask options, applied as A1111 applies them
-            if data.get("inpainting_mask_invert") in (1, True, "1"):
-                mask.image = ImageOps.invert(mask.image)
-            if blur := _integer(data, "mask_blur", 4, minimum=0):
-                mask.image = mask.image.filter(ImageFilter.GaussianBlur(min(blur, 64)))
+        mask = submission["inputs"]["mask_image"]  # A1111's mask options, done by the worker as A1111 does them
+        if data.get("inpainting_mask_invert") in (1, True, "1"):
+            mask.treatments += ("invert",)
+        if blur := _integer(data, "mask_blur", 4, minimum=0):
+            mask.treatments += (f"blur:{blur}",)
         return self.generate(submission, self.options(data))
 
 

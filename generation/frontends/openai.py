@@ -3,7 +3,6 @@ their OpenAI key): generations, edits (inpaint with a mask whose transparent pix
 img2img), variations (img2img without a prompt) and the models the key's plan may use."""
 
 import base64
-import io
 import re
 
 from django.conf import settings
@@ -89,8 +88,9 @@ class EditsView(ImageRequest):
             "init_image": _data_url(uploads[0]),
         }
         if mask := request.FILES.get("mask"):
-            fields.update(mask_image=_mask_data_url(mask), strength=EDIT_STRENGTH)
+            fields.update(mask_image=_data_url(mask, "mask"), strength=EDIT_STRENGTH)
             submission = self.validated(InpaintSerializer, fields)
+            _transparent_is_repaint(submission["inputs"]["mask_image"])
         else:
             submission = self.validated(Img2ImgSerializer, fields)
         return self.generate(submission, self.options(data))
@@ -175,16 +175,15 @@ def _read(upload, field: str) -> bytes:
     return upload.read()
 
 
-def _data_url(upload) -> str:
-    return "data:image/png;base64," + base64.b64encode(_read(upload, "image")).decode()
+def _data_url(upload, field: str = "image") -> str:
+    return "data:image/png;base64," + base64.b64encode(_read(upload, field)).decode()
 
 
-def _mask_data_url(upload) -> str:
-    """The mask as this API takes one (white = repaint) from OpenAI's (transparent = repaint)."""
-    try:
-        mask = images.transparent_mask(_read(upload, "mask"), "mask")
-    except images.ImageInputError as exc:
-        raise Refused(openai_answers.invalid("mask", str(exc))) from exc
-    buffer = io.BytesIO()
-    mask.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+def _transparent_is_repaint(mask: images.ImageSource):
+    """OpenAI's mask (transparent = repaint) as this API's (white = repaint), made by the worker; a mask
+    without transparency (its header says) is refused here."""
+    if not mask.has_alpha:
+        raise Refused(
+            openai_answers.invalid("mask", "The mask must be a PNG with transparency (transparent = repaint).")
+        )
+    mask.treatments += ("alpha_mask",)

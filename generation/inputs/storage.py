@@ -61,17 +61,17 @@ def _discard(names: list[str]):
             default_storage.delete(name)
 
 
-def store_input(image) -> str:
-    """Save an input image (lossless) for the worker; return its storage name."""
-    return save(f"inputs/{uuid.uuid4()}.png", encode(image, "png"))
+def store_input(source: images.ImageSource) -> str:
+    """Save an input image for the worker as it came (the web tier decodes none); its storage name."""
+    return save(f"inputs/{uuid.uuid4()}.{source.extension}", source.data)
 
 
-def open_input(name: str):
-    """A stored input image, as RGB."""
+def open_input(name: str, field: str, treatments=()) -> Image.Image:
+    """A stored input image decoded, upright RGB, with the treatments its request asked for (the worker's
+    side). ImageInputError when it cannot be (named after its request `field`)."""
     with default_storage.open(name, "rb") as handle:
-        image = Image.open(handle)
-        image.load()
-    return image.convert("RGB")
+        data = handle.read()
+    return images.decode(data, field.replace("_", " "), treatments)
 
 
 def save_images(job, images) -> list[str]:
@@ -225,16 +225,16 @@ def seconds_kept(job) -> float:
     return (job.finished_at + timedelta(days=settings.OUTPUT_RETENTION_DAYS) - timezone.now()).total_seconds()
 
 
-def save_upload(user, image, base_url: str) -> tuple[Upload, str]:
-    """Store a client's image as a PNG beside the outputs, once the account's UPLOAD_QUOTA_BYTES allows
-    it; (the upload, its URL). UploadQuotaFull when it does not."""
-    data = encode(image, "png")
+def save_upload(user, source: images.ImageSource, base_url: str) -> tuple[Upload, str]:
+    """Store a client's image as it came beside the outputs, once the account's UPLOAD_QUOTA_BYTES
+    allows it; (the upload, its URL). UploadQuotaFull when it does not."""
+    data = source.data
     with transaction.atomic():
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()  # one upload at a time
         used = Upload.objects.filter(user=user).aggregate(total=Sum("size_bytes"))["total"] or 0
         if used + len(data) > settings.UPLOAD_QUOTA_BYTES:
             raise UploadQuotaFull(used, settings.UPLOAD_QUOTA_BYTES)
-        name = save(f"generations/{uuid.uuid4()}-upload.png", data)
+        name = save(f"generations/{uuid.uuid4()}-upload.{source.extension}", data)
         upload = Upload.objects.create(user=user, name=name, size_bytes=len(data))
     return upload, absolute_url(base_url, name)
 
@@ -258,19 +258,20 @@ def expire_old_outputs(days: int) -> int:
     return expired
 
 
-def fetch_image(source: images.ImageSource) -> Image.Image:
-    """The image behind `source`: read from storage when it is one of our outputs, else fetched."""
-    if source.image is not None:
-        return source.image
+def fetch(source: images.ImageSource) -> images.ImageSource:
+    """`source` with its image: read from storage when it is one of our outputs, else fetched; checked
+    from its header (an inline image already was)."""
+    if source.data is not None:
+        return source
     if source.stored:
         data = read_bytes(source.stored)
         if data is None:
             raise images.ImageInputError(f"The {source.label} could not be fetched (no such image here).")
-        return images.decode(data, source.label)
+        return images.inspect(source, data)
     try:
         response = safe_http.request("GET", source.url, max_bytes=settings.INPUT_IMAGE_MAX_BYTES)
     except safe_http.UnsafeURL as exc:
         raise images.ImageInputError(f"The {source.label} could not be fetched ({exc}).") from exc
     if response.status != 200:
         raise images.ImageInputError(f"The {source.label} could not be fetched (HTTP {response.status}).")
-    return images.decode(response.content, source.label)
+    return images.inspect(source, response.content)

@@ -127,6 +127,8 @@ class JobParams:
     checkpoint: str = ""  # the library checkpoint a generation runs on (filled in when it is admitted)
     operation: str = ""  # the API operation that asked for it, when that is a preset of the kind (object_removal)
     demo_upscaler: bool = False  # its upscaling is a plain resize (UPSCALER_DEMO; said in meta)
+    # what the worker does to an input image once decoded, by field (a front-end's mask options)
+    input_treatments: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -57,7 +57,7 @@ def submit(
     Raises QueueFull when the account already has its plan's maximum of unfinished jobs, and
     InsufficientCredits when the balance cannot pay for it; then nothing is recorded, stored or queued.
     Both are checked and taken in one conditional UPDATE, so concurrent requests cannot overshoot
-    either. `inputs` maps a parameter field to the image it names once stored. Two concurrent requests
+    either. `inputs` maps a parameter field to the images.ImageSource it names once stored. Two concurrent requests
     with one `idempotency_key` meet at the database's unique constraint and the second gets the first's
     job (`replayed`). `account` is the user's, when the caller already has it. `price`: its credits when
     not its kind's plain cost (models with a credit multiplier).
@@ -68,9 +68,11 @@ def submit(
     try:
         with transaction.atomic():
             credits.admit(account, price)
-            for field, image in (inputs or {}).items():
-                stored.append(storage.store_input(image))
+            for field, source in (inputs or {}).items():
+                stored.append(storage.store_input(source))
                 setattr(params, field, stored[-1])
+                if source.treatments:
+                    params.input_treatments[field] = list(source.treatments)
             job = Job.objects.create(
                 user=user,
                 api_key=api_key,

@@ -13,6 +13,7 @@ from functools import partial
 from django.conf import settings
 
 from generation import kinds
+from generation.infra.images import ImageInputError
 from generation.inputs import library, storage
 from generation.kinds.base import JobParams, ModelType, upscaler_for
 from generation.kinds.super_resolution import SuperResolutionParams
@@ -60,8 +61,9 @@ def setup_all(checkpoints: list[str]) -> list[Predictor]:
 
 
 def resolve(params: JobParams) -> JobInput:
-    """What a job's parameters name, ready to predict from. GenerationError when a model it chose is gone."""
-    images = {field: storage.open_input(getattr(params, field)) for field in params.inputs if getattr(params, field)}
+    """What a job's parameters name, ready to predict from: its input images decoded (here, never in the
+    web tier). GenerationError when an image cannot be decoded or a model it chose is gone."""
+    images = _input_images(params)
     named = params.models_named()
     models = _local_models(params.library_ids())
 
@@ -81,6 +83,17 @@ def resolve(params: JobParams) -> JobInput:
     resolved.upscalers = {model_id: _upscaler_weights(model_id) for model_id, _ in params.upscalers()}
     resolved.upscale = partial(_upscale, resolved.upscalers)
     return resolved
+
+
+def _input_images(params: JobParams) -> dict:
+    decoded = {}
+    for field in params.inputs:
+        if name := getattr(params, field):
+            try:
+                decoded[field] = storage.open_input(name, field, params.input_treatments.get(field, ()))
+            except ImageInputError as exc:
+                raise GenerationError(f"Failed: {exc}") from exc
+    return decoded
 
 
 def _local_models(public_ids: set[str]) -> dict[str, LocalModel]:
