@@ -21,6 +21,12 @@ class Plan(models.Model):
     requests_per_minute = models.PositiveIntegerField(default=60)
     max_resolution = models.PositiveIntegerField(default=1024, help_text="largest width/height in pixels")
     max_samples = models.PositiveSmallIntegerField(default=4)
+    max_training_steps = models.PositiveIntegerField(default=1000, help_text="per training")
+    max_training_images = models.PositiveSmallIntegerField(default=20, help_text="photos per training")
+    max_concurrent_trainings = models.PositiveSmallIntegerField(default=1, help_text="queued or running at once")
+    owned_models_quota_bytes = models.BigIntegerField(
+        default=1024 * 1024 * 1024, help_text="storage for an account's trained models"
+    )
     priority = models.CharField(max_length=16, choices=Priority.choices, default=Priority.DEFAULT)
     is_default = models.BooleanField(default=False, help_text="assigned at sign-up")
     is_public = models.BooleanField(default=True, help_text="listed on the pricing page")

@@ -182,7 +182,8 @@ REDIS_CLIENT_URL = (
     REDIS_URL if "socket_timeout" in REDIS_URL else (REDIS_URL + ("&" if "?" in REDIS_URL else "?") + _REDIS_TIMEOUTS)
 )
 GENERATION_QUEUES = ["high", "default", "low"]
-RQ_QUEUES = {name: {"URL": REDIS_CLIENT_URL, "DEFAULT_TIMEOUT": 900} for name in GENERATION_QUEUES}
+TRAINING_QUEUE = "training"  # trainings' own queue: served by the workers started with it (make run starts one)
+RQ_QUEUES = {name: {"URL": REDIS_CLIENT_URL, "DEFAULT_TIMEOUT": 900} for name in [*GENERATION_QUEUES, TRAINING_QUEUE]}
 RQ = {"WORKER_CLASS": "generation.runtime.worker.GenerationWorker"}
 
 # The cache (log-in rate limits, sessions' helpers) is shared by every web process through Redis.
@@ -345,6 +346,29 @@ REMOVEBG_MODEL = env("REMOVEBG_MODEL", default="")
 # The largest side a segmentation model may declare for its input (U2-Net's is 320, IS-Net's 1024): the
 # worker's memory for one mask grows with its square.
 SEGMENTATION_MAX_INPUT_SIDE = env.int("SEGMENTATION_MAX_INPUT_SIDE", default=2048)
+# Training (generation/kinds/training.py, generation/runtime/trainer.py): a LoRA of the UNet's attention
+# (lora_fine_tune), with both text encoders for DreamBooth (fine_tune). Priced per 100 steps at
+# 1024x1024, scaled by the training size's area; plans limit steps, photos and trainings at once.
+CREDITS_PER_100_TRAINING_STEPS = env.int("CREDITS_PER_100_TRAINING_STEPS", default=10)
+TRAINING_JOB_TIMEOUT = env.int("TRAINING_JOB_TIMEOUT", default=6 * 3600)
+TRAINING_RESOLUTION = env.int("TRAINING_RESOLUTION", default=1024)  # at most; a smaller model trains at its own
+TRAINING_DEFAULT_STEPS = env.int("TRAINING_DEFAULT_STEPS", default=500)
+TRAINING_MIN_IMAGES = env.int("TRAINING_MIN_IMAGES", default=3)
+TRAINING_RANK = env.int("TRAINING_RANK", default=16)
+TRAINING_LEARNING_RATE = env.float("TRAINING_LEARNING_RATE", default=1e-4)
+TRAINING_TEXT_ENCODER_LEARNING_RATE = env.float("TRAINING_TEXT_ENCODER_LEARNING_RATE", default=5e-6)
+TRAINING_CLASS_IMAGES = env.int(
+    "TRAINING_CLASS_IMAGES", default=10
+)  # prior preservation's, when a class_prompt is given
+TRAINING_CLASS_STEPS = env.int("TRAINING_CLASS_STEPS", default=20)  # denoising steps of each class image
+TRAINING_PRIOR_LOSS_WEIGHT = env.float("TRAINING_PRIOR_LOSS_WEIGHT", default=1.0)
+TRAINING_MIN_SNR_GAMMA = env.float("TRAINING_MIN_SNR_GAMMA", default=0.0)  # 5.0: min-SNR weighting; 0: plain MSE
+TRAINING_SAMPLE_EVERY = env.int("TRAINING_SAMPLE_EVERY", default=100)  # steps between sample images
+TRAINING_SAMPLE_STEPS = env.int("TRAINING_SAMPLE_STEPS", default=20)
+TRAINING_CHECKPOINT_EVERY = env.int("TRAINING_CHECKPOINT_EVERY", default=50)  # steps between resumable states
+TRAINING_SANDBOX_STEPS = env.int("TRAINING_SANDBOX_STEPS", default=10)
+TRAINING_ZIP_MAX_BYTES = env.int("TRAINING_ZIP_MAX_BYTES", default=200 * 1024 * 1024)
+TRAINING_ZIP_MAX_ENTRIES = env.int("TRAINING_ZIP_MAX_ENTRIES", default=200)
 # image_editing/base64_to_url: what an account may keep uploaded, and for how long
 UPLOAD_QUOTA_BYTES = env.int("UPLOAD_QUOTA_BYTES", default=200 * 1024 * 1024)
 UPLOAD_RETENTION_DAYS = env.int("UPLOAD_RETENTION_DAYS", default=7)

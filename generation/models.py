@@ -50,6 +50,11 @@ class Job(models.Model):
     generation_time = models.FloatField(null=True, blank=True, help_text="seconds on the worker")
     pipeline_time = models.FloatField(null=True, blank=True, help_text="of which in the diffusion pipeline")
     error = models.TextField(blank=True)
+    details = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="what a kind reports as it runs beyond its steps (a training's stage, loss, samples)",
+    )
     idempotency_key = models.CharField(
         max_length=200, blank=True, help_text="the client's Idempotency-Key: a retry gets this job back (24 h)"
     )
@@ -178,6 +183,14 @@ class LibraryModel(models.Model):
     content_hash = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the weights (keys worker caches)")
     size_bytes = models.BigIntegerField(default=0)
     plans = models.ManyToManyField("billing.Plan", blank=True, help_text="plans that may use it (none: every plan)")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="owned_models",
+        help_text="the account that trained it: only it sees and uses the model (empty: the library's own)",
+    )
     is_public = models.BooleanField(default=True, help_text="listed by model_list and in the playground")
     is_default = models.BooleanField(default=False, help_text="the checkpoint of requests that name none")
     credit_multiplier = models.DecimalField(

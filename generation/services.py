@@ -9,6 +9,7 @@ import json
 import math
 import time
 from contextlib import contextmanager
+from decimal import Decimal
 
 from django.conf import settings
 
@@ -17,11 +18,13 @@ from generation import kinds
 from generation.answers import hosted
 from generation.infra import images, redis_client, safe_http
 from generation.inputs import library, storage
+from generation.kinds import training
 from generation.kinds.base import InvalidInput, JobParams
 from generation.lifecycle import jobs, recovery
-from generation.models import Job
+from generation.models import Job, LibraryModel
 from generation.queueing import liveness, monitoring, queue
 
+TRAINING = training.KIND.name
 MAX_JOB_ID = 2**63 - 1  # job ids are 64-bit: a larger one (a path may carry any digits) is no job
 
 
@@ -55,13 +58,17 @@ def request_generation(
     account = credits.account_for(user)  # its balance now, not as authentication found it
     plan = account.plan
     params.clamp_to_plan(plan.max_resolution, plan.max_samples)
-    price, queue_name = _price_and_queue(params, plan)
-    credits.check_admissible(account, price)
+    multiplier, queue_name = _models_and_queue(params, plan, user)
+    credits.check_admissible(account, math.ceil(kinds.cost(params) * multiplier))
     _check_upscaler(params)
     _check_webhook(params.webhook)
-    fetched = _fetch_inputs(user, inputs or {}, base_url)
+    _check_in_flight(user, params, plan)
+    if params.makes_model:
+        _check_owned_quota(user, plan)
+    fetched = _fetch_inputs(user, inputs or {}, base_url, params.input_pixel_budget())
     params.complete({field: source.size for field, source in fetched.items()})
     params.clamp_to_plan(plan.max_resolution, plan.max_samples)  # sizes that came from the input images
+    params.check_plan(plan)
     job = jobs.submit(
         user=user,
         api_key=api_key,
@@ -71,7 +78,7 @@ def request_generation(
         request_hash=request_hash,
         account=account,
         inputs=fetched,
-        price=price,
+        price=math.ceil(kinds.cost(params) * multiplier),  # as the plan's limits left the parameters
         queue_name=queue_name,
     )
     return wait(job, wait_seconds)
@@ -85,18 +92,21 @@ def request_hash(kind: str, body: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _price_and_queue(params: JobParams, plan) -> tuple[int, str]:
-    """The job's credits (its kind's cost times its models' multipliers) and its RQ queue: the plan's
-    priority, on the queue of its checkpoint when that is not the default one. A checkpoint that no live
-    worker has held for CHECKPOINT_STALE_SECONDS is refused rather than left waiting."""
-    library.fill_operation_model(params, plan)
+def _models_and_queue(params: JobParams, plan, user) -> tuple[Decimal, str]:
+    """The credit multiplier of the library models the job uses and its RQ queue: the plan's priority,
+    on the queue of its checkpoint when that is not the default one (a kind with a queue of its own,
+    training, loads its checkpoint itself). A checkpoint that no live worker has held for
+    CHECKPOINT_STALE_SECONDS is refused rather than left waiting."""
+    library.fill_operation_model(params, plan, user)
     if not params.chooses_models:
-        return kinds.cost(params), plan.priority
-    multiplier, is_default = library.choose(params, plan)
+        return Decimal(1), params.queue or plan.priority
+    multiplier, is_default = library.choose(params, plan, user)
+    if params.queue:
+        return multiplier, params.queue
     checkpoint = "" if is_default else params.checkpoint
     if checkpoint and not liveness.checkpoint_served_within(checkpoint, settings.CHECKPOINT_STALE_SECONDS):
         raise InvalidInput("model_id", f"No worker serves the model {checkpoint!r} right now; try again later.")
-    return math.ceil(kinds.cost(params) * multiplier), queue.queue_name(plan.priority, checkpoint)
+    return multiplier, queue.queue_name(plan.priority, checkpoint)
 
 
 def _check_upscaler(params: JobParams):
@@ -119,10 +129,34 @@ def _check_webhook(url: str | None):
         raise InvalidInput("webhook", "The webhook must be a public http(s) URL.") from exc
 
 
+def _check_in_flight(user, params: JobParams, plan):
+    """A kind that limits how many of its jobs an account runs at once (trainings) refuses one more."""
+    limit = params.max_in_flight(plan)
+    if limit is None:
+        return
+    running = Job.objects.filter(user=user, kind=params.kind, status__in=jobs.UNFINISHED).count()
+    if running >= limit:
+        raise InvalidInput(
+            "images" if params.makes_model else "prompt",
+            f"Your plan runs {limit} of these at once and {running} are queued or running; try again when one ends.",
+        )
+
+
+def _check_owned_quota(user, plan):
+    try:
+        library.check_owned_quota(user, plan)
+    except library.OwnedQuotaFull as exc:
+        raise InvalidInput(
+            "training",
+            f"Your trained models use {exc.used // 2**20} MB of your plan's {exc.quota // 2**20} MB: "
+            "delete one (finetune/delete) to train another.",
+        ) from exc
+
+
 FETCHING_KEY = "sdxl:fetching:{}"
 
 
-def _fetch_inputs(user, inputs: dict, base_url: str) -> dict:
+def _fetch_inputs(user, inputs: dict, base_url: str, budget: int) -> dict:
     """Each input image, fetched and checked from its header (decoded only by the worker); InvalidInput
     names the request field of one that is not fit, or of the one that takes the request past
     INPUT_REQUEST_MAX_PIXELS in all. Our own output URLs are read from storage. An account fetches at
@@ -136,16 +170,17 @@ def _fetch_inputs(user, inputs: dict, base_url: str) -> dict:
         fetched, pixels = {}, 0
         for field, source in inputs.items():
             try:
-                fetched[field] = storage.fetch(source)
+                found = storage.fetch_archive(source) if source.archive else [storage.fetch(source)]
             except images.ImageInputError as exc:
                 raise InvalidInput(source.field, str(exc)) from exc
-            pixels += math.prod(source.size)
-            if pixels > settings.INPUT_REQUEST_MAX_PIXELS:
-                raise InvalidInput(
-                    source.field,
-                    f"The images of this request have too many pixels in all: at most "
-                    f"{settings.INPUT_REQUEST_MAX_PIXELS} (INPUT_REQUEST_MAX_PIXELS).",
-                )
+            for index, image in enumerate(found, start=1):
+                fetched[field if len(found) == 1 and not source.archive else f"{field}_{index}"] = image
+                pixels += math.prod(image.size)
+                if pixels > budget:
+                    raise InvalidInput(
+                        source.field,
+                        f"The images of this request have too many pixels in all: at most {budget}.",
+                    )
         return fetched
 
 
@@ -239,3 +274,31 @@ def store_upload(*, user, source: images.ImageSource, base_url: str) -> dict:
     which later requests may send (it is read from storage, like an output of this server)."""
     upload, url = storage.save_upload(user, storage.fetch(source), base_url)
     return {"status": "success", "id": upload.id, "output": [url], "proxy_links": [url]}
+
+
+# trainings ----------------------------------------------------------------------------------------
+
+
+def own_training(user, training_id: str) -> Job:
+    """The user's own training by its id, re-queued or failed first when nobody would finish it
+    (anyone else's answered like an unknown one)."""
+    job = Job.objects.filter(user=user, kind=TRAINING, params__training_id=str(training_id)[:100]).first()
+    if job is None:
+        raise JobNotFound()
+    return recovery.reconcile(job)
+
+
+def trainings(user) -> list[Job]:
+    return list(Job.objects.filter(user=user, kind=TRAINING).order_by("-id")[:200])
+
+
+def cancel_training(user, training_id: str) -> Job:
+    return jobs.cancel(own_training(user, training_id))
+
+
+def delete_training(user, training_id: str):
+    """The training ends (refunded when it had not), its model leaves the library and its files go."""
+    job = jobs.cancel(own_training(user, training_id))
+    LibraryModel.objects.filter(owner=user, public_id=job.params["training_id"]).delete()
+    storage.delete_files(job)
+    job.delete()

@@ -2,7 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from generation import kinds
-from generation.api import views
+from generation.api import training, views
 from generation.dashboard import views as pages
 from generation.frontends import a1111, openai
 from generation.kinds.base import (
@@ -84,8 +84,16 @@ def _family_routes(prefix: str):
         yield re_path(rf"^{prefix}/{NOT_OFFERED}/?$", offered, family)
 
 
+SANDBOX_V3 = "api/sandbox/v3"  # the training API free of charge and capped, for integrators' tests
+
 urlpatterns = [
     *(route for prefix in FAMILIES for route in _family_routes(prefix)),
+    # the training API (generation/api/training.py), and its sandbox
+    *(
+        endpoint(f"{prefix}/{training_path}", view, sandbox=prefix == SANDBOX_V3)
+        for prefix in (V3, SANDBOX_V3)
+        for training_path, view in training.ROUTES.items()
+    ),
     # the front-ends (generation/frontends/): the OpenAI Images API and the AUTOMATIC1111 API
     re_path(r"^v1/images/generations/?$", openai.GenerationsView.as_view(), name="openai-generations"),
     re_path(r"^v1/images/edits/?$", openai.EditsView.as_view(), name="openai-edits"),

@@ -373,7 +373,9 @@ class SystemDetailsView(V3View):
 )
 class ModelListView(V3View):
     def post(self, request, **kwargs):
-        return Response(hosted.model_list(library.listed(credits.account_for(request.user, loaded=True).plan)))
+        return Response(
+            hosted.model_list(library.listed(credits.account_for(request.user, loaded=True).plan, request.user))
+        )
 
 
 class SchedulersListView(V3View):
@@ -391,7 +393,7 @@ class VerifyModelView(V3View):
         serializer.is_valid(raise_exception=True)
         model_id = serializer.validated_data["model_id"].strip()
         plan = credits.account_for(request.user, loaded=True).plan
-        if model_id not in {entry.public_id for entry in library.listed(plan)}:
+        if model_id not in {entry.public_id for entry in library.listed(plan, request.user)}:
             return Response(errors.validation({"model_id": [f"The model_id {model_id!r} does not exist."]}))
         return Response({"status": "success", "message": f"The model {model_id!r} is ready.", "model_id": model_id})
 

@@ -5,6 +5,7 @@ the signed-in user; they go through the same services as the API."""
 
 import hmac
 import json
+import mimetypes
 import re
 from functools import lru_cache
 from pathlib import PurePosixPath
@@ -123,7 +124,7 @@ def job_events(request, job_id):
 @login_required
 def playground(request):
     models = {model_type: [] for model_type in LibraryModel.ModelType.values}
-    for model in library.listed(credits.account_for(request.user).plan):
+    for model in library.listed(credits.account_for(request.user).plan, request.user):
         models[model.model_type].append(model)
     return render(
         request,
@@ -289,11 +290,12 @@ def _playground_params(job: Job) -> dict:
 def job_input(request, job_id, field):
     """A stored input image of the user's own job (inputs are private: no public URL serves them)."""
     job = get_object_or_404(Job, pk=job_id, user=request.user)
-    name = job.params.get(field) if field in job.parameters.inputs else None
+    name = job.parameters.input_names().get(field)
     data = storage.read_bytes(name) if name else None
     if data is None:
         raise Http404()
-    return HttpResponse(data, content_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"  # stored as it was sent
+    return HttpResponse(data, content_type=content_type, headers={"Cache-Control": "private, max-age=3600"})
 
 
 DOCS = {"": "api.md", "deploy": "deploy.md", "adding-a-kind": "adding-a-kind.md"}

@@ -52,7 +52,7 @@ class A1111View(FrontendView):
 
     def plan_models(self, model_type: str) -> list[LibraryModel]:
         plan = credits.account_for(self.request.user, loaded=True).plan
-        return [entry for entry in library.listed(plan) if entry.model_type == model_type]
+        return [entry for entry in library.listed(plan, self.request.user) if entry.model_type == model_type]
 
 
 class GenerateView(GenerationFrontendView, A1111View):

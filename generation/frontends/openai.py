@@ -112,7 +112,7 @@ class ModelsView(OpenAIView):
     def get(self, request, model_id=None):
         checkpoints = [
             entry
-            for entry in library.listed(credits.account_for(request.user, loaded=True).plan)
+            for entry in library.listed(credits.account_for(request.user, loaded=True).plan, request.user)
             if entry.model_type == LibraryModel.ModelType.CHECKPOINT
         ]
         if model_id is None:

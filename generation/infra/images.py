@@ -11,6 +11,7 @@ import re
 import struct
 import warnings
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from PIL import Image, ImageFilter, ImageOps
@@ -42,19 +43,22 @@ class ImageSource:
     has_alpha: bool = False
     stored: str | None = None  # the storage name when the URL is one of this deployment's outputs
     treatments: tuple[str, ...] = ()  # for the worker, in order: "alpha_mask", "invert", "blur:<radius>"
+    archive: bool = False  # a .zip of images (a training's photos), opened once fetched
+    name: str = ""  # how errors name it, when not by its field ("image 3 of images")
 
     @property
     def label(self) -> str:
-        return self.field.replace("_", " ")
+        return self.name or self.field.replace("_", " ")
 
     @property
     def extension(self) -> str:
         return EXTENSIONS[self.format]
 
 
-def parse(value, field: str) -> ImageSource:
-    """Check what the client sent for an image field; an inline image is checked from its header."""
-    source = ImageSource(field)
+def parse(value, field: str, name: str = "", archives: bool = False) -> ImageSource:
+    """Check what the client sent for an image field; an inline image is checked from its header. With
+    `archives`, a URL of a .zip names several images."""
+    source = ImageSource(field, name=name)
     invalid = ImageInputError(f"The {source.label} must be a valid URL or base64 image.")
     if not isinstance(value, str) or not value.strip():
         raise invalid
@@ -65,6 +69,7 @@ def parse(value, field: str) -> ImageSource:
         except safe_http.UnsafeURL as exc:
             raise ImageInputError(f"The {source.label} could not be fetched ({exc}).") from exc
         source.url = value
+        source.archive = archives and urlsplit(value).path.lower().endswith(".zip")
         return source
     encoded = DATA_URL.sub("", value, count=1)
     if len(encoded) * 3 // 4 > settings.INPUT_IMAGE_MAX_BYTES:

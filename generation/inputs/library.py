@@ -24,6 +24,10 @@ import onnx
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from google.protobuf.message import DecodeError
 
 from generation.kinds.base import IP_ADAPTER_WEIGHTS, InvalidInput, JobParams, deployment_model
@@ -395,9 +399,11 @@ def default_checkpoint() -> LibraryModel:
     return default
 
 
-def _entry(model_id: str, model_type: str, field: str, plan, found: dict) -> LibraryModel:
+def _entry(model_id: str, model_type: str, field: str, plan, user, found: dict) -> LibraryModel:
+    """The model `field` names, if `user` may use it: another account's own model is answered like one
+    that does not exist."""
     entry = found.get(model_id)
-    if entry is None or entry.model_type != model_type:
+    if entry is None or entry.model_type != model_type or entry.owner_id not in (None, user.pk):
         raise InvalidInput(field, f"The {field.replace('_', ' ')} {model_id!r} does not exist.")
     allowed = {allowed.pk for allowed in entry.plans.all()}
     if allowed and plan.pk not in allowed:
@@ -415,8 +421,8 @@ FIELDS = {
 }
 
 
-def choose(params: JobParams, plan) -> tuple[Decimal, bool]:
-    """Check the models `params` name against the library and `plan` and fill in the checkpoint (the
+def choose(params: JobParams, plan, user) -> tuple[Decimal, bool]:
+    """Check the models `params` name against the library, `plan` and `user`'s own models, and fill in the checkpoint (the
     default when none is named): (the credit multiplier of the models used, whether the checkpoint is
     the default one). InvalidInput names the field of an unknown or not-allowed model."""
     default = default_checkpoint()
@@ -425,14 +431,14 @@ def choose(params: JobParams, plan) -> tuple[Decimal, bool]:
     models = LibraryModel.objects.filter(public_id__in=wanted).prefetch_related("plans")
     found = {entry.public_id: entry for entry in models}
     found.setdefault(default.public_id, default)
-    chosen = [_entry(params.checkpoint or default.public_id, ModelType.CHECKPOINT, "model_id", plan, found)]
+    chosen = [_entry(params.checkpoint or default.public_id, ModelType.CHECKPOINT, "model_id", plan, user, found)]
     for model_type, field in FIELDS.items():
-        chosen += [_entry(model_id, model_type, field, plan, found) for model_id in named.get(model_type, [])]
+        chosen += [_entry(model_id, model_type, field, plan, user, found) for model_id in named.get(model_type, [])]
     params.checkpoint = chosen[0].public_id
     return math.prod((entry.credit_multiplier for entry in chosen), start=Decimal(1)), chosen[0] == default
 
 
-def fill_operation_model(params: JobParams, plan):
+def fill_operation_model(params: JobParams, plan, user):
     """The library model an operation runs without the request naming it (JobParams.operation_model):
     the configured one, else the first of its type the plan may use; InvalidInput says what an admin
     installs when there is none."""
@@ -440,20 +446,73 @@ def fill_operation_model(params: JobParams, plan):
     if needed is None or getattr(params, needed.parameter):
         return
     configured = getattr(settings, needed.setting)
-    models = [model for model in listed(plan) if model.model_type == needed.model_type]
+    models = [model for model in listed(plan, user) if model.model_type == needed.model_type]
     if not configured and not models:
         raise InvalidInput(needed.field, needed.missing)
     setattr(params, needed.parameter, configured or models[0].public_id)
 
 
-def listed(plan) -> list[LibraryModel]:
-    """The public models `plan` may use."""
+def listed(plan, user) -> list[LibraryModel]:
+    """The public models `plan` may use, and `user`'s own (trained) models."""
     default_checkpoint()
-    models = LibraryModel.objects.filter(is_public=True).prefetch_related("plans")
+    models = LibraryModel.objects.filter(Q(is_public=True, owner=None) | Q(owner=user)).prefetch_related("plans")
     return [model for model in models if not model.plans.all() or plan in model.plans.all()]
 
 
-# 3. on the worker --------------------------------------------------------------------------------
+# 3. the models accounts own (trained ones) -------------------------------------------------------
+
+
+class OwnedQuotaFull(Exception):
+    """An account's trained models would pass its plan's owned_models_quota_bytes."""
+
+    def __init__(self, used: int, quota: int):
+        super().__init__(used, quota)
+        self.used, self.quota = used, quota
+
+
+def owned_bytes(user) -> int:
+    return LibraryModel.objects.filter(owner=user).aggregate(total=Sum("size_bytes"))["total"] or 0
+
+
+def check_owned_quota(user, plan, adding: int = 0):
+    """OwnedQuotaFull when `user`'s own models and `adding` bytes more pass the plan's quota."""
+    used = owned_bytes(user)
+    if used + adding > plan.owned_models_quota_bytes:
+        raise OwnedQuotaFull(used, plan.owned_models_quota_bytes)
+
+
+def add_owned(user, plan, public_id: str, stored_name: str, name: str) -> LibraryModel:
+    """A trained LoRA (already in storage as `stored_name`) as `user`'s own library model, checked by
+    the same validator as any LoRA an admin adds and counted against the plan's quota."""
+    source = STORAGE_PREFIX + stored_name
+    content_hash, size = check(source, ModelType.LORA)
+    check_owned_quota(user, plan, adding=size)
+    return LibraryModel.objects.create(
+        public_id=public_id,
+        model_type=ModelType.LORA,
+        name=name[:200],
+        source=source,
+        content_hash=content_hash,
+        size_bytes=size,
+        owner=user,
+        is_public=False,
+    )
+
+
+def stored_file(entry: LibraryModel) -> str | None:
+    """The storage name of a model kept in storage (a trained one), else None."""
+    return entry.source.removeprefix(STORAGE_PREFIX) if entry.source.startswith(STORAGE_PREFIX) else None
+
+
+@receiver(post_delete, sender=LibraryModel, dispatch_uid="library-owned-files")
+def _delete_owned_files(sender, instance: LibraryModel, **kwargs):
+    """An owned model's file goes with it (its training deleted, its account closed); the library's own
+    models keep theirs (an admin's files)."""
+    if instance.owner_id and (name := stored_file(instance)):
+        transaction.on_commit(lambda: default_storage.delete(name))
+
+
+# 4. on the worker --------------------------------------------------------------------------------
 
 
 def local_path(entry: LibraryModel) -> Path:

@@ -5,8 +5,10 @@ import base64
 import io
 import re
 import uuid
+import zipfile
 from contextlib import suppress
 from datetime import timedelta
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
@@ -126,6 +128,71 @@ def save_preview(job, image) -> str:
     return save(f"previews/{job.file_prefix}-{uuid.uuid4().hex[:8]}.jpg", encode(image, "jpg"))
 
 
+def save_sample(job, image, step: int) -> str:
+    """A sample image a training made at `step`, kept with the job's outputs (and deleted with them)."""
+    return save(f"generations/{job.file_prefix}-sample-{step}.png", encode(image, "png"))
+
+
+def save_model(job, path) -> str:
+    """The model file a job made (a trained LoRA), stored for its owner's library entry."""
+    with open(path, "rb") as handle:
+        return save(f"trained/{job.file_prefix}.safetensors", handle.read())
+
+
+# a long job's resumable state: each save is a folder of its own, made current by `latest` once whole
+STATE_FOLDER = "states/{}"
+
+
+def save_state(key: str, folder: Path):
+    """Keep the files of `folder` as job `key`'s state, in place of the one kept before. A try that dies
+    while saving leaves the previous state current."""
+    base = STATE_FOLDER.format(key)
+    previous = _current_state(key)
+    version = uuid.uuid4().hex[:12]
+    for path in sorted(Path(folder).iterdir()):
+        save(f"{base}/{version}/{path.name}", path.read_bytes())
+    with suppress(FileNotFoundError):
+        default_storage.delete(f"{base}/latest")
+    save(f"{base}/latest", version.encode())
+    if previous:
+        _delete_folder(f"{base}/{previous}")
+
+
+def load_state(key: str, into: Path) -> Path | None:
+    """Job `key`'s current state copied into the folder `into`; None when it has none."""
+    version = _current_state(key)
+    if not version:
+        return None
+    folder = f"{STATE_FOLDER.format(key)}/{version}"
+    _, files = default_storage.listdir(folder)
+    for name in files:
+        (into / name).write_bytes(read_bytes(f"{folder}/{name}"))
+    return into
+
+
+def delete_state(key: str):
+    """Forget job `key`'s state (its job has ended)."""
+    base = STATE_FOLDER.format(key)
+    with suppress(FileNotFoundError, NotADirectoryError):
+        versions, _ = default_storage.listdir(base)
+        for version in versions:
+            _delete_folder(f"{base}/{version}")
+    with suppress(FileNotFoundError):
+        default_storage.delete(f"{base}/latest")
+
+
+def _current_state(key: str) -> str:
+    latest = read_bytes(f"{STATE_FOLDER.format(key)}/latest")
+    return latest.decode().strip() if latest else ""
+
+
+def _delete_folder(folder: str):
+    with suppress(FileNotFoundError, NotADirectoryError):
+        _, files = default_storage.listdir(folder)
+        for name in files:
+            default_storage.delete(f"{folder}/{name}")
+
+
 def read_text(name: str) -> str:
     with default_storage.open(name, "rb") as handle:
         return handle.read().decode()
@@ -192,14 +259,15 @@ def preview_url(job) -> str | None:
 
 def input_names(job) -> list[str]:
     """The job's stored input images."""
-    return [job.params[field] for field in job.parameters.inputs if job.params.get(field)]
+    return list(job.parameters.input_names().values())
 
 
 def stored_names(job) -> list[str]:
-    """Every file the job has in storage: outputs, their `.base64` twins, the thumbnail, the inputs and
-    a preview left by a worker that died mid-job."""
+    """Every file the job has in storage: outputs, their `.base64` twins, the thumbnail, the inputs, a
+    training's samples and a preview left by a worker that died mid-job."""
     preview = [job.preview_name] if job.preview_name else []
-    return _output_files(job, job.output_names, job.thumbnail_name) + input_names(job) + preview
+    samples = [sample["name"] for sample in job.details.get("samples", [])]
+    return _output_files(job, job.output_names, job.thumbnail_name) + input_names(job) + samples + preview
 
 
 def delete_outputs(job, names: list[str], thumbnail: str):
@@ -256,6 +324,50 @@ def expire_old_outputs(days: int) -> int:
         delete_files(job)
         expired += Job.objects.filter(pk=job.pk, expired_at__isnull=True).update(expired_at=timezone.now())
     return expired
+
+
+ARCHIVE_IMAGES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def fetch_archive(source: images.ImageSource) -> list[images.ImageSource]:
+    """The images of a .zip (a training's photos), each checked from its header like any input image.
+    Bounded before anything is unpacked: its bytes, its entries, each entry's bytes (as declared and as
+    read, so no zip bomb unpacks past them); entries that are not images (captions, folders) are skipped."""
+    try:
+        response = safe_http.request("GET", source.url, max_bytes=settings.TRAINING_ZIP_MAX_BYTES)
+    except safe_http.UnsafeURL as exc:
+        raise images.ImageInputError(f"The {source.label} could not be fetched ({exc}).") from exc
+    if response.status != 200:
+        raise images.ImageInputError(f"The {source.label} could not be fetched (HTTP {response.status}).")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(response.content))
+        entries = [entry for entry in archive.infolist() if _is_archived_image(entry)]
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise images.ImageInputError(f"The {source.label} is not a readable .zip file.") from exc
+    if len(entries) > settings.TRAINING_ZIP_MAX_ENTRIES:
+        raise images.ImageInputError(
+            f"The {source.label} holds {len(entries)} images: at most {settings.TRAINING_ZIP_MAX_ENTRIES}."
+        )
+    found = []
+    for entry in entries:
+        member = images.ImageSource(source.field, name=f"{entry.filename!r} in {source.label}")
+        if entry.file_size > settings.INPUT_IMAGE_MAX_BYTES:
+            raise images.ImageInputError(f"The image {member.label} is too large.")
+        try:
+            with archive.open(entry) as handle:
+                data = handle.read(settings.INPUT_IMAGE_MAX_BYTES + 1)
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
+            raise images.ImageInputError(f"The image {member.label} cannot be unpacked.") from exc
+        if len(data) > settings.INPUT_IMAGE_MAX_BYTES:
+            raise images.ImageInputError(f"The image {member.label} is too large.")
+        found.append(images.inspect(member, data))
+    return found
+
+
+def _is_archived_image(entry: zipfile.ZipInfo) -> bool:
+    name = PurePosixPath(entry.filename)
+    hidden = any(part.startswith((".", "__MACOSX")) for part in name.parts)
+    return not entry.is_dir() and not hidden and name.suffix.lower() in ARCHIVE_IMAGES
 
 
 def fetch(source: images.ImageSource) -> images.ImageSource:

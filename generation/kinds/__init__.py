@@ -12,6 +12,7 @@ from generation.kinds import (
     removebg_mask,
     super_resolution,
     text2img,
+    training,
 )
 from generation.kinds.base import JobParams, Kind, Operation
 
@@ -35,12 +36,23 @@ def unregister(kind: Kind):
         OWNER.pop(operation.name, None)
 
 
-for _module in (text2img, img2img, inpaint, controlnet, outpaint, img_mixer, removebg_mask, super_resolution):
+for _module in (text2img, img2img, inpaint, controlnet, outpaint, img_mixer, removebg_mask, super_resolution, training):
     register(_module.KIND)
 
 
 def get(name: str) -> Kind:
     return KINDS[name]
+
+
+def predictors_serving(queues: list[str], generation_queues: list[str]) -> set[str]:
+    """The predictors a worker that serves `queues` needs: those of the kinds with a queue of their own
+    among them (training), and every other kind's when it serves a generation queue."""
+    generation = bool(set(queues) & set(generation_queues))
+    return {
+        kind.predictor
+        for kind in KINDS.values()
+        if (kind.params.queue in queues) or (kind.params.queue is None and generation)
+    }
 
 
 def parameters(kind: str, data: dict) -> JobParams:

@@ -115,6 +115,10 @@ class JobParams:
     chooses_models: ClassVar[bool] = False  # checkpoint, LoRAs, embeddings and VAE from the library
     generates: ClassVar[bool] = False  # a generation from a prompt: the hosted API's generation meta applies
     operation_model: ClassVar[OperationModel | None] = None
+    queue: ClassVar[str | None] = None  # the RQ queue its jobs go to whatever the plan (None: the plan's)
+    stages: ClassVar[tuple[str, ...]] = ()  # phases that are kept on the job and sent to its webhook
+    makes_model: ClassVar[bool] = False  # it succeeds with a model for its owner's library (`model_id`)
+    resumable: ClassVar[bool] = False  # it saves its state as it runs: a later try goes on from there
 
     samples: int = 1
     seed: int = 0
@@ -156,6 +160,19 @@ class JobParams:
         """to_request's fields, None where there is no value (each kind adds its own)."""
         return {"samples": self.samples, "seed": self.seed, "base64": flag(self.base64)}
 
+    def input_names(self) -> dict[str, str]:
+        """The job's stored input images by the request field each came in (the worker decodes them)."""
+        return {name: getattr(self, name) for name in self.inputs if getattr(self, name)}
+
+    def take_input(self, name: str, stored: str):
+        """Note where the input image of request field `name` was stored."""
+        setattr(self, name, stored)
+
+    def prepare_input(self, name: str, image: Image.Image) -> Image.Image:
+        """An input image as the job keeps it once decoded on the worker (a kind that needs it smaller
+        makes it so at once, before the next is decoded)."""
+        return image
+
     def meta_inputs(self, input_url, hint_urls: list[str] | None) -> dict:
         """The answer's meta about the job's input images: `input_url(url sent, stored name)` gives an
         input's URL; `hint_urls`, once the job succeeded, the control images a ControlNet saw."""
@@ -194,6 +211,31 @@ class JobParams:
 
     def clamp_to_plan(self, max_side: int, max_samples: int):
         """A plan's limits, clamped like every other out-of-range value."""
+
+    def check_plan(self, plan):
+        """The plan's limits beyond size and image count, once the input images are known: clamped, or
+        refused with InvalidInput."""
+
+    def input_pixel_budget(self) -> int:
+        """The pixels all its input images may have together (the worker decodes them at once)."""
+        return settings.INPUT_REQUEST_MAX_PIXELS
+
+    def max_in_flight(self, plan) -> int | None:
+        """How many jobs of this kind an account may have queued or running at once (None: no limit
+        beyond the plan's queue)."""
+        return None
+
+    def timeout(self) -> int:
+        """Seconds a try may run before it is stopped, failed and refunded."""
+        return settings.GENERATION_JOB_TIMEOUT
+
+    def model_id(self) -> str:
+        """The library id of the model a job of a kind that `makes_model` makes."""
+        return ""
+
+    def model_name(self) -> str:
+        """That model's name in the library."""
+        return ""
 
     def denoising_steps(self) -> int:
         """The model steps the worker will run (progress and ETAs count these)."""

@@ -70,7 +70,7 @@ def submit(
             credits.admit(account, price)
             for field, source in (inputs or {}).items():
                 stored.append(storage.store_input(source))
-                setattr(params, field, stored[-1])
+                params.take_input(field, stored[-1])
                 if source.treatments:
                     params.input_treatments[field] = list(source.treatments)
             job = Job.objects.create(
@@ -117,7 +117,7 @@ def replayed(user, idempotency_key: str, request_hash: str = "") -> Job | None:
 
 def _enqueue_or_fail(job: Job):
     try:
-        queue.enqueue(job, timeout=settings.GENERATION_JOB_TIMEOUT)
+        queue.enqueue(job, timeout=job.parameters.timeout())
     except Exception:
         logger.exception("Could not enqueue job %s", job.id)
         fail(job.id, "Queue unavailable, try again")
@@ -128,7 +128,7 @@ def _enqueue_or_leave_queued(job: Job):
     """Queue another try; when Redis is away, the job stays queued and the sweep queues it once Redis
     is back (a lost connection is the infrastructure's fault, not the job's)."""
     try:
-        queue.enqueue(job, timeout=settings.GENERATION_JOB_TIMEOUT)
+        queue.enqueue(job, timeout=job.parameters.timeout())
     except redis.RedisError:
         logger.warning("Redis unavailable: job %s stays queued until the sweep queues it again", job.id)
 
@@ -163,12 +163,17 @@ def _finish_unfinished(job_id: int, attempt: int | None, **fields) -> tuple[int,
     return moved, bool(was_queued)
 
 
-def record_progress(job_id: int, attempt: int, step: int, total: int, preview_name: str | None = None) -> bool:
-    """Step `step` of `total` (and the latest preview) of a job running this try; False once it is not
-    (canceled, or taken over by a later try: a worker resumed after it was given up must not write)."""
+def record_progress(
+    job_id: int, attempt: int, step: int, total: int, preview_name: str | None = None, details: dict | None = None
+) -> bool:
+    """Step `step` of `total` (the latest preview, what else the job reports) of a job running this try;
+    False once it is not (canceled, or taken over by a later try: a worker resumed after it was given up
+    must not write)."""
     fields = {"progress_step": step, "progress_total": total}
     if preview_name is not None:
         fields["preview_name"] = preview_name
+    if details is not None:
+        fields["details"] = details
     return bool(Job.objects.filter(pk=job_id, attempt=attempt, status=Job.Status.RUNNING).update(**fields))
 
 
@@ -199,7 +204,9 @@ def succeed(
     )
     if moved:
         credits.charge(job)
-        transaction.on_commit(lambda: _announce_finished(job.pk, has_webhook=job.webhook_status == "pending"))
+        transaction.on_commit(
+            lambda: _announce_finished(job.pk, has_webhook=job.webhook_status == "pending"), robust=True
+        )
     return bool(moved)
 
 
@@ -225,7 +232,8 @@ def fail(job_id: int, reason: str, attempt: int | None = None) -> bool:
         transaction.on_commit(
             lambda: _announce_finished(
                 job_id, has_webhook=job.webhook_status == "pending", left_queue=job if was_queued else None
-            )
+            ),
+            robust=True,  # the job has ended whatever telling it raises (logged)
         )
     return bool(moved)
 

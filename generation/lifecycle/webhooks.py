@@ -22,6 +22,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from generation.answers import hosted
+from generation.answers import training as training_answers
 from generation.infra import safe_http
 from generation.infra.redis_client import connection as redis_connection
 from generation.models import Job, WebhookAttempt
@@ -31,6 +32,7 @@ from generation.signals import job_finished
 logger = logging.getLogger(__name__)
 
 _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook")
+_stages = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-stages")  # one at a time: in order
 MAX_RESPONSE_BYTES = 64 * 1024
 LOST_AFTER = timedelta(minutes=10)  # far beyond every try and its timeouts
 REDELIVERY_KEY = "sdxl:webhook-redelivery:{}"
@@ -63,14 +65,56 @@ def headers_for(job: Job, body: bytes) -> dict:
 
 
 def payload(job: Job) -> dict:
+    if job.parameters.stages:  # a kind that reports stages (training) tells its end as its last stage
+        return training_answers.webhook(job)
     body = hosted.success(job) if job.status == Job.Status.SUCCESS else hosted.failed(job)
     body.pop("webhook_status", None)
     return {**body, "track_id": job.params.get("track_id")}
 
 
 def schedule(job_id: int):
-    """Deliver the finished job's webhook in the background."""
-    _pool.submit(_deliver_logged, job_id)
+    """Deliver the finished job's webhook in the background (a job with stages after them, in order)."""
+    pool = _stages if Job.objects.filter(pk=job_id, details__has_key="stage").exists() else _pool
+    pool.submit(_deliver_logged, job_id)
+
+
+def announce_stage(job_id: int, stage: str):
+    """Tell the job's webhook the stage it reached, once (the final one is delivered like any job's end,
+    with retries), in the order the stages came."""
+    _stages.submit(_deliver_stage_logged, job_id, stage)
+
+
+def _deliver_stage_logged(job_id: int, stage: str):
+    try:
+        job = Job.objects.select_related("user").get(pk=job_id)
+        _post(job, json.dumps(training_answers.webhook(job, stage)).encode())
+    except Exception:
+        logger.exception("Stage webhook for job %s crashed", job_id)
+    finally:
+        connection.close()
+
+
+def _post(job: Job, body: bytes) -> int | None:
+    """One try: POST `body` to the job's webhook, recorded on the job; the answer's status (None: none)."""
+    tried = job.webhook_attempts.aggregate(last=Max("number"))["last"] or 0
+    started = time.perf_counter()
+    status_code, error = None, ""
+    try:
+        response = safe_http.request(
+            "POST",
+            job.params["webhook"],
+            body=body,
+            headers=headers_for(job, body),
+            max_bytes=MAX_RESPONSE_BYTES,
+            follow_redirects=False,
+        )
+        status_code = response.status
+    except safe_http.UnsafeURL as exc:
+        error = str(exc)
+    WebhookAttempt.objects.create(
+        job=job, number=tried + 1, status_code=status_code, error=error[:500], duration=time.perf_counter() - started
+    )
+    return status_code
 
 
 @receiver(job_finished, dispatch_uid="webhooks-on-job-finished")
@@ -112,26 +156,8 @@ def deliver(job_id: int) -> bool:
     job = Job.objects.select_related("user").get(pk=job_id)
     body = json.dumps(payload(job)).encode()
     delays = settings.WEBHOOK_RETRY_DELAYS
-    tried = job.webhook_attempts.aggregate(last=Max("number"))["last"] or 0
-    for retry, number in enumerate(range(tried + 1, tried + len(delays) + 2)):
-        headers = headers_for(job, body)
-        started = time.perf_counter()
-        status_code, error = None, ""
-        try:
-            response = safe_http.request(
-                "POST",
-                job.params["webhook"],
-                body=body,
-                headers=headers,
-                max_bytes=MAX_RESPONSE_BYTES,
-                follow_redirects=False,
-            )
-            status_code = response.status
-        except safe_http.UnsafeURL as exc:
-            error = str(exc)
-        WebhookAttempt.objects.create(
-            job=job, number=number, status_code=status_code, error=error[:500], duration=time.perf_counter() - started
-        )
+    for retry in range(len(delays) + 1):
+        status_code = _post(job, body)
         if status_code is not None and 200 <= status_code < 300:
             Job.objects.filter(pk=job.pk).update(webhook_status="delivered")
             queue.forget_answer(job.pk)

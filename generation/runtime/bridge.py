@@ -7,11 +7,15 @@ predictors only predict.
 """
 
 import logging
+import shutil
+import tempfile
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 
 from django.conf import settings
 
+from billing import credits
 from generation import kinds
 from generation.infra.images import ImageInputError
 from generation.inputs import library, storage
@@ -50,19 +54,22 @@ def held_checkpoints() -> tuple[list[str], list[str]]:
     return held, ["" if checkpoint == default else checkpoint for checkpoint in held]
 
 
-def setup_all(checkpoints: list[str]) -> list[Predictor]:
-    """Every registered predictor on each of `checkpoints`, set up (the worker does this before its
-    first job)."""
-    every = (predictor(name, checkpoint) for name in PREDICTORS for checkpoint in checkpoints)
+def setup_all(checkpoints: list[str], queues: list[str]) -> list[Predictor]:
+    """The predictors of the kinds whose jobs come on `queues`, on each of `checkpoints`, set up (the
+    worker does this before its first job; a training worker loads no generation pipeline)."""
+    names = kinds.predictors_serving(queues, settings.GENERATION_QUEUES)
+    every = (predictor(name, checkpoint) for name in PREDICTORS if name in names for checkpoint in checkpoints)
     predictors = list({id(p): p for p in every}.values())
     for each in predictors:
         each.setup()
     return predictors
 
 
-def resolve(params: JobParams) -> JobInput:
+def resolve(params: JobParams, job_key: str = "") -> JobInput:
     """What a job's parameters name, ready to predict from: its input images decoded (here, never in the
-    web tier). GenerationError when an image cannot be decoded or a model it chose is gone."""
+    web tier), the checkpoint of a job that loads its own, the state an earlier try of a resumable job
+    saved (`job_key` names it). GenerationError when an image cannot be decoded or a model it chose is
+    gone."""
     images = _input_images(params)
     named = params.models_named()
     models = _local_models(params.library_ids())
@@ -82,17 +89,22 @@ def resolve(params: JobParams) -> JobInput:
     )
     resolved.upscalers = {model_id: _upscaler_weights(model_id) for model_id, _ in params.upscalers()}
     resolved.upscale = partial(_upscale, resolved.upscalers)
+    if params.chooses_models and not PREDICTORS[kinds.get(params.kind).predictor].per_checkpoint:
+        resolved.checkpoint = LocalModel(params.checkpoint, _checkpoint_folder(params.checkpoint))
+    if params.resumable and job_key:
+        resolved.state = storage.load_state(job_key, Path(tempfile.mkdtemp(prefix="job-state-")))
+        resolved.save_state = partial(storage.save_state, job_key)
     return resolved
 
 
 def _input_images(params: JobParams) -> dict:
     decoded = {}
-    for field in params.inputs:
-        if name := getattr(params, field):
-            try:
-                decoded[field] = storage.open_input(name, field, params.input_treatments.get(field, ()))
-            except ImageInputError as exc:
-                raise GenerationError(f"Failed: {exc}") from exc
+    for field, name in params.input_names().items():
+        try:
+            image = storage.open_input(name, field, params.input_treatments.get(field, ()))
+        except ImageInputError as exc:
+            raise GenerationError(f"Failed: {exc}") from exc
+        decoded[field] = params.prepare_input(field, image)
     return decoded
 
 
@@ -118,14 +130,54 @@ def predict(kind: str, checkpoint: str, jobs: list[JobInput], on_step=None) -> l
     """Run resolved jobs of one kind (several: one batch) on the predictor the kind names, then their
     post-steps. One entry per job: its Prediction or its GenerationError."""
     runner = predictor(kinds.get(kind).predictor, checkpoint)
-    if len(jobs) == 1:
-        try:
-            results = [runner.predict(jobs[0], on_step=on_step)]
-        except GenerationError as exc:
-            results = [exc]
-    else:
-        results = runner.predict_batch(jobs, on_step=on_step)
+    try:
+        if len(jobs) == 1:
+            try:
+                results = [runner.predict(jobs[0], on_step=on_step)]
+            except GenerationError as exc:
+                results = [exc]
+        else:
+            results = runner.predict_batch(jobs, on_step=on_step)
+    finally:
+        for job in jobs:
+            if job.state is not None:
+                shutil.rmtree(job.state, ignore_errors=True)
     return [_post_steps(job, result) for job, result in zip(jobs, results)]
+
+
+def forget_state(params: JobParams, job_key: str):
+    """A resumable job has ended: its saved state is no longer needed."""
+    if params.resumable:
+        storage.delete_state(job_key)
+
+
+def keep_model(job, path: Path) -> str:
+    """The model file a job made, stored where its library entry reads it; its storage name."""
+    try:
+        return storage.save_model(job, path)
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def deploy_model(job, stored_name: str):
+    """The stored model as the job's owner's own library model (checked like any LoRA an admin adds;
+    within the plan's quota). GenerationError when it cannot be."""
+    params = job.parameters
+    plan = credits.account_for(job.user).plan
+    try:
+        library.add_owned(job.user, plan, params.model_id(), stored_name, name=params.model_name())
+    except library.InvalidModelFile as exc:
+        raise GenerationError(f"Failed: the trained model did not pass the library's check ({exc})") from exc
+    except library.OwnedQuotaFull as exc:
+        raise GenerationError(
+            f"Failed: your trained models would use more than your plan's {exc.quota // 2**20} MB; delete one"
+        ) from exc
+
+
+def discard_model(stored_name: str):
+    """A stored model no library entry will read (its job failed or was canceled); "" is none."""
+    if stored_name:
+        storage.delete_names([stored_name])
 
 
 def _upscale(weights: dict, image, scale: int, model_id: str):

@@ -54,6 +54,11 @@ class JobInput:
     controlnets: list[LocalModel] = field(default_factory=list)  # in the order of params.controlnets
     ip_adapter: LocalModel | None = None  # its folder: weights and image_encoder/
     segmenter: LocalModel | None = None  # background removal's ONNX model
+    checkpoint: LocalModel | None = None  # the library checkpoint a job loads itself (a training's base)
+    # a long job's resumable state: the folder an earlier try saved last (None: start afresh), and how to
+    # save a newer one (the bridge keeps it where the next try finds it)
+    state: Path | None = None
+    save_state: Callable[[Path], None] | None = None
 
 
 @dataclass
@@ -63,11 +68,14 @@ class Prediction:
     seconds: float  # in the model itself
     nsfw: list | None = None  # per image, when the safety checker ran
     hints: list = field(default_factory=list)  # a ControlNet job's control images as its models saw them
+    model: Path | None = None  # the model file a job made (a training's LoRA), for its owner's library
 
 
-# on_step(done, total, preview, phase): called after each model step; may raise to stop the job. `preview`,
-# when given, is a callable returning a rough image of the result so far (of image i of a batch:
-# preview(i)); `phase`, after the last step, names the work that follows it ("decoding").
+# on_step(done, total, preview, phase, details, sample): called after each model step; may raise to stop
+# the job. `preview`, when given, is a callable returning a rough image of the result so far (of image i
+# of a batch: preview(i)); `phase`, after the last step, names the work that follows it ("decoding");
+# `details` is what else the step reports (a training's loss); `sample` an image to keep and show (a
+# training's sample of the LoRA so far).
 StepCallback = Callable[..., None]
 
 

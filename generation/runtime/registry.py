@@ -5,12 +5,14 @@ weights."""
 from generation.runtime.background import BackgroundRemovalPredictor
 from generation.runtime.predictors import Predictor
 from generation.runtime.sdxl import SDXLPredictor
+from generation.runtime.trainer import LoraTrainer
 from generation.runtime.upscale import UpscalePredictor
 
 PREDICTORS: dict[str, type[Predictor]] = {
     "sdxl": SDXLPredictor,
     "upscale": UpscalePredictor,
     "background": BackgroundRemovalPredictor,
+    "trainer": LoraTrainer,
 }
 MAIN = "sdxl"  # the one whose model a worker advertises
 UPSCALE = "upscale"  # the one a job's own upscaling steps run on

@@ -8,12 +8,12 @@ import time
 
 import redis
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from rq.timeouts import JobTimeoutException
 
 from generation.infra import redis_client
 from generation.inputs import storage
-from generation.lifecycle import jobs
+from generation.lifecycle import jobs, webhooks
 from generation.models import Job
 from generation.queueing import estimates, monitoring, queue
 from generation.runtime import bridge, heartbeat
@@ -25,6 +25,7 @@ PROGRESS_INTERVAL = 0.5  # seconds between progress writes
 STORAGE_FAILED_MESSAGE = "Failed, Try Again (the images could not be stored)"
 TIMED_OUT_MESSAGE = "Timed out"
 CANCEL_CHECK_INTERVAL = 0.1  # seconds between looks at the job's cancel flag
+HISTORY_POINTS = 200  # a training's loss history keeps about this many steps
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 RETRY_FIRST_DELAY, RETRY_MAX_DELAY = 0.25, 5.0  # seconds: the backoff while the database is away
 
@@ -48,6 +49,8 @@ class StepMonitor:
         self.total = 0
         self.first_step = self.last_step = None  # (step, time) for the learned cost per step
         self.preview_name = ""
+        self.details = dict(job.details)  # what an earlier try reported (a training's samples and losses)
+        self.details_changed = False
 
     @property
     def step_seconds(self) -> float | None:
@@ -55,16 +58,21 @@ class StepMonitor:
             return None
         return (self.last_step[1] - self.first_step[1]) / (self.last_step[0] - self.first_step[0])
 
-    def __call__(self, step: int, total: int, preview=None, phase=None):
+    def __call__(self, step: int, total: int, preview=None, phase=None, details=None, sample=None):
         now = time.monotonic()
         if self.first_step is None:
             self.first_step = (step, now)
         self.last_step = (step, now)
         self.total = total
+        if details:
+            self._note(step, total, details)
         if now - self.last_check >= CANCEL_CHECK_INTERVAL:
             self.last_check = now
             if self._cancel_requested():
                 raise JobCanceled()
+        if sample is not None:  # kept and shown at once: a training makes few
+            self._keep_sample(step, sample)
+            self.last_write = 0.0
         if now - self.last_write >= PROGRESS_INTERVAL and step < total:
             self.last_write = now
             preview_name = self._new_preview(preview)
@@ -75,10 +83,33 @@ class StepMonitor:
             self.phase(phase)
 
     def phase(self, name: str):
-        """Tell the job's streams what the worker does after the denoising steps ("decoding", "saving"):
-        seconds of work that would otherwise look like a hang (published only; fetch gives the steps)."""
+        """Tell the job's streams what the worker does after its steps ("decoding", "saving"): seconds of
+        work that would otherwise look like a hang. A stage of its kind (a training's) is also kept on the
+        job and sent to its webhook."""
+        if name in self.job.parameters.stages:
+            self.details["stage"] = name
+            self.details_changed = True
+            if not self._record_progress(self.last_step[0] if self.last_step else 0, self.total, None):
+                raise JobCanceled()
+            if self.job.params.get("webhook"):
+                webhooks.announce_stage(self.job_id, name)
         if self.total:
-            self._publish(self.total, self.total, phase=name)
+            self._publish(self.last_step[0] if self.last_step else self.total, self.total, phase=name)
+
+    def _note(self, step: int, total: int, details: dict):
+        """What a step reports besides its number (a training's loss): the latest, a history of about
+        HISTORY_POINTS for a chart, and the ETA."""
+        self.details.update(details)
+        if "loss" in details and step % max(1, total // HISTORY_POINTS) == 0:
+            self.details.setdefault("losses", []).append([step, details["loss"]])
+        if self.step_seconds is not None:
+            self.details["eta"] = round((total - step) * self.step_seconds, 1)
+        self.details_changed = True
+
+    def _keep_sample(self, step: int, image):
+        name = storage.save_sample(self.job, image, step)
+        self.details.setdefault("samples", []).append({"step": step, "name": name})
+        self.details_changed = True
 
     def _publish(self, step: int, total: int, phase: str = "denoising"):
         """The step, ETA, preview and phase for the job's event streams (nobody listening costs one
@@ -88,19 +119,26 @@ class StepMonitor:
         event = {"progress": round(step / total, 3), "step": step, "total": total, "preview": preview, "phase": phase}
         if remaining is not None:
             event["eta"] = round(max(0.1, remaining), 2)
+        if "loss" in self.details:
+            event["loss"] = self.details["loss"]
+        if samples := self.details.get("samples"):
+            event["sample"] = storage.absolute_url(self.job.base_url, samples[-1]["name"])
         try:
             queue.publish_progress(self.job_id, event)
         except redis.RedisError:
             pass  # the progress is in the database; streams catch up at the next event
 
     def _record_progress(self, step: int, total: int, preview_name: str | None) -> bool:
-        """Write the step; False once the job is no longer this try's. While the database is away the
-        job runs on (the step is written with the next one, or with its result)."""
+        """Write the step (and what else the job reported since); False once the job is no longer this
+        try's. While the database is away the job runs on (written with the next one, or its result)."""
+        details = self.details if self.details_changed else None
         try:
-            return jobs.record_progress(self.job_id, self.job.attempt, step, total, preview_name)
+            recorded = jobs.record_progress(self.job_id, self.job.attempt, step, total, preview_name, details)
         except DATABASE_ERRORS:
             connection.close()
             return True
+        self.details_changed = False
+        return recorded
 
     def _cancel_requested(self) -> bool:
         """The cancel flag; while Redis is away the job runs on (a cancel also ends it in the database,
@@ -183,6 +221,7 @@ def run_job(job_id: int, attempt: int = 1):
         for member, monitor, prediction in zip(batch, monitors, predictions):
             try:  # each job of a batch ends, whatever happens to another's
                 _settle_one(member, monitor, prediction, seconds, share=member.parameters.samples / images)
+                bridge.forget_state(member.parameters, member.file_prefix.hex)
             except Exception:  # the database away past WORKER_DATABASE_RETRY_SECONDS: the sweep takes over
                 logger.exception("Could not settle job %s", member.id)
     finally:
@@ -222,7 +261,7 @@ def _predict(batch: list, monitors: list) -> list:
     results, resolved = {}, {}
     for index, member in enumerate(batch):
         try:
-            resolved[index] = bridge.resolve(member.parameters)
+            resolved[index] = bridge.resolve(member.parameters, job_key=member.file_prefix.hex)
         except GenerationError as exc:
             results[index] = exc
         except JobTimeoutException:
@@ -289,15 +328,20 @@ def _settle(job, prediction, seconds: float, monitor: StepMonitor, share: float)
     """Store a job's images and record its success and its timing: its `share` of the call's time (its
     images' part of a batch), so that learned timings, and so ETAs, follow how jobs really run."""
     params = job.parameters
-    names, thumbnail = [], ""
+    names, thumbnail, model = [], "", ""
     monitor.phase("saving")
     try:
         names = storage.save_images(job, prediction.images)
         thumbnail = storage.save_thumbnail(job, prediction.images[0])
         storage.save_hints(job, prediction.hints)
+        if prediction.model is not None:  # a model the job made: stored for its owner's library
+            monitor.phase("trained_model_uploading")
+            model = bridge.keep_model(job, prediction.model)
+            monitor.phase("trained_model_uploaded")
     except Exception:  # a full disk, storage unreachable: the job fails and is refunded, nothing is kept
         logger.exception("Could not store the images of job %s", job.id)
         storage.delete_outputs(job, names, thumbnail)
+        bridge.discard_model(model)
         _until_the_database_answers(lambda: jobs.fail(job.id, STORAGE_FAILED_MESSAGE, attempt=job.attempt), job)
         return
     outcome = {
@@ -309,12 +353,17 @@ def _settle(job, prediction, seconds: float, monitor: StepMonitor, share: float)
         "pipeline_time": prediction.seconds,
     }
     try:
-        recorded = _until_the_database_answers(
-            lambda: jobs.succeed(job, names, **outcome) or jobs.succeeded_with(job, names), job
-        )
+        recorded = _until_the_database_answers(lambda: _record_success(job, names, outcome, model, monitor), job)
     except DATABASE_ERRORS:
         storage.delete_outputs(job, names, thumbnail)  # the sweep gives the job another try or refunds it
+        bridge.discard_model(model)
         raise
+    except GenerationError as exc:  # its model was refused by the library (its check, the owner's quota)
+        storage.delete_outputs(job, names, thumbnail)
+        bridge.discard_model(model)
+        refusal = str(exc)
+        _until_the_database_answers(lambda: jobs.fail(job.id, refusal, attempt=job.attempt), job)
+        return
     if recorded:
         step_seconds = monitor.step_seconds * share if monitor.step_seconds is not None else None
         try:
@@ -326,6 +375,17 @@ def _settle(job, prediction, seconds: float, monitor: StepMonitor, share: float)
             logger.warning("Could not record the timing of job %s", job.id)
     else:  # canceled (or taken over) while its images were being saved: nobody will see these
         storage.delete_outputs(job, names, thumbnail)
+        bridge.discard_model(model)
+
+
+def _record_success(job, names: list[str], outcome: dict, model: str, monitor: StepMonitor) -> bool:
+    """The job's success, and the model it made in its owner's library, in one transaction (neither
+    without the other); True when recorded now or by an earlier try of this write."""
+    with transaction.atomic():
+        if model:
+            monitor.phase("deploying_model")
+            bridge.deploy_model(job, model)
+        return jobs.succeed(job, names, **outcome) or jobs.succeeded_with(job, names)
 
 
 def on_rq_failure(rq_job, connection, exc_type, exc_value, traceback):

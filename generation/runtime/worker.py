@@ -72,7 +72,7 @@ class GenerationWorker(SimpleWorker):
         while True:
             try:
                 held, checkpoints = bridge.held_checkpoints()
-                bridge.setup_all(checkpoints)
+                bridge.setup_all(checkpoints, self.queue_names())
                 return held, checkpoints
             except (OperationalError, InterfaceError) as exc:
                 logger.warning("Database unavailable at start (%s); trying again in %.0fs", exc, delay)
