@@ -111,8 +111,19 @@ def pause(process: subprocess.Popen):
         time.sleep(0.001)
 
 
+def kill(process: subprocess.Popen):
+    """SIGKILL, as the out-of-memory killer sends it. The heartbeat `pause` held for a paused process
+    lapses from now, as any dead worker's does."""
+    names = [name for name, record in liveness.live_workers().items() if record.get("pid") == process.pid]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    for name in names:
+        redis_client.connection().expire(liveness.KEY.format(name), liveness.ttl())
+
+
 def resume(process: subprocess.Popen):
-    os.kill(process.pid, signal.SIGCONT)
+    if process.poll() is None:  # not killed meanwhile
+        os.kill(process.pid, signal.SIGCONT)
 
 
 @contextmanager

@@ -5,9 +5,13 @@ resume after a SIGKILL, and datasets refused before any charge."""
 import base64
 import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
+import requests
+import torch
+from django.core.management import call_command
 from PIL import Image, ImageDraw
 from safetensors import safe_open
 
@@ -15,17 +19,20 @@ from billing.models import Account, CreditEntry
 from generation.inputs import library
 from generation.kinds import training
 from generation.models import Job, LibraryModel
-from tests.conftest import start_worker, stop_worker
+from generation.queueing import liveness
+from tests import model_files
+from tests.conftest import Api, WorkerLog, kill, make_account, paused, start_worker, step_until, stop_worker
 from tests.http_server import Route
-from tests.test_recovery import wait_until
+from tests.test_recovery import fresh, wait_until
 from tests.test_text2img import decode
 
 TRAINER_ENV = {"OMP_NUM_THREADS": "1"}  # one thread: steps as fast as two on a shared CPU, and the same LoRA
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def trainer(worker):
-    """A worker that serves the training queue alone, beside the session's generation worker."""
+    """A worker that serves the training queue alone, beside the session's generation worker (it loads no
+    generation pipeline: it starts in seconds)."""
     process = start_worker("trainer", queues=["training"], **TRAINER_ENV)
     yield process
     stop_worker(process)
@@ -126,3 +133,201 @@ def test_a_lora_training_reaches_model_ready_and_its_lora_changes_the_image(api,
     assert stages[0] == "training_started" and stages[-1] == "model_ready"
     final = json.loads(http_server.requests[-1].body)
     assert final["model_id"] == training_id and final["status"] == "success" and final["track_id"] == "t-1"
+
+
+@pytest.fixture
+def owned_lora(account, tmp_path):
+    """A LoRA in the library owned by the account (as a training leaves one), made without training."""
+    user, _ = account
+    call_command("addmodel", str(model_files.lora(tmp_path / "lora", seed=3)), "--id", "zxq-own", "--kind", "lora")
+    LibraryModel.objects.filter(public_id="zxq-own").update(owner=user, is_public=False)
+    return "zxq-own"
+
+
+def test_an_owned_model_is_its_owners_alone_on_every_path(api, live_server, owned_lora):
+    """Another account can neither list, read, use nor delete the owner's LoRA; the owner can on each."""
+    _, other_key = make_account("mallory@example.com")
+    other, owner = Api(live_server.url, other_key), api
+    v4 = "/api/v4/dreambooth/model_list"
+    assert owned_lora in {entry["model_id"] for entry in owner.post(v4)}
+    assert owned_lora not in {entry["model_id"] for entry in other.post(v4)}
+    loras = requests.get(live_server.url + "/sdapi/v1/loras", auth=("x", other_key), timeout=30).json()
+    assert owned_lora not in {lora["name"] for lora in loras}
+    mine = requests.get(live_server.url + "/sdapi/v1/loras", auth=("x", owner.key), timeout=30).json()
+    assert owned_lora in {lora["name"] for lora in mine}
+
+    refused = other.post(
+        "/api/v6/images/text2img", {"prompt": "x", "width": 64, "height": 64, "lora_model": owned_lora}
+    )
+    assert refused["status"] == "error" and refused["message"]["lora_model"] == [
+        f"The lora model {owned_lora!r} does not exist."
+    ]
+    a1111 = requests.post(
+        live_server.url + "/sdapi/v1/txt2img",
+        json={"prompt": f"<lora:{owned_lora}:1> x", "width": 64, "height": 64, "steps": 2},
+        auth=("x", other_key),
+        timeout=60,
+    )
+    assert a1111.status_code == 422 and owned_lora in a1111.text
+    used = owner.post(
+        "/api/v6/images/text2img",
+        {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 2, "lora_model": owned_lora},
+    )
+    assert used["status"] == "success", used
+    assert (
+        other.post("/api/v3/verify_model".replace("v3", "v1/enterprise/txt2img"), {"model_id": owned_lora})["status"]
+        == "error"
+    )
+    assert LibraryModel.objects.filter(public_id=owned_lora).exists()
+
+
+def test_another_accounts_training_is_answered_like_one_that_does_not_exist(api, live_server, account, trainer):
+    started = train(api, max_train_steps=2)
+    _, other_key = make_account("eve@example.com")
+    other = Api(live_server.url, other_key)
+    training_id = started["training_id"]
+    for path in (
+        f"fine_tune_status/{training_id}",
+        f"cancel_training/{training_id}",
+        f"cancle_training/{training_id}",
+        f"finetune/delete/{training_id}",
+    ):
+        assert other.post(f"/api/v3/{path}") == {
+            "status": "error",
+            "message": "Request not found",
+            "messege": "Request not found",
+        }, path
+    assert other.post("/api/v3/finetune_list")["data"] == []
+    assert [entry["training_id"] for entry in api.post("/api/v3/finetune_list")["data"]] == [training_id]
+    assert wait_ready(api, training_id)["messege"] == "model_ready"
+    assert owned_by(training_id) == account[0]
+    assert api.post(f"/api/v3/finetune/delete/{training_id}")["status"] == "success"
+    assert not LibraryModel.objects.filter(public_id=training_id).exists()
+    assert api.post(f"/api/v3/fine_tune_status/{training_id}")["message"] == "Request not found"
+
+
+def owned_by(model_id):
+    return LibraryModel.objects.get(public_id=model_id).owner
+
+
+def test_cancel_mid_training_refunds_and_leaves_no_model(api, account, trainer):
+    user, _ = account
+    before = Account.objects.get(user=user).balance
+    training_id = train(api, max_train_steps=400)["training_id"]
+    job = Job.objects.get(params__training_id=training_id)
+    with paused(trainer):  # let it run in slices until it has trained a few steps, then cancel it
+        step_until(trainer, lambda: fresh(job).progress_step, lambda seen: seen[-1] >= 3)
+        canceled = api.post(f"/api/v3/cancle_training/{training_id}")  # the hosted client's spelling
+    assert canceled["status"] == "success" and canceled["message"] == "Training canceled", canceled
+    status = api.post(f"/api/v3/fine_tune_status/{training_id}")
+    assert status["status"] == "failed" and status["messege"] == "failed" and status["canceled"] is True
+    wait_until(lambda: not liveness_names_job(job.id))  # the worker stopped it at its next step
+    assert not LibraryModel.objects.filter(public_id=training_id).exists()
+    assert Account.objects.get(user=user).balance == before
+    assert sorted(CreditEntry.objects.filter(job=job).values_list("entry_type", flat=True)) == ["refund", "reserve"]
+
+
+def liveness_names_job(job_id: int) -> bool:
+    return any(job_id in (info.get("job_ids") or []) for info in liveness.live_workers().values())
+
+
+def lora_tensors(model_id: str) -> dict:
+    entry = LibraryModel.objects.get(public_id=model_id)
+    with safe_open(str(library.local_path(entry)), framework="pt") as handle:
+        return {name: handle.get_tensor(name) for name in handle.keys()}
+
+
+def test_a_training_killed_mid_run_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(api, worker):
+    """SIGKILL after step 5 of 12 (a state is saved every 2 steps): the sweep gives the training a second
+    try, which resumes at step 4, and its LoRA is the one an uninterrupted training of the same seed makes."""
+    doomed = start_worker("doomed-trainer", queues=["training"], **TRAINER_ENV)
+    training_id = train(api, max_train_steps=12, seed=21)["training_id"]
+    job = Job.objects.get(params__training_id=training_id)
+    with paused(doomed):
+        step_until(doomed, lambda: fresh(job).progress_step, lambda seen: seen[-1] >= 5)
+        kill(doomed)
+    wait_until(lambda: fresh(job).attempt == 2, timeout=60)  # the sweep: its worker is gone
+    log = WorkerLog("rescuer-trainer")
+    rescuer = start_worker("rescuer-trainer", queues=["training"], **TRAINER_ENV)
+    try:
+        assert wait_ready(api, training_id)["messege"] == "model_ready"
+        resumed_at = int(log.text().split("Training resumed at step ")[1].split()[0])
+        assert 4 <= resumed_at < 12 and resumed_at % 2 == 0
+        again = train(api, max_train_steps=12, seed=21)["training_id"]
+        assert wait_ready(api, again)["messege"] == "model_ready"
+    finally:
+        stop_worker(rescuer)
+    assert fresh(job).runs == 2
+    resumed, uninterrupted = lora_tensors(training_id), lora_tensors(again)
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[name], uninterrupted[name]) for name in resumed)  # bit for bit on the CPU
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (lambda: [data_url(photo(0)), data_url(photo(1))], "The images must be at least 3 photos"),
+        (
+            lambda: [data_url(photo(i)) for i in range(21)],
+            "The images may be at most 20 photos on your plan; 21 given.",
+        ),
+        (lambda: [data_url(photo(0)), data_url(photo(1)), "data:image/png;base64,aGVsbG8="], "image 3 of images"),
+        (
+            lambda: [data_url(photo(0)), data_url(photo(1)), data_url(photo(2)[:300])],
+            "image 3 of images is not a readable image",
+        ),
+        (lambda: "not a list of photos", "image 1 of images must be a PNG, JPEG or WebP image"),
+    ],
+    ids=["too-few", "too-many", "not-an-image", "cut-short", "garbage"],
+)
+def test_bad_datasets_are_refused_before_any_charge(api, account, images, message):
+    user, _ = account
+    before = Account.objects.get(user=user).balance
+    body = api.post("/api/v3/lora_fine_tune", {"instance_prompt": "photo of zxq disc", "images": images()})
+    assert body["status"] == "error" and message in body["message"]["images"][0], body
+    assert Account.objects.get(user=user).balance == before and not Job.objects.filter(user=user).exists()
+
+
+def zip_of(files: dict) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_a_zip_of_photos_is_a_dataset_and_a_zip_bomb_is_refused(api, account, http_server, trainer, settings):
+    photos = {f"set/{i}.jpg": photo(i, fmt="JPEG") for i in range(4)}
+    photos.update({"set/caption.txt": b"zxq", "__MACOSX/._0.jpg": b"junk", "set/0-copy.jpg": photos["set/0.jpg"]})
+    http_server.routes["/photos.zip"] = Route(body=zip_of(photos))
+    started = api.post(
+        "/api/v3/lora_fine_tune",
+        {"instance_prompt": "photo of zxq disc", "images": [f"{http_server.url}/photos.zip"], "max_train_steps": 2},
+    )
+    assert started["status"] == "success", started
+    job = Job.objects.get(params__training_id=started["training_id"])
+    assert len(job.params["images"]) == 5  # four photos and a duplicate; the caption and the junk skipped
+    assert wait_ready(api, started["training_id"])["messege"] == "model_ready"
+
+    http_server.routes["/bomb.zip"] = Route(body=zip_of({"a.png": b"\0" * (settings.INPUT_IMAGE_MAX_BYTES + 1)}))
+    bomb = api.post("/api/v3/lora_fine_tune", {"instance_prompt": "x", "images": [f"{http_server.url}/bomb.zip"]})
+    assert bomb["status"] == "error" and "'a.png' in image 1 of images is too large" in bomb["message"]["images"][0]
+
+
+def test_dreambooth_with_prior_preservation_in_the_free_sandbox(api, account, trainer):
+    """fine_tune trains the text encoders too (its LoRA has lora_te1/lora_te2 layers), makes class images
+    first, says it trains a LoRA rather than a full copy, and in the sandbox costs nothing and is capped."""
+    user, _ = account
+    before = Account.objects.get(user=user).balance
+    started = train(
+        api, "/api/sandbox/v3/fine_tune", class_prompt="photo of a disc", max_train_steps=500, lora_type="lycoris"
+    )
+    assert started["status"] == "success", started
+    notes = {note["field"] for note in started["meta"]["not_applied"]}
+    assert notes == {"fine_tune", "lora_type"}
+    done = wait_ready(api, started["training_id"], prefix="/api/sandbox/v3")
+    assert done["messege"] == "model_ready" and done["sandbox"] is True
+    assert done["total_steps"] == 10  # TRAINING_SANDBOX_STEPS
+    names = lora_tensors(started["training_id"]).keys()
+    assert any(name.startswith("lora_te1_") for name in names) and any(name.startswith("lora_te2_") for name in names)
+    assert Account.objects.get(user=user).balance == before
