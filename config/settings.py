@@ -350,6 +350,7 @@ SEGMENTATION_MAX_INPUT_SIDE = env.int("SEGMENTATION_MAX_INPUT_SIDE", default=204
 # (lora_fine_tune), with both text encoders for DreamBooth (fine_tune). Priced per 100 steps at
 # 1024x1024, scaled by the training size's area; plans limit steps, photos and trainings at once.
 CREDITS_PER_100_TRAINING_STEPS = env.int("CREDITS_PER_100_TRAINING_STEPS", default=10)
+CREDITS_PER_CROP = env.int("CREDITS_PER_CROP", default=0)  # base64_crop: a training's photo made square
 TRAINING_JOB_TIMEOUT = env.int("TRAINING_JOB_TIMEOUT", default=6 * 3600)
 TRAINING_RESOLUTION = env.int("TRAINING_RESOLUTION", default=1024)  # at most; a smaller model trains at its own
 TRAINING_DEFAULT_STEPS = env.int("TRAINING_DEFAULT_STEPS", default=500)

@@ -121,6 +121,11 @@ dashboard_patterns = [
     path("jobs/<int:job_id>/inputs/<slug:field>.png", pages.job_input, name="dashboard-job-input"),
     path("playground/", pages.playground, name="dashboard-playground"),
     path("playground/run/", pages.playground_run, name="dashboard-playground-run"),
+    path("train/", pages.train, name="dashboard-train"),
+    path("train/run/", pages.train_run, name="dashboard-train-run"),
+    path("train/<slug:training_id>/status.json", pages.training_status, name="dashboard-training-status"),
+    path("train/<slug:training_id>/cancel/", pages.training_cancel, name="dashboard-training-cancel"),
+    path("train/<slug:training_id>/lora.safetensors", pages.training_download, name="dashboard-training-download"),
 ]
 
 

@@ -1,5 +1,5 @@
-"""`make run`: Redis (started if none answers), migrations, demo model, demo account, web server and
-one worker. The terminal shows one line per step, then, once the worker has run a first job, the URL, a
+"""`make run`: Redis (started if none answers), migrations, demo model, demo account, web server, a
+generation worker and a training worker (a training of minutes never holds up generation). The terminal shows one line per step, then, once the worker has run a first job, the URL, a
 demo key and a curl command; the processes' own output goes to files under var/log/ (LOG_DIR). Ctrl-C
 stops everything it started."""
 
@@ -84,12 +84,16 @@ def wait_http(url: str, timeout: float = 120):
     raise SystemExit(f"No healthy answer at {url}; see {LOG_DIR}/web.log and {LOG_DIR}/worker.log")
 
 
-def start_worker(env) -> subprocess.Popen:
+# the workers: their log's name and the queues each serves
+WORKERS = {"worker": ["high", "default", "low"], "trainer": ["training"]}
+
+
+def start_worker(env, name: str) -> subprocess.Popen:
     """One RQ worker; `main` starts another whenever it dies (its jobs are recovered by the sweep). In a
     session of its own, like the web server, so that Ctrl-C reaches only this script, which stops them."""
-    log = log_file("worker")
+    log = log_file(name)
     return subprocess.Popen(
-        [PYTHON, "manage.py", "rqworker", "high", "default", "low"],
+        [PYTHON, "manage.py", "rqworker", *WORKERS[name]],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -137,7 +141,7 @@ def main():
     signal.signal(signal.SIGTERM, _stop)
     port = os.environ.get("PORT", "8000")
     children: list[tuple[str, subprocess.Popen]] = []  # (what it is, its process)
-    worker = None
+    workers: dict[str, subprocess.Popen] = {}
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     print(f"Starting the SDXL API (logs in {LOG_DIR}/)", flush=True)
     try:
@@ -151,9 +155,9 @@ def main():
         key = manage("createapikey", DEMO_EMAIL, "--name", "demo", "--password", DEMO_PASSWORD, env=env)
         key = key.strip().splitlines()[-1]
         children.append(("The web server", start_web(env, port)))
-        worker = start_worker(env)
+        workers = {name: start_worker(env, name) for name in WORKERS}
         base = f"http://127.0.0.1:{port}"
-        step("Web server and worker: started; waiting for the worker to load the model")
+        step("Web server and workers: started; waiting for the worker to load the model")
         wait_http(base + "/healthz")
         first_job(base, key)
         step("Worker: ready (a first 64x64 image made)")
@@ -167,23 +171,23 @@ def main():
   curl -s -X POST {base}/api/v3/text2img -H 'Content-Type: application/json' \\
     -d '{{"key": "{key}", "prompt": "a lighthouse at dusk", "width": "256", "height": "256", "num_inference_steps": "20"}}'
 
-  Logs: {LOG_DIR}/web.log, access.log, worker.log, setup.log
-  Ctrl-C stops the web server, the worker{" and Redis" if len(children) > 1 else ""}.
+  Logs: {LOG_DIR}/web.log, access.log, worker.log, trainer.log, setup.log
+  Ctrl-C stops the web server, the workers{" and Redis" if len(children) > 1 else ""}.
 """,
             flush=True,
         )
         while not (exited := [(name, child) for name, child in children if child.poll() is not None]):
-            if worker.poll() is not None:  # killed, out of memory: the web server stays up
-                print(f"The worker stopped (exit code {worker.returncode}); starting a new one.", flush=True)
-                worker = start_worker(env)
+            for name, worker in workers.items():
+                if worker.poll() is not None:  # killed, out of memory: the web server stays up
+                    print(f"The {name} stopped (exit code {worker.returncode}); starting a new one.", flush=True)
+                    workers[name] = start_worker(env, name)
             time.sleep(0.5)
         name, child = exited[0]
         print(f"{name} exited (code {child.returncode}; see {LOG_DIR}/); stopping the rest.", file=sys.stderr)
     except KeyboardInterrupt:
         print("\nStopping...", flush=True)
     finally:
-        if worker is not None:
-            children.append(("The worker", worker))
+        children += [(f"The {name}", worker) for name, worker in workers.items()]
         for _, child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)

@@ -376,7 +376,128 @@ async function submitPlayground(event) {
   followJob({ status: answer.status_url, events: answer.events_url }, "result");
 }
 
+// The Train page: a training's stage, step, loss (a chart), ETA and samples as they come. Its event stream
+// says when something changed; its status (the training API's fine_tune_status) says what.
+function followTraining(urls) {
+  const el = (name) => document.getElementById("training-" + name);
+  el("samples").innerHTML = "";
+  el("error").textContent = "";
+  document.getElementById("training").hidden = false;
+  let done = false;
+  let stream = null;
+  async function refresh() {
+    const response = await fetch(urls.status_url, { credentials: "same-origin" });
+    const status = await response.json();
+    el("id").textContent = status.training_id;
+    el("stage").textContent = status.messege;
+    el("log").textContent = status.data;
+    el("progress").value = status.progress;
+    if (status.status === "failed") el("error").textContent = status.data;
+    drawLoss(el("loss"), status.losses || []);
+    const shown = el("samples").querySelectorAll("img").length;
+    (status.samples || []).slice(shown).forEach((url, index) => {
+      el("samples").appendChild(outputFigure(url, null, shown + index, {}));
+    });
+    done = status.messege === "model_ready" || status.messege === "failed";
+    el("cancel").hidden = done;
+    el("cancel").onclick = async () => {
+      await fetch(urls.cancel_url, { method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrfToken() } });
+      refresh();
+    };
+    if (status.messege === "model_ready") {
+      el("download").href = urls.download_url;
+      el("download").hidden = false;
+      el("use").hidden = false;
+      el("use").onclick = () => {  // the playground, with this LoRA chosen and the instance prompt
+        const instance = document.querySelector("#train input[name=instance_prompt]");
+        sessionStorage.setItem("playground-params", JSON.stringify({
+          operation: "text2img",
+          fields: { lora_model: status.lora_model, prompt: (instance && instance.value) || status.training_id },
+          inputs: {},
+        }));
+        window.location.href = document.querySelector("header a[href$='/playground/']").href;
+      };
+    }
+    if (done && stream) stream.close();
+    return done;
+  }
+  refresh().then((finished) => {
+    if (finished) return;
+    stream = new EventSource(urls.events_url);
+    stream.addEventListener("status", () => refresh());
+    stream.onerror = () => {  // no stream here, or it broke: poll instead
+      stream.close();
+      const poll = async () => { if (!(await refresh())) setTimeout(poll, 1000); };
+      poll();
+    };
+  });
+}
+
+// The loss by step as a line, scaled to the chart (the policy allows no inline style: attributes only).
+function drawLoss(svg, losses) {
+  if (!losses.length) return;
+  const steps = losses.map((point) => point[0]);
+  const values = losses.map((point) => point[1]);
+  const [first, last] = [Math.min(...steps), Math.max(...steps)];
+  const [low, high] = [Math.min(...values), Math.max(...values)];
+  const x = (step) => (last > first ? ((step - first) / (last - first)) * 300 : 0);
+  const y = (value) => (high > low ? 100 - ((value - low) / (high - low)) * 100 : 50);
+  svg.querySelector("polyline").setAttribute("points", losses.map(([step, value]) => x(step) + "," + y(value)).join(" "));
+  svg.dataset.points = String(losses.length);
+}
+
+async function submitTraining(event) {
+  event.preventDefault();
+  const form = event.target;
+  const images = await Promise.all(Array.from(form.elements.images.files).map((file) => new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = reject;
+    reader.readAsDataURL(file);
+  })));
+  const body = { images };
+  for (const name of ["instance_prompt", "class_prompt", "training_type", "max_train_steps", "seed"]) {
+    if (form.elements[name].value !== "") body[name] = form.elements[name].value;
+  }
+  const response = await fetch(form.dataset.runUrl, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+    body: JSON.stringify(body),
+  });
+  const answer = await response.json();
+  if (answer.status === "error") {
+    document.getElementById("training").hidden = false;
+    const message = answer.message;
+    document.getElementById("training-stage").textContent = "error";
+    document.getElementById("training-error").textContent =
+      typeof message === "string" ? message : Object.values(message).flat().join(" ");
+    return;
+  }
+  followTraining(answer);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const train = document.getElementById("train");
+  if (train) {
+    train.addEventListener("submit", submitTraining);
+    train.elements.images.addEventListener("change", () => {
+      const strip = document.getElementById("train-thumbnails");
+      strip.innerHTML = "";
+      for (const file of train.elements.images.files) {
+        const img = document.createElement("img");
+        img.src = URL.createObjectURL(file);
+        img.alt = file.name;
+        strip.appendChild(img);
+      }
+    });
+    document.querySelectorAll(".follow-training").forEach((node) => node.addEventListener("click", () => {
+      followTraining({ status_url: node.dataset.statusUrl, events_url: node.dataset.eventsUrl,
+        cancel_url: node.dataset.statusUrl.replace("status.json", "cancel/"),
+        download_url: node.dataset.statusUrl.replace("status.json", "lora.safetensors") });
+    }));
+  }
+
   // the usage chart's bars: heights set here, since the pages' policy allows no inline style
   document.querySelectorAll(".bar[data-height]").forEach((bar) => { bar.style.height = bar.dataset.height + "%"; });
   const form = document.getElementById("playground");

@@ -60,11 +60,13 @@ class MakeRun:
     def _read_the_rest(self):
         self.later.extend(self.process.stdout)
 
-    def live_worker_pids(self) -> set[int]:
+    def live_worker_pids(self, serving: str = "default") -> set[int]:
+        """The live workers that serve the queue `serving` (the generation worker's; "training": the
+        training worker's)."""
         pids = set()
         for name in self.redis.smembers("sdxl:workers"):
             record = self.redis.get(f"sdxl:worker:{name.decode()}")
-            if record:
+            if record and serving in json.loads(record)["queues"]:
                 pids.add(json.loads(record)["pid"])
         return pids
 

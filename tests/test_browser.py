@@ -14,8 +14,9 @@ from django.core.management import call_command
 from PIL import Image
 
 from tests import model_files
-from tests.conftest import ROOT, Api, make_account, paused, png_bytes, step_until
+from tests.conftest import ROOT, Api, make_account, paused, png_bytes, start_worker, step_until, stop_worker
 from tests.test_text2img import decode
+from tests.test_training import TRAINER_ENV, photo, small_trainings_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -498,3 +499,45 @@ def test_a_result_sent_to_inpaint_is_painted_on_and_an_object_removal_runs_again
     page.click("#open-in-playground")
     page.wait_for_selector("#playground[data-filled=true]")
     assert page.input_value("select[name=operation]") == "object_removal"
+
+
+def test_train_page_trains_a_lora_that_generates_in_the_playground(page, live_server, tmp_path, settings):
+    """Photos dropped on the Train page train a LoRA (on a training worker); its progress, loss chart and
+    samples show as they come; "Use in the playground" generates with it."""
+    small_trainings_for(settings)
+    trainer = start_worker("browser-trainer", queues=["training"], **TRAINER_ENV)
+    try:
+        base = live_server.url
+        page.goto(base + "/accounts/signup/")
+        sign_up(page, base, "trainer@example.com")
+        page.click("header >> text=Train")
+        photos = []
+        for index in range(5):
+            path = tmp_path / f"photo-{index}.jpg"
+            path.write_bytes(photo(index, fmt="JPEG"))
+            photos.append(str(path))
+        page.set_input_files("input[name=images]", photos)
+        assert page.locator("#train-thumbnails img").count() == 5
+        page.fill("input[name=instance_prompt]", "photo of zxq disc")
+        page.fill("input[name=max_train_steps]", "8")
+        page.fill("input[name=seed]", "5")
+        page.click("#train-start")
+        page.wait_for_selector("#training-stage:text('model_ready')", timeout=240_000)
+        assert page.locator("#training-samples img").count() == 2  # every 4 steps
+        assert int(page.get_attribute("#training-loss", "data-points")) >= 2
+        shot(page, "09-train")
+        with page.expect_download() as download:
+            page.click("#training-download")
+        assert Path(download.value.path()).read_bytes()[8:9] == b"{"  # a safetensors header
+        training_id = page.text_content("#training-id")
+        page.click("#training-use")
+        page.wait_for_url(base + "/dashboard/playground/")
+        assert page.input_value("select[name=lora_model]") == training_id
+        page.fill("input[name=width]", "64")
+        page.fill("input[name=height]", "64")
+        page.fill("input[name=num_inference_steps]", "2")
+        page.click("#generate")
+        page.wait_for_selector("#result-status:text('success')")
+        page.wait_for_selector("#result-outputs img")
+    finally:
+        stop_worker(trainer)

@@ -24,7 +24,7 @@ def test_every_kind_has_its_params_predictor_and_cost(settings):
         assert kind.operations[0].name == name or not any(operation.routes for operation in kind.operations)
         assert isinstance(getattr(settings, kind.cost_setting), int)
         assert kind.predictor in PREDICTORS
-    assert [name for name, kind in kinds.KINDS.items() if kind.single_output] == ["super_resolution"]
+    assert [name for name, kind in kinds.KINDS.items() if kind.single_output] == ["super_resolution", "base64_crop"]
     assert kinds.OWNER["object_removal"] is kinds.get("inpaint")  # a preset of inpaint
 
 

@@ -40,6 +40,10 @@ def trainer(worker):
 
 @pytest.fixture(autouse=True)
 def small_trainings(settings):
+    small_trainings_for(settings)
+
+
+def small_trainings_for(settings):
     """Trainings sized to the demo model: 64x64, a learning rate that shows in 10 steps."""
     settings.TRAINING_RESOLUTION = 64
     settings.TRAINING_RANK = 4
@@ -331,3 +335,15 @@ def test_dreambooth_with_prior_preservation_in_the_free_sandbox(api, account, tr
     names = lora_tensors(started["training_id"]).keys()
     assert any(name.startswith("lora_te1_") for name in names) and any(name.startswith("lora_te2_") for name in names)
     assert Account.objects.get(user=user).balance == before
+
+
+def test_base64_crop_makes_a_photo_square_at_the_training_size(api, account):
+    body = api.post(
+        "/api/v3/base64_crop", {"image": base64.b64encode(photo(0, size=(160, 90))).decode(), "crop": "true"}
+    )
+    assert body["status"] == "success", body
+    square = decode(body["output"])
+    assert square.size == (64, 64)  # TRAINING_RESOLUTION
+    assert [note["field"] for note in body["meta"]["not_applied"]] == ["face_detection"]  # the centre, said so
+    whole = api.post("/api/v3/base64_crop", {"image": data_url(photo(0, size=(160, 90))), "crop": False})
+    assert decode(whole["output"]).size == (64, 64) and "meta" not in whole

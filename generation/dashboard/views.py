@@ -29,11 +29,13 @@ from billing import credits
 from billing.credits import InsufficientCredits, QueueFull
 from generation import kinds, services
 from generation.answers import hosted, selectors
+from generation.answers import training as training_answers
 from generation.api import errors
 from generation.inputs import library, storage
 from generation.kinds import schedulers
 from generation.kinds.base import IMAGE_EDITING, UPSCALE_MODELS, V6_IMAGES, InvalidInput
 from generation.kinds.controlnet import CONTROL_TYPES
+from generation.kinds.training import TRAINING_TYPES, LoraFineTuneSerializer
 from generation.models import Job, LibraryModel
 from generation.queueing import monitoring
 from generation.web import refusals, waiting
@@ -192,6 +194,95 @@ def playground_run(request):
             "events_url": reverse("dashboard-job-events", args=[job.id]),
             "detail_url": reverse("dashboard-job", args=[job.id]),
         }
+    )
+
+
+@login_required
+def train(request):
+    """The Train page: photos, an instance prompt and steps start a training (the hosted training API's
+    lora_fine_tune); its progress, loss and samples as they come; the account's trainings."""
+    plan = credits.account_for(request.user).plan
+    trainings = [(job, training_answers.stage(job)) for job in services.trainings(request.user)[:20]]
+    return render(
+        request,
+        "dashboard/train.html",
+        {
+            "trainings": trainings,
+            "default_steps": settings.TRAINING_DEFAULT_STEPS,
+            "plan": plan,
+            "training_types": [value for value in TRAINING_TYPES if value != "none"],
+        },
+    )
+
+
+@login_required
+@require_POST
+def train_run(request):
+    """Start a training from the Train page through the API's serializer and service; errors are the API's."""
+    try:
+        data = json.loads(request.body)
+    except ValueError:
+        return JsonResponse(errors.invalid_request())
+    serializer = LoraFineTuneSerializer(data=data if isinstance(data, dict) else {})
+    if not serializer.is_valid():
+        return JsonResponse(
+            errors.validation({field: [str(m) for m in msgs] for field, msgs in serializer.errors.items()})
+        )
+    submission = serializer.validated_data
+    try:
+        job = services.request_generation(
+            user=request.user,
+            params=submission["params"],
+            inputs=submission["inputs"],
+            base_url=storage.base_url_for(request),
+        )
+    except (QueueFull, InsufficientCredits, InvalidInput) as exc:
+        return JsonResponse(errors.answer(refusals.classify(exc), request))
+    return JsonResponse({**training_answers.submitted(job), **_training_urls(job)})
+
+
+def _training_urls(job: Job) -> dict:
+    training_id = job.params["training_id"]
+    return {
+        "status_url": reverse("dashboard-training-status", args=[training_id]),
+        "events_url": reverse("dashboard-job-events", args=[job.id]),
+        "cancel_url": reverse("dashboard-training-cancel", args=[training_id]),
+        "download_url": reverse("dashboard-training-download", args=[training_id]),
+    }
+
+
+def _own_training(request, training_id) -> Job:
+    try:
+        return services.own_training(request.user, training_id)
+    except services.JobNotFound as exc:
+        raise Http404() from exc
+
+
+@login_required
+def training_status(request, training_id):
+    job = _own_training(request, training_id)
+    return JsonResponse({**training_answers.status(job), **_training_urls(job)})
+
+
+@login_required
+@require_POST
+def training_cancel(request, training_id):
+    job = _own_training(request, training_id)
+    return JsonResponse(training_answers.canceled(services.cancel_training(request.user, job.params["training_id"])))
+
+
+@login_required
+def training_download(request, training_id):
+    """The trained LoRA (kohya layout, safetensors), for its owner only."""
+    job = _own_training(request, training_id)
+    entry = LibraryModel.objects.filter(owner=request.user, public_id=job.params["training_id"]).first()
+    data = storage.read_bytes(library.stored_file(entry)) if entry and library.stored_file(entry) else None
+    if data is None:
+        raise Http404()
+    return HttpResponse(
+        data,
+        content_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{entry.public_id}.safetensors"'},
     )
 
 

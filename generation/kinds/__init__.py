@@ -4,6 +4,7 @@ routes, the image-editing operations, the worker's predictors, the playground's 
 module of this package; docs/adding-a-kind.md says how to add one."""
 
 from generation.kinds import (
+    base64_crop,
     controlnet,
     img2img,
     img_mixer,
@@ -36,7 +37,18 @@ def unregister(kind: Kind):
         OWNER.pop(operation.name, None)
 
 
-for _module in (text2img, img2img, inpaint, controlnet, outpaint, img_mixer, removebg_mask, super_resolution, training):
+for _module in (
+    text2img,
+    img2img,
+    inpaint,
+    controlnet,
+    outpaint,
+    img_mixer,
+    removebg_mask,
+    super_resolution,
+    training,
+    base64_crop,
+):
     register(_module.KIND)
 
 

@@ -3,6 +3,7 @@ name the same predictor share its one instance (per checkpoint, for a per-checkp
 weights."""
 
 from generation.runtime.background import BackgroundRemovalPredictor
+from generation.runtime.crop import CropPredictor
 from generation.runtime.predictors import Predictor
 from generation.runtime.sdxl import SDXLPredictor
 from generation.runtime.trainer import LoraTrainer
@@ -13,6 +14,7 @@ PREDICTORS: dict[str, type[Predictor]] = {
     "upscale": UpscalePredictor,
     "background": BackgroundRemovalPredictor,
     "trainer": LoraTrainer,
+    "crop": CropPredictor,
 }
 MAIN = "sdxl"  # the one whose model a worker advertises
 UPSCALE = "upscale"  # the one a job's own upscaling steps run on
