@@ -203,15 +203,17 @@ class LibraryModelAdmin(admin.ModelAdmin):
         "public_id",
         "model_type",
         "name",
+        "owner",
         "is_default",
         "is_public",
         "credit_multiplier",
         "size",
         "created_at",
     ]
-    list_filter = ["model_type", "is_public", "plans"]
-    search_fields = ["public_id", "name"]
+    list_filter = ["model_type", "is_public", "plans", ("owner", admin.EmptyFieldListFilter)]
+    search_fields = ["public_id", "name", "owner__email"]
     readonly_fields = ["content_hash", "size_bytes", "created_at"]
+    raw_id_fields = ["owner"]
     filter_horizontal = ["plans"]
 
     @admin.display(description="size")

@@ -65,6 +65,7 @@ def request_generation(
     _check_in_flight(user, params, plan)
     if params.makes_model:
         _check_owned_quota(user, plan)
+        params.fit_to_model(library.native_side(params.checkpoint))
     fetched = _fetch_inputs(user, inputs or {}, base_url, params.input_pixel_budget())
     params.complete({field: source.size for field, source in fetched.items()})
     params.clamp_to_plan(plan.max_resolution, plan.max_samples)  # sizes that came from the input images

@@ -148,6 +148,8 @@ def main():
         env = dict(os.environ, REDIS_URL=ensure_redis(children), DJANGO_SETTINGS_MODULE="config.settings")
         env.setdefault("UPSCALER_DEMO", "true")  # a plain resize stands in for missing upscaler .pth files
         env.setdefault("WORKER_MAX_BATCH", "4")  # compatible waiting jobs share one pipeline call
+        if not env.get("SDXL_MODEL"):  # the demo model: its trainings at the size it makes images at
+            env.setdefault("TRAINING_RESOLUTION", "64")
         manage("migrate", "--noinput", "-v", "0", env=env)
         manage("collectstatic", "--noinput", "-v", "0", env=env)
         step("Database: migrated")

@@ -30,7 +30,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from google.protobuf.message import DecodeError
 
-from generation.kinds.base import IP_ADAPTER_WEIGHTS, InvalidInput, JobParams, deployment_model
+from generation.kinds.base import IP_ADAPTER_WEIGHTS, MAX_SIDE, InvalidInput, JobParams, deployment_model
 from generation.models import LibraryModel
 
 STORAGE_PREFIX = "storage:"
@@ -436,6 +436,18 @@ def choose(params: JobParams, plan, user) -> tuple[Decimal, bool]:
         chosen += [_entry(model_id, model_type, field, plan, user, found) for model_id in named.get(model_type, [])]
     params.checkpoint = chosen[0].public_id
     return math.prod((entry.credit_multiplier for entry in chosen), start=Decimal(1)), chosen[0] == default
+
+
+def native_side(public_id: str) -> int:
+    """The image side a library checkpoint was made for (SDXL's 1024; the demo model's 64), from its
+    configs: the UNet's sample size times the VAE's scale."""
+    entry = find(public_id) or default_checkpoint()
+    folder = Path(entry.source)
+    try:
+        unet, vae = _config(folder, "unet/config.json"), _config(folder, "vae/config.json")
+    except InvalidModelFile:
+        return MAX_SIDE
+    return int(unet.get("sample_size", 128)) * 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
 
 
 def fill_operation_model(params: JobParams, plan, user):

@@ -212,6 +212,9 @@ class JobParams:
     def clamp_to_plan(self, max_side: int, max_samples: int):
         """A plan's limits, clamped like every other out-of-range value."""
 
+    def fit_to_model(self, side: int):
+        """The image side its checkpoint was made for (a model it makes is trained at no larger)."""
+
     def check_plan(self, plan):
         """The plan's limits beyond size and image count, once the input images are known: clamped, or
         refused with InvalidInput."""

@@ -111,6 +111,9 @@ class TrainingParams(JobParams):
     def clamp_to_plan(self, max_side: int, max_samples: int):
         self.resolution = min(self.resolution, max_side)
 
+    def fit_to_model(self, side: int):
+        self.resolution = min(self.resolution, side)
+
     def check_plan(self, plan):
         """Between TRAINING_MIN_IMAGES and the plan's photos, steps up to the plan's (the sandbox's
         few), before anything is charged."""
