@@ -145,7 +145,7 @@ def _check_in_flight(user, params: JobParams, plan):
 
 def _check_owned_quota(user, plan):
     try:
-        library.check_owned_quota(user, plan)
+        library.check_owned_quota(user, plan, adding=1)  # room for a model's first byte, at least
     except library.OwnedQuotaFull as exc:
         raise InvalidInput(
             "training",

@@ -2,6 +2,7 @@
 
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -12,6 +13,7 @@ class Recorded:
     path: str
     headers: dict
     body: bytes
+    received_at: float = field(default_factory=time.time)
 
 
 @dataclass

@@ -108,9 +108,9 @@ def test_a_running_job_shows_a_preview_that_changes_and_is_gone_at_the_end(api, 
             two_previews_or_done,
             key=lambda body: (body["status"], body.get("preview")),
         )
-    previews = list(dict.fromkeys(b["preview"] for b in bodies if b.get("preview")))
-    assert len(previews) >= 2, bodies[-1]
-    latest = requests.get(previews[-1], timeout=10)
+        previews = list(dict.fromkeys(b["preview"] for b in bodies if b.get("preview")))
+        assert len(previews) >= 2, bodies[-1]
+        latest = requests.get(previews[-1], timeout=10)  # while the job still runs (paused)
     assert latest.status_code == 200 and latest.content[:3] == b"\xff\xd8\xff"  # a JPEG
     assert Image.open(io.BytesIO(latest.content)).size == (256, 192)  # the image's shape, 256 px wide
     done = follow(api, job_id)[-1]

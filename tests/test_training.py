@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import requests
 import torch
+from django.core.files.storage import default_storage
 from django.core.management import call_command
+from django.db import transaction
 from PIL import Image, ImageDraw
 from safetensors import safe_open
 
 from billing.models import Account, CreditEntry
-from generation.inputs import library
+from generation.inputs import library, storage
 from generation.kinds import training
 from generation.models import Job, LibraryModel
 from generation.queueing import liveness
@@ -347,3 +349,30 @@ def test_base64_crop_makes_a_photo_square_at_the_training_size(api, account):
     assert [note["field"] for note in body["meta"]["not_applied"]] == ["face_detection"]  # the centre, said so
     whole = api.post("/api/v3/base64_crop", {"image": data_url(photo(0, size=(160, 90))), "crop": False})
     assert decode(whole["output"]).size == (64, 64) and "meta" not in whole
+
+
+def test_plan_limits_trainings_at_once_and_the_storage_of_trained_models(api, account, owned_lora):
+    """No training worker runs here: the first training stays queued and counts as in flight."""
+    user, _ = account
+    plan = Account.objects.get(user=user).plan
+    assert train(api)["status"] == "success"
+    second = train(api)
+    assert second["status"] == "error" and "Your plan runs 1 of these at once" in second["message"]["images"][0]
+    Job.objects.filter(user=user).update(status=Job.Status.CANCELED)
+    plan.owned_models_quota_bytes = LibraryModel.objects.get(public_id=owned_lora).size_bytes
+    plan.save()
+    full = train(api)
+    assert full["status"] == "error" and "Your trained models use" in full["message"]["training"][0], full
+    assert Job.objects.filter(user=user, status=Job.Status.QUEUED).count() == 0
+
+
+def test_closing_an_account_deletes_its_trained_models_and_their_files(account):
+    user, _ = account
+    stored = storage.save("trained/closing.safetensors", b"weights")
+    LibraryModel.objects.create(
+        public_id="closing", model_type="lora", source=f"storage:{stored}", owner=user, is_public=False
+    )
+    with transaction.atomic():
+        user.delete()
+    assert not LibraryModel.objects.filter(public_id="closing").exists()
+    assert not default_storage.exists(stored)

@@ -2,11 +2,13 @@
 finetune_list, cancel_training (also spelt cancle_training, as the hosted docs' example and client do)
 and finetune/delete follow it. The same under /api/sandbox/v3/: free, capped to a few steps."""
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from generation import services
 from generation.answers import training as answers
-from generation.api.views import V3View
+from generation.api.views import KEY_ONLY, V3View
 from generation.inputs import storage
 from generation.kinds.training import DREAMBOOTH, LORA, FineTuneSerializer, LoraFineTuneSerializer
 from generation.web.throttling import GenerationRateThrottle
@@ -38,21 +40,30 @@ class DreamBoothView(TrainView):
     serializer_class = FineTuneSerializer
 
 
+TRAINING_BODY = OpenApiTypes.OBJECT  # the hosted envelope: docs/api.md, "Training: your own LoRA"
+
+
+@extend_schema(
+    request=KEY_ONLY, responses=TRAINING_BODY, summary="Where a training stands: stage, progress, loss, samples"
+)
 class TrainingStatusView(V3View):
     def post(self, request, training_id, **kwargs):
         return Response(answers.status(services.own_training(request.user, training_id)))
 
 
+@extend_schema(request=KEY_ONLY, responses=TRAINING_BODY, summary="This account's trainings, newest first")
 class TrainingListView(V3View):
     def post(self, request, **kwargs):
         return Response(answers.listing(services.trainings(request.user)))
 
 
+@extend_schema(request=KEY_ONLY, responses=TRAINING_BODY, summary="Stop a training, refunded")
 class CancelTrainingView(V3View):
     def post(self, request, training_id, **kwargs):
         return Response(answers.canceled(services.cancel_training(request.user, training_id)))
 
 
+@extend_schema(request=KEY_ONLY, responses=TRAINING_BODY, summary="Delete a training and the model it made")
 class DeleteTrainingView(V3View):
     def post(self, request, training_id, **kwargs):
         services.delete_training(request.user, training_id)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from PIL import Image, ImageOps
 from rest_framework import serializers
 
@@ -165,6 +166,14 @@ class TrainingParams(JobParams):
         return f"{self.kind}:{self.resolution}:{'dreambooth' if self.dreambooth else 'lora'}"
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "array", "items": {"type": "string"}, "description": "image URLs, base64 or data URLs"},
+            {"type": "string", "description": "the URL of a .zip of the photos"},
+        ]
+    }
+)
 class DatasetField(serializers.Field):
     """`images`: the photos, a list of URLs (this server's own outputs and uploads are read from
     storage), base64 strings or data URLs; a URL of a .zip of them counts as its images."""

@@ -115,20 +115,24 @@ class TrainingRun:
         prior = self._latents(class_images, seed=params.seed + 1) if class_images else None
         prompts = self._prompts()
         scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-        step = self._resume(optimizer)
+        step = first = self._resume(optimizer)
         self.on_step(step, params.steps, phase="training_started")
         if self.cuda:
             pipe.unet.enable_gradient_checkpointing()
+        training_seconds = 0.0  # the steps and saved states, not the samples
         while step < params.steps:
+            started = time.perf_counter()
             loss = self._step(step, latents, prior, prompts, scheduler, trainable, optimizer)
             step += 1
-            sample = self.sample() if step % params.sample_every == 0 or step == params.steps else None
-            self.on_step(step, params.steps, details={"loss": round(loss, 6)}, sample=sample)
             if step % params.checkpoint_every == 0 and step < params.steps and self.job.save_state:
                 self._save_state(step, optimizer)
+            training_seconds += time.perf_counter() - started
+            sample = self.sample() if step % params.sample_every == 0 or step == params.steps else None
+            self.on_step(step, params.steps, details={"loss": round(loss, 6)}, sample=sample)
         if self.cuda:
             pipe.unet.disable_gradient_checkpointing()
-        self.on_step(params.steps, params.steps, phase="training_success")
+        speed = round((step - first) / training_seconds, 3) if training_seconds else None
+        self.on_step(params.steps, params.steps, details={"steps_per_second": speed}, phase="training_success")
         final = self.sample()
         self.on_step(params.steps, params.steps, phase="trained_model_compressing")
         return final, self._export()
