@@ -31,13 +31,30 @@ from tests.test_text2img import decode
 TRAINER_ENV = {"OMP_NUM_THREADS": "1"}  # one thread: steps as fast as two on a shared CPU, and the same LoRA
 
 
+class Trainer:
+    """This file's worker serving the training queue alone, beside the session's generation worker: started
+    once for the file, and again for the test after one that killed it."""
+
+    def __init__(self):
+        self.process = None
+
+    def running(self):
+        if self.process is None or self.process.poll() is not None:
+            self.process = start_worker("trainer", queues=["training"], **TRAINER_ENV)
+        return self.process
+
+
+@pytest.fixture(scope="module")
+def trainers(worker):
+    keeper = Trainer()
+    yield keeper
+    if keeper.process:
+        stop_worker(keeper.process)
+
+
 @pytest.fixture
-def trainer(worker):
-    """A worker that serves the training queue alone, beside the session's generation worker (it loads no
-    generation pipeline: it starts in seconds)."""
-    process = start_worker("trainer", queues=["training"], **TRAINER_ENV)
-    yield process
-    stop_worker(process)
+def trainer(trainers):
+    return trainers.running()
 
 
 @pytest.fixture(autouse=True)
@@ -243,26 +260,22 @@ def lora_tensors(model_id: str) -> dict:
         return {name: handle.get_tensor(name) for name in handle.keys()}
 
 
-def test_a_training_killed_mid_run_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(api, worker):
+def test_a_training_killed_mid_run_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(api, trainers, trainer):
     """SIGKILL after step 5 of 12 (a state is saved every 2 steps): the sweep gives the training a second
     try, which resumes at step 4, and its LoRA is the one an uninterrupted training of the same seed makes."""
-    doomed = start_worker("doomed-trainer", queues=["training"], **TRAINER_ENV)
-    training_id = train(api, max_train_steps=12, seed=21)["training_id"]
-    job = Job.objects.get(params__training_id=training_id)
-    with paused(doomed):
-        step_until(doomed, lambda: fresh(job).progress_step, lambda seen: seen[-1] >= 5)
-        kill(doomed)
+    with paused(trainer):
+        training_id = train(api, max_train_steps=12, seed=21)["training_id"]
+        job = Job.objects.get(params__training_id=training_id)
+        step_until(trainer, lambda: fresh(job).progress_step, lambda seen: seen[-1] >= 5)
+        kill(trainer)
     wait_until(lambda: fresh(job).attempt == 2, timeout=60)  # the sweep: its worker is gone
-    log = WorkerLog("rescuer-trainer")
-    rescuer = start_worker("rescuer-trainer", queues=["training"], **TRAINER_ENV)
-    try:
-        assert wait_ready(api, training_id)["messege"] == "model_ready"
-        resumed_at = int(log.text().split("Training resumed at step ")[1].split()[0])
-        assert 4 <= resumed_at < 12 and resumed_at % 2 == 0
-        again = train(api, max_train_steps=12, seed=21)["training_id"]
-        assert wait_ready(api, again)["messege"] == "model_ready"
-    finally:
-        stop_worker(rescuer)
+    log = WorkerLog("trainer")
+    trainers.running()  # a new one takes the training back
+    assert wait_ready(api, training_id)["messege"] == "model_ready"
+    resumed_at = int(log.text().split("Training resumed at step ")[1].split()[0])
+    assert 4 <= resumed_at < 12 and resumed_at % 2 == 0
+    again = train(api, max_train_steps=12, seed=21)["training_id"]
+    assert wait_ready(api, again)["messege"] == "model_ready"
     assert fresh(job).runs == 2
     resumed, uninterrupted = lora_tensors(training_id), lora_tensors(again)
     assert resumed.keys() == uninterrupted.keys()
