@@ -170,22 +170,9 @@ def playground_run(request):
     serializer_class = kinds.serializer(data.pop("operation", None)) if isinstance(data, dict) else None
     if serializer_class is None:
         return JsonResponse(errors.invalid_request())
-    serializer = serializer_class(data=data, context={"model_library": True})
-    if not serializer.is_valid():
-        return JsonResponse(
-            errors.validation({field: [str(m) for m in msgs] for field, msgs in serializer.errors.items()})
-        )
-    submission = serializer.validated_data
-    try:
-        job = services.request_generation(
-            user=request.user,
-            params=submission["params"],
-            inputs=submission["inputs"],
-            base_url=storage.base_url_for(request),
-            wait_seconds=0,
-        )
-    except (QueueFull, InsufficientCredits, InvalidInput) as exc:
-        return JsonResponse(errors.answer(refusals.classify(exc), request))
+    job, refusal = _queue(request, serializer_class(data=data, context={"model_library": True}), wait_seconds=0)
+    if refusal:
+        return refusal
     return JsonResponse(
         {
             "status": "queued",
@@ -223,11 +210,18 @@ def train_run(request):
         data = json.loads(request.body)
     except ValueError:
         return JsonResponse(errors.invalid_request())
-    serializer = LoraFineTuneSerializer(data=data if isinstance(data, dict) else {})
+    job, refusal = _queue(request, LoraFineTuneSerializer(data=data if isinstance(data, dict) else {}))
+    if refusal:
+        return refusal
+    return JsonResponse({**training_answers.submitted(job), **_training_urls(job)})
+
+
+def _queue(request, serializer, **options) -> tuple[Job | None, JsonResponse | None]:
+    """A form validated by the API's serializer and queued by its service: (the job, None), or (None, the
+    API's refusal)."""
     if not serializer.is_valid():
-        return JsonResponse(
-            errors.validation({field: [str(m) for m in msgs] for field, msgs in serializer.errors.items()})
-        )
+        refusal = errors.validation({field: [str(m) for m in msgs] for field, msgs in serializer.errors.items()})
+        return None, JsonResponse(refusal)
     submission = serializer.validated_data
     try:
         job = services.request_generation(
@@ -235,10 +229,11 @@ def train_run(request):
             params=submission["params"],
             inputs=submission["inputs"],
             base_url=storage.base_url_for(request),
+            **options,
         )
     except (QueueFull, InsufficientCredits, InvalidInput) as exc:
-        return JsonResponse(errors.answer(refusals.classify(exc), request))
-    return JsonResponse({**training_answers.submitted(job), **_training_urls(job)})
+        return None, JsonResponse(errors.answer(refusals.classify(exc), request))
+    return job, None
 
 
 def _training_urls(job: Job) -> dict:
