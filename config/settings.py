@@ -341,6 +341,9 @@ OBJECT_REMOVAL_STRENGTH = env.float("OBJECT_REMOVAL_STRENGTH", default=0.99)
 OBJECT_REMOVAL_STEPS = env.int("OBJECT_REMOVAL_STEPS", default=30)
 # image_editing/img_mixer: the library IP-Adapter that mixes the images (empty: the first one a plan may use)
 IMG_MIXER_IP_ADAPTER = env("IMG_MIXER_IP_ADAPTER", default="")
+# the realtime endpoints' fast model: a library checkpoint (SDXL-Lightning, Turbo) or a LoRA (LCM, Hyper-SD)
+# on the checkpoint a request runs; its own sampling applies. Empty: they run like images/text2img.
+REALTIME_MODEL = env("REALTIME_MODEL", default="")
 # image_editing/removebg_mask: the library segmentation model (empty: the first one a plan may use)
 REMOVEBG_MODEL = env("REMOVEBG_MODEL", default="")
 # The largest side a segmentation model may declare for its input (U2-Net's is 320, IS-Net's 1024): the

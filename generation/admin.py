@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from generation.answers import selectors
 from generation.inputs import library, storage
+from generation.kinds.sampling import PRESETS
 from generation.lifecycle import jobs
 from generation.models import Job, LibraryModel, Upload, WebhookAttempt
 
@@ -165,7 +166,14 @@ class JobAdmin(admin.ModelAdmin):
 
 
 class LibraryModelForm(forms.ModelForm):
-    """Checks the files before anything is saved: a bad upload is refused here, never at a user's request."""
+    """Checks the files before anything is saved: a bad upload is refused here, never at a user's request.
+    `preset` fills the sampling of a few-step family (what is typed into `sampling` as well overrides it)."""
+
+    preset = forms.ChoiceField(
+        choices=[("", "—"), *((name, name) for name in PRESETS)],
+        required=False,
+        help_text="a few-step family's sampling: " + "; ".join(f"{n}: {p.describe()}" for n, p in PRESETS.items()),
+    )
 
     class Meta:
         model = LibraryModel
@@ -179,10 +187,15 @@ class LibraryModelForm(forms.ModelForm):
             "is_public",
             "is_default",
             "credit_multiplier",
+            "sampling",
+            "license",
         ]
 
     def clean(self):
         data = super().clean()
+        if data.get("preset"):
+            data["sampling"] = {**PRESETS[data["preset"]].to_dict(), **(data.get("sampling") or {})}
+            self.instance.sampling = data["sampling"]
         if data.get("is_default") and data.get("model_type") != LibraryModel.ModelType.CHECKPOINT:
             self.add_error("is_default", "Only a checkpoint can be the default.")
         if data.get("source") and data.get("model_type"):
@@ -208,6 +221,8 @@ class LibraryModelAdmin(admin.ModelAdmin):
         "is_public",
         "credit_multiplier",
         "size",
+        "sampling_used",
+        "license",
         "created_at",
     ]
     list_filter = ["model_type", "is_public", "plans", ("owner", admin.EmptyFieldListFilter)]
@@ -219,6 +234,10 @@ class LibraryModelAdmin(admin.ModelAdmin):
     @admin.display(description="size")
     def size(self, entry):
         return f"{entry.size_bytes / 2**20:.1f} MiB"
+
+    @admin.display(description="sampling")
+    def sampling_used(self, entry):
+        return entry.own_sampling.describe() or "the request's"
 
     @transaction.atomic
     def save_model(self, request, obj, form, change):

@@ -1,12 +1,14 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from generation import kinds
 from generation.kinds.base import JobParams, ModelType
+from generation.kinds.sampling import Sampling
 
 
 class Job(models.Model):
@@ -200,6 +202,15 @@ class LibraryModel(models.Model):
         validators=[MinValueValidator(0)],
         help_text="a job's credits are multiplied by this (rounded up)",
     )
+    sampling = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="a checkpoint's or LoRA's own sampling (a few-step model's): scheduler, timestep_spacing, steps, "
+        "max_steps, guidance, min_guidance, max_guidance, eta (generation/kinds/sampling.py; addmodel --preset)",
+    )
+    license = models.CharField(
+        max_length=200, blank=True, help_text='its licence, shown in the library (e.g. "SAI non-commercial")'
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -216,6 +227,18 @@ class LibraryModel(models.Model):
 
     def __str__(self):
         return f"{self.public_id} ({self.model_type})"
+
+    def clean(self):
+        try:
+            Sampling.from_dict(self.sampling)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError({"sampling": str(exc)}) from exc
+        if self.sampling and self.model_type not in (ModelType.CHECKPOINT, ModelType.LORA):
+            raise ValidationError({"sampling": "Only a checkpoint or a LoRA has sampling of its own."})
+
+    @property
+    def own_sampling(self) -> Sampling:
+        return Sampling.from_dict(self.sampling)
 
 
 class Upload(models.Model):

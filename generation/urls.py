@@ -76,7 +76,8 @@ def _family_routes(prefix: str):
     for family_name, operation_path, operation in kinds.routes():
         if family_name == prefix:
             view = views.operation_view(operation, kinds.serializer(operation.name, prefix))
-            yield endpoint(f"{prefix}/{operation_path}".rstrip("/"), view, **family)
+            realtime = prefix in (V6_REALTIME, ENTERPRISE_REALTIME)  # they run the deployment's fast model
+            yield endpoint(f"{prefix}/{operation_path}".rstrip("/"), view, **family, realtime=realtime)
     for own_path, view in FAMILIES[prefix].items():
         yield endpoint(f"{prefix}/{own_path}", view, **family)
     if prefix in IMAGE_EDITING:

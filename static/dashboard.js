@@ -298,6 +298,27 @@ function visibleField(form, name) {
   });
 }
 
+// A few-step model chosen (its option carries its own sampling; a LoRA's before the checkpoint's): its steps
+// and guidance into the form, its sampling said; back to the usual ones when none is chosen.
+function applyFastModel(form) {
+  const chosen = ["lora_model", "model_id"]
+    .map((name) => visibleField(form, name))
+    .map((select) => select && select.selectedOptions[0])
+    .find((option) => option && option.dataset.sampling);
+  const note = document.getElementById("fast-model");
+  const steps = visibleField(form, "num_inference_steps");
+  const guidance = visibleField(form, "guidance_scale");
+  if (chosen) {
+    if (steps && chosen.dataset.steps) steps.value = chosen.dataset.steps;
+    if (guidance && chosen.dataset.guidance) guidance.value = chosen.dataset.guidance;
+    note.textContent = "A fast model: " + chosen.dataset.sampling + ".";
+  } else if (note.textContent) {
+    if (steps) steps.value = steps.defaultValue;
+    if (guidance) guidance.value = guidance.defaultValue;
+    note.textContent = "";
+  }
+}
+
 // "Run again": the job's request fields into the form (a value a select lacks, such as two LoRAs, is
 // added as an option), and its stored input images into the file inputs.
 async function fillFromJob(form, saved) {
@@ -503,12 +524,16 @@ document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("playground");
   if (form) {
     showFieldsFor(form);
+    applyFastModel(form);  // before "run again" fills in the job's own values
     const stored = sessionStorage.getItem("playground-params");
     if (stored) {
       sessionStorage.removeItem("playground-params");
       fillFromJob(form, JSON.parse(stored));
     }
     form.elements.operation.addEventListener("change", () => showFieldsFor(form));
+    form.querySelectorAll("select[name='model_id'], select[name='lora_model']").forEach((select) => {
+      select.addEventListener("change", () => applyFastModel(form));
+    });
     form.addEventListener("submit", submitPlayground);
     painter.setup(form);
     for (const name of ["width", "height", "overlap_width"]) {

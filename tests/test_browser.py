@@ -541,3 +541,33 @@ def test_train_page_trains_a_lora_that_generates_in_the_playground(page, live_se
         page.wait_for_selector("#result-outputs img")
     finally:
         stop_worker(trainer)
+
+
+@pytest.fixture
+def fast_lora_user(transactional_db):
+    lora = model_files.lora(ROOT / "var" / "test-models" / "lora-a", seed=1)
+    call_command("addmodel", str(lora), "--id", "lightning", "--kind", "lora", "--preset", "lightning")
+    return make_account("fast@example.com")
+
+
+def test_choosing_a_fast_model_in_the_playground_sets_its_sampling_and_the_job_page_says_so(
+    fast_lora_user, live_server, page
+):
+    base = live_server.url
+    log_in(page, base, "fast@example.com")
+    page.goto(base + "/dashboard/playground/")
+    page.fill("input[name=width]", "64")
+    page.fill("input[name=height]", "64")
+    page.select_option("select[name=lora_model]", "lightning")
+    assert (page.input_value("input[name=num_inference_steps]"), page.input_value("input[name=guidance_scale]")) == (
+        "4",
+        "0",
+    )
+    assert "EulerDiscreteScheduler, trailing, 4 steps (at most 8)" in page.text_content("#fast-model")
+    shot(page, "06e-playground-fast-model")
+    page.click("#generate")
+    page.wait_for_selector("#result-status:text('success')")
+    page.click("#result-link")
+    page.wait_for_selector("#job")
+    details = page.text_content("main")
+    assert "Sampling of" in details and "lightning" in details and "trailing" in details

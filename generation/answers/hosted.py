@@ -69,6 +69,7 @@ def meta(job: Job) -> dict:
         "not_applied": params.not_applied,  # beyond v3: request fields understood but not applied here
         "loras": params.loras,  # beyond v3: the library models used
         "embeddings": params.embeddings,
+        **({"sampling_from": params.sampling_from} if params.sampling_from else {}),  # a few-step model's own
         **_notes(params),
         **inputs,
     }

@@ -133,8 +133,9 @@ class GenerationView(V3View):
     def endpoint(self) -> str:
         return self.operation
 
-    def post(self, request, fetch_path=hosted.V3_FETCH_PATH, model_library=False):
-        serializer = self.serializer_class(data=request.data, context={"model_library": model_library})
+    def post(self, request, fetch_path=hosted.V3_FETCH_PATH, model_library=False, realtime=False):
+        context = {"model_library": model_library, "realtime": realtime}
+        serializer = self.serializer_class(data=request.data, context=context)
         serializer.is_valid(raise_exception=True)
         submission = serializer.validated_data
         idempotency_key = request.headers.get("Idempotency-Key", "") or submission["idempotency_key"]

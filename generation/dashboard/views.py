@@ -316,6 +316,8 @@ def _job_fields(job: Job) -> list[tuple[str, str]]:
             "Scheduler options",
             ", ".join(f"{name} {value}" for name, value in (params.get("scheduler_options") or {}).items()),
         ),
+        ("Eta", params.get("eta")),
+        ("Sampling of", params.get("sampling_from")),  # a few-step model's own: why 4 steps at guidance 0
         ("Hires fix", _hires_text(params.get("hires"))),
         ("Strength", params.get("strength")),
         ("Scale", f"{params['scale']}×" if params.get("scale") else None),

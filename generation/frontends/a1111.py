@@ -70,14 +70,14 @@ class GenerateView(GenerationFrontendView, A1111View):
             "prompt": prompt,
             "negative_prompt": data.get("negative_prompt") or "",
             "seed": data.get("seed", -1),
-            "num_inference_steps": data.get("steps", 20),
-            "guidance_scale": data.get("cfg_scale", 7),
+            "num_inference_steps": data.get("steps"),
+            "guidance_scale": data.get("cfg_scale"),
             **_size(data),
             "samples": batch,
             "scheduler": sampling.scheduler,
             **scheduler_option_fields(sampling.options),
             "model_id": self._checkpoint(data),
-        }
+        }  # steps and cfg_scale left out: the model's own (a few-step model's), else the API's 30 and 7.5
         if loras:
             fields.update(lora_model=",".join(name for name, _ in loras), lora_strength=",".join(w for _, w in loras))
         return fields, sampling.not_applied

@@ -426,6 +426,8 @@ def choose(params: JobParams, plan, user) -> tuple[Decimal, bool]:
     default when none is named): (the credit multiplier of the models used, whether the checkpoint is
     the default one). InvalidInput names the field of an unknown or not-allowed model."""
     default = default_checkpoint()
+    if params.runs_fast_model():
+        _add_realtime_model(params)
     named = params.models_named()
     wanted = params.library_ids() | ({params.checkpoint} - {""})
     models = LibraryModel.objects.filter(public_id__in=wanted).prefetch_related("plans")
@@ -435,7 +437,22 @@ def choose(params: JobParams, plan, user) -> tuple[Decimal, bool]:
     for model_type, field in FIELDS.items():
         chosen += [_entry(model_id, model_type, field, plan, user, found) for model_id in named.get(model_type, [])]
     params.checkpoint = chosen[0].public_id
+    # a few-step model's own sampling: a LoRA's (an LCM-LoRA on any checkpoint), else the checkpoint's
+    own = [entry for entry in chosen if entry.model_type == ModelType.LORA and entry.sampling] or chosen[:1]
+    params.apply_sampling(own[0].own_sampling, own[0].public_id)
     return math.prod((entry.credit_multiplier for entry in chosen), start=Decimal(1)), chosen[0] == default
+
+
+def _add_realtime_model(params: JobParams):
+    """The realtime endpoints' fast model (REALTIME_MODEL): a checkpoint the request did not choose
+    otherwise, or a LoRA (an LCM-LoRA, say) on the checkpoint it runs."""
+    entry = find(settings.REALTIME_MODEL) if settings.REALTIME_MODEL else None
+    if entry is None or entry.owner_id is not None:
+        return
+    if entry.model_type == ModelType.CHECKPOINT and not params.checkpoint:
+        params.checkpoint = entry.public_id
+    elif entry.model_type == ModelType.LORA and entry.public_id not in [lora["id"] for lora in params.loras]:
+        params.loras = [{"id": entry.public_id, "strength": 1.0}, *params.loras]
 
 
 def native_side(public_id: str) -> int:

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import models
 from PIL import Image
 
+from generation.kinds.sampling import ETA, GUIDANCE, SCHEDULER, STEPS, Sampling
 from generation.kinds.schedulers import DEFAULT_SCHEDULER, SECOND_ORDER
 
 UPSCALE_MODELS = [
@@ -244,6 +245,13 @@ class JobParams:
         """The model steps the worker will run (progress and ETAs count these)."""
         return 0
 
+    def runs_fast_model(self) -> bool:
+        """Whether it asks for the deployment's fast model (REALTIME_MODEL: the realtime endpoints)."""
+        return False
+
+    def apply_sampling(self, sampling: Sampling, model: str):
+        """Take `model`'s own sampling (a few-step model's), as far as the request left it open."""
+
     def batch_key(self) -> tuple | None:
         """What jobs that run in one pipeline call must share; None for a job that always runs alone."""
         return None
@@ -276,6 +284,12 @@ class DiffusionParams(JobParams):
     guidance_scale: float = 7.5
     scheduler: str = DEFAULT_SCHEDULER
     scheduler_options: dict = field(default_factory=dict)
+    eta: float | None = None  # TCD's gamma, DDIM's eta (None: the scheduler's own)
+    quality: str = ""  # OpenAI's quality, for steps: OPENAI_QUALITY_STEPS, or a fast model's scaled
+    # the sampling fields the request set itself (sampling.STEPS, ...): how the job came about, not what it is
+    asked: list = field(default_factory=list, compare=False)
+    sampling_from: str = ""  # the library model whose own sampling the job took, if any
+    realtime: bool = False  # asked on a realtime endpoint: the deployment's fast model
     safety_checker: bool = False
     clip_skip: int | None = None  # text-encoder layers to skip (clamped to the model's depth on the worker)
     self_attention: bool = False  # perturbed-attention guidance
@@ -302,6 +316,7 @@ class DiffusionParams(JobParams):
             guidance_scale=self.guidance_scale,
             scheduler=self.scheduler,
             **scheduler_option_fields(self.scheduler_options),
+            eta=self.eta,
             safety_checker=flag(self.safety_checker),
             clip_skip=self.clip_skip,
             self_attention=flag(self.self_attention),
@@ -320,6 +335,48 @@ class DiffusionParams(JobParams):
                 ip_adapter_image=self.ip_adapter_image_url,
             )
         return fields
+
+    def runs_fast_model(self) -> bool:
+        return self.realtime
+
+    def apply_sampling(self, sampling: Sampling, model: str):
+        """The sampling `model` runs with (a few-step model's), where the request did not ask otherwise;
+        what it asked outside the model's ranges clamped, and said so."""
+        if not sampling:
+            return
+        self.sampling_from = model
+        if STEPS not in self.asked and sampling.steps:
+            self.steps = self._steps_for_quality(sampling)
+        elif sampling.max_steps and self.steps > sampling.max_steps:
+            self._clamped("num_inference_steps", f"{model} runs at most {sampling.max_steps} steps; it ran that many.")
+            self.steps = sampling.max_steps
+        low, high = sampling.min_guidance, sampling.max_guidance
+        if GUIDANCE not in self.asked and sampling.guidance is not None:
+            self.guidance_scale = sampling.guidance
+        elif high is not None and self.guidance_scale > high or low is not None and self.guidance_scale < low:
+            self.guidance_scale = min(max(self.guidance_scale, low or 0.0), high if high is not None else 20.0)
+            self._clamped(
+                "guidance_scale", f"{model} takes guidance {low or 0:g}-{high:g}; it ran at {self.guidance_scale:g}."
+            )
+        spacing = {"timestep_spacing": sampling.timestep_spacing} if sampling.timestep_spacing else {}
+        if SCHEDULER not in self.asked and sampling.scheduler:
+            self.scheduler, self.scheduler_options = sampling.scheduler, spacing
+        elif self.scheduler == sampling.scheduler:  # its scheduler asked by name (A1111's Euler): its spacing
+            self.scheduler_options = {**spacing, **self.scheduler_options}
+        if ETA not in self.asked and sampling.eta is not None:
+            self.eta = sampling.eta
+
+    def _steps_for_quality(self, sampling: Sampling) -> int:
+        """A fast model's steps for OpenAI's `quality`: its own default scaled as the quality scales the
+        default model's ("high": 40 of 25 steps there, 6 of 4 here)."""
+        if not self.quality:
+            return sampling.steps
+        standard = settings.OPENAI_QUALITY_STEPS.get("standard") or 25
+        scaled = round(sampling.steps * settings.OPENAI_QUALITY_STEPS[self.quality] / standard)
+        return max(1, min(scaled, sampling.max_steps or scaled))
+
+    def _clamped(self, field_name: str, why: str):
+        self.not_applied = [*self.not_applied, {"field": field_name, "reason": why}]
 
     def meta_inputs(self, input_url, hint_urls):
         if not self.ip_adapter_image:
@@ -383,6 +440,7 @@ class DiffusionParams(JobParams):
             self.guidance_scale,
             self.scheduler,
             tuple(sorted(self.scheduler_options.items())),
+            self.eta,
             self.clip_skip,
             self.self_attention,
             self.upscale,

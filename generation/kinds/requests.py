@@ -15,7 +15,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from generation.infra import safe_http
-from generation.kinds import schedulers
+from generation.kinds import sampling, schedulers
 from generation.kinds.base import (
     MAX_SIDE,
     InvalidInput,
@@ -36,6 +36,7 @@ from generation.kinds.fields import (
 MAX_SEED = 2**32 - 1
 MAX_REQUESTED_SIDE = 16384  # a side asked for beyond this is clamped before the size is fitted
 MAX_LORA_STRENGTH = 4.0
+DEFAULT_STEPS, DEFAULT_GUIDANCE = 30, 7.5
 
 
 def random_seed(seed: int | None) -> int:
@@ -88,7 +89,7 @@ def _loras(lora_model: str | None, lora_strength: str | None) -> list[dict]:
 def library_fields(data: dict, model_library: bool) -> dict:
     """The parameters set by request fields of another name (`data`: a generation serializer's validated
     values). The model fields choose from the library only on the paths that do (`model_library`)."""
-    values = {"steps": data["steps"] or data["num_inference_steps"]}
+    values = {"steps": data["steps"] or data["num_inference_steps"] or _quality_steps(data) or DEFAULT_STEPS}
     if model_library:
         values.update(
             checkpoint=(data["model_id"] or "").strip(),
@@ -99,6 +100,22 @@ def library_fields(data: dict, model_library: bool) -> dict:
             ip_adapter_scale=float(data["ip_adapter_scale"] if data["ip_adapter_scale"] is not None else 0.6),
         )
     return values
+
+
+def _quality_steps(data: dict) -> int | None:
+    """The steps OpenAI's `quality` stands for on the default model (OPENAI_QUALITY_STEPS)."""
+    return settings.OPENAI_QUALITY_STEPS.get(data["quality"]) if data["quality"] else None
+
+
+def sampling_asked(data: dict) -> list[str]:
+    """The sampling fields the request set itself: a library model's own sampling fills the others."""
+    given = {
+        sampling.STEPS: data["steps"] or data["num_inference_steps"],
+        sampling.GUIDANCE: data["guidance_scale"],
+        sampling.SCHEDULER: data["scheduler"] or scheduler_options(data),
+        sampling.ETA: data["eta"],
+    }
+    return [name for name, value in given.items() if value not in (None, "", {})]
 
 
 NOT_APPLIED = "Not applied here (listed in meta.not_applied)."
@@ -236,10 +253,18 @@ class GenerationSerializer(JobSerializer):
         minimum=1, maximum=4, integer=True, default=1, help_text="Images to make, 1-4 (image i uses seed + i)."
     )
     num_inference_steps = LenientNumberField(
-        minimum=1, maximum=50, integer=True, default=30, help_text="Denoising steps, 1-50."
+        minimum=1,
+        maximum=50,
+        integer=True,
+        default=None,
+        help_text="Denoising steps, 1-50 (default 30, or the model's own: a few-step model's 1-8).",
     )
     guidance_scale = LenientNumberField(
-        minimum=1, maximum=20, default=7.5, help_text="How closely to follow the prompt, 1-20."
+        minimum=0,
+        maximum=20,
+        default=None,
+        help_text="How closely to follow the prompt, 0-20 (default 7.5, or the model's own); at most 1 runs "
+        "no negative-prompt pass.",
     )
     seed = LenientNumberField(
         minimum=-1,
@@ -251,8 +276,19 @@ class GenerationSerializer(JobSerializer):
     scheduler = LenientTextField(
         max_length=100,
         required=False,
-        default=schedulers.DEFAULT_SCHEDULER,
-        help_text='A diffusers scheduler class name or an A1111 label such as "DPM++ 2M Karras".',
+        default=None,
+        help_text='A diffusers scheduler class name or an A1111 label such as "DPM++ 2M Karras" (default '
+        f"{schedulers.DEFAULT_SCHEDULER}, or the model's own).",
+    )
+    eta = LenientNumberField(
+        minimum=0,
+        maximum=1,
+        default=None,
+        help_text="TCD's gamma or DDIM's eta, 0-1 (beyond v3; default the model's own).",
+    )
+    quality = LenientChoiceField(
+        choices=tuple(settings.OPENAI_QUALITY_STEPS),
+        help_text="OpenAI's quality as steps (beyond v3): OPENAI_QUALITY_STEPS, scaled to a few-step model's own.",
     )
     use_karras_sigmas = LenientBooleanField(default=None, help_text="Karras noise schedule for the scheduler.")
     algorithm_type = LenientTextField(
@@ -341,8 +377,8 @@ class GenerationSerializer(JobSerializer):
     )
 
     def validate(self, data):
-        sampling = schedulers.resolve(data["scheduler"], scheduler_options(data))
-        if sampling is None:
+        chosen = schedulers.resolve(data["scheduler"] or schedulers.DEFAULT_SCHEDULER, scheduler_options(data))
+        if chosen is None:
             raise serializers.ValidationError({"scheduler": ["The selected scheduler is invalid."]})
         model_library = self.context.get("model_library", False)
         width, height = fit_within(data["width"], data["height"], self.max_side)
@@ -354,17 +390,21 @@ class GenerationSerializer(JobSerializer):
                 width=width,
                 height=height,
                 samples=data["samples"],
-                guidance_scale=float(data["guidance_scale"]),
+                guidance_scale=float(DEFAULT_GUIDANCE if data["guidance_scale"] is None else data["guidance_scale"]),
                 seed=random_seed(data["seed"]),
-                scheduler=sampling.scheduler,
-                scheduler_options=sampling.options,
+                scheduler=chosen.scheduler,
+                scheduler_options=chosen.options,
+                eta=data["eta"],
+                quality=data["quality"] or "",
+                asked=sampling_asked(data),
+                realtime=self.context.get("realtime", False),
                 output_format=OUTPUT_FORMATS.get(data["output_format"].strip().lower(), "png"),
                 base64=data["base64"],
                 safety_checker=data["safety_checker"],
                 clip_skip=data["clip_skip"],
                 self_attention=data["self_attention"],
                 upscale=data["upscale"],
-                not_applied=not_applied(data, model_library) + sampling.not_applied,
+                not_applied=not_applied(data, model_library) + chosen.not_applied,
                 **renamed,
             )
             inputs = {**self.kind_fields(data, params), **self.image_prompt(data, params, model_library)}

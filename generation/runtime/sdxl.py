@@ -542,8 +542,9 @@ class SDXLPredictor(Predictor):
         return list(result.images)
 
     def _guidance(self, params: DiffusionParams) -> dict:
-        """`clip_skip` (at most the text encoder's depth less one) and the perturbed-attention scale."""
-        options = {}
+        """`clip_skip` (at most the text encoder's depth less one), the perturbed-attention scale and `eta`
+        (TCD's gamma, DDIM's eta: the pipeline hands it to the schedulers whose step takes it)."""
+        options = {} if params.eta is None else {"eta": params.eta}
         if params.clip_skip:
             depth = self.pipelines[BASE].text_encoder.config.num_hidden_layers
             options["clip_skip"] = min(params.clip_skip, depth - 1)

@@ -4,11 +4,15 @@ from django.db import transaction
 
 from billing.models import Plan
 from generation.inputs import library
+from generation.kinds.sampling import PRESETS, Sampling
 from generation.models import LibraryModel
 
 
 class Command(BaseCommand):
-    help = "Add a checkpoint, LoRA, embedding or VAE to the model library (its files are checked first)."
+    help = (
+        "Add a checkpoint, LoRA, embedding, VAE, ControlNet, IP-Adapter or segmentation model to the model library "
+        "(its files are checked first), with a few-step model's own sampling (--preset, then any override)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("source", help="a diffusers folder, a .safetensors file, or storage:<name>")
@@ -20,6 +24,16 @@ class Command(BaseCommand):
         parser.add_argument("--private", action="store_true", help="not listed by model_list")
         parser.add_argument("--default", action="store_true", help="the checkpoint of requests that name none")
         parser.add_argument("--credit-multiplier", default="1")
+        parser.add_argument("--license", default="", help='its licence, e.g. "SAI non-commercial"')
+        sampling = parser.add_argument_group("its own sampling (a checkpoint's or LoRA's; requests may ask otherwise)")
+        sampling.add_argument("--preset", choices=list(PRESETS), help="a few-step family's published settings")
+        sampling.add_argument("--scheduler", help="a diffusers scheduler class, e.g. TCDScheduler")
+        sampling.add_argument("--timestep-spacing", choices=["leading", "linspace", "trailing"])
+        sampling.add_argument("--steps", type=int, help="the default steps")
+        sampling.add_argument("--max-steps", type=int, help="the most steps a request gets")
+        sampling.add_argument("--guidance", type=float, help="the default guidance (<= 1: no negative-prompt pass)")
+        sampling.add_argument("--guidance-range", help="LOW,HIGH: what requests may ask, e.g. 0,1")
+        sampling.add_argument("--eta", type=float, help="TCD's gamma / DDIM's eta")
 
     @transaction.atomic
     def handle(self, source, **options):
@@ -27,7 +41,8 @@ class Command(BaseCommand):
         entry.model_type, entry.source = options["kind"], source
         entry.name, entry.description = options["name"] or options["id"], options["description"]
         entry.is_public, entry.is_default = not options["private"], options["default"]
-        entry.credit_multiplier = options["credit_multiplier"]
+        entry.credit_multiplier, entry.license = options["credit_multiplier"], options["license"]
+        entry.sampling = self.sampling(options)
         try:
             entry.full_clean(exclude=["content_hash"], validate_unique=False)
             entry.content_hash, entry.size_bytes = library.check(source, entry.model_type)
@@ -42,3 +57,26 @@ class Command(BaseCommand):
         entry.save()
         entry.plans.set(plans)
         self.stdout.write(f"Added {entry.public_id} ({entry.model_type}, {entry.size_bytes / 2**20:.1f} MiB)")
+
+    def sampling(self, options) -> dict:
+        chosen = PRESETS[options["preset"]].to_dict() if options["preset"] else {}
+        low, high = (None, None)
+        if options["guidance_range"]:
+            try:
+                low, high = (float(value) for value in options["guidance_range"].split(","))
+            except ValueError as exc:
+                raise CommandError("--guidance-range is LOW,HIGH, e.g. 0,1") from exc
+        given = {
+            "scheduler": options["scheduler"],
+            "timestep_spacing": options["timestep_spacing"],
+            "steps": options["steps"],
+            "max_steps": options["max_steps"],
+            "guidance": options["guidance"],
+            "min_guidance": low,
+            "max_guidance": high,
+            "eta": options["eta"],
+        }
+        try:
+            return Sampling.from_dict({**chosen, **{k: v for k, v in given.items() if v is not None}}).to_dict()
+        except ValueError as exc:
+            raise CommandError(f"Refused: {exc}") from exc
