@@ -64,10 +64,10 @@ def test_compatible_jobs_run_in_one_call_and_each_gets_its_own_images(api, accou
 @pytest.mark.postgres_only  # a paused worker may hold SQLite's one write lock
 def test_canceling_one_job_of_a_batch_drops_only_its_images(api, account, spare_queue):
     user, _ = account
-    batch = [submit(user, api, prompt=f"job {i}", seed=i, steps=40) for i in range(3)]
     worker = start_worker("batcher", queues=["isolated"], WORKER_MAX_BATCH="4")
     try:
-        with paused(worker):  # in slices until all three run (one batch), then cancel the second
+        with paused(worker):  # the jobs queued while it waits, then in slices until all three run (one batch)
+            batch = [submit(user, api, prompt=f"job {i}", seed=i, steps=40) for i in range(3)]
             step_until(
                 worker,
                 lambda: tuple(fresh(job).status for job in batch),
