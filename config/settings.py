@@ -218,6 +218,9 @@ WORKER_MAINTENANCE_INTERVAL = env.float("WORKER_MAINTENANCE_INTERVAL", default=3
 # Compatible text2img jobs waiting on the same queue run in one pipeline call, up to this many jobs
 # (1: every job alone). Worth it on a GPU; on a CPU it saves little (bench/batching.py).
 WORKER_MAX_BATCH = env.int("WORKER_MAX_BATCH", default=1)
+# a worker that serves only background queues (training) runs at this lower CPU priority (nice), so that
+# generations on the same machine are not slowed by a training (bench/training.py); 0: the same priority
+BACKGROUND_WORKER_NICE = env.int("BACKGROUND_WORKER_NICE", default=10)
 JOB_MAX_RUNS = env.int("JOB_MAX_RUNS", default=2)
 # How long a worker keeps trying to record a finished job while the database is away (a restart): the
 # job stays its own meanwhile; past it, the sweep re-queues or fails it.

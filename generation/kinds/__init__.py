@@ -67,6 +67,11 @@ def predictors_serving(queues: list[str], generation_queues: list[str]) -> set[s
     }
 
 
+def own_queues() -> set[str]:
+    """The queues kinds have to themselves (training's): long background work."""
+    return {kind.params.queue for kind in KINDS.values() if kind.params.queue}
+
+
 def parameters(kind: str, data: dict) -> JobParams:
     """A job's stored parameters, typed."""
     return KINDS[kind].params.from_dict(data)

@@ -5,10 +5,12 @@ import os
 import socket
 import time
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 from rq import Queue, SimpleWorker
 
 from billing import credits
+from generation import kinds
 from generation.lifecycle import recovery, webhooks
 from generation.queueing import estimates, queue
 from generation.runtime import bridge, heartbeat
@@ -37,6 +39,9 @@ class GenerationWorker(SimpleWorker):
     """
 
     def work(self, *args, **kwargs):
+        if set(self.queue_names()) <= kinds.own_queues() and settings.BACKGROUND_WORKER_NICE:
+            # a worker of background work alone (trainings) leaves the CPU to generations on the same machine
+            os.nice(settings.BACKGROUND_WORKER_NICE)
         held, checkpoints = self._load()
         recovery.claim_redis()
         self._serve(checkpoints)
