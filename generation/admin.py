@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from generation.answers import selectors
 from generation.inputs import library, storage
-from generation.kinds.sampling import PRESETS
+from generation.kinds.sampling import PRESETS, with_preset
 from generation.lifecycle import jobs
 from generation.models import Job, LibraryModel, Upload, WebhookAttempt
 
@@ -194,8 +194,10 @@ class LibraryModelForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         if data.get("preset"):
-            data["sampling"] = {**PRESETS[data["preset"]].to_dict(), **(data.get("sampling") or {})}
-            self.instance.sampling = data["sampling"]
+            try:
+                data["sampling"] = with_preset(data["preset"], data.get("sampling") or {})
+            except (TypeError, ValueError) as exc:
+                self.add_error("sampling", str(exc))
         if data.get("is_default") and data.get("model_type") != LibraryModel.ModelType.CHECKPOINT:
             self.add_error("is_default", "Only a checkpoint can be the default.")
         if data.get("source") and data.get("model_type"):

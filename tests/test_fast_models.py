@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from generation.inputs import library
-from generation.kinds.sampling import PRESETS
+from generation.kinds.sampling import PRESETS, Sampling
 from generation.kinds.text2img import Text2ImgParams
 from generation.models import Job, LibraryModel
 from generation.runtime.predictors import JobInput
@@ -163,3 +163,15 @@ def test_an_a1111_client_gets_a_fast_models_steps_and_keeps_its_trailing_euler(a
     info = json.loads(answer.json()["info"])
     assert info["steps"] == 8 and info["cfg_scale"] == 1.0
     assert {entry["field"] for entry in info["not_applied"]} >= {"num_inference_steps", "guidance_scale"}
+
+
+def test_a_models_one_sided_guidance_range_clamps_and_says_so():
+    """A model that sets only its lowest guidance (an admin's JSON): a request below it runs at it."""
+    params = Text2ImgParams(prompt="a lighthouse", guidance_scale=0.5, asked=["guidance_scale"])
+    params.apply_sampling(Sampling.from_dict({"min_guidance": 1}), "cfg-distilled")
+    assert params.guidance_scale == 1.0
+    assert params.not_applied == [
+        {"field": "guidance_scale", "reason": "cfg-distilled takes guidance 1-20; it ran at 1."}
+    ]
+    with pytest.raises(ValueError, match="steps must be a number"):
+        Sampling.from_dict({"steps": "4"})

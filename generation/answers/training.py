@@ -118,7 +118,8 @@ def deleted(training_id: str) -> dict:
 
 
 def canceled(job: Job) -> dict:
-    return {**message("success", "Training canceled" if job.status == Job.Status.CANCELED else stage(job))} | {
+    return {
+        **message("success", "Training canceled" if job.status == Job.Status.CANCELED else stage(job)),
         "training_id": job.params["training_id"],
         "data": log_line(job),
     }

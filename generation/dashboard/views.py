@@ -246,32 +246,33 @@ def _training_urls(job: Job) -> dict:
     }
 
 
-def _own_training(request, training_id) -> Job:
+def _own_training(service, request, training_id) -> Job:
+    """`service` (own_training, cancel_training) on the user's training; anyone else's is not found."""
     try:
-        return services.own_training(request.user, training_id)
+        return service(request.user, training_id)
     except services.JobNotFound as exc:
         raise Http404() from exc
 
 
 @login_required
 def training_status(request, training_id):
-    job = _own_training(request, training_id)
+    job = _own_training(services.own_training, request, training_id)
     return JsonResponse({**training_answers.status(job), **_training_urls(job)})
 
 
 @login_required
 @require_POST
 def training_cancel(request, training_id):
-    job = _own_training(request, training_id)
-    return JsonResponse(training_answers.canceled(services.cancel_training(request.user, job.params["training_id"])))
+    return JsonResponse(training_answers.canceled(_own_training(services.cancel_training, request, training_id)))
 
 
 @login_required
 def training_download(request, training_id):
     """The trained LoRA (kohya layout, safetensors), for its owner only."""
-    job = _own_training(request, training_id)
+    job = _own_training(services.own_training, request, training_id)
     entry = LibraryModel.objects.filter(owner=request.user, public_id=job.params["training_id"]).first()
-    data = storage.read_bytes(library.stored_file(entry)) if entry and library.stored_file(entry) else None
+    name = library.stored_file(entry) if entry else None
+    data = storage.read_bytes(name) if name else None
     if data is None:
         raise Http404()
     return HttpResponse(

@@ -334,13 +334,7 @@ def fetch_archive(source: images.ImageSource) -> list[images.ImageSource]:
     Bounded before anything is unpacked: its bytes, its entries, each entry's bytes (as declared and as
     read, so no zip bomb unpacks past them); entries that are not images (captions, folders) are skipped."""
     try:
-        response = safe_http.request("GET", source.url, max_bytes=settings.TRAINING_ZIP_MAX_BYTES)
-    except safe_http.UnsafeURL as exc:
-        raise images.ImageInputError(f"The {source.label} could not be fetched ({exc}).") from exc
-    if response.status != 200:
-        raise images.ImageInputError(f"The {source.label} could not be fetched (HTTP {response.status}).")
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(response.content))
+        archive = zipfile.ZipFile(io.BytesIO(_download(source, settings.TRAINING_ZIP_MAX_BYTES)))
         entries = [entry for entry in archive.infolist() if _is_archived_image(entry)]
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise images.ImageInputError(f"The {source.label} is not a readable .zip file.") from exc
@@ -380,10 +374,15 @@ def fetch(source: images.ImageSource) -> images.ImageSource:
         if data is None:
             raise images.ImageInputError(f"The {source.label} could not be fetched (no such image here).")
         return images.inspect(source, data)
+    return images.inspect(source, _download(source, settings.INPUT_IMAGE_MAX_BYTES))
+
+
+def _download(source: images.ImageSource, max_bytes: int) -> bytes:
+    """The body behind `source.url`, fetched SSRF-safe and bounded; ImageInputError says why not."""
     try:
-        response = safe_http.request("GET", source.url, max_bytes=settings.INPUT_IMAGE_MAX_BYTES)
+        response = safe_http.request("GET", source.url, max_bytes=max_bytes)
     except safe_http.UnsafeURL as exc:
         raise images.ImageInputError(f"The {source.label} could not be fetched ({exc}).") from exc
     if response.status != 200:
         raise images.ImageInputError(f"The {source.label} could not be fetched (HTTP {response.status}).")
-    return images.inspect(source, response.content)
+    return response.content

@@ -350,13 +350,13 @@ class DiffusionParams(JobParams):
         elif sampling.max_steps and self.steps > sampling.max_steps:
             self._clamped("num_inference_steps", f"{model} runs at most {sampling.max_steps} steps; it ran that many.")
             self.steps = sampling.max_steps
-        low, high = sampling.min_guidance, sampling.max_guidance
+        low, high = sampling.guidance_range()
         if GUIDANCE not in self.asked and sampling.guidance is not None:
             self.guidance_scale = sampling.guidance
-        elif high is not None and self.guidance_scale > high or low is not None and self.guidance_scale < low:
-            self.guidance_scale = min(max(self.guidance_scale, low or 0.0), high if high is not None else 20.0)
+        elif not low <= self.guidance_scale <= high:
+            self.guidance_scale = min(max(self.guidance_scale, low), high)
             self._clamped(
-                "guidance_scale", f"{model} takes guidance {low or 0:g}-{high:g}; it ran at {self.guidance_scale:g}."
+                "guidance_scale", f"{model} takes guidance {low:g}-{high:g}; it ran at {self.guidance_scale:g}."
             )
         spacing = {"timestep_spacing": sampling.timestep_spacing} if sampling.timestep_spacing else {}
         if SCHEDULER not in self.asked and sampling.scheduler:

@@ -11,6 +11,7 @@ from generation.kinds.schedulers import ACCEPTED_OPTIONS, TIMESTEP_SPACINGS
 
 # the sampling fields a request may set, as DiffusionParams names them
 STEPS, GUIDANCE, SCHEDULER, ETA = "steps", "guidance_scale", "scheduler", "eta"
+GUIDANCE_LIMITS = (0.0, 20.0)  # what any request may ask (the serializers' range)
 
 
 @dataclass(frozen=True)
@@ -25,16 +26,21 @@ class Sampling:
     eta: float | None = None  # TCD's gamma / DDIM's eta
 
     def __post_init__(self):
+        for name in ("steps", "max_steps", "guidance", "min_guidance", "max_guidance", "eta"):
+            value = getattr(self, name)
+            number = int if name.endswith("steps") else (int, float)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, number)):
+                raise ValueError(f"The {name.replace('_', ' ')} must be a number.")
         if self.scheduler and self.scheduler not in ACCEPTED_OPTIONS:
             raise ValueError(f"Unknown scheduler {self.scheduler!r}; one of {', '.join(ACCEPTED_OPTIONS)}.")
         if self.timestep_spacing and self.timestep_spacing not in TIMESTEP_SPACINGS:
             raise ValueError(f"The timestep spacing is one of {', '.join(TIMESTEP_SPACINGS)}.")
         if self.steps is not None and self.max_steps is not None and self.steps > self.max_steps:
             raise ValueError("The default steps are more than the most steps.")
-        low, high = self.min_guidance, self.max_guidance
-        if low is not None and high is not None and low > high:
+        low, high = self.guidance_range()
+        if low > high:
             raise ValueError("The lowest guidance is above the highest.")
-        if self.guidance is not None and not (low or 0) <= self.guidance <= (high if high is not None else 20):
+        if self.guidance is not None and not low <= self.guidance <= high:
             raise ValueError("The default guidance is outside the guidance range.")
 
     @classmethod
@@ -44,6 +50,14 @@ class Sampling:
 
     def to_dict(self) -> dict:
         return {name: value for name, value in asdict(self).items() if value not in ("", None)}
+
+    def guidance_range(self) -> tuple[float, float]:
+        """The guidance requests may ask of the model: its range, within what any request may ask."""
+        low, high = GUIDANCE_LIMITS
+        return (
+            low if self.min_guidance is None else self.min_guidance,
+            high if self.max_guidance is None else self.max_guidance,
+        )
 
     def __bool__(self) -> bool:
         return bool(self.to_dict())
@@ -55,8 +69,10 @@ class Sampling:
         if self.steps is not None:
             parts.append(f"{self.steps} steps" + (f" (at most {self.max_steps})" if self.max_steps else ""))
         if self.guidance is not None:
-            low, high = self.min_guidance, self.max_guidance
-            parts.append(f"guidance {self.guidance:g}" + (f" ({low or 0:g}-{high:g})" if high is not None else ""))
+            ranged = self.min_guidance is not None or self.max_guidance is not None
+            parts.append(
+                f"guidance {self.guidance:g}" + (" ({:g}-{:g})".format(*self.guidance_range()) if ranged else "")
+            )
         if self.eta is not None:
             parts.append(f"eta {self.eta:g}")
         return ", ".join(part for part in parts if part)
@@ -98,3 +114,12 @@ PRESETS = {
         max_guidance=1.0,
     ),
 }
+
+
+def with_preset(preset: str | None, overrides: dict) -> dict:
+    """A model's sampling: a family's preset (none: nothing) with `overrides` on top, checked.
+    ValueError names what is wrong."""
+    chosen = PRESETS[preset].to_dict() if preset else {}
+    return Sampling.from_dict(
+        {**chosen, **{name: value for name, value in overrides.items() if value is not None}}
+    ).to_dict()

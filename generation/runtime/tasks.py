@@ -340,8 +340,7 @@ def _settle(job, prediction, seconds: float, monitor: StepMonitor, share: float)
             monitor.phase("trained_model_uploaded")
     except Exception:  # a full disk, storage unreachable: the job fails and is refunded, nothing is kept
         logger.exception("Could not store the images of job %s", job.id)
-        storage.delete_outputs(job, names, thumbnail)
-        bridge.discard_model(model)
+        _discard(job, names, thumbnail, model)
         _until_the_database_answers(lambda: jobs.fail(job.id, STORAGE_FAILED_MESSAGE, attempt=job.attempt), job)
         return
     outcome = {
@@ -355,12 +354,10 @@ def _settle(job, prediction, seconds: float, monitor: StepMonitor, share: float)
     try:
         recorded = _until_the_database_answers(lambda: _record_success(job, names, outcome, model, monitor), job)
     except DATABASE_ERRORS:
-        storage.delete_outputs(job, names, thumbnail)  # the sweep gives the job another try or refunds it
-        bridge.discard_model(model)
+        _discard(job, names, thumbnail, model)  # the sweep gives the job another try or refunds it
         raise
     except GenerationError as exc:  # its model was refused by the library (its check, the owner's quota)
-        storage.delete_outputs(job, names, thumbnail)
-        bridge.discard_model(model)
+        _discard(job, names, thumbnail, model)
         refusal = str(exc)
         _until_the_database_answers(lambda: jobs.fail(job.id, refusal, attempt=job.attempt), job)
         return
@@ -374,8 +371,13 @@ def _settle(job, prediction, seconds: float, monitor: StepMonitor, share: float)
         except redis.RedisError:
             logger.warning("Could not record the timing of job %s", job.id)
     else:  # canceled (or taken over) while its images were being saved: nobody will see these
-        storage.delete_outputs(job, names, thumbnail)
-        bridge.discard_model(model)
+        _discard(job, names, thumbnail, model)
+
+
+def _discard(job, names: list[str], thumbnail: str, model: str):
+    """What a job stored that it will not keep: its images, their thumbnail, the model it made."""
+    storage.delete_outputs(job, names, thumbnail)
+    bridge.discard_model(model)
 
 
 def _record_success(job, names: list[str], outcome: dict, model: str, monitor: StepMonitor) -> bool:

@@ -4,7 +4,7 @@ from django.db import transaction
 
 from billing.models import Plan
 from generation.inputs import library
-from generation.kinds.sampling import PRESETS, Sampling
+from generation.kinds.sampling import PRESETS, with_preset
 from generation.models import LibraryModel
 
 
@@ -59,8 +59,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Added {entry.public_id} ({entry.model_type}, {entry.size_bytes / 2**20:.1f} MiB)")
 
     def sampling(self, options) -> dict:
-        chosen = PRESETS[options["preset"]].to_dict() if options["preset"] else {}
-        low, high = (None, None)
+        low = high = None
         if options["guidance_range"]:
             try:
                 low, high = (float(value) for value in options["guidance_range"].split(","))
@@ -77,6 +76,6 @@ class Command(BaseCommand):
             "eta": options["eta"],
         }
         try:
-            return Sampling.from_dict({**chosen, **{k: v for k, v in given.items() if v is not None}}).to_dict()
+            return with_preset(options["preset"], given)
         except ValueError as exc:
             raise CommandError(f"Refused: {exc}") from exc
